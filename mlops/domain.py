@@ -1,0 +1,50 @@
+"""The closed sets of the domain: model kinds, trial states and how a trial ended."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Kind(enum.StrEnum):
+    """What the pushed code trains, as the classifier decides it from the syntax tree."""
+
+    CNN = "cnn"
+    ANN = "ann"
+    KMEANS = "kmeans"
+    OTHER = "other"
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    REACHED = "reached"  # the target was reached
+    EXHAUSTED = "exhausted"  # the budget ran out below the target
+    FAILED = "failed"  # the run could not go on (no trial could produce a metric, bad source)
+
+    def is_finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class TrialStatus(enum.StrEnum):
+    PENDING = "pending"  # proposed and recorded, not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # produced a metric
+    FAILED = "failed"  # raised, produced no metric, or was killed past its restart limit
+    PRUNED = "pruned"  # stopped early by the strategy from its per-epoch metrics
+    SKIPPED = "skipped"  # the proposed variant cannot work (caught before training)
+
+    def is_finished(self) -> bool:
+        return self not in (TrialStatus.PENDING, TrialStatus.RUNNING)
+
+
+class EndReason(enum.StrEnum):
+    """How one launch of a trial ended, as the runtime saw it."""
+
+    EXITED = "exited"  # the process ended by itself; see the exit code
+    SIGNAL = "signal"  # killed by a signal nobody here sent (kill -9 from outside, a crash)
+    TIMEOUT = "timeout"  # ran past its time limit and was stopped
+    OOM = "oom"  # went past its memory limit
+    LOST = "lost"  # the process or container disappeared without a trace (engine restart, reboot)
+
+    def is_crash(self) -> bool:
+        """True when the end says nothing about the user's code, so a restart may succeed."""
+        return self in (EndReason.SIGNAL, EndReason.LOST)

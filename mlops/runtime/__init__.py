@@ -1,0 +1,1 @@
+"""Runtimes launch one trial each: a local process group or a Docker container, with the same verbs."""
