@@ -48,3 +48,12 @@ class EndReason(enum.StrEnum):
     def is_crash(self) -> bool:
         """True when the end says nothing about the user's code, so a restart may succeed."""
         return self in (EndReason.SIGNAL, EndReason.LOST)
+
+
+class Image(enum.StrEnum):
+    """The training images (dockerfiles/<name minus 'mlops-'>.Dockerfile builds each one)."""
+
+    KERAS3 = "mlops-keras3"  # Keras 3 on TensorFlow CPU: CNN and ANN, tf.keras of TF >= 2.16
+    KERAS2 = "mlops-keras2"  # TensorFlow 2.15 with Keras 2: legacy code (np_utils, fit_generator, ...)
+    SKLEARN = "mlops-sklearn"  # scikit-learn, numpy, pandas: KMeans and classic models
+    PYTORCH = "mlops-pytorch"  # PyTorch CPU
