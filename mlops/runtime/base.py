@@ -139,9 +139,9 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def follow_file(path: Path, alive, poll_s: float = 0.2) -> Iterator[str]:
-    """Yield lines appended to ``path`` until ``alive()`` is false and the file is drained."""
-    pos = 0
+def follow_file(path: Path, alive, start: int = 0, poll_s: float = 0.2) -> Iterator[str]:
+    """Yield lines appended to ``path`` after offset ``start`` until ``alive()`` is false and it is drained."""
+    pos = start
     pending = ""
     while True:
         running = alive()

@@ -1,0 +1,260 @@
+"""The ``mlops`` command: the one place that reads argv, catches MlopsError and picks the exit code.
+
+It sits in ``jobs/`` because it composes every layer (the tuner, the monitor, the core); the core package
+``mlops`` never imports the layers above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlops.config import Settings, load_settings
+from mlops.domain import RunStatus
+from mlops.errors import MlopsError
+from mlops.ledger import Ledger, RunRecord
+from mlops.progress import Progress
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", type=Path, help="where the ledger and runs live (default .mlops)")
+    parser.add_argument("--config", type=Path, help="a TOML settings file (default ./mlops.toml)")
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=float, help="the metric to reach, a fraction (default 0.8)")
+    parser.add_argument(
+        "--max-trials", dest="max_trials", type=int, help="trials per run, trial 0 included (5)"
+    )
+    parser.add_argument("--max-minutes", dest="max_minutes", type=float, help="wall-time budget per run")
+    parser.add_argument("--runtime", choices=["auto", "local", "docker"], help="where trials run (auto)")
+    parser.add_argument("--strategy", help="tpe (default) or ladder")
+    parser.add_argument("--parallel", type=int, help="trials at once (1)")
+    parser.add_argument("--timeout", dest="timeout_s", type=float, help="seconds per trial launch (1800)")
+    parser.add_argument("--memory", dest="memory_mb", type=int, help="MB per trial (4096)")
+    parser.add_argument("--cpus", type=float, help="CPUs per trial")
+    parser.add_argument(
+        "--network",
+        dest="network",
+        action="store_true",
+        default=None,
+        help="give trials the network (default)",
+    )
+    parser.add_argument("--no-network", dest="network", action="store_false", help="trials get no network")
+    parser.add_argument("--seed", type=int, help="base seed; the same seed proposes the same trials (0)")
+    parser.add_argument("--cluster-metric", dest="cluster_metric", choices=["silhouette", "ari"])
+    parser.add_argument(
+        "--checkpoint-every-batches",
+        dest="checkpoint_every_batches",
+        type=int,
+        help="also checkpoint every N batches (default: every epoch)",
+    )
+    parser.add_argument("--max-restarts", dest="max_restarts", type=int, help="restarts of a dead trial (3)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=None, help="show the training's output"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description="Push model code, get a tuned model back.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the whole chain on a git URL or local path")
+    p.add_argument("source", help="a git URL, or a local repository, folder or file inside one")
+    p.add_argument("--ref", help="branch, tag or commit (default: what is checked out, or HEAD)")
+    p.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
+    _common(p)
+    _run_flags(p)
+
+    p = sub.add_parser("classify", help="what each file trains, from its syntax tree")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("history", help="one line (or JSON object) per run")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("show", help="one run: its trials, best source and files")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("monitor", help="job 6: restart dead trainings of this workspace")
+    p.add_argument("--once", action="store_true", help="check once and exit")
+    p.add_argument("--interval", type=float, default=2.0)
+    _common(p)
+    _run_flags(p)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    return load_settings(flags, config_file=getattr(args, "config", None))
+
+
+# -- history and show -------------------------------------------------------------------------------
+
+
+def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
+    trials = ledger.trials(run.id)
+    report = run.dir / "report.html"
+    return {
+        "run": run.id,
+        "source": run.source,
+        "commit": run.commit,
+        "script": run.script,
+        "kind": run.kind,
+        "framework": run.framework,
+        "image": run.image,
+        "runtime": run.runtime,
+        "strategy": run.strategy,
+        "metric": run.metric,
+        "target": run.target,
+        "baseline_metric": run.baseline_metric,
+        "best_metric": run.best_metric,
+        "best_trial": run.best_trial,
+        "reached": run.status is RunStatus.REACHED,
+        "status": run.status.value,
+        "reason": run.reason,
+        "trials": len(trials),
+        "restarts": sum(t.restarts for t in trials),
+        "report": str(report) if report.exists() else None,
+        "dir": str(run.dir),
+    }
+
+
+def cmd_history(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    runs = ledger.runs()
+    if args.json:
+        for run in runs:
+            out.write(json.dumps(run_summary(ledger, run)) + "\n")
+        return 0
+    rows = []
+    for run in runs:
+        s = run_summary(ledger, run)
+        best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
+        rows.append(
+            [
+                s["run"],
+                s["script"],
+                s["commit"][:10],
+                s["kind"],
+                s["runtime"],
+                s["status"],
+                best,
+                f"{s['target']:g}",
+                s["trials"],
+                s["restarts"],
+            ]
+        )
+    Progress(out).table(
+        "runs",
+        ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
+        rows,
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    run = ledger.run(args.run)
+    summary = run_summary(ledger, run)
+    trials = ledger.trials(run.id)
+    if args.json:
+        summary["trial_list"] = [
+            {
+                "number": t.number,
+                "status": t.status.value,
+                "metric": t.metric,
+                "metric_name": t.metric_name,
+                "metric_source": t.metric_source,
+                "changes": t.changes,
+                "tweaks": t.tweaks,
+                "restarts": t.restarts,
+                "end_reason": t.end_reason,
+                "error": t.error,
+                "error_file": t.error_file,
+                "error_line": t.error_line,
+                "epochs": t.epochs,
+                "duration_s": t.duration_s,
+                "dir": str(run.dir / "trials" / str(t.number)),
+            }
+            for t in trials
+        ]
+        summary["best_source"] = str(run.dir / "best.py") if (run.dir / "best.py").exists() else None
+        summary["best_diff"] = str(run.dir / "best.diff") if (run.dir / "best.diff").exists() else None
+        out.write(json.dumps(summary, indent=2) + "\n")
+        return 0
+    from jobs.pipeline import Context, leaderboard
+
+    progress = Progress(out)
+    leaderboard(Context(settings, ledger, progress), run)
+    for name in ("report.html", "best.py", "best.diff"):
+        if (run.dir / name).exists():
+            out.write(f"{name}: {run.dir / name}\n")
+    failed = [t for t in trials if t.error]
+    for t in failed:
+        where = f" ({t.error_file}:{t.error_line})" if t.error_line else ""
+        out.write(f"trial {t.number}: {t.error}{where}\n")
+    return 0
+
+
+# -- run, classify, monitor ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.pipeline import run_source
+
+    settings = settings_from(args)
+    runs = run_source(settings, args.source, args.ref, new_run=args.new_run)
+    failed = [r for r in runs if r.status is RunStatus.FAILED]
+    for run in failed:
+        print(f"mlops: run {run.id} failed: {run.reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from mlops.classify import command
+
+    return command(args.paths, args.json)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from jobs.job6_monitor import monitor
+
+    return monitor(settings_from(args), once=args.once, interval=args.interval)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "classify": cmd_classify,
+    "history": cmd_history,
+    "show": cmd_show,
+    "monitor": cmd_monitor,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MlopsError as e:
+        print(f"mlops: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(
+            "mlops: interrupted; the ledger keeps what was done: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

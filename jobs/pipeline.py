@@ -1,0 +1,320 @@
+"""The chain of jobs, composed: pull -> classify and plan -> train -> tweak and retrain -> notify.
+
+``mlops run`` calls :func:`run_source`, which runs every step in one process. The Jenkins entry points
+(``jobs/job1_pull.py`` ... ``job6_monitor.py``) call the same step functions one per process, passing
+what they made through the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.classify import Classification, classify_file, find_entry_points
+from mlops.notebook import notebook_to_script
+
+from mlops.config import Settings
+from mlops.domain import Kind, RunStatus
+from mlops.errors import LedgerError, SourceError
+from mlops.ledger import Ledger, RunRecord
+from mlops.progress import Progress
+from mlops.pull import Checkout, pull
+from mlops.runtime.base import Limits, Runtime, TrialSpec
+from mlops.runtime.local import LocalRuntime
+from monitor.supervisor import RestartPolicy, Supervisor
+from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir, write_atomic
+
+LAST_PULL = "last-pull.json"
+CURRENT_RUNS = "current-runs.json"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    ledger: Ledger
+    progress: Progress
+
+    @classmethod
+    def open(cls, settings: Settings, progress: Progress | None = None) -> Context:
+        return cls(settings, Ledger(settings.ledger_path), progress or Progress(verbose=settings.verbose))
+
+
+# -- job 1 ----------------------------------------------------------------------------------------------
+
+
+def step_pull(ctx: Context, source: str, ref: str | None) -> Checkout:
+    ctx.progress.job(1, f"pull {source}" + (f" at {ref}" if ref else ""))
+    checkout = pull(source, ref, ctx.settings.workspace, ctx.ledger)
+    again = " (already in the workspace)" if checkout.reused else ""
+    ctx.progress.info(f"   commit {checkout.commit[:12]} by {checkout.author}: {checkout.message}{again}")
+    if checkout.dirty:
+        ctx.progress.warn(f"{source} has uncommitted changes; only what is committed is trained")
+    write_atomic(
+        ctx.settings.workspace / LAST_PULL,
+        json.dumps(
+            {
+                "source": checkout.source,
+                "ref": checkout.ref,
+                "commit": checkout.commit,
+                "root": str(checkout.root),
+                "subdir": checkout.subdir,
+                "entry": checkout.entry,
+                "author": checkout.author,
+            }
+        ),
+    )
+    return checkout
+
+
+def last_pull(settings: Settings) -> Checkout:
+    path = settings.workspace / LAST_PULL
+    if not path.exists():
+        raise LedgerError(f"nothing pulled yet in {settings.workspace} (run job 1 first)")
+    d = json.loads(path.read_text())
+    return Checkout(
+        d["source"],
+        d["ref"],
+        d["commit"],
+        d["author"],
+        "",
+        Path(d["root"]),
+        d["subdir"],
+        d["entry"],
+        reused=True,
+    )
+
+
+# -- job 2 ----------------------------------------------------------------------------------------------
+
+
+def choose_runtime(ctx: Context) -> Runtime:
+    wanted = ctx.settings.runtime
+    if wanted in ("docker", "auto"):
+        from mlops.runtime import docker as docker_runtime
+
+        if wanted == "docker" or docker_runtime.engine_available():
+            runtime = docker_runtime.DockerRuntime.from_env(workspace=ctx.settings.workspace)
+            ctx.progress.info(f"   runtime: docker ({runtime.describe()})")
+            return runtime
+        ctx.progress.info("   runtime: local (no Docker engine answers; --runtime docker to insist)")
+    else:
+        ctx.progress.info("   runtime: local processes")
+    return LocalRuntime(workspace=ctx.settings.workspace)
+
+
+def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool = False) -> list[RunRecord]:
+    """Classify the pushed code and create (or find, to resume) one run per training entry point."""
+    ctx.progress.job(2, "classify")
+    code = checkout.code_dir
+    if checkout.entry:
+        entries = [
+            Path(checkout.entry).relative_to(checkout.subdir) if checkout.subdir else Path(checkout.entry)
+        ]
+    else:
+        entries = find_entry_points(code)
+        if not entries:
+            has_python = any(p.suffix in (".py", ".ipynb") for p in code.rglob("*") if ".git" not in p.parts)
+            if not has_python:
+                raise SourceError(
+                    f"no Python file or notebook in {checkout.source} at {checkout.commit[:12]}"
+                )
+            raise SourceError(
+                f"no file in {checkout.source} at {checkout.commit[:12]} trains a model "
+                "(name the entry points in mlops.yaml)"
+            )
+    runs: list[RunRecord] = []
+    errors: list[str] = []
+    for entry in entries:
+        result = classify_file(code / entry)
+        script = entry.as_posix()
+        if result.error:
+            line = f"{script}:{result.error_line}" if result.error_line else script
+            ctx.progress.info(f"   {line}: {result.error}")
+            errors.append(f"{line}: {result.error}")
+        else:
+            why = "; ".join(f"line {r.line}: {r.text}" for r in result.reasons[:3])
+            ctx.progress.info(
+                f"   {script}: {result.kind} ({result.family}, {result.framework}, {result.api}) "
+                f"-> image {result.image}; {why}"
+            )
+        runs.append(_find_or_create_run(ctx, checkout, script, result, runtime_name, new_run))
+    write_atomic(ctx.settings.workspace / CURRENT_RUNS, json.dumps([r.id for r in runs]))
+    if errors and all(r.status is RunStatus.FAILED for r in runs):
+        raise SourceError("; ".join(errors))
+    return runs
+
+
+def current_runs(ctx: Context) -> list[RunRecord]:
+    """The runs job 2 planned last (the Jenkins jobs 3 to 5 work on them)."""
+    path = ctx.settings.workspace / CURRENT_RUNS
+    if not path.exists():
+        raise LedgerError(f"no runs planned in {ctx.settings.workspace} (run job 2 first)")
+    return [ctx.ledger.run(run_id) for run_id in json.loads(path.read_text())]
+
+
+def _find_or_create_run(
+    ctx: Context, checkout: Checkout, script: str, result: Classification, runtime_name: str, new_run: bool
+) -> RunRecord:
+    s = ctx.settings
+    identity = s.identity()
+    if not new_run:
+        for run in reversed(ctx.ledger.find_runs(checkout.source, checkout.commit, script)):
+            earlier = {k: run.settings.get(k) for k in identity}
+            if run.status is RunStatus.RUNNING:
+                if earlier != identity:
+                    diff = ", ".join(
+                        f"{k} {earlier[k]} -> {identity[k]}" for k in identity if earlier[k] != identity[k]
+                    )
+                    raise LedgerError(
+                        f"run {run.id} ({script} at {checkout.commit[:12]}) is unfinished and was started with "
+                        f"other settings ({diff}); run with the same settings to resume it, or --new-run"
+                    )
+                ctx.progress.info(f"   resuming run {run.id}")
+                return run
+            if earlier == identity:
+                ctx.progress.info(
+                    f"   {script} at {checkout.commit[:12]} was already tuned: run {run.id} "
+                    f"({run.status.value}); --new-run to train it again"
+                )
+                return run
+    kind = result.kind.value if result.kind else None
+    name = Path(script).stem.replace(" ", "_")
+    run = ctx.ledger.create_run(
+        name=name,
+        source=checkout.source,
+        ref=checkout.ref,
+        commit=checkout.commit,
+        author=checkout.author,
+        code_dir=checkout.code_dir,
+        script=script,
+        classification=result.to_json(),
+        runtime=runtime_name,
+        metric=s.cluster_metric if kind == Kind.KMEANS.value else "accuracy",
+        target=s.target,
+        strategy=s.strategy,
+        max_trials=s.max_trials,
+        settings=s.to_json(),
+        runs_dir=s.runs_dir,
+    )
+    if result.error:
+        where = f"{script}:{result.error_line}" if result.error_line else script
+        ctx.ledger.finish_run(run.id, RunStatus.FAILED, f"{where}: {result.error}")
+        return ctx.ledger.run(run.id)
+    text = (checkout.code_dir / script).read_text(encoding="utf-8", errors="replace")
+    if script.endswith(".ipynb"):
+        text = notebook_to_script(text)
+    write_atomic(run.dir / ORIGINAL, text)
+    return run
+
+
+# -- jobs 3 and 4 ---------------------------------------------------------------------------------------
+
+
+def spec_for(settings: Settings):  # noqa: ANN201
+    def make(run: RunRecord, number: int) -> TrialSpec:
+        folder = trial_dir(run, number)
+        env = {"MLOPS_SEED": str(int(run.settings.get("seed", 0)) * 1000 + number)}
+        if settings.checkpoint_every_batches:
+            env["MLOPS_CHECKPOINT_EVERY_BATCHES"] = str(settings.checkpoint_every_batches)
+        return TrialSpec(
+            run_id=run.id,
+            trial=number,
+            code_dir=run.code_dir,
+            script=run.script,
+            source_file=folder / SOURCE,
+            trial_dir=folder,
+            image=run.image or "",
+            limits=Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=settings.cpus),
+            network=settings.network,
+            env=env,
+        )
+
+    return make
+
+
+def make_tuner(ctx: Context, runtime: Runtime) -> Tuner:
+    s = ctx.settings
+    supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
+    return Tuner(
+        ctx.ledger,
+        ctx.progress,
+        supervisor.execute,
+        spec_for(s),
+        Budget(s.target, s.max_trials, s.max_minutes),
+    )
+
+
+def step_train(ctx: Context, runs: list[RunRecord], runtime: Runtime, only_baseline: bool) -> list[RunRecord]:
+    tuner = make_tuner(ctx, runtime)
+    done = []
+    for run in runs:
+        if run.status.is_finished():
+            done.append(run)
+            continue
+        other = ctx.ledger.claim_run(run.id)
+        if other is not None:
+            ctx.progress.warn(f"run {run.id} is being tuned by process {other['pid']}; leaving it to it")
+            done.append(run)
+            continue
+        if only_baseline:
+            ctx.progress.job(3, f"train {run.script} as pushed (run {run.id}, target {run.target:g})")
+        else:
+            ctx.progress.job(
+                4,
+                f"tweak and retrain {run.script} (run {run.id}, strategy {run.strategy}, "
+                f"target {run.target:g}, up to {run.max_trials} trials)",
+            )
+        try:
+            done.append(tuner.tune(run, only_baseline=only_baseline))
+        finally:
+            ctx.ledger.release_run(run.id)
+    return done
+
+
+# -- job 5 ----------------------------------------------------------------------------------------------
+
+
+def leaderboard(ctx: Context, run: RunRecord) -> None:
+    rows = []
+    for t in ctx.ledger.trials(run.id):
+        metric = f"{t.metric:.4f}" if t.metric is not None else "-"
+        changes = "; ".join(t.changes) if t.changes else "as pushed"
+        duration = f"{t.duration_s:.1f}s" if t.duration_s is not None else "-"
+        mark = "*" if t.number == run.best_trial else ""
+        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes[:90]])
+    ctx.progress.table(
+        f"run {run.id}: {run.script} ({run.kind}) - {run.status.value}: {run.reason}",
+        ["trial", "status", run.metric or "metric", "time", "restarts", "changes"],
+        rows,
+    )
+
+
+def step_report(ctx: Context, runs: list[RunRecord]) -> None:
+    ctx.progress.job(5, "results")
+    for run in runs:
+        run = ctx.ledger.run(run.id)
+        leaderboard(ctx, run)
+        if run.best_trial is not None and (run.dir / "best.diff").exists():
+            ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+
+
+def run_source(
+    settings: Settings, source: str, ref: str | None, new_run: bool = False, progress: Progress | None = None
+) -> list[RunRecord]:
+    ctx = Context.open(settings, progress)
+    checkout = step_pull(ctx, source, ref)
+    runtime = choose_runtime(ctx)
+    runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)
+    ensure_runtime_ready(runtime, runs, ctx.progress)
+    runs = step_train(ctx, runs, runtime, only_baseline=False)
+    step_report(ctx, runs)
+    return [ctx.ledger.run(r.id) for r in runs]
+
+
+def ensure_runtime_ready(runtime: Runtime, runs: list[RunRecord], progress: Progress) -> None:
+    """Let a runtime get ready for the runs' images (the Docker runtime builds what is missing)."""
+    prepare = getattr(runtime, "prepare", None)
+    images = sorted({r.image for r in runs if r.image and not r.status.is_finished()})
+    if prepare is not None and images:
+        prepare(images, progress)

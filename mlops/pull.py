@@ -1,0 +1,161 @@
+"""Job 1: get the pushed code at one commit into the workspace.
+
+A source is a git URL or a local path (a repository, a folder or a file inside one). Each repository is
+kept as one bare mirror under ``<workspace>/repos``; each commit is exported once, read-only in spirit,
+under ``<workspace>/checkouts``. The same commit pulled twice is not cloned or exported twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.errors import PullError
+from mlops.ledger import Ledger
+
+GIT_TIMEOUT_S = 300
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    source: str  # as the user named it (a URL, or the absolute local path)
+    ref: str | None
+    commit: str
+    author: str
+    message: str
+    root: Path  # the exported tree of the whole repository at that commit
+    subdir: str  # the folder inside the repository the user pointed at ("" for all of it)
+    entry: str | None  # a single file the user pointed at, relative to root
+    reused: bool  # True when this commit was already in the workspace
+    dirty: bool = False  # a local source had uncommitted changes, which are not part of the run
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / self.subdir if self.subdir else self.root
+
+
+def _git(*args: str, cwd: Path | None = None, source: str = "", input_bytes: bytes | None = None) -> bytes:
+    env = dict(
+        os.environ, GIT_TERMINAL_PROMPT="0", GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=15"
+    )
+    try:
+        done = subprocess.run(  # noqa: S603
+            ["git", *args], cwd=cwd, env=env, capture_output=True, timeout=GIT_TIMEOUT_S, input=input_bytes
+        )
+    except subprocess.TimeoutExpired as e:
+        raise PullError(source, f"git {args[0]} did not answer within {GIT_TIMEOUT_S} s") from e
+    except FileNotFoundError as e:
+        raise PullError(source, "git is not installed") from e
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise PullError(source, lines[-1] if lines else f"git {args[0]} failed ({done.returncode})")
+    return done.stdout
+
+
+def _repo_key(url: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")) or "repo"
+    return f"{name}-{hashlib.sha1(url.encode()).hexdigest()[:10]}"  # noqa: S324 (a name, not security)
+
+
+def _resolve_local(source: str) -> tuple[str, str, str | None, str | None, bool]:
+    """(repository root, subdir, single file, HEAD commit, dirty) for a local path."""
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise PullError(source, "no such file or folder, and not a git URL")
+    folder = path if path.is_dir() else path.parent
+    try:
+        top = _git("rev-parse", "--show-toplevel", cwd=folder, source=source).decode().strip()
+    except PullError:
+        raise PullError(source, "not a git repository (run git init and commit, or give a git URL)") from None
+    try:
+        head = _git("rev-parse", "HEAD", cwd=folder, source=source).decode().strip()
+    except PullError:
+        raise PullError(source, "the repository has no commit yet") from None
+    rel = folder.relative_to(top).as_posix()
+    entry = path.relative_to(top).as_posix() if path.is_file() else None
+    status = _git("status", "--porcelain", "--", str(folder), cwd=folder, source=source).decode()
+    return top, "" if rel == "." else rel, entry, head, bool(status.strip())
+
+
+def pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Checkout:
+    """Fetch ``source`` at ``ref`` (a branch, tag or commit; default: what is checked out, or HEAD)."""
+    is_local = "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source)
+    subdir, entry, local_head, dirty = "", None, None, False
+    if is_local:
+        url, subdir, entry, local_head, dirty = _resolve_local(source)
+        source_id = str(Path(source).expanduser().resolve())
+    else:
+        url = source_id = source
+
+    # A commit pulled before is not fetched again.
+    wanted = ref if ref and SHA_RE.match(ref) else (local_head if ref is None else None)
+    if wanted:
+        known = ledger.find_pull(source_id, wanted)
+        if known and Path(known["path"]).is_dir():
+            return Checkout(
+                source_id,
+                ref,
+                wanted,
+                known["author"],
+                known["message"] or "",
+                Path(known["path"]),
+                subdir,
+                entry,
+                reused=True,
+                dirty=dirty,
+            )
+
+    mirror = workspace / "repos" / f"{_repo_key(url)}.git"
+    if mirror.exists():
+        _git("remote", "update", "--prune", cwd=mirror, source=source)
+    else:
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mirror.with_name(mirror.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git("clone", "--mirror", "--quiet", url, str(tmp), source=source)
+        tmp.rename(mirror)
+    if local_head and ref is None:
+        try:
+            _git("cat-file", "-e", f"{local_head}^{{commit}}", cwd=mirror, source=source)
+        except PullError:  # a detached HEAD that no branch holds
+            _git("fetch", "--quiet", url, local_head, cwd=mirror, source=source)
+
+    target = local_head if (ref is None and local_head) else (ref or "HEAD")
+    try:
+        commit = (
+            _git("rev-parse", "--verify", f"{target}^{{commit}}", cwd=mirror, source=source).decode().strip()
+        )
+    except PullError:
+        raise PullError(source, f"no branch, tag or commit named {target!r}") from None
+    author, _, message = (
+        _git("log", "-1", "--format=%an <%ae>%n%s", commit, cwd=mirror, source=source)
+        .decode(errors="replace")
+        .partition("\n")
+    )
+
+    root = workspace / "checkouts" / mirror.stem / commit
+    reused = root.is_dir()
+    if not reused:
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = _git("archive", "--format=tar", commit, cwd=mirror, source=source)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.rename(root)
+    if subdir and not (root / subdir).is_dir():
+        raise PullError(source, f"{subdir} is not in commit {commit[:12]} (is it committed?)")
+    if entry and not (root / entry).is_file():
+        raise PullError(source, f"{entry} is not in commit {commit[:12]} (is it committed?)")
+    ledger.record_pull(source_id, ref, commit, author.strip(), message.strip(), root)
+    return Checkout(
+        source_id, ref, commit, author.strip(), message.strip(), root, subdir, entry, reused, dirty
+    )

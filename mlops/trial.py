@@ -1,0 +1,87 @@
+"""Reading what a finished launch of a trial left in its folder, the same way for every runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.domain import EndReason, TrialStatus
+from mlops.runtime.base import (
+    EXIT_NO_METRIC,
+    EXIT_OK,
+    EXIT_SCRIPT_ERROR,
+    LOG_FILE,
+    METRICS_FILE,
+    OUTCOME_FILE,
+    Outcome,
+    read_json,
+)
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What one launch produced: a metric, or why not."""
+
+    status: TrialStatus
+    outcome: Outcome
+    metric_name: str | None = None
+    metric: float | None = None
+    metric_source: str | None = None
+    epochs: int | None = None
+    error: str | None = None
+    error_file: str | None = None
+    error_line: int | None = None
+    traceback: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Two failures with the same fingerprint failed the same way (the same traceback)."""
+        if self.traceback:
+            return self.traceback
+        return f"{self.outcome.reason}:{self.error or ''}"
+
+    @property
+    def own_fault(self) -> bool:
+        """The user's code decided this end (it raised, found no metric, hit a limit), not a crash."""
+        return not self.outcome.reason.is_crash()
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
+    metrics: dict[str, Any] = read_json(trial_dir / METRICS_FILE) or {}
+    report: dict[str, Any] = read_json(trial_dir / OUTCOME_FILE) or {}
+    epochs = metrics.get("epochs")
+    if outcome.ok and "value" in metrics:
+        return LaunchResult(
+            TrialStatus.SUCCEEDED,
+            outcome,
+            metrics.get("metric"),
+            float(metrics["value"]),
+            metrics.get("source"),
+            epochs,
+        )
+    if outcome.reason is EndReason.EXITED and outcome.exit_code in (EXIT_SCRIPT_ERROR, EXIT_NO_METRIC):
+        return LaunchResult(
+            TrialStatus.FAILED,
+            outcome,
+            epochs=epochs,
+            error=report.get("error") or f"the script failed ({outcome.describe()})",
+            error_file=report.get("file"),
+            error_line=report.get("line"),
+            traceback=report.get("traceback"),
+        )
+    if outcome.reason is EndReason.EXITED and outcome.exit_code == EXIT_OK:
+        return LaunchResult(TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics")
+    last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
+    hint = f" (last output: {last[-1][:200]})" if last and outcome.reason is EndReason.EXITED else ""
+    return LaunchResult(
+        TrialStatus.FAILED, outcome, epochs=epochs, error=f"the training {outcome.describe()}{hint}"
+    )

@@ -1,0 +1,106 @@
+"""Shared fixtures: real git repositories in tmp folders, a workspace, and the CLI run as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "mlops" / "harness.py"
+
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="Ada Scientist",
+        GIT_AUTHOR_EMAIL="ada@example.com",
+        GIT_COMMITTER_NAME="Ada Scientist",
+        GIT_COMMITTER_EMAIL="ada@example.com",
+    )
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str], message: str = "model") -> Path:
+    """A real git repository holding ``files`` in one commit on branch main."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / ".git").exists():
+        git(path, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text), encoding="utf-8")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", message)
+    return path
+
+
+@pytest.fixture
+def repo_factory(tmp_path):
+    counter = iter(range(1000))
+
+    def factory(files: dict[str, str], name: str | None = None) -> Path:
+        return make_repo(tmp_path / (name or f"repo{next(counter)}"), files)
+
+    return factory
+
+
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``mlops ARGS`` as a user runs it: a separate process, with its output captured."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_harness(
+    tmp_path: Path,
+    script: str,
+    name: str = "train.py",
+    extra_files: dict[str, str] | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / name).write_text(textwrap.dedent(script), encoding="utf-8", newline="")
+    for fname, text in (extra_files or {}).items():
+        (code / fname).write_text(textwrap.dedent(text), encoding="utf-8")
+    out = tmp_path / "trial"
+    source = tmp_path / "variant.py"
+    source.write_bytes((code / name).read_bytes())
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MLOPS_SEED="0")
+    full_env.update(env or {})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HARNESS),
+            "--code",
+            str(code),
+            "--script",
+            name,
+            "--source",
+            str(source),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, out

@@ -1,0 +1,265 @@
+"""Jobs 3 to 5 of one run: train trial 0 as pushed, then tweak and train again until the target or the budget.
+
+The loop is resumable: every trial's source is written before the trial is recorded, every state change
+is a ledger transaction, and on a restart the loop first finishes the trials that were under way (the
+supervisor re-attaches to them or starts them again from their checkpoints), then goes on proposing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.domain import Kind, RunStatus, TrialStatus
+from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.progress import Progress
+from mlops.runtime.base import METRICS_FILE, TrialSpec, read_json
+from tweak.codemods import TweakNotApplicable, apply_tweaks
+from tweak.facts import check_variant, model_facts
+from tweak.strategies import Past, SearchState, Strategy, curve_of, make_strategy
+
+ORIGINAL = "original.py"
+SOURCE = "source.py"
+FAILURES_IN_A_ROW = 3
+
+# The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
+Execute = Callable[
+    [RunRecord, TrialRecord, TrialSpec, Callable[[int, dict[str, float]], bool] | None], TrialRecord
+]
+SpecFor = Callable[[RunRecord, int], TrialSpec]
+
+
+def trial_dir(run: RunRecord, number: int) -> Path:
+    return run.dir / "trials" / str(number)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- stop conditions, each a callback like optuna's MaxTrialsCallback -------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    target: float
+    max_trials: int
+    max_minutes: float | None
+
+
+def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
+    done = [t for t in trials if t.status.is_finished()]
+    scored = [t for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
+    best = max(scored, key=lambda t: t.metric, default=None)
+    if best is not None and best.metric >= budget.target:
+        return RunStatus.REACHED, f"trial {best.number} reached {best.metric:.4f} >= target {budget.target:g}"
+    if (
+        trials
+        and trials[0].status is TrialStatus.FAILED
+        and trials[0].error_line
+        and "SyntaxError" in (trials[0].error or "")
+    ):
+        return RunStatus.FAILED, f"the code as pushed does not parse: {trials[0].error}"
+    tail = done[-FAILURES_IN_A_ROW:]
+    if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
+        return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
+    if len(trials) >= budget.max_trials:
+        what = f"best {best.metric:.4f}" if best else "no metric"
+        return (
+            RunStatus.EXHAUSTED,
+            f"{budget.max_trials} trials used, {what}, target {budget.target:g} not reached",
+        )
+    if budget.max_minutes is not None and time.time() - run.created_at > budget.max_minutes * 60:
+        return RunStatus.EXHAUSTED, f"the wall-time budget of {budget.max_minutes:g} min is used"
+    return None
+
+
+class Tuner:
+    def __init__(
+        self, ledger: Ledger, progress: Progress, execute: Execute, spec_for: SpecFor, budget: Budget
+    ) -> None:
+        self.ledger = ledger
+        self.progress = progress
+        self.execute = execute
+        self.spec_for = spec_for
+        self.budget = budget
+
+    # -- state for the strategy --------------------------------------------------------------------
+
+    def _state(self, run: RunRecord, strategy: Strategy, original: str, number: int) -> SearchState:
+        past = []
+        kmeans = None
+        for t in self.ledger.trials(run.id):
+            if not t.status.is_finished():
+                continue
+            metrics = read_json(trial_dir(run, t.number) / METRICS_FILE) or {}
+            if t.number == 0:
+                kmeans = metrics.get("kmeans")
+            params = (
+                json.loads((trial_dir(run, t.number) / "params.json").read_text())
+                if (trial_dir(run, t.number) / "params.json").exists()
+                else {}
+            )
+            past.append(
+                Past(
+                    t.number,
+                    [tuple(x) for x in t.tweaks],
+                    t.status,
+                    t.metric,
+                    params,
+                    curve_of(metrics.get("history") or []),
+                )
+            )
+        return SearchState(
+            kind=Kind(run.kind or "other"),
+            framework=run.framework or "",
+            facts=model_facts(original),
+            target=run.target,
+            seed=int(run.settings.get("seed", 0)),
+            number=number,
+            past=past,
+            kmeans=kmeans,
+        )
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def tune(self, run: RunRecord, only_baseline: bool = False) -> RunRecord:
+        """Run trials until a stop condition finishes the run (or, with only_baseline, after trial 0)."""
+        original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
+        strategy = make_strategy(run.strategy)
+        for trial in self.ledger.trials(run.id):  # finish what a killed orchestrator left under way
+            if not trial.status.is_finished():
+                self._run_trial(run, trial, strategy, original)
+        while True:
+            trials = self.ledger.trials(run.id)
+            stop = stop_reason(run, trials, self.budget)
+            if stop:
+                return self._finish(run, original, *stop)
+            number = len(trials)
+            if only_baseline and number >= 1:
+                return self.ledger.run(run.id)
+            if number == 0:
+                trial = self._record(run, 0, original, [], [], {})
+            else:
+                state = self._state(run, strategy, original, number)
+                proposal = strategy.propose(state)
+                if proposal is None:
+                    return self._finish(
+                        run,
+                        original,
+                        RunStatus.EXHAUSTED,
+                        f"no tweak left to try for this {run.kind} model ({run.strategy})",
+                    )
+                trial = self._propose(run, number, original, proposal)
+            if trial.status is TrialStatus.PENDING:
+                self._run_trial(run, trial, strategy, original)
+
+    def _propose(self, run: RunRecord, number: int, original: str, proposal) -> TrialRecord:  # noqa: ANN001
+        try:
+            applied = apply_tweaks(original, proposal.tweaks)
+        except TweakNotApplicable as e:
+            return self._record(run, number, original, proposal.tweaks, [], proposal.params, skipped=str(e))
+        changes = list(applied.applied) + [f"(not applied: {name}: {why})" for name, why in applied.skipped]
+        if not applied.applied:
+            return self._record(
+                run,
+                number,
+                original,
+                proposal.tweaks,
+                changes,
+                proposal.params,
+                skipped="none of the proposed tweaks applies to this code",
+            )
+        problem = check_variant(applied.source)
+        if problem:
+            return self._record(
+                run,
+                number,
+                applied.source,
+                proposal.tweaks,
+                changes,
+                proposal.params,
+                skipped=f"caught before training: {problem}",
+            )
+        if proposal.note:
+            self.progress.info(f"   strategy {run.strategy}: {proposal.note}")
+        return self._record(run, number, applied.source, proposal.tweaks, changes, proposal.params)
+
+    def _record(
+        self,
+        run: RunRecord,
+        number: int,
+        source: str,
+        tweaks: list,
+        changes: list[str],
+        params: dict[str, Any],
+        skipped: str | None = None,
+    ) -> TrialRecord:
+        folder = trial_dir(run, number)
+        write_atomic(folder / SOURCE, source)
+        write_atomic(folder / "params.json", json.dumps(params, default=str))
+        seed = int(run.settings.get("seed", 0)) * 1000 + number
+        status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
+        trial = self.ledger.add_trial(
+            run.id, number, [list(t) for t in tweaks], changes, seed, status, skipped
+        )
+        if skipped:
+            self.progress.trial_finished(run.id, number, "skipped", skipped)
+        return trial
+
+    def _run_trial(
+        self, run: RunRecord, trial: TrialRecord, strategy: Strategy, original: str
+    ) -> TrialRecord:
+        spec = self.spec_for(run, trial.number)
+        prune = None
+        if trial.number > 0:
+            state = self._state(run, strategy, original, trial.number)
+            curve: list[float] = []
+
+            def prune(epoch: int, logs: dict[str, float]) -> bool:
+                for key in ("val_accuracy", "val_acc", "accuracy", "acc"):
+                    if key in logs:
+                        curve.append(logs[key])
+                        break
+                return strategy.should_prune(state, curve)
+
+        return self.execute(run, trial, spec, prune)
+
+    # -- the result --------------------------------------------------------------------------------
+
+    def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
+        trials = self.ledger.trials(run.id)
+        scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
+        best = max(scored, key=lambda t: (t.metric, -t.number), default=None)
+        baseline = trials[0].metric if trials and trials[0].metric is not None else None
+        if best is not None:
+            best_source = (trial_dir(run, best.number) / SOURCE).read_text(encoding="utf-8")
+            write_atomic(run.dir / "best.py", best_source)
+            diff = "".join(
+                difflib.unified_diff(
+                    original.splitlines(keepends=True),
+                    best_source.splitlines(keepends=True),
+                    fromfile=f"a/{run.script}",
+                    tofile=f"b/{run.script}",
+                )
+            )
+            write_atomic(run.dir / "best.diff", diff)
+            self.ledger.update_run(
+                run.id,
+                f"best trial {best.number}: {best.metric:.4f}",
+                best_trial=best.number,
+                best_metric=best.metric,
+                baseline_metric=baseline,
+                metric=best.metric_name,
+            )
+        self.ledger.finish_run(run.id, status, reason)
+        return self.ledger.run(run.id)

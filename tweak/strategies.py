@@ -1,0 +1,319 @@
+"""Strategies propose the next trial; the loop runs it; the ledger records it.
+
+A proposal is a list of tweaks applied to the source *as pushed* (not to the previous variant), so any
+trial can be rebuilt from the ledger alone. Proposals depend only on the trials so far and the run's seed,
+so the same run proposes the same trials after a restart.
+
+- ``ladder``: the fixed order of the hand-made pipelines (more layers, more epochs, more hidden layers,
+  fewer neurons), each step added to the ones before. Kept as the baseline.
+- ``tpe`` (default): a first, informed proposal (enough capacity and epochs for the data), then Optuna's
+  TPE sampler over the space of tweaks, learning from every trial's metric, and Optuna's median pruner on
+  the per-epoch metric to stop a hopeless trial early.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops.domain import Kind, TrialStatus
+
+Tweaks = list[tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Past:
+    """A finished trial, as a strategy sees it."""
+
+    number: int
+    tweaks: Tweaks
+    status: TrialStatus
+    metric: float | None
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's own coordinates of the trial
+    curve: list[float] = field(default_factory=list)  # the per-epoch metric
+
+
+@dataclass(frozen=True)
+class SearchState:
+    kind: Kind
+    framework: str
+    facts: Any  # tweak.facts.ModelFacts of the source as pushed
+    target: float
+    seed: int
+    number: int  # the trial about to be proposed
+    past: list[Past]
+    kmeans: dict[str, Any] | None = None  # the harness's KMeans measurements of trial 0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    tweaks: Tweaks
+    params: dict[str, Any]
+    note: str = ""
+
+
+class Strategy:
+    name = "base"
+
+    def propose(self, state: SearchState) -> Proposal | None:
+        """The next trial, or None when the strategy has nothing left to try."""
+        raise NotImplementedError
+
+    def should_prune(self, state: SearchState, curve: list[float]) -> bool:
+        """Whether a running trial whose per-epoch metric so far is ``curve`` should stop now."""
+        return False
+
+
+# -- facts of the source, read defensively (a model the facts cannot read gets the generic tweaks) -----
+
+
+def _epochs(facts: Any) -> int:
+    value = getattr(facts, "epochs", None)
+    return int(value) if isinstance(value, int | float) and value > 0 else 1
+
+
+def _hidden_units(facts: Any) -> list[int]:
+    dense = [ly for ly in getattr(facts, "layers", []) if getattr(ly, "kind", "") == "dense"]
+    return [int(ly.units) for ly in dense[:-1] if isinstance(getattr(ly, "units", None), int)]
+
+
+def _filters(facts: Any) -> list[int]:
+    return [
+        int(ly.filters)
+        for ly in getattr(facts, "layers", [])
+        if getattr(ly, "kind", "") == "conv" and isinstance(getattr(ly, "filters", None), int)
+    ]
+
+
+def _sklearn_estimators(facts: Any) -> list[Any]:
+    return list(getattr(facts, "estimators", []) or [])
+
+
+def _kmeans_choices(state: SearchState) -> list[tuple[int, str]]:
+    """k values to try, best first: the knee detector's choice, then by silhouette."""
+    from tweak.kmeans import choose_k
+
+    curve = (state.kmeans or {}).get("curve") or {}
+    ks, inertias, sils = curve.get("k") or [], curve.get("inertia") or [], curve.get("silhouette") or []
+    if not ks:
+        return []
+    choice = choose_k(ks, inertias, sils)
+    order = [(choice.k, f"k={choice.k} chosen by the {choice.rule} rule: {choice.reason}")]
+    for k, s in sorted(zip(ks, sils, strict=True), key=lambda p: -p[1]):
+        if k != choice.k:
+            order.append((k, f"k={k}, the next best silhouette ({s:.3f})"))
+    return order
+
+
+def _kmeans_estimator(state: SearchState) -> str:
+    for est in _sklearn_estimators(state.facts):
+        name = getattr(est, "name", "")
+        if name in ("KMeans", "MiniBatchKMeans"):
+            return name
+    return str((state.kmeans or {}).get("estimator") or "KMeans")
+
+
+def _propose_kmeans(state: SearchState) -> Proposal | None:
+    tried = {p.params.get("n_clusters") for p in state.past}
+    tried.add((state.kmeans or {}).get("n_clusters"))
+    for k, note in _kmeans_choices(state):
+        if k not in tried:
+            tweak = (
+                "set_estimator_param",
+                {"estimators": [_kmeans_estimator(state)], "param": "n_clusters", "value": k},
+            )
+            return Proposal([tweak], {"n_clusters": k}, note)
+    return None
+
+
+# -- ladder -----------------------------------------------------------------------------------------
+
+
+class Ladder(Strategy):
+    """The hand-made pipelines' fixed order, each step added to the ones before."""
+
+    name = "ladder"
+
+    def steps(self, state: SearchState) -> Tweaks:
+        epochs = _epochs(state.facts)
+        if state.kind is Kind.CNN:
+            return [
+                ("add_conv_block", {"filters": 32}),
+                ("set_epochs", {"epochs": max(epochs * 3, epochs + 2)}),
+                ("add_dense_layer", {"units": 64}),
+                ("scale_units", {"factor": 0.5}),
+                ("set_epochs", {"epochs": max(epochs * 6, epochs + 4)}),
+            ]
+        if state.kind is Kind.ANN and state.framework != "sklearn":
+            return [
+                ("add_dense_layer", {"units": 64}),
+                ("set_epochs", {"epochs": max(epochs * 3, epochs + 2)}),
+                ("add_dense_layer", {"units": 64}),
+                ("scale_units", {"factor": 0.5}),
+                ("set_epochs", {"epochs": max(epochs * 6, epochs + 4)}),
+            ]
+        if state.kind is Kind.ANN:
+            est = ["MLPClassifier", "MLPRegressor"]
+            return [
+                (
+                    "set_estimator_param",
+                    {"estimators": est, "param": "hidden_layer_sizes", "value": (100, 100)},
+                ),
+                ("set_estimator_param", {"estimators": est, "param": "max_iter", "value": 1000}),
+            ]
+        return []
+
+    def propose(self, state: SearchState) -> Proposal | None:
+        if state.kind is Kind.KMEANS:
+            return _propose_kmeans(state)
+        steps = self.steps(state)
+        if state.number > len(steps):
+            return None
+        chosen = steps[: state.number]
+        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}")
+
+
+# -- TPE ----------------------------------------------------------------------------------------------
+
+
+class TPE(Strategy):
+    """An informed first proposal, then Optuna's TPE over the tweak space; median pruning per epoch."""
+
+    name = "tpe"
+
+    def space(self, state: SearchState) -> dict[str, Any]:
+        import optuna.distributions as d
+
+        epochs = _epochs(state.facts)
+        space: dict[str, Any] = {}
+        if state.kind in (Kind.CNN, Kind.ANN) and state.framework != "sklearn":
+            space["epochs"] = d.IntDistribution(max(1, epochs), max(40, epochs * 10), log=True)
+            space["learning_rate"] = d.FloatDistribution(1e-4, 1e-2, log=True)
+            if _hidden_units(state.facts):
+                space["units"] = d.CategoricalDistribution([32, 64, 128, 256])
+            space["extra_dense"] = d.IntDistribution(0, 1)
+            if state.kind is Kind.CNN and _filters(state.facts):
+                space["filters"] = d.CategoricalDistribution([8, 16, 32, 64])
+        elif state.kind is Kind.ANN:
+            space["hidden"] = d.CategoricalDistribution(["64", "128", "128,64", "256,128"])
+            space["max_iter"] = d.CategoricalDistribution([300, 1000, 2000])
+        return space
+
+    def first(self, state: SearchState) -> dict[str, Any]:
+        """Enough capacity and epochs for the small datasets these models are trained on."""
+        epochs = _epochs(state.facts)
+        point: dict[str, Any] = {}
+        space = self.space(state)
+        if "epochs" in space:
+            point.update(
+                epochs=min(max(epochs * 5, 20), space["epochs"].high), learning_rate=1e-3, extra_dense=0
+            )
+        if "units" in space:
+            point["units"] = 128
+        if "filters" in space:
+            point["filters"] = 32
+        if "hidden" in space:
+            point.update(hidden="128", max_iter=1000)
+        return point
+
+    def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
+        tweaks: Tweaks = []
+        if "filters" in point:
+            smallest = min(_filters(state.facts))
+            if point["filters"] != smallest:
+                tweaks.append(("scale_filters", {"factor": point["filters"] / smallest}))
+        if "units" in point:
+            smallest = min(_hidden_units(state.facts))
+            if point["units"] != smallest:
+                tweaks.append(("scale_units", {"factor": point["units"] / smallest}))
+        if point.get("extra_dense"):
+            tweaks.append(("add_dense_layer", {"units": point.get("units", 64)}))
+        if "epochs" in point and point["epochs"] != _epochs(state.facts):
+            tweaks.append(("set_epochs", {"epochs": int(point["epochs"])}))
+        if "learning_rate" in point:
+            tweaks.append(("set_learning_rate", {"learning_rate": float(f"{point['learning_rate']:.2g}")}))
+        if "hidden" in point:
+            sizes = tuple(int(v) for v in str(point["hidden"]).split(","))
+            est = ["MLPClassifier", "MLPRegressor"]
+            tweaks.append(
+                ("set_estimator_param", {"estimators": est, "param": "hidden_layer_sizes", "value": sizes})
+            )
+            tweaks.append(
+                ("set_estimator_param", {"estimators": est, "param": "max_iter", "value": point["max_iter"]})
+            )
+        return tweaks
+
+    def _study(self, state: SearchState, seed: int):  # noqa: ANN202
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = self.space(state)
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+        )
+        for past in state.past:
+            params = {k: v for k, v in past.params.items() if k in space}
+            if past.number == 0 or set(params) != set(space) or past.metric is None:
+                continue
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={k: space[k] for k in params},
+                    value=past.metric,
+                    intermediate_values=dict(enumerate(past.curve, start=1)),
+                )
+            )
+        return study, space
+
+    def propose(self, state: SearchState) -> Proposal | None:
+        if state.kind is Kind.KMEANS:
+            return _propose_kmeans(state)
+        space = self.space(state)
+        if not space:
+            return None
+        if state.number == 1:
+            point = self.first(state)
+            return Proposal(self.tweaks_for(state, point), point, "an informed first guess")
+        study, space = self._study(state, state.seed * 1000 + state.number)
+        trial = study.ask(space)
+        point = dict(trial.params)
+        return Proposal(self.tweaks_for(state, point), point, "proposed by TPE from the trials so far")
+
+    def should_prune(self, state: SearchState, curve: list[float]) -> bool:
+        if not curve or curve[-1] >= state.target or state.kind is Kind.KMEANS or not self.space(state):
+            return False
+        study, space = self._study(state, state.seed)
+        if len(study.trials) < 2:
+            return False
+        trial = study.ask(space)
+        for step, value in enumerate(curve, start=1):
+            trial.report(value, step)
+        return trial.should_prune()
+
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {"ladder": Ladder, "tpe": TPE}
+
+
+def make_strategy(name: str) -> Strategy:
+    from mlops.errors import ConfigError
+
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})") from None
+
+
+def curve_of(history: list[dict[str, Any]]) -> list[float]:
+    """The per-epoch accuracy of the last fit in a harness history (validation if it has one)."""
+    if not history:
+        return []
+    last_fit = max(h.get("fit", 0) for h in history)
+    rows = sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
+    for key in ("val_accuracy", "val_acc", "accuracy", "acc"):
+        if all(key in r for r in rows):
+            return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+    return []
