@@ -1,0 +1,44 @@
+"""Settings: file, then environment, then flags; bad values are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.config import load_settings
+from mlops.errors import ConfigError
+
+
+def test_flags_beat_environment_beat_file(tmp_path):
+    config = tmp_path / "mlops.toml"
+    config.write_text('[mlops]\ntarget = 0.7\nmax-trials = 9\nstrategy = "ladder"\n')
+    env = {"MLOPS_TARGET": "0.75", "MLOPS_WORKSPACE": str(tmp_path / "ws")}
+    settings = load_settings({"target": 0.9}, env=env, config_file=config)
+    assert settings.target == 0.9 and settings.max_trials == 9 and settings.strategy == "ladder"
+    assert settings.workspace == Path(tmp_path / "ws")
+    assert load_settings({}, env=env, config_file=config).target == 0.75
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [({"target": 80}, "target must be a fraction between 0 and 1 .* but got 80"),
+     ({"max_trials": 0}, "max_trials must be at least 1 but got 0"),
+     ({"runtime": "k8s"}, "runtime must be one of auto, local, docker but got 'k8s'"),
+     ({"memory_mb": 10}, "memory must be at least 64 MB but got 10")],
+)
+def test_bad_values_are_named(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags, env={})
+
+
+def test_unknown_or_malformed_settings_in_the_file_name_the_file(tmp_path):
+    config = tmp_path / "mlops.toml"
+    config.write_text("targte = 0.9\n")
+    with pytest.raises(ConfigError, match="unknown setting 'targte'"):
+        load_settings({}, env={}, config_file=config)
+    config.write_text("target = \n")
+    with pytest.raises(ConfigError, match=str(config)):
+        load_settings({}, env={}, config_file=config)
+    with pytest.raises(ConfigError, match="MLOPS_MAX_TRIALS|max_trials must be of type"):
+        load_settings({}, env={"MLOPS_MAX_TRIALS": "many"})
