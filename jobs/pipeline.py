@@ -241,7 +241,7 @@ def make_tuner(ctx: Context, runtime: Runtime) -> Tuner:
         ctx.progress,
         supervisor.execute,
         spec_for(s),
-        Budget(s.target, s.max_trials, s.max_minutes),
+        Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
     )
 
 

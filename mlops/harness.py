@@ -302,8 +302,70 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
         with contextlib.suppress(Exception):  # old versions lack it; seeding is best effort
             keras.utils.set_random_seed(seed)
     callbacks = keras.callbacks
+    keras_major = int(str(getattr(keras, "__version__", "3")).split(".")[0])
     every = int(os.environ.get("MLOPS_CHECKPOINT_EVERY_BATCHES", "0") or 0)
     checkpoints_on = os.environ.get("MLOPS_CHECKPOINTS", "1") != "0"
+
+    class AtomicBackupAndRestore(callbacks.BackupAndRestore):
+        """Keras's backup-and-restore, each checkpoint written whole before it becomes the one to restore.
+
+        A checkpoint is a folder ``ckpt-<epoch>-<batch>`` holding the weights (with the optimizer's state)
+        and the epoch, renamed into place when complete, so a kill while writing leaves the one before
+        intact. A checkpoint that cannot be read is skipped for the one before it, and a disk too full to
+        write one is reported once while training goes on.
+        """
+
+        KEEP = 2
+
+        def __init__(self, backup_dir: str, save_freq: str | int) -> None:
+            super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+            self.folder = Path(backup_dir)
+            self.disabled = False
+            self.warned = False
+
+        def _checkpoints(self) -> list[Path]:
+            return sorted(self.folder.glob("ckpt-*"), reverse=True)
+
+        def on_train_begin(self, logs=None):  # noqa: ANN001
+            if not self.model.built:
+                self.disabled = True
+                say("checkpoints are off for this model: it is not built before fit()")
+                return
+            found = self._checkpoints()
+            for checkpoint in found:
+                try:
+                    meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
+                    if self.model.optimizer is not None and not self.model.optimizer.built:
+                        self.model.optimizer.build(self.model.trainable_variables)
+                    self.model.load_weights(str(checkpoint / "model.weights.h5"))
+                    self.model._initial_epoch = int(meta["epoch"])
+                    return
+                except Exception as e:  # noqa: BLE001 (a corrupt checkpoint of any sort)
+                    say(f"checkpoint {checkpoint.name} cannot be read ({type(e).__name__}); trying the one before")
+            if found:
+                say("no checkpoint could be read; training starts from the beginning")
+
+        def _save_model(self) -> None:
+            if self.disabled:
+                return
+            name = f"ckpt-{self._current_epoch:06d}-{self._last_batch_seen:06d}"
+            tmp = self.folder / f".tmp-{name}"
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                self.model.save_weights(str(tmp / "model.weights.h5"))
+                meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "at": time.time()}
+                (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+                final = self.folder / name
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+                for old in self._checkpoints()[self.KEEP :]:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not self.warned:
+                    self.warned = True
+                    say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
 
     class MlopsRecorder(callbacks.Callback):
         def __init__(self, fit_index: int) -> None:
@@ -340,10 +402,11 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                 backup_dir = rec.out / "checkpoints" / f"fit-{index}"
                 backup_dir.mkdir(parents=True, exist_ok=True)
                 freq = every if every > 0 else "epoch"
-                extra.insert(
-                    0,
-                    callbacks.BackupAndRestore(str(backup_dir), save_freq=freq, delete_checkpoint=False),
-                )
+                if keras_major >= 3:
+                    backup = AtomicBackupAndRestore(str(backup_dir), freq)
+                else:  # Keras 2 keeps its own training-state format; its callback restores it
+                    backup = callbacks.BackupAndRestore(str(backup_dir), save_freq=freq, delete_checkpoint=False)
+                extra.insert(0, backup)
             quiet = not sys.stdout.isatty()
             args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
             rec.fit_depth += 1
@@ -583,7 +646,7 @@ def relative_to(path: str | None, root: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    code, out, source = Path(args.code), Path(args.out), Path(args.source)
+    code, out, source = Path(args.code).resolve(), Path(args.out).resolve(), Path(args.source).resolve()
     for label, path in (("code folder", code), ("source", source)):
         if not path.exists():
             print(f"mlops harness: {label} {path} does not exist", file=sys.stderr)

@@ -22,10 +22,12 @@ def test_flags_beat_environment_beat_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [({"target": 80}, "target must be a fraction between 0 and 1 .* but got 80"),
-     ({"max_trials": 0}, "max_trials must be at least 1 but got 0"),
-     ({"runtime": "k8s"}, "runtime must be one of auto, local, docker but got 'k8s'"),
-     ({"memory_mb": 10}, "memory must be at least 64 MB but got 10")],
+    [
+        ({"target": 80}, "target must be a fraction between 0 and 1 .* but got 80"),
+        ({"max_trials": 0}, "max_trials must be at least 1 but got 0"),
+        ({"runtime": "k8s"}, "runtime must be one of auto, local, docker but got 'k8s'"),
+        ({"memory_mb": 10}, "memory must be at least 64 MB but got 10"),
+    ],
 )
 def test_bad_values_are_named(flags, message):
     with pytest.raises(ConfigError, match=message):

@@ -19,9 +19,21 @@ from tests.conftest import ROOT
 
 def new_run(ledger, tmp_path, script="train.py"):
     return ledger.create_run(
-        name="train", source="/src", ref=None, commit="a" * 40, author="Ada", code_dir=tmp_path, script=script,
-        classification={"kind": "ann", "image": "mlops-keras3"}, runtime="local", metric="accuracy", target=0.8,
-        strategy="tpe", max_trials=5, settings={"target": 0.8}, runs_dir=tmp_path / "runs",
+        name="train",
+        source="/src",
+        ref=None,
+        commit="a" * 40,
+        author="Ada",
+        code_dir=tmp_path,
+        script=script,
+        classification={"kind": "ann", "image": "mlops-keras3"},
+        runtime="local",
+        metric="accuracy",
+        target=0.8,
+        strategy="tpe",
+        max_trials=5,
+        settings={"target": 0.8},
+        runs_dir=tmp_path / "runs",
     )
 
 
@@ -48,11 +60,20 @@ def test_a_second_orchestrator_cannot_claim_a_run_whose_owner_lives(tmp_path):
     run = new_run(ledger, tmp_path)
     assert ledger.claim_run(run.id) is None
     other = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             from pathlib import Path
             from mlops.ledger import Ledger
-            print(Ledger(Path({str(tmp_path / 'ledger.db')!r})).claim_run({run.id!r}))
-        """)], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
+            print(Ledger(Path({str(tmp_path / "ledger.db")!r})).claim_run({run.id!r}))
+        """),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        check=True,
+    )
     assert f"'pid': {os.getpid()}" in other.stdout  # refused: we are alive
     ledger.release_run(run.id)
     assert ledger.owner(run.id) is None
@@ -80,8 +101,12 @@ while True:
 @pytest.mark.parametrize("delay", [0.2, 0.45, 0.7])
 def test_kill_9_at_any_moment_leaves_a_consistent_ledger(tmp_path, delay):
     db = tmp_path / "ledger.db"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert writer.stdout.readline().strip() == "ready"
     time.sleep(delay)
     writer.send_signal(signal.SIGKILL)
@@ -94,8 +119,10 @@ def test_kill_9_at_any_moment_leaves_a_consistent_ledger(tmp_path, delay):
     events = ledger.events(run.id)
     for trial in trials:  # every state a trial is in has exactly the events that lead to it
         mine = [e["kind"] for e in events if e["trial"] == trial.number]
-        expected = {TrialStatus.PENDING: ["trial-proposed"],
-                    TrialStatus.RUNNING: ["trial-proposed", "trial-started"],
-                    TrialStatus.SUCCEEDED: ["trial-proposed", "trial-started", "trial-succeeded"]}[trial.status]
+        expected = {
+            TrialStatus.PENDING: ["trial-proposed"],
+            TrialStatus.RUNNING: ["trial-proposed", "trial-started"],
+            TrialStatus.SUCCEEDED: ["trial-proposed", "trial-started", "trial-succeeded"],
+        }[trial.status]
         assert mine == expected
     assert [t.number for t in trials] == list(range(len(trials)))

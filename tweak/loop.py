@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tweak.strategies import Past, SearchState, Strategy, curve_of, make_strateg
 
 ORIGINAL = "original.py"
 SOURCE = "source.py"
+PARAMS = "params.json"
 FAILURES_IN_A_ROW = 3
 
 # The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
@@ -54,6 +56,7 @@ class Budget:
     target: float
     max_trials: int
     max_minutes: float | None
+    parallel: int = 1
 
 
 def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
@@ -95,30 +98,19 @@ class Tuner:
 
     # -- state for the strategy --------------------------------------------------------------------
 
-    def _state(self, run: RunRecord, strategy: Strategy, original: str, number: int) -> SearchState:
+    def _state(self, run: RunRecord, original: str, number: int) -> SearchState:
+        """What a strategy knows: every trial so far (those under way have no metric yet)."""
         past = []
         kmeans = None
         for t in self.ledger.trials(run.id):
-            if not t.status.is_finished():
-                continue
-            metrics = read_json(trial_dir(run, t.number) / METRICS_FILE) or {}
+            folder = trial_dir(run, t.number)
+            metrics = read_json(folder / METRICS_FILE) or {}
             if t.number == 0:
                 kmeans = metrics.get("kmeans")
-            params = (
-                json.loads((trial_dir(run, t.number) / "params.json").read_text())
-                if (trial_dir(run, t.number) / "params.json").exists()
-                else {}
-            )
-            past.append(
-                Past(
-                    t.number,
-                    [tuple(x) for x in t.tweaks],
-                    t.status,
-                    t.metric,
-                    params,
-                    curve_of(metrics.get("history") or []),
-                )
-            )
+            params = read_json(folder / PARAMS) or {}
+            metric = t.metric if t.status.is_finished() else None
+            curve = curve_of(metrics.get("history") or [])
+            past.append(Past(t.number, [tuple(x) for x in t.tweaks], t.status, metric, params, curve))
         return SearchState(
             kind=Kind(run.kind or "other"),
             framework=run.framework or "",
@@ -136,9 +128,10 @@ class Tuner:
         """Run trials until a stop condition finishes the run (or, with only_baseline, after trial 0)."""
         original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
         strategy = make_strategy(run.strategy)
-        for trial in self.ledger.trials(run.id):  # finish what a killed orchestrator left under way
-            if not trial.status.is_finished():
-                self._run_trial(run, trial, strategy, original)
+        # First finish what a killed orchestrator left under way.
+        self._run_all(
+            run, [t for t in self.ledger.trials(run.id) if not t.status.is_finished()], strategy, original
+        )
         while True:
             trials = self.ledger.trials(run.id)
             stop = stop_reason(run, trials, self.budget)
@@ -148,20 +141,33 @@ class Tuner:
             if only_baseline and number >= 1:
                 return self.ledger.run(run.id)
             if number == 0:
-                trial = self._record(run, 0, original, [], [], {})
+                batch = [self._record(run, 0, original, [], [], {})]
             else:
-                state = self._state(run, strategy, original, number)
-                proposal = strategy.propose(state)
-                if proposal is None:
-                    return self._finish(
-                        run,
-                        original,
-                        RunStatus.EXHAUSTED,
-                        f"no tweak left to try for this {run.kind} model ({run.strategy})",
-                    )
-                trial = self._propose(run, number, original, proposal)
-            if trial.status is TrialStatus.PENDING:
+                batch = []
+                width = min(self.budget.parallel, self.budget.max_trials - number)
+                for offset in range(width):  # proposals of one batch see each other as under way
+                    proposal = strategy.propose(self._state(run, original, number + offset))
+                    if proposal is None:
+                        break
+                    batch.append(self._propose(run, number + offset, original, proposal))
+                if not batch:
+                    if not any(t.status is TrialStatus.SUCCEEDED for t in trials):
+                        last = trials[-1]
+                        why = f"no trial produced a metric (trial {last.number}: {last.error})"
+                        return self._finish(run, original, RunStatus.FAILED, why)
+                    why = f"no tweak left to try for this {run.kind} model ({run.strategy})"
+                    return self._finish(run, original, RunStatus.EXHAUSTED, why)
+            self._run_all(run, [t for t in batch if t.status is TrialStatus.PENDING], strategy, original)
+
+    def _run_all(self, run: RunRecord, trials: list[TrialRecord], strategy: Strategy, original: str) -> None:
+        if len(trials) <= 1:
+            for trial in trials:
                 self._run_trial(run, trial, strategy, original)
+            return
+        with ThreadPoolExecutor(max_workers=len(trials), thread_name_prefix="trial") as pool:
+            futures = [pool.submit(self._run_trial, run, t, strategy, original) for t in trials]
+            for future in futures:
+                future.result()
 
     def _propose(self, run: RunRecord, number: int, original: str, proposal) -> TrialRecord:  # noqa: ANN001
         try:
@@ -206,7 +212,7 @@ class Tuner:
     ) -> TrialRecord:
         folder = trial_dir(run, number)
         write_atomic(folder / SOURCE, source)
-        write_atomic(folder / "params.json", json.dumps(params, default=str))
+        write_atomic(folder / PARAMS, json.dumps(params, default=str))
         seed = int(run.settings.get("seed", 0)) * 1000 + number
         status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
         trial = self.ledger.add_trial(
@@ -222,7 +228,7 @@ class Tuner:
         spec = self.spec_for(run, trial.number)
         prune = None
         if trial.number > 0:
-            state = self._state(run, strategy, original, trial.number)
+            state = self._state(run, original, trial.number)
             curve: list[float] = []
 
             def prune(epoch: int, logs: dict[str, float]) -> bool:
