@@ -341,7 +341,9 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                     self.model._initial_epoch = int(meta["epoch"])
                     return
                 except Exception as e:  # noqa: BLE001 (a corrupt checkpoint of any sort)
-                    say(f"checkpoint {checkpoint.name} cannot be read ({type(e).__name__}); trying the one before")
+                    say(
+                        f"checkpoint {checkpoint.name} cannot be read ({type(e).__name__}); trying the one before"
+                    )
             if found:
                 say("no checkpoint could be read; training starts from the beginning")
 
@@ -365,7 +367,9 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not self.warned:
                     self.warned = True
-                    say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
+                    say(
+                        f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it"
+                    )
 
     class MlopsRecorder(callbacks.Callback):
         def __init__(self, fit_index: int) -> None:
@@ -405,7 +409,9 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                 if keras_major >= 3:
                     backup = AtomicBackupAndRestore(str(backup_dir), freq)
                 else:  # Keras 2 keeps its own training-state format; its callback restores it
-                    backup = callbacks.BackupAndRestore(str(backup_dir), save_freq=freq, delete_checkpoint=False)
+                    backup = callbacks.BackupAndRestore(
+                        str(backup_dir), save_freq=freq, delete_checkpoint=False
+                    )
                 extra.insert(0, backup)
             quiet = not sys.stdout.isatty()
             args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)

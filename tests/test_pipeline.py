@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_kmeans_is_tuned_to_its_elbow_and_the_commit_is_not_trained_twice(repo_f
     assert run["best_metric"] >= 0.8 > run["baseline_metric"]
     details = show(ws, tmp_path, run["run"])
     assert "n_clusters" in json.dumps(details["trial_list"][1]["tweaks"])
-    assert "n_clusters=4" in open(details["best_diff"]).read().replace(" ", "")
+    assert "n_clusters=4" in Path(details["best_diff"]).read_text().replace(" ", "")
 
     again = run_cli("run", str(repo), "--runtime", "local", "--workspace", str(ws), cwd=tmp_path)
     assert again.returncode == 0 and "was already tuned" in again.stdout
