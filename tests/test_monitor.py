@@ -1,0 +1,156 @@
+"""Job 6: the restart policy, and chaos: trainings killed mid-epoch come back from their checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.domain import EndReason, TrialStatus
+from mlops.ledger import Ledger
+from mlops.progress import Progress
+from mlops.runtime.base import Limits, Outcome, TrialSpec
+from mlops.runtime.local import LocalRuntime
+from mlops.trial import LaunchResult
+from monitor.supervisor import Action, RestartPolicy, Supervisor, parse_epoch
+
+
+def result(reason: EndReason, traceback: str | None = None, status=TrialStatus.FAILED) -> LaunchResult:
+    return LaunchResult(
+        status, Outcome(reason, 1 if reason is EndReason.EXITED else None), traceback=traceback
+    )
+
+
+def test_crashes_restart_with_growing_backoff_up_to_the_limit():
+    policy = RestartPolicy(max_restarts=3, base_delay_s=0.5)
+    killed = result(EndReason.SIGNAL)
+    decisions = [policy.decide(killed, [killed] * n, n) for n in range(4)]
+    assert [d.action for d in decisions] == [Action.RESTART] * 3 + [Action.GIVE_UP]
+    assert [d.delay_s for d in decisions[:3]] == [0.5, 1.0, 2.0]
+
+
+def test_the_same_traceback_twice_is_a_bug_not_a_crash():
+    policy = RestartPolicy()
+    boom = result(EndReason.EXITED, traceback="Traceback ... ValueError: x")
+    assert policy.decide(boom, [], 0).action is Action.RESTART  # once, it may be flaky
+    second = policy.decide(boom, [boom], 1)
+    assert second.action is Action.FINISH and "same way twice" in second.reason
+    other = result(EndReason.EXITED, traceback="Traceback ... KeyError: y")
+    assert policy.decide(other, [boom], 1).action is Action.RESTART
+    ok = result(EndReason.EXITED, status=TrialStatus.SUCCEEDED)
+    assert policy.decide(ok, [boom], 1).action is Action.FINISH
+
+
+def test_epoch_lines_are_parsed():
+    assert parse_epoch("[mlops] epoch 3/10 accuracy=0.9100 loss=0.3000") == (
+        3,
+        {"accuracy": 0.91, "loss": 0.3},
+    )
+    assert parse_epoch("Epoch 3/10") is None
+
+
+SLOW_KERAS = """
+import time
+import keras
+from sklearn.datasets import load_digits
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+
+
+class Pace(keras.callbacks.Callback):  # epochs long enough to be killed in the middle of
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.04)
+
+
+model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(10, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=EPOCHS, batch_size=64, validation_split=0.2, callbacks=[Pace()])
+"""
+
+
+def chaos_trial(tmp_path: Path, epochs: int):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "slow.py").write_text(SLOW_KERAS.replace("EPOCHS", str(epochs)))
+    ledger = Ledger(tmp_path / "ws" / "ledger.db")
+    run = ledger.create_run(
+        name="slow",
+        source=str(code),
+        ref=None,
+        commit="c" * 40,
+        author="A",
+        code_dir=code,
+        script="slow.py",
+        classification={"kind": "ann"},
+        runtime="local",
+        metric="accuracy",
+        target=0.8,
+        strategy="tpe",
+        max_trials=1,
+        settings={},
+        runs_dir=tmp_path / "ws" / "runs",
+    )
+    folder = run.dir / "trials" / "0"
+    folder.mkdir(parents=True)
+    (folder / "source.py").write_text((code / "slow.py").read_text())
+    trial = ledger.add_trial(run.id, 0, [], [], seed=0)
+    spec = TrialSpec(
+        run.id,
+        0,
+        code,
+        "slow.py",
+        folder / "source.py",
+        folder,
+        limits=Limits(timeout_s=300),
+        env={"MLOPS_SEED": "0"},
+    )
+    return ledger, run, trial, spec
+
+
+@pytest.mark.slow
+def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_path):
+    epochs, kills_at = 8, (2, 4, 6)
+    ledger, run, trial, spec = chaos_trial(tmp_path, epochs)
+    log = spec.trial_dir / "log.txt"
+    kills: list[int] = []
+
+    def killer():
+        for after in kills_at:
+            while True:  # wait until that epoch is done in the current launch, then kill mid-next-epoch
+                text = log.read_text() if log.exists() else ""
+                current = ledger.trial(run.id, 0)
+                launch = text.split("[mlops] running slow.py")[-1]
+                if f"[mlops] epoch {after + 1}/" in launch or f"[mlops] epoch {after}/" in launch:
+                    break
+                if current.status.is_finished():
+                    return
+                time.sleep(0.05)
+            time.sleep(0.3)
+            pid = ledger.trial(run.id, 0).handle["pid"]
+            os.killpg(pid, signal.SIGKILL)
+            kills.append(after)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    supervisor = Supervisor(
+        LocalRuntime(tmp_path / "ws"), ledger, Progress(), RestartPolicy(max_restarts=5, base_delay_s=0.1)
+    )
+    finished = supervisor.execute(run, trial, spec)
+    thread.join(timeout=5)
+    assert kills == list(kills_at)
+    assert finished.status is TrialStatus.SUCCEEDED and finished.restarts == 3
+    metrics = json.loads((spec.trial_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in sorted(metrics["history"], key=lambda h: h["epoch"])] == list(
+        range(1, epochs + 1)
+    )
+    trained = log.read_text().count("[mlops] epoch ")
+    assert trained <= epochs + len(kills_at), f"more than one epoch lost per kill: {trained} epochs trained"
+    restarted = [e for e in ledger.events(run.id) if e["kind"] == "trial-restarted"]
+    assert len(restarted) == 3
