@@ -19,7 +19,7 @@ from mlops.domain import Kind, RunStatus
 from mlops.errors import LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
 from mlops.progress import Progress
-from mlops.pull import Checkout, pull
+from mlops.pull import Checkout, commit_best, pull
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
@@ -297,6 +297,41 @@ def step_report(ctx: Context, runs: list[RunRecord]) -> None:
         leaderboard(ctx, run)
         if run.best_trial is not None and (run.dir / "best.diff").exists():
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+        if ctx.settings.commit_best and run.best_trial:
+            publish_best(ctx, run)
+
+
+def publish_best(ctx: Context, run: RunRecord) -> None:
+    """Commit the best source to branch mlops/best-<run> (never the branch that was pushed)."""
+    branch = f"mlops/best-{run.id}"
+    if any(e["kind"] == "best-committed" for e in ctx.ledger.events(run.id)):
+        return
+    pulled = ctx.ledger.find_pull(run.source, run.commit)
+    root = Path(pulled["path"]) if pulled else run.code_dir
+    path_in_repo = (run.code_dir / run.script).relative_to(root).as_posix()
+    if path_in_repo.endswith(".ipynb"):
+        path_in_repo += ".py"  # the notebook as the script that trained; the notebook itself is untouched
+    message = (
+        f"mlops: best model of run {run.id} ({run.metric} {run.best_metric:.4f}, "
+        f"trial {run.best_trial})\n\n" + "\n".join(ctx.ledger.trial(run.id, run.best_trial).changes)
+    )
+    sha = commit_best(
+        run.source,
+        run.commit,
+        path_in_repo,
+        (run.dir / "best.py").read_text(encoding="utf-8"),
+        branch,
+        message,
+        ctx.settings.workspace,
+    )
+    ctx.ledger.event(
+        run.id,
+        None,
+        "best-committed",
+        f"best source committed to {branch} as {sha[:12]}",
+        {"branch": branch, "commit": sha},
+    )
+    ctx.progress.info(f"   best source committed to branch {branch} ({sha[:12]})")
 
 
 def run_source(

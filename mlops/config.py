@@ -35,6 +35,7 @@ class Settings:
     cluster_metric: str = "silhouette"
     checkpoint_every_batches: int = 0
     max_restarts: int = 3
+    commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.

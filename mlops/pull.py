@@ -159,3 +159,52 @@ def pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Check
     return Checkout(
         source_id, ref, commit, author.strip(), message.strip(), root, subdir, entry, reused, dirty
     )
+
+
+def commit_best(
+    source: str, commit: str, path_in_repo: str, text: str, branch: str, message: str, workspace: Path
+) -> str:
+    """Commit ``text`` as ``path_in_repo`` on top of ``commit``, on ``branch`` of the user's repository.
+
+    The commit is made with git's plumbing in a private index, so the user's working tree, index and
+    current branch are never touched; the branch pushed is never overwritten (a branch name under
+    ``mlops/``). A local repository gets the branch directly; a remote one gets it pushed.
+    """
+    if not branch.startswith("mlops/"):
+        raise PullError(source, f"refusing to commit the best model to {branch!r}: only mlops/ branches")
+    is_local = "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source)
+    if is_local:
+        folder = Path(source) if Path(source).is_dir() else Path(source).parent
+        repo = Path(_git("rev-parse", "--show-toplevel", cwd=folder, source=source).decode().strip())
+        git_dir = Path(_git("rev-parse", "--absolute-git-dir", cwd=repo, source=source).decode().strip())
+    else:
+        git_dir = workspace / "repos" / f"{_repo_key(source)}.git"
+    index = workspace / f"index-{branch.replace('/', '-')}"
+    env_args = ("--git-dir", str(git_dir))
+
+    def run_git(*args: str, stdin: bytes | None = None) -> str:
+        env = dict(os.environ, GIT_INDEX_FILE=str(index))
+        done = subprocess.run(
+            ["git", *env_args, *args],
+            env=env,
+            input=stdin,
+            capture_output=True,  # noqa: S603
+            timeout=GIT_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            raise PullError(source, done.stderr.decode(errors="replace").strip().splitlines()[-1])
+        return done.stdout.decode().strip()
+
+    try:
+        run_git("read-tree", commit)
+        blob = run_git("hash-object", "-w", "--stdin", stdin=text.encode("utf-8"))
+        mode = "100644"
+        run_git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path_in_repo}")
+        tree = run_git("write-tree")
+        new = run_git("commit-tree", tree, "-p", commit, "-m", message)
+        run_git("update-ref", f"refs/heads/{branch}", new)
+        if not is_local:
+            run_git("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+    finally:
+        index.unlink(missing_ok=True)
+    return new

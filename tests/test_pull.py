@@ -82,3 +82,22 @@ def test_an_unreachable_url_or_unknown_ref_is_a_clear_error(tmp_path, ledger):
     with pytest.raises(PullError, match="no branch, tag or commit named 'nope'"):
         pull(f"file://{repo}", "nope", tmp_path / "ws", ledger)
     assert [e["kind"] for e in ledger.events()] == []  # nothing half-recorded
+
+
+def test_the_best_source_is_committed_to_its_own_branch_without_touching_the_work_tree(tmp_path, ledger):
+    from mlops.pull import commit_best
+
+    repo = make_repo(tmp_path / "r", {"models/train.py": "EPOCHS = 1\n", "other.txt": "x\n"})
+    (repo / "scratch.txt").write_text("the user's uncommitted work")
+    head = git(repo, "rev-parse", "HEAD")
+    sha = commit_best(str(repo / "models"), head, "models/train.py", "EPOCHS = 20\n", "mlops/best-1-train",
+                      "mlops: best model", tmp_path / "ws")
+    assert git(repo, "rev-parse", "mlops/best-1-train") == sha
+    assert git(repo, "show", "mlops/best-1-train:models/train.py") == "EPOCHS = 20"
+    assert git(repo, "show", "mlops/best-1-train:other.txt") == "x"
+    assert git(repo, "rev-parse", "mlops/best-1-train^") == head
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "branch", "--show-current") == "main"
+    assert (repo / "models" / "train.py").read_text() == "EPOCHS = 1\n"
+    assert (repo / "scratch.txt").exists()
+    with pytest.raises(PullError, match="only mlops/ branches"):
+        commit_best(str(repo), head, "models/train.py", "x", "main", "m", tmp_path / "ws")
