@@ -214,7 +214,10 @@ def _find_or_create_run(
 def spec_for(settings: Settings):  # noqa: ANN201
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
-        env = {"MLOPS_SEED": str(int(run.settings.get("seed", 0)) * 1000 + number)}
+        env = {
+            "MLOPS_SEED": str(int(run.settings.get("seed", 0)) * 1000 + number),
+            "MLOPS_CLUSTER_METRIC": str(run.settings.get("cluster_metric", "silhouette")),
+        }
         if settings.checkpoint_every_batches:
             env["MLOPS_CHECKPOINT_EVERY_BATCHES"] = str(settings.checkpoint_every_batches)
         return TrialSpec(

@@ -90,8 +90,15 @@ def test_the_best_source_is_committed_to_its_own_branch_without_touching_the_wor
     repo = make_repo(tmp_path / "r", {"models/train.py": "EPOCHS = 1\n", "other.txt": "x\n"})
     (repo / "scratch.txt").write_text("the user's uncommitted work")
     head = git(repo, "rev-parse", "HEAD")
-    sha = commit_best(str(repo / "models"), head, "models/train.py", "EPOCHS = 20\n", "mlops/best-1-train",
-                      "mlops: best model", tmp_path / "ws")
+    sha = commit_best(
+        str(repo / "models"),
+        head,
+        "models/train.py",
+        "EPOCHS = 20\n",
+        "mlops/best-1-train",
+        "mlops: best model",
+        tmp_path / "ws",
+    )
     assert git(repo, "rev-parse", "mlops/best-1-train") == sha
     assert git(repo, "show", "mlops/best-1-train:models/train.py") == "EPOCHS = 20"
     assert git(repo, "show", "mlops/best-1-train:other.txt") == "x"
