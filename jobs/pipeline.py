@@ -126,7 +126,7 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
     runs: list[RunRecord] = []
     errors: list[str] = []
     for entry in entries:
-        result = classify_file(code / entry)
+        result = classify_file(code / entry, root=code)
         script = entry.as_posix()
         if result.error:
             line = f"{script}:{result.error_line}" if result.error_line else script
