@@ -1,0 +1,118 @@
+"""Set the optimizer's learning rate, turning ``optimizer="adam"`` into an optimizer object when needed."""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+
+from tweak.codemods.base import Tweak, dotted, last_name, literal, with_arg
+
+OPTIMIZERS = {
+    "adam": "Adam",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "adamax": "Adamax",
+    "nadam": "Nadam",
+    "adamw": "AdamW",
+}
+
+
+def keras_prefix(module: cst.Module) -> str | None:
+    """How this file names the keras package: ``keras``, ``tf.keras``, ... (None if it does not)."""
+    prefix = None
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Import):
+                for alias in small.names:
+                    name = dotted(alias.name)
+                    bound = alias.asname.name.value if alias.asname else name
+                    if name == "keras":
+                        return bound
+                    if name == "tensorflow":
+                        prefix = prefix or f"{bound}.keras"
+            elif (
+                isinstance(small, cst.ImportFrom)
+                and small.module is not None
+                and dotted(small.module) == "tensorflow"
+                and not isinstance(small.names, cst.ImportStar)
+            ):
+                for alias in small.names:
+                    if dotted(alias.name) == "keras":
+                        return alias.asname.name.value if alias.asname else "keras"
+    return prefix
+
+
+class SetLearningRate(Tweak):
+    NAME = "set_learning_rate"
+    DESCRIPTION = "Set the learning rate of the optimizer given to compile() (a string becomes an object)."
+
+    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
+        rate = float(self.params["learning_rate"])
+        prefix = keras_prefix(module)
+        if prefix is None:  # layers imported by name: import the keras package the same way they come
+            from_tf = "tensorflow.keras" in module.code
+            if from_tf:
+                AddImportsVisitor.add_needed_import(context, "tensorflow", "keras")
+            else:
+                AddImportsVisitor.add_needed_import(context, "keras")
+            prefix = "keras"
+        optimizer_vars: set[str] = set()
+        compiles: list[cst.Call] = []
+
+        class Find(cst.CSTVisitor):
+            def visit_Call(self, node: cst.Call) -> None:  # noqa: N802
+                if isinstance(node.func, cst.Attribute) and node.func.attr.value == "compile":
+                    compiles.append(node)
+                    for arg in node.args:
+                        if (
+                            arg.keyword
+                            and arg.keyword.value == "optimizer"
+                            and isinstance(arg.value, cst.Name)
+                        ):
+                            optimizer_vars.add(arg.value.value)
+
+        module.visit(Find())
+        if not compiles:
+            raise self.not_applicable("no compile() call")
+        done: list[str] = []
+
+        def set_rate(call: cst.Call) -> cst.Call:
+            keyword = (
+                "lr" if any(a.keyword and a.keyword.value == "lr" for a in call.args) else "learning_rate"
+            )
+            done.append(last_name(call.func) or "optimizer")
+            return with_arg(call, 0, (keyword,), literal(rate))
+
+        class Set(cst.CSTTransformer):
+            def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:  # noqa: N802
+                names = {t.target.value for t in original.targets if isinstance(t.target, cst.Name)}
+                if names & optimizer_vars and isinstance(updated.value, cst.Call):
+                    return updated.with_changes(value=set_rate(updated.value))
+                return updated
+
+            def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:  # noqa: N802
+                if not (original.keyword and original.keyword.value == "optimizer"):
+                    return updated
+                value = updated.value
+                if isinstance(value, cst.Call):
+                    return updated.with_changes(value=set_rate(value))
+                if isinstance(value, cst.SimpleString) and prefix:
+                    name = OPTIMIZERS.get(value.evaluated_value.lower())
+                    if name:
+                        call = cst.parse_expression(f"{prefix}.optimizers.{name}()")
+                        return updated.with_changes(value=set_rate(call))
+                return updated
+
+        new = module.visit(Set())
+        if not done:
+            raise self.not_applicable("the optimizer is neither a known name nor an optimizer object")
+        self.optimizer = done[0]
+        return new
+
+    def describe(self) -> str:
+        return f"learning rate {self.params['learning_rate']:g} ({getattr(self, 'optimizer', 'optimizer')})"

@@ -1,0 +1,282 @@
+"""Facts about a model's source that strategies and checks need: its layers, epochs, estimators, shapes.
+
+Read with the standard library's ``ast`` (facts only; the rewriting is LibCST's, in tweak/codemods).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+CONV = {
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Convolution1D",
+    "Convolution2D",
+    "Convolution3D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "DepthwiseConv2D",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+}
+POOL = {
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "AvgPool2D",
+}
+GLOBAL_POOL = {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"}
+DENSE = {"Dense"}
+FLATTEN = {"Flatten"}
+DROPOUT = {"Dropout"}
+LAYER_KINDS = {
+    **{n: "conv" for n in CONV},
+    **{n: "pool" for n in POOL},
+    **{n: "global_pool" for n in GLOBAL_POOL},
+    **{n: "dense" for n in DENSE},
+    **{n: "flatten" for n in FLATTEN},
+    **{n: "dropout" for n in DROPOUT},
+}
+SKLEARN_ESTIMATORS_WITH_PARAMS = {
+    "n_clusters",
+    "hidden_layer_sizes",
+    "max_iter",
+    "n_estimators",
+    "C",
+    "max_depth",
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str  # conv, pool, global_pool, dense, flatten, dropout
+    name: str  # the class as written: Conv2D, Convolution2D, Dense, ...
+    line: int
+    units: int | None = None  # Dense
+    filters: int | None = None  # convolutions
+    kernel: tuple[int, ...] | None = None
+    pool: tuple[int, ...] | None = None
+    strides: tuple[int, ...] | None = None
+    padding: str = "valid"
+
+
+@dataclass(frozen=True)
+class Estimator:
+    name: str
+    line: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    layers: list[Layer] = field(default_factory=list)
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    input_shape: tuple[int, ...] | None = None
+    estimators: list[Estimator] = field(default_factory=list)
+    parses: bool = True
+    error: str | None = None
+
+    @property
+    def has_flatten(self) -> bool:
+        return any(layer.kind == "flatten" for layer in self.layers)
+
+
+def _name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _literal(node: ast.AST | None) -> Any:
+    if node is None:
+        return None
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _ints(value: Any, dims: int = 2) -> tuple[int, ...] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * dims
+    if isinstance(value, tuple | list) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    return None
+
+
+def _kw(call: ast.Call, *names: str) -> ast.AST | None:
+    for keyword in call.keywords:
+        if keyword.arg in names:
+            return keyword.value
+    return None
+
+
+def _arg(call: ast.Call, index: int, *names: str) -> ast.AST | None:
+    found = _kw(call, *names)
+    if found is not None:
+        return found
+    positional = [a for a in call.args if not isinstance(a, ast.Starred)]
+    return positional[index] if len(positional) > index else None
+
+
+def _dims(name: str) -> int:
+    return 1 if "1D" in name else 3 if "3D" in name else 2
+
+
+class _Gather(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.assigns: dict[str, Any] = {}
+        self.fit_epochs: Any = None
+        self.fit_batch: Any = None
+        self.optimizer: str | None = None
+        self.learning_rate: float | None = None
+        self.input_shapes: list[tuple[int, ...]] = []
+        self.estimators: list[Estimator] = []
+
+    def visit_Assign(self, node: ast.Assign) -> None:  # noqa: N802
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                self.assigns[target.id] = _literal(node.value)
+        self.generic_visit(node)
+
+    def _value(self, node: ast.AST | None) -> Any:
+        if isinstance(node, ast.Name):
+            return self.assigns.get(node.id)
+        return _literal(node)
+
+    def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
+        name = _name(node.func)
+        if name in LAYER_KINDS:
+            self._layer(node, name)
+        elif name in ("fit", "fit_generator"):
+            epochs = _kw(node, "epochs", "nb_epoch")
+            if epochs is not None:
+                self.fit_epochs = self._value(epochs)
+            batch = _kw(node, "batch_size")
+            if batch is not None:
+                self.fit_batch = self._value(batch)
+        elif name == "compile":
+            opt = _kw(node, "optimizer")
+            if isinstance(opt, ast.Constant) and isinstance(opt.value, str):
+                self.optimizer = opt.value
+            elif isinstance(opt, ast.Call):
+                self.optimizer = _name(opt.func)
+                lr = self._value(_kw(opt, "learning_rate", "lr"))
+                self.learning_rate = float(lr) if isinstance(lr, int | float) else None
+        elif name in ("Input", "InputLayer"):
+            shape = _ints(self._value(_arg(node, 0, "shape", "input_shape")), 1)
+            if shape:
+                self.input_shapes.append(shape)
+        elif name == "reshape":
+            values = [self._value(a) for a in node.args]
+            if len(values) == 1 and isinstance(values[0], tuple):
+                values = list(values[0])
+            if len(values) >= 3 and all(isinstance(v, int) for v in values):
+                self.input_shapes.append(tuple(values[1:]))
+        elif name and name[:1].isupper() and node.keywords and name not in LAYER_KINDS:
+            params = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
+            if any(p in SKLEARN_ESTIMATORS_WITH_PARAMS for p in params) or name.endswith(
+                ("KMeans", "Classifier", "Regressor", "Regression", "SVC")
+            ):
+                self.estimators.append(Estimator(name, node.lineno, params))
+        if name and (name.endswith("KMeans") or name.startswith("MLP")) and not node.keywords:
+            self.estimators.append(Estimator(name, node.lineno, {}))
+        self.generic_visit(node)
+
+    def _layer(self, node: ast.Call, name: str) -> None:
+        kind = LAYER_KINDS[name]
+        dims = _dims(name)
+        shape = _ints(self._value(_kw(node, "input_shape")), 1)
+        if shape:
+            self.input_shapes.append(shape)
+        padding = self._value(_kw(node, "padding")) or ("valid" if kind in ("conv", "pool") else "")
+        units = filters = None
+        kernel = pool = strides = None
+        if kind == "dense":
+            value = self._value(_arg(node, 0, "units", "output_dim"))
+            units = value if isinstance(value, int) else None
+        elif kind == "conv":
+            value = self._value(_arg(node, 0, "filters", "nb_filter"))
+            filters = value if isinstance(value, int) else None
+            kernel = _ints(self._value(_arg(node, 1, "kernel_size")), dims)
+            if (
+                kernel is None and name.startswith("Convolution") and len(node.args) >= 3
+            ):  # Keras 1: (n, 3, 3)
+                kernel = _ints(tuple(self._value(a) for a in node.args[1:3]), dims)
+            strides = _ints(self._value(_kw(node, "strides", "subsample")), dims)
+        elif kind == "pool":
+            pool = _ints(self._value(_arg(node, 0, "pool_size")), dims) or (2,) * dims
+            strides = _ints(self._value(_kw(node, "strides")), dims)
+        self.layers.append(
+            Layer(kind, name, node.lineno, units, filters, kernel, pool, strides, str(padding))
+        )
+
+
+def model_facts(source: str) -> ModelFacts:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as e:
+        return ModelFacts(parses=False, error=f"line {getattr(e, 'lineno', '?')}: {e}")
+    gather = _Gather()
+    gather.visit(tree)
+    epochs = gather.fit_epochs if isinstance(gather.fit_epochs, int) else None
+    batch = gather.fit_batch if isinstance(gather.fit_batch, int) else None
+    return ModelFacts(
+        layers=sorted(gather.layers, key=lambda layer: layer.line),
+        epochs=epochs,
+        batch_size=batch,
+        optimizer=gather.optimizer,
+        learning_rate=gather.learning_rate,
+        input_shape=gather.input_shapes[0] if gather.input_shapes else None,
+        estimators=gather.estimators,
+    )
+
+
+def check_variant(source: str) -> str | None:
+    """Why a variant cannot work, found before it wastes a training; None when nothing is wrong."""
+    try:
+        compile(source, "<variant>", "exec")
+    except SyntaxError as e:
+        return f"the variant does not parse (line {e.lineno}: {e.msg})"
+    facts = model_facts(source)
+    shape = facts.input_shape
+    convs = [layer for layer in facts.layers if layer.kind in ("conv", "pool")]
+    if not shape or not convs:
+        return None
+    dims = _dims(convs[0].name)
+    size = list(shape[:dims]) if len(shape) > dims else None  # channels last
+    if not size or len(size) != dims:
+        return None
+    for layer in facts.layers:
+        if layer.kind not in ("conv", "pool"):
+            continue
+        window = layer.kernel if layer.kind == "conv" else layer.pool
+        if window is None or len(window) != dims:
+            continue
+        strides = layer.strides or ((1,) * dims if layer.kind == "conv" else window)
+        new = []
+        for n, w, s in zip(size, window, strides, strict=True):
+            new.append(-(-n // s) if layer.padding == "same" else (n - w) // s + 1)
+        if any(n <= 0 for n in new):
+            shown = "x".join(str(n) for n in size)
+            return (
+                f"{layer.name} at line {layer.line} needs at least a {'x'.join(map(str, window))} input but gets "
+                f"{shown} (input {'x'.join(map(str, shape))}): too many convolution or pooling layers"
+            )
+        size = new
+    return None
