@@ -367,7 +367,7 @@ def evidence_of(ref: Ref) -> Evidence | None:
             and parts[0] in ("nn", "layers", "compat", "contrib", "estimator")
             and last in TF_NAMES
         ):
-            return Evidence(TF_NAMES[last], fw, ref, "a TensorFlow op")
+            return Evidence(TF_NAMES[last], fw, ref, "a TensorFlow layer or estimator")
         return None
     if fw is Framework.PYTORCH:
         if path.startswith("torch.nn.") and last in TORCH_LAYERS:
@@ -510,7 +510,10 @@ def _imported_framework(facts: Facts) -> Framework:
 
 
 # ------------------------------------------------------------------------------------------ reading files
-MAX_BYTES = 20 * 1024 * 1024  # past this a "script" is data; notebooks count their code cells only
+# Past this a "script" is data (parsing 10 MB would take half a minute). A notebook's outputs (plots) make
+# it big, so a notebook may be larger and its code cells alone count.
+MAX_SOURCE_BYTES = 1024 * 1024
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 _CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
 
@@ -561,16 +564,24 @@ def _failed(path: str, message: str, line: int | None = None) -> Classification:
 
 def source_text(data: bytes, path: str) -> str:
     """The Python text of a file's bytes (a notebook's code cells joined). Raises SourceError."""
-    if len(data) > MAX_BYTES:
-        raise SourceError(f"file too large to be a training script ({len(data) / 1e6:.1f} MB)", path)
+    notebook = path.endswith(".ipynb")
+    limit = MAX_NOTEBOOK_BYTES if notebook else MAX_SOURCE_BYTES
+    if len(data) > limit:
+        raise SourceError(_too_large(len(data), limit), path)
     nul = data.find(b"\x00")
     if nul >= 0 and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SourceError("binary file, not source code (NUL byte)", path, data.count(b"\n", 0, nul) + 1)
-    if path.endswith(".ipynb"):
-        text = data.decode("utf-8", errors="replace")
-        return notebook_to_script(_notebook_or_raise(text, path))
-    text, _ = decode(data)
+    if notebook:
+        text = notebook_to_script(_notebook_or_raise(data.decode("utf-8", errors="replace"), path))
+    else:
+        text, _ = decode(data)
+    if len(text) > MAX_SOURCE_BYTES:
+        raise SourceError(_too_large(len(text), MAX_SOURCE_BYTES), path)
     return text
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too large for a training script: {size / 1e6:.1f} MB of code (the limit is {limit / 1e6:.1f} MB)"
 
 
 def _notebook_or_raise(text: str, path: str) -> str:
@@ -586,6 +597,8 @@ def classify_source(text: str, path: str = "<string>") -> Classification:
     try:
         if path.endswith(".ipynb"):
             text = notebook_to_script(_notebook_or_raise(text, path))
+        if len(text) > MAX_SOURCE_BYTES:
+            raise SourceError(_too_large(len(text), MAX_SOURCE_BYTES), path)
         if not text.strip():
             return replace(decide(Facts(), path), reasons=(Reason(0, "the file is empty"),))
         return decide(_facts_of(text, path), path)

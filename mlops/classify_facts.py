@@ -113,40 +113,76 @@ def _chain(node: ast.AST) -> list[str] | None:
     return parts
 
 
+def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call], set[int], set[int]]:
+    """One iterative pass over the tree (no recursion: a deep expression cannot exhaust the stack)
+    that keeps only the nodes the facts come from."""
+    imports: list[ast.AST] = []
+    chains: list[ast.AST] = []
+    calls: list[ast.Call] = []
+    inner: set[int] = set()  # Name/Attribute nodes that are the left part of a longer chain
+    called: set[int] = set()
+    stack: list[ast.AST] = [tree]
+    pop, push, AST = stack.pop, stack.append, ast.AST
+    Attribute, Name, Call, Constant = ast.Attribute, ast.Name, ast.Call, ast.Constant
+    imported = (ast.Import, ast.ImportFrom)
+    contexts = (ast.Load, ast.Store, ast.Del)
+    while stack:
+        node = pop()
+        t = type(node)
+        if t is Attribute:
+            inner.add(id(node.value))
+            chains.append(node)
+            push(node.value)
+            continue
+        if t is Name:
+            chains.append(node)
+            continue
+        if t is Constant or t in contexts:  # strings never count
+            continue
+        if t in imported:
+            imports.append(node)
+            continue
+        if t is Call:
+            calls.append(node)
+            called.add(id(node.func))
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, AST):
+                        push(item)
+            elif isinstance(value, AST):
+                push(value)
+    return imports, chains, calls, inner, called
+
+
 def gather(tree: ast.AST) -> Facts:
     """Collect the facts of a parsed module."""
     facts = Facts()
     aliases = _Aliases()
-    nodes = list(ast.walk(tree))
-    inner: set[int] = set()  # Name/Attribute nodes that are the left part of a longer chain
-    called: set[int] = set()
-    for node in nodes:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            aliases.add(node, facts)
-        elif isinstance(node, ast.Attribute):
-            inner.add(id(node.value))
-        elif isinstance(node, ast.Call):
-            called.add(id(node.func))
-    for node in nodes:
-        if isinstance(node, ast.Name | ast.Attribute) and id(node) not in inner:
-            if not isinstance(node.ctx, ast.Load):
-                continue
-            parts = _chain(node)
-            if parts is None:
-                continue
-            for name in aliases.resolve(parts):
-                facts.refs.append(Ref(name, node.lineno, id(node) in called))
-        elif isinstance(node, ast.Call):
-            func = node.func
-            parts = _chain(func)
-            written = ".".join(parts) if parts else ""
-            resolved = aliases.resolve(parts) if parts else []
-            target = resolved[0] if resolved else written
-            if isinstance(func, ast.Attribute):
-                facts.methods.append(MethodCall(func.attr, node.lineno))
-            for kw in node.keywords:
-                if kw.arg:
-                    facts.keywords.append(KeywordArg(target, kw.arg, node.lineno))
+    imports, chains, calls, inner, called = _collect(tree)
+    for node in sorted(imports, key=lambda n: n.lineno):
+        aliases.add(node, facts)
+    for node in chains:
+        if id(node) in inner or type(node.ctx) is not ast.Load:
+            continue
+        parts = _chain(node)
+        if parts is None:
+            continue
+        for name in aliases.resolve(parts):
+            facts.refs.append(Ref(name, node.lineno, id(node) in called))
+    for node in calls:
+        func = node.func
+        parts = _chain(func)
+        if isinstance(func, ast.Attribute):
+            facts.methods.append(MethodCall(func.attr, node.lineno))
+        if not node.keywords:
+            continue
+        resolved = aliases.resolve(parts) if parts else []
+        target = resolved[0] if resolved else (".".join(parts) if parts else "")
+        for kw in node.keywords:
+            if kw.arg:
+                facts.keywords.append(KeywordArg(target, kw.arg, node.lineno))
     _sort(facts)
     return facts
 
