@@ -86,111 +86,66 @@ PRIORITY: tuple[Family, ...] = (
 )
 WEAK: frozenset[Family] = frozenset({Family.DECOMPOSITION})  # a family only when nothing else is there
 
+
 # ---------------------------------------------------------------------------------------------- registries
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 # Keras layer names (the last part of keras.layers.X / keras.layers.convolutional.X / tf.keras.layers.X).
 KERAS_LAYERS: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "Conv1D",
-            "Conv2D",
-            "Conv3D",
-            "Convolution1D",
-            "Convolution2D",
-            "Convolution3D",
-            "SeparableConv1D",
-            "SeparableConv2D",
-            "SeparableConvolution1D",
-            "SeparableConvolution2D",
-            "DepthwiseConv1D",
-            "DepthwiseConv2D",
-            "Conv1DTranspose",
-            "Conv2DTranspose",
-            "Conv3DTranspose",
-            "Convolution2DTranspose",
-            "Convolution3DTranspose",
-            "Deconvolution2D",
-            "Deconvolution3D",
-            "AtrousConvolution1D",
-            "AtrousConvolution2D",
-            "ConvLSTM1D",
-            "ConvLSTM2D",
-            "ConvLSTM3D",
-        ],
+        _words("""Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D SeparableConv1D SeparableConv2D
+        SeparableConvolution1D SeparableConvolution2D DepthwiseConv1D DepthwiseConv2D Conv1DTranspose
+        Conv2DTranspose Conv3DTranspose Convolution2DTranspose Convolution3DTranspose Deconvolution2D
+        Deconvolution3D AtrousConvolution1D AtrousConvolution2D ConvLSTM1D ConvLSTM2D ConvLSTM3D"""),
         Family.CONVOLUTIONAL,
     ),
     **dict.fromkeys(
-        ["LSTM", "GRU", "SimpleRNN", "RNN", "CuDNNLSTM", "CuDNNGRU", "LSTMCell", "GRUCell", "SimpleRNNCell"],
-        Family.RECURRENT,
+        _words("LSTM GRU SimpleRNN RNN CuDNNLSTM CuDNNGRU LSTMCell GRUCell SimpleRNNCell"), Family.RECURRENT
     ),
-    **dict.fromkeys(["MultiHeadAttention", "GroupQueryAttention"], Family.TRANSFORMER),
-    "Dense": Family.DENSE,
-    "EinsumDense": Family.DENSE,
+    **dict.fromkeys(_words("MultiHeadAttention GroupQueryAttention"), Family.TRANSFORMER),
+    **dict.fromkeys(_words("Dense EinsumDense"), Family.DENSE),
 }
 
+# PyTorch: the last part of torch.nn.X, torch.nn.modules.conv.X, torch.nn.functional.x.
 TORCH_LAYERS: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "Conv1d",
-            "Conv2d",
-            "Conv3d",
-            "ConvTranspose1d",
-            "ConvTranspose2d",
-            "ConvTranspose3d",
-            "LazyConv1d",
-            "LazyConv2d",
-            "LazyConv3d",
-            "LazyConvTranspose1d",
-            "LazyConvTranspose2d",
-            "LazyConvTranspose3d",
-            "conv1d",
-            "conv2d",
-            "conv3d",
-            "conv_transpose1d",
-            "conv_transpose2d",
-            "conv_transpose3d",
-        ],
+        _words("""Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d LazyConv1d LazyConv2d LazyConv3d
+        LazyConvTranspose1d LazyConvTranspose2d LazyConvTranspose3d conv1d conv2d conv3d conv_transpose1d
+        conv_transpose2d conv_transpose3d"""),
         Family.CONVOLUTIONAL,
     ),
-    **dict.fromkeys(["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"], Family.RECURRENT),
+    **dict.fromkeys(_words("LSTM GRU RNN LSTMCell GRUCell RNNCell"), Family.RECURRENT),
     **dict.fromkeys(
-        [
-            "Transformer",
-            "TransformerEncoder",
-            "TransformerDecoder",
-            "TransformerEncoderLayer",
-            "TransformerDecoderLayer",
-            "MultiheadAttention",
-        ],
+        _words("""Transformer TransformerEncoder TransformerDecoder TransformerEncoderLayer TransformerDecoderLayer
+        MultiheadAttention"""),
         Family.TRANSFORMER,
     ),
-    **dict.fromkeys(["Linear", "LazyLinear", "Bilinear"], Family.DENSE),
+    **dict.fromkeys(_words("Linear LazyLinear Bilinear"), Family.DENSE),
 }
 
 # torchvision.models.<name>: every one of these families is a convolutional network.
-TORCHVISION_CONV_PREFIXES = (
-    "alexnet", "vgg", "resnet", "resnext", "wide_resnet", "densenet", "mobilenet", "efficientnet",
-    "squeezenet", "shufflenet", "googlenet", "inception", "mnasnet", "regnet", "convnext",
-    "AlexNet", "VGG", "ResNet", "DenseNet", "MobileNet", "EfficientNet", "SqueezeNet", "GoogLeNet",
-    "Inception3",
-)  # fmt: skip
+TORCHVISION_CONV_PREFIXES: tuple[str, ...] = tuple(
+    _words("""alexnet vgg resnet resnext wide_resnet densenet mobilenet efficientnet squeezenet shufflenet googlenet
+    inception mnasnet regnet convnext AlexNet VGG ResNet DenseNet MobileNet EfficientNet SqueezeNet GoogLeNet
+    Inception3""")
+)
 
 # TensorFlow without Keras (tf.nn, tf.layers, tf.compat.v1.layers, tf.contrib.layers, tf.estimator).
 TF_NAMES: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "conv1d", "conv2d", "conv3d", "conv2d_transpose", "conv3d_transpose", "separable_conv2d",
-            "depthwise_conv2d", "atrous_conv2d", "convolution", "Conv2D", "Conv1D", "Conv3D",
-        ],
+        _words("""conv1d conv2d conv3d conv2d_transpose conv3d_transpose separable_conv2d depthwise_conv2d atrous_conv2d
+        convolution Conv1D Conv2D Conv3D"""),
         Family.CONVOLUTIONAL,
     ),
-    **dict.fromkeys(["dense", "Dense", "fully_connected", "DNNClassifier", "DNNRegressor"], Family.DENSE),
+    **dict.fromkeys(_words("dense Dense fully_connected DNNClassifier DNNRegressor"), Family.DENSE),
     **dict.fromkeys(
-        ["dynamic_rnn", "static_rnn", "BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell"],
-        Family.RECURRENT,
+        _words("dynamic_rnn static_rnn BasicLSTMCell LSTMCell GRUCell BasicRNNCell"), Family.RECURRENT
     ),
-    **dict.fromkeys(["LinearClassifier", "LinearRegressor"], Family.LINEAR),
-    **dict.fromkeys(["BoostedTreesClassifier", "BoostedTreesRegressor"], Family.BOOSTING),
-}  # fmt: skip
+    **dict.fromkeys(_words("LinearClassifier LinearRegressor"), Family.LINEAR),
+    **dict.fromkeys(_words("BoostedTreesClassifier BoostedTreesRegressor"), Family.BOOSTING),
+}
 
 # scikit-learn: a class of one of these submodules is an estimator of that family, unless named below.
 SKLEARN_MODULES: dict[str, Family] = {
@@ -232,36 +187,31 @@ SKLEARN_NAMES: dict[str, Family] = {
 }
 
 # Keras 2 names that Keras 3 no longer has (relative to keras. / tensorflow.keras.), as prefixes.
-KERAS2_NAMES: tuple[str, ...] = (
-    "utils.np_utils", "utils.vis_utils", "utils.multi_gpu_model", "utils.generic_utils",
-    "layers.convolutional", "layers.core", "layers.pooling", "layers.recurrent", "layers.normalization",
-    "layers.merge", "layers.advanced_activations", "layers.embeddings", "layers.wrappers", "layers.noise",
-    "layers.local", "layers.Merge", "layers.merge", "layers.CuDNNLSTM", "layers.CuDNNGRU",
-    "layers.Deconvolution2D", "layers.AtrousConvolution2D", "layers.LocallyConnected",
-    "wrappers.scikit_learn", "engine", "legacy", "optimizers.legacy",
-    "preprocessing.image.ImageDataGenerator", "preprocessing.text", "preprocessing.sequence.TimeseriesGenerator",
-    "backend.tensorflow_backend", "backend.set_session", "backend.get_session",
-    "backend.set_image_dim_ordering", "backend.image_dim_ordering",
-    "optimizers.adam", "optimizers.sgd", "optimizers.rmsprop", "optimizers.adagrad", "optimizers.adadelta",
-)  # fmt: skip
+KERAS2_NAMES: tuple[str, ...] = tuple(
+    _words("""utils.np_utils utils.vis_utils utils.multi_gpu_model utils.generic_utils layers.convolutional
+    layers.core layers.pooling layers.recurrent layers.normalization layers.merge layers.advanced_activations
+    layers.embeddings layers.wrappers layers.noise layers.local layers.Merge layers.CuDNNLSTM layers.CuDNNGRU
+    layers.Deconvolution2D layers.AtrousConvolution2D layers.LocallyConnected1D layers.LocallyConnected2D
+    wrappers.scikit_learn engine legacy optimizers.legacy preprocessing.image.ImageDataGenerator
+    preprocessing.text preprocessing.sequence.TimeseriesGenerator backend.tensorflow_backend
+    backend.set_session backend.get_session backend.set_image_dim_ordering backend.image_dim_ordering
+    optimizers.adam optimizers.sgd optimizers.rmsprop optimizers.adagrad optimizers.adadelta""")
+)
 # TensorFlow 1 names (relative to tensorflow.): they run only on the legacy image's compat layer.
-TF1_NAMES: tuple[str, ...] = (
-    "compat.v1", "placeholder", "Session", "InteractiveSession", "contrib", "layers", "estimator",
-    "global_variables_initializer", "train.AdamOptimizer", "train.GradientDescentOptimizer",
-    "train.MomentumOptimizer", "train.RMSPropOptimizer", "get_variable", "variable_scope",
-)  # fmt: skip
-KERAS2_METHODS = frozenset({"fit_generator", "evaluate_generator", "predict_generator", "predict_classes"})
-# Keyword arguments of Keras 1/2 that Keras 3 rejects, on any Keras call.
+TF1_NAMES: tuple[str, ...] = tuple(
+    _words("""compat.v1 placeholder Session InteractiveSession contrib layers estimator global_variables_initializer
+    train.AdamOptimizer train.GradientDescentOptimizer train.MomentumOptimizer train.RMSPropOptimizer
+    get_variable variable_scope""")
+)
+KERAS2_METHODS = frozenset(_words("fit_generator evaluate_generator predict_generator predict_classes"))
+# Keyword arguments of Keras 1/2 that Keras 3 rejects, on any Keras call (nb_* on any call at all).
 KERAS2_KEYWORDS = frozenset(
-    {
-        "nb_epoch", "samples_per_epoch", "nb_val_samples", "nb_filter", "nb_row", "nb_col", "border_mode",
-        "subsample", "W_regularizer", "b_regularizer", "dim_ordering", "output_dim", "init",
-    }
-)  # fmt: skip
+    _words("""nb_epoch samples_per_epoch nb_val_samples nb_filter nb_row nb_col border_mode subsample W_regularizer
+    b_regularizer dim_ordering output_dim init""")
+)
 TRAIN_METHODS = frozenset(
-    {"fit", "fit_generator", "fit_predict", "fit_transform", "train_on_batch", "partial_fit", "train",
-     "minimize"}
-)  # fmt: skip
+    _words("fit fit_generator fit_predict fit_transform train_on_batch partial_fit train minimize")
+)
 
 # Which framework an import of a package means when the script defines no model (an app, a data script).
 IMPORT_FRAMEWORKS: dict[str, Framework] = {
@@ -562,8 +512,9 @@ def _failed(path: str, message: str, line: int | None = None) -> Classification:
     )
 
 
-def source_text(data: bytes, path: str) -> str:
-    """The Python text of a file's bytes (a notebook's code cells joined). Raises SourceError."""
+def source_text(data: bytes, path: str) -> tuple[str, str | None]:
+    """The Python text of a file's bytes (a notebook's code cells joined) and a note when the encoding
+    had to be guessed. Raises SourceError for a binary file, a broken notebook, too much code."""
     notebook = path.endswith(".ipynb")
     limit = MAX_NOTEBOOK_BYTES if notebook else MAX_SOURCE_BYTES
     if len(data) > limit:
@@ -571,13 +522,14 @@ def source_text(data: bytes, path: str) -> str:
     nul = data.find(b"\x00")
     if nul >= 0 and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SourceError("binary file, not source code (NUL byte)", path, data.count(b"\n", 0, nul) + 1)
+    note = None
     if notebook:
         text = notebook_to_script(_notebook_or_raise(data.decode("utf-8", errors="replace"), path))
     else:
-        text, _ = decode(data)
+        text, note = decode(data)
     if len(text) > MAX_SOURCE_BYTES:
         raise SourceError(_too_large(len(text), MAX_SOURCE_BYTES), path)
-    return text
+    return text, note
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -616,7 +568,7 @@ def classify_file(path: Path | str, root: Path | str | None = None) -> Classific
     except OSError as e:
         return _failed(shown, f"cannot read: {e.strerror or e}")
     try:
-        text = source_text(data, shown)
+        text, note = source_text(data, shown)
     except SourceError as e:
         return _failed(shown, e.reason, e.line)
     if not text.strip():
@@ -624,7 +576,10 @@ def classify_file(path: Path | str, root: Path | str | None = None) -> Classific
     facts = _facts_of(text, shown)
     base = Path(root) if root is not None else path.parent
     _follow(facts, path, base, seen={path.resolve()}, depth=0)
-    return decide(facts, shown)
+    result = decide(facts, shown)
+    if note:
+        result = replace(result, reasons=(*result.reasons, Reason(0, note)))
+    return result
 
 
 # ------------------------------------------------------------------------------------ local modules
@@ -662,7 +617,7 @@ def _follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: in
                 continue
             seen.add(found.resolve())
             try:
-                text = source_text(found.read_bytes(), str(found))
+                text, _ = source_text(found.read_bytes(), str(found))
             except (OSError, SourceError):
                 continue
             sub = _facts_of(text, str(found))
@@ -717,8 +672,7 @@ def find_entry_points(root: Path | str) -> list[Path]:
     found = []
     for path in _candidates(root):
         try:
-            data = path.read_bytes()
-            text = source_text(data, str(path))
+            text, _ = source_text(path.read_bytes(), str(path))
         except (OSError, SourceError):
             continue
         facts = _facts_of(text, str(path))
