@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 import io
 import json
 import os
 import re
 import sys
 import tokenize
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -276,9 +276,15 @@ class Evidence:
     what: str
 
 
+_FRAMEWORK_ROOTS = frozenset({"tensorflow", "tf_keras", "keras", "torch", "torchvision", "sklearn"})
+
+
+@functools.lru_cache(maxsize=8192)  # pure, and scripts repeat the same few names many times
 def _split(name: str) -> tuple[Framework, str] | None:
     """A full dotted name as (framework, path inside it): tensorflow.keras.layers.Dense ->
     (tf.keras, "layers.Dense"). None for names outside the frameworks we know."""
+    if name.partition(".")[0] not in _FRAMEWORK_ROOTS:
+        return None
     for prefix, fw in (
         ("tensorflow.keras.", Framework.TF_KERAS),
         ("tensorflow.python.keras.", Framework.TF_KERAS),
@@ -299,7 +305,13 @@ def _split(name: str) -> tuple[Framework, str] | None:
 
 def evidence_of(ref: Ref) -> Evidence | None:
     """What one resolved name says about the model, or None when it says nothing."""
-    split = _split(ref.name)
+    found = _name_evidence(ref.name)
+    return None if found is None else Evidence(found[0], found[1], ref, found[2])
+
+
+@functools.lru_cache(maxsize=8192)
+def _name_evidence(name: str) -> tuple[Family, Framework, str] | None:
+    split = _split(name)
     if split is None:
         return None
     fw, path = split
@@ -307,9 +319,9 @@ def evidence_of(ref: Ref) -> Evidence | None:
     last = parts[-1]
     if fw in (Framework.KERAS, Framework.TF_KERAS):
         if parts[0] == "layers" and last in KERAS_LAYERS:
-            return Evidence(KERAS_LAYERS[last], fw, ref, "a Keras layer")
+            return (KERAS_LAYERS[last], fw, "a Keras layer")
         if parts[0] == "applications" and len(parts) > 1 and last[:1].isupper():
-            return Evidence(Family.CONVOLUTIONAL, fw, ref, "a pretrained convolutional network")
+            return (Family.CONVOLUTIONAL, fw, "a pretrained convolutional network")
         return None
     if fw is Framework.TENSORFLOW:
         if (
@@ -317,24 +329,24 @@ def evidence_of(ref: Ref) -> Evidence | None:
             and parts[0] in ("nn", "layers", "compat", "contrib", "estimator")
             and last in TF_NAMES
         ):
-            return Evidence(TF_NAMES[last], fw, ref, "a TensorFlow layer or estimator")
+            return (TF_NAMES[last], fw, "a TensorFlow layer or estimator")
         return None
     if fw is Framework.PYTORCH:
         if path.startswith("torch.nn.") and last in TORCH_LAYERS:
-            return Evidence(TORCH_LAYERS[last], fw, ref, "a PyTorch layer")
+            return (TORCH_LAYERS[last], fw, "a PyTorch layer")
         if path.startswith("torchvision.models.") and last.startswith(TORCHVISION_CONV_PREFIXES):
-            return Evidence(Family.CONVOLUTIONAL, fw, ref, "a torchvision convolutional network")
+            return (Family.CONVOLUTIONAL, fw, "a torchvision convolutional network")
         return None
     # scikit-learn: classes only (functions such as plot_tree say nothing about what is trained)
     if not last[:1].isupper():
         return None
     if last in SKLEARN_NAMES:
-        return Evidence(SKLEARN_NAMES[last], fw, ref, "a scikit-learn estimator")
+        return (SKLEARN_NAMES[last], fw, "a scikit-learn estimator")
     if parts[0] in SKLEARN_MODULES:
         family = SKLEARN_MODULES[parts[0]]
         if parts[0] == "ensemble" and last.startswith(("Voting", "Stacking", "Bagging")):
             return None  # a wrapper: the estimators inside it decide
-        return Evidence(family, fw, ref, "a scikit-learn estimator")
+        return (family, fw, "a scikit-learn estimator")
     return None
 
 
@@ -346,13 +358,13 @@ def _legacy_reasons(facts: Facts) -> list[Reason]:
             continue
         fw, path = split
         if fw in (Framework.KERAS, Framework.TF_KERAS):
-            if ref.name.startswith("tf_keras.") or _has_prefix(path, KERAS2_NAMES):
+            if ref.name.startswith("tf_keras.") or _has_prefix(path, _KERAS2_SET):
                 out.append(Reason(ref.line, f"{ref.name} is Keras 2 API (Keras 3 has no such name)"))
-        elif fw is Framework.TENSORFLOW and _has_prefix(path, TF1_NAMES):
+        elif fw is Framework.TENSORFLOW and _has_prefix(path, _TF1_SET):
             out.append(Reason(ref.line, f"{ref.name} is TensorFlow 1 API"))
     for imp in facts.imports:
         for prefix in ("keras.", "tensorflow.keras."):
-            if imp.module.startswith(prefix) and _has_prefix(imp.module[len(prefix) :], KERAS2_NAMES):
+            if imp.module.startswith(prefix) and _has_prefix(imp.module[len(prefix) :], _KERAS2_SET):
                 out.append(Reason(imp.line, f"imports {imp.module}, a Keras 2 module"))
     for m in facts.methods:
         if m.name in KERAS2_METHODS:
@@ -367,8 +379,15 @@ def _legacy_reasons(facts: Facts) -> list[Reason]:
     return sorted(set(out), key=lambda r: (r.line, r.text))
 
 
-def _has_prefix(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path == p or path.startswith(p + ".") for p in prefixes)
+_KERAS2_SET = frozenset(KERAS2_NAMES)
+_TF1_SET = frozenset(TF1_NAMES)
+
+
+@functools.lru_cache(maxsize=8192)
+def _has_prefix(path: str, prefixes: frozenset[str]) -> bool:
+    """True when ``path`` or one of its dotted prefixes is in ``prefixes``."""
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in prefixes for i in range(1, len(parts) + 1))
 
 
 def image_for(kind: Kind, framework: Framework | str, api: Api | str) -> Image:
@@ -470,6 +489,11 @@ _CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 def decode(data: bytes) -> tuple[str, str | None]:
     """Bytes to text: BOM or PEP 263 coding cookie, else UTF-8, else latin-1 (which never fails).
     Returns the text and a note when a fallback was needed."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte order mark (Windows editors)
+        try:
+            return data.decode("utf-16"), None
+        except UnicodeDecodeError:
+            return data.decode("latin-1"), "not valid UTF-16: read as latin-1"
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError:  # an unknown codec named in the cookie
@@ -632,7 +656,7 @@ def _follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: in
                     continue
                 origin = ref.origin or f"{shown.as_posix()}:{ref.line}"
                 facts.refs.append(Ref(ref.name, imp.line, ref.called, origin))
-            facts.methods += [replace(m, line=imp.line) for m in sub.methods if m.name in KERAS2_METHODS]
+            facts.methods += [m._replace(line=imp.line) for m in sub.methods if m.name in KERAS2_METHODS]
 
 
 # ------------------------------------------------------------------------------------- entry points

@@ -13,10 +13,12 @@ import io
 import keyword
 import tokenize
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# The small facts are named tuples: a script yields hundreds of them and tuples are the cheapest to build.
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """A use of an imported name, resolved to its full dotted name (``keras.layers.Conv2D``)."""
 
     name: str
@@ -25,16 +27,14 @@ class Ref:
     origin: str | None = None  # "model.py:12" when the use was found in a followed local module
 
 
-@dataclass(frozen=True)
-class MethodCall:
+class MethodCall(NamedTuple):
     """``something.NAME(...)`` whatever ``something`` is: ``model.fit``, ``loss.backward``."""
 
     name: str
     line: int
 
 
-@dataclass(frozen=True)
-class KeywordArg:
+class KeywordArg(NamedTuple):
     """``func(..., NAME=...)``; ``func`` is the resolved dotted name when known, else the written one."""
 
     func: str
@@ -42,8 +42,7 @@ class KeywordArg:
     line: int
 
 
-@dataclass(frozen=True)
-class ImportFact:
+class ImportFact(NamedTuple):
     """One imported module (``from . import x`` has level 1 and module ``""``), with the names taken."""
 
     module: str
@@ -113,6 +112,13 @@ def _chain(node: ast.AST) -> list[str] | None:
     return parts
 
 
+# Fields that never hold a node worth visiting: names, flags, and the operator/context singletons.
+_SCALAR_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "name", "names", "asname", "module", "level", "type_comment", "kind",
+     "conversion", "is_async", "simple", "kwd_attrs", "type_ignores"}
+)  # fmt: skip
+
+
 def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call], set[int], set[int]]:
     """One iterative pass over the tree (no recursion: a deep expression cannot exhaust the stack)
     that keeps only the nodes the facts come from."""
@@ -125,7 +131,7 @@ def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call
     pop, push, AST = stack.pop, stack.append, ast.AST
     Attribute, Name, Call, Constant = ast.Attribute, ast.Name, ast.Call, ast.Constant
     imported = (ast.Import, ast.ImportFrom)
-    contexts = (ast.Load, ast.Store, ast.Del)
+    fields_of: dict[type, tuple[str, ...]] = {}  # the fields of each node type that may hold nodes
     while stack:
         node = pop()
         t = type(node)
@@ -137,7 +143,7 @@ def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call
         if t is Name:
             chains.append(node)
             continue
-        if t is Constant or t in contexts:  # strings never count
+        if t is Constant:  # strings never count
             continue
         if t in imported:
             imports.append(node)
@@ -145,7 +151,10 @@ def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call
         if t is Call:
             calls.append(node)
             called.add(id(node.func))
-        for name in node._fields:
+        fields = fields_of.get(t)
+        if fields is None:
+            fields = fields_of[t] = tuple(f for f in t._fields if f not in _SCALAR_FIELDS)
+        for name in fields:
             value = getattr(node, name, None)
             if type(value) is list:
                 for item in value:

@@ -33,7 +33,7 @@ def code_cells(text: str, where: str = "<notebook>") -> list[str]:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", cell.get("input", ""))
-        out.append("".join(source) if isinstance(source, list) else str(source))
+        out.append("".join(map(str, source)) if isinstance(source, list) else str(source))
     return out
 
 

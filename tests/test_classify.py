@@ -551,3 +551,27 @@ def test_command_on_a_directory_without_entry_points_fails(tmp_path: Path) -> No
     out = io.StringIO()
     assert command([str(tmp_path)], as_json=False, out=out) == 1
     assert "no training entry point" in out.getvalue()
+
+
+def test_utf16_with_a_byte_order_mark(tmp_path: Path) -> None:
+    text = "from sklearn.svm import SVC\nSVC().fit(X, y)\n"
+    c = classify_file(_write(tmp_path, "a.py", text.encode("utf-16")))
+    assert (c.kind, c.family, c.error) == (Kind.OTHER, "svm", None)
+
+
+def test_truncated_and_garbled_corpus_files_never_raise() -> None:
+    import random
+
+    rng = random.Random(7)
+    for name in sorted(LABELS):
+        data = (CORPUS / name).read_bytes()
+        for _ in range(3):
+            cut = data[: rng.randrange(1, len(data))]
+            garbled = bytearray(cut)
+            for _ in range(5):
+                garbled[rng.randrange(len(garbled))] = rng.randrange(1, 256)
+            for sample in (cut, bytes(garbled)):
+                text = sample.decode("latin-1")
+                c = classify_source(text, name)
+                assert isinstance(c, Classification)
+                assert c.error is None or c.error_line is None or c.error_line >= 1
