@@ -790,7 +790,10 @@ def _rich_table(results: list[Classification], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*COLUMNS)
+    table = Table()
+    for name in COLUMNS:  # the short columns stay whole; the path and the reason fold on a narrow terminal
+        folds = name in ("PATH", "WHY")
+        table.add_column(name, no_wrap=not folds, overflow="fold" if folds else "ellipsis")
     for c in results:
         table.add_row(*_row(c), style="red" if c.failed else None)
     Console(file=out).print(table)

@@ -575,3 +575,17 @@ def test_truncated_and_garbled_corpus_files_never_raise() -> None:
                 c = classify_source(text, name)
                 assert isinstance(c, Classification)
                 assert c.error is None or c.error_line is None or c.error_line >= 1
+
+
+def test_command_uses_rich_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    good = _write(tmp_path, "net.py", b"from keras.layers import Conv2D\nConv2D(3, 3)\n")
+    monkeypatch.setenv("COLUMNS", "160")
+    out = Terminal()
+    assert command([str(good)], as_json=False, out=out) == 0
+    text = out.getvalue()
+    assert "┃" in text or "│" in text  # a rich table, not the plain one
+    assert "cnn" in text and "mlops-keras3" in text
