@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 import io
 import json
 import os
 import re
 import sys
 import tokenize
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -86,111 +86,66 @@ PRIORITY: tuple[Family, ...] = (
 )
 WEAK: frozenset[Family] = frozenset({Family.DECOMPOSITION})  # a family only when nothing else is there
 
+
 # ---------------------------------------------------------------------------------------------- registries
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 # Keras layer names (the last part of keras.layers.X / keras.layers.convolutional.X / tf.keras.layers.X).
 KERAS_LAYERS: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "Conv1D",
-            "Conv2D",
-            "Conv3D",
-            "Convolution1D",
-            "Convolution2D",
-            "Convolution3D",
-            "SeparableConv1D",
-            "SeparableConv2D",
-            "SeparableConvolution1D",
-            "SeparableConvolution2D",
-            "DepthwiseConv1D",
-            "DepthwiseConv2D",
-            "Conv1DTranspose",
-            "Conv2DTranspose",
-            "Conv3DTranspose",
-            "Convolution2DTranspose",
-            "Convolution3DTranspose",
-            "Deconvolution2D",
-            "Deconvolution3D",
-            "AtrousConvolution1D",
-            "AtrousConvolution2D",
-            "ConvLSTM1D",
-            "ConvLSTM2D",
-            "ConvLSTM3D",
-        ],
+        _words("""Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D SeparableConv1D SeparableConv2D
+        SeparableConvolution1D SeparableConvolution2D DepthwiseConv1D DepthwiseConv2D Conv1DTranspose
+        Conv2DTranspose Conv3DTranspose Convolution2DTranspose Convolution3DTranspose Deconvolution2D
+        Deconvolution3D AtrousConvolution1D AtrousConvolution2D ConvLSTM1D ConvLSTM2D ConvLSTM3D"""),
         Family.CONVOLUTIONAL,
     ),
     **dict.fromkeys(
-        ["LSTM", "GRU", "SimpleRNN", "RNN", "CuDNNLSTM", "CuDNNGRU", "LSTMCell", "GRUCell", "SimpleRNNCell"],
-        Family.RECURRENT,
+        _words("LSTM GRU SimpleRNN RNN CuDNNLSTM CuDNNGRU LSTMCell GRUCell SimpleRNNCell"), Family.RECURRENT
     ),
-    **dict.fromkeys(["MultiHeadAttention", "GroupQueryAttention"], Family.TRANSFORMER),
-    "Dense": Family.DENSE,
-    "EinsumDense": Family.DENSE,
+    **dict.fromkeys(_words("MultiHeadAttention GroupQueryAttention"), Family.TRANSFORMER),
+    **dict.fromkeys(_words("Dense EinsumDense"), Family.DENSE),
 }
 
+# PyTorch: the last part of torch.nn.X, torch.nn.modules.conv.X, torch.nn.functional.x.
 TORCH_LAYERS: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "Conv1d",
-            "Conv2d",
-            "Conv3d",
-            "ConvTranspose1d",
-            "ConvTranspose2d",
-            "ConvTranspose3d",
-            "LazyConv1d",
-            "LazyConv2d",
-            "LazyConv3d",
-            "LazyConvTranspose1d",
-            "LazyConvTranspose2d",
-            "LazyConvTranspose3d",
-            "conv1d",
-            "conv2d",
-            "conv3d",
-            "conv_transpose1d",
-            "conv_transpose2d",
-            "conv_transpose3d",
-        ],
+        _words("""Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d LazyConv1d LazyConv2d LazyConv3d
+        LazyConvTranspose1d LazyConvTranspose2d LazyConvTranspose3d conv1d conv2d conv3d conv_transpose1d
+        conv_transpose2d conv_transpose3d"""),
         Family.CONVOLUTIONAL,
     ),
-    **dict.fromkeys(["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"], Family.RECURRENT),
+    **dict.fromkeys(_words("LSTM GRU RNN LSTMCell GRUCell RNNCell"), Family.RECURRENT),
     **dict.fromkeys(
-        [
-            "Transformer",
-            "TransformerEncoder",
-            "TransformerDecoder",
-            "TransformerEncoderLayer",
-            "TransformerDecoderLayer",
-            "MultiheadAttention",
-        ],
+        _words("""Transformer TransformerEncoder TransformerDecoder TransformerEncoderLayer TransformerDecoderLayer
+        MultiheadAttention"""),
         Family.TRANSFORMER,
     ),
-    **dict.fromkeys(["Linear", "LazyLinear", "Bilinear"], Family.DENSE),
+    **dict.fromkeys(_words("Linear LazyLinear Bilinear"), Family.DENSE),
 }
 
 # torchvision.models.<name>: every one of these families is a convolutional network.
-TORCHVISION_CONV_PREFIXES = (
-    "alexnet", "vgg", "resnet", "resnext", "wide_resnet", "densenet", "mobilenet", "efficientnet",
-    "squeezenet", "shufflenet", "googlenet", "inception", "mnasnet", "regnet", "convnext",
-    "AlexNet", "VGG", "ResNet", "DenseNet", "MobileNet", "EfficientNet", "SqueezeNet", "GoogLeNet",
-    "Inception3",
-)  # fmt: skip
+TORCHVISION_CONV_PREFIXES: tuple[str, ...] = tuple(
+    _words("""alexnet vgg resnet resnext wide_resnet densenet mobilenet efficientnet squeezenet shufflenet googlenet
+    inception mnasnet regnet convnext AlexNet VGG ResNet DenseNet MobileNet EfficientNet SqueezeNet GoogLeNet
+    Inception3""")
+)
 
 # TensorFlow without Keras (tf.nn, tf.layers, tf.compat.v1.layers, tf.contrib.layers, tf.estimator).
 TF_NAMES: dict[str, Family] = {
     **dict.fromkeys(
-        [
-            "conv1d", "conv2d", "conv3d", "conv2d_transpose", "conv3d_transpose", "separable_conv2d",
-            "depthwise_conv2d", "atrous_conv2d", "convolution", "Conv2D", "Conv1D", "Conv3D",
-        ],
+        _words("""conv1d conv2d conv3d conv2d_transpose conv3d_transpose separable_conv2d depthwise_conv2d atrous_conv2d
+        convolution Conv1D Conv2D Conv3D"""),
         Family.CONVOLUTIONAL,
     ),
-    **dict.fromkeys(["dense", "Dense", "fully_connected", "DNNClassifier", "DNNRegressor"], Family.DENSE),
+    **dict.fromkeys(_words("dense Dense fully_connected DNNClassifier DNNRegressor"), Family.DENSE),
     **dict.fromkeys(
-        ["dynamic_rnn", "static_rnn", "BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell"],
-        Family.RECURRENT,
+        _words("dynamic_rnn static_rnn BasicLSTMCell LSTMCell GRUCell BasicRNNCell"), Family.RECURRENT
     ),
-    **dict.fromkeys(["LinearClassifier", "LinearRegressor"], Family.LINEAR),
-    **dict.fromkeys(["BoostedTreesClassifier", "BoostedTreesRegressor"], Family.BOOSTING),
-}  # fmt: skip
+    **dict.fromkeys(_words("LinearClassifier LinearRegressor"), Family.LINEAR),
+    **dict.fromkeys(_words("BoostedTreesClassifier BoostedTreesRegressor"), Family.BOOSTING),
+}
 
 # scikit-learn: a class of one of these submodules is an estimator of that family, unless named below.
 SKLEARN_MODULES: dict[str, Family] = {
@@ -232,36 +187,31 @@ SKLEARN_NAMES: dict[str, Family] = {
 }
 
 # Keras 2 names that Keras 3 no longer has (relative to keras. / tensorflow.keras.), as prefixes.
-KERAS2_NAMES: tuple[str, ...] = (
-    "utils.np_utils", "utils.vis_utils", "utils.multi_gpu_model", "utils.generic_utils",
-    "layers.convolutional", "layers.core", "layers.pooling", "layers.recurrent", "layers.normalization",
-    "layers.merge", "layers.advanced_activations", "layers.embeddings", "layers.wrappers", "layers.noise",
-    "layers.local", "layers.Merge", "layers.merge", "layers.CuDNNLSTM", "layers.CuDNNGRU",
-    "layers.Deconvolution2D", "layers.AtrousConvolution2D", "layers.LocallyConnected",
-    "wrappers.scikit_learn", "engine", "legacy", "optimizers.legacy",
-    "preprocessing.image.ImageDataGenerator", "preprocessing.text", "preprocessing.sequence.TimeseriesGenerator",
-    "backend.tensorflow_backend", "backend.set_session", "backend.get_session",
-    "backend.set_image_dim_ordering", "backend.image_dim_ordering",
-    "optimizers.adam", "optimizers.sgd", "optimizers.rmsprop", "optimizers.adagrad", "optimizers.adadelta",
-)  # fmt: skip
+KERAS2_NAMES: tuple[str, ...] = tuple(
+    _words("""utils.np_utils utils.vis_utils utils.multi_gpu_model utils.generic_utils layers.convolutional
+    layers.core layers.pooling layers.recurrent layers.normalization layers.merge layers.advanced_activations
+    layers.embeddings layers.wrappers layers.noise layers.local layers.Merge layers.CuDNNLSTM layers.CuDNNGRU
+    layers.Deconvolution2D layers.AtrousConvolution2D layers.LocallyConnected1D layers.LocallyConnected2D
+    wrappers.scikit_learn engine legacy optimizers.legacy preprocessing.image.ImageDataGenerator
+    preprocessing.text preprocessing.sequence.TimeseriesGenerator backend.tensorflow_backend
+    backend.set_session backend.get_session backend.set_image_dim_ordering backend.image_dim_ordering
+    optimizers.adam optimizers.sgd optimizers.rmsprop optimizers.adagrad optimizers.adadelta""")
+)
 # TensorFlow 1 names (relative to tensorflow.): they run only on the legacy image's compat layer.
-TF1_NAMES: tuple[str, ...] = (
-    "compat.v1", "placeholder", "Session", "InteractiveSession", "contrib", "layers", "estimator",
-    "global_variables_initializer", "train.AdamOptimizer", "train.GradientDescentOptimizer",
-    "train.MomentumOptimizer", "train.RMSPropOptimizer", "get_variable", "variable_scope",
-)  # fmt: skip
-KERAS2_METHODS = frozenset({"fit_generator", "evaluate_generator", "predict_generator", "predict_classes"})
-# Keyword arguments of Keras 1/2 that Keras 3 rejects, on any Keras call.
+TF1_NAMES: tuple[str, ...] = tuple(
+    _words("""compat.v1 placeholder Session InteractiveSession contrib layers estimator global_variables_initializer
+    train.AdamOptimizer train.GradientDescentOptimizer train.MomentumOptimizer train.RMSPropOptimizer
+    get_variable variable_scope""")
+)
+KERAS2_METHODS = frozenset(_words("fit_generator evaluate_generator predict_generator predict_classes"))
+# Keyword arguments of Keras 1/2 that Keras 3 rejects, on any Keras call (nb_* on any call at all).
 KERAS2_KEYWORDS = frozenset(
-    {
-        "nb_epoch", "samples_per_epoch", "nb_val_samples", "nb_filter", "nb_row", "nb_col", "border_mode",
-        "subsample", "W_regularizer", "b_regularizer", "dim_ordering", "output_dim", "init",
-    }
-)  # fmt: skip
+    _words("""nb_epoch samples_per_epoch nb_val_samples nb_filter nb_row nb_col border_mode subsample W_regularizer
+    b_regularizer dim_ordering output_dim init""")
+)
 TRAIN_METHODS = frozenset(
-    {"fit", "fit_generator", "fit_predict", "fit_transform", "train_on_batch", "partial_fit", "train",
-     "minimize"}
-)  # fmt: skip
+    _words("fit fit_generator fit_predict fit_transform train_on_batch partial_fit train minimize")
+)
 
 # Which framework an import of a package means when the script defines no model (an app, a data script).
 IMPORT_FRAMEWORKS: dict[str, Framework] = {
@@ -326,9 +276,15 @@ class Evidence:
     what: str
 
 
+_FRAMEWORK_ROOTS = frozenset({"tensorflow", "tf_keras", "keras", "torch", "torchvision", "sklearn"})
+
+
+@functools.lru_cache(maxsize=8192)  # pure, and scripts repeat the same few names many times
 def _split(name: str) -> tuple[Framework, str] | None:
     """A full dotted name as (framework, path inside it): tensorflow.keras.layers.Dense ->
     (tf.keras, "layers.Dense"). None for names outside the frameworks we know."""
+    if name.partition(".")[0] not in _FRAMEWORK_ROOTS:
+        return None
     for prefix, fw in (
         ("tensorflow.keras.", Framework.TF_KERAS),
         ("tensorflow.python.keras.", Framework.TF_KERAS),
@@ -349,7 +305,13 @@ def _split(name: str) -> tuple[Framework, str] | None:
 
 def evidence_of(ref: Ref) -> Evidence | None:
     """What one resolved name says about the model, or None when it says nothing."""
-    split = _split(ref.name)
+    found = _name_evidence(ref.name)
+    return None if found is None else Evidence(found[0], found[1], ref, found[2])
+
+
+@functools.lru_cache(maxsize=8192)
+def _name_evidence(name: str) -> tuple[Family, Framework, str] | None:
+    split = _split(name)
     if split is None:
         return None
     fw, path = split
@@ -357,9 +319,9 @@ def evidence_of(ref: Ref) -> Evidence | None:
     last = parts[-1]
     if fw in (Framework.KERAS, Framework.TF_KERAS):
         if parts[0] == "layers" and last in KERAS_LAYERS:
-            return Evidence(KERAS_LAYERS[last], fw, ref, "a Keras layer")
+            return (KERAS_LAYERS[last], fw, "a Keras layer")
         if parts[0] == "applications" and len(parts) > 1 and last[:1].isupper():
-            return Evidence(Family.CONVOLUTIONAL, fw, ref, "a pretrained convolutional network")
+            return (Family.CONVOLUTIONAL, fw, "a pretrained convolutional network")
         return None
     if fw is Framework.TENSORFLOW:
         if (
@@ -367,24 +329,24 @@ def evidence_of(ref: Ref) -> Evidence | None:
             and parts[0] in ("nn", "layers", "compat", "contrib", "estimator")
             and last in TF_NAMES
         ):
-            return Evidence(TF_NAMES[last], fw, ref, "a TensorFlow op")
+            return (TF_NAMES[last], fw, "a TensorFlow layer or estimator")
         return None
     if fw is Framework.PYTORCH:
         if path.startswith("torch.nn.") and last in TORCH_LAYERS:
-            return Evidence(TORCH_LAYERS[last], fw, ref, "a PyTorch layer")
+            return (TORCH_LAYERS[last], fw, "a PyTorch layer")
         if path.startswith("torchvision.models.") and last.startswith(TORCHVISION_CONV_PREFIXES):
-            return Evidence(Family.CONVOLUTIONAL, fw, ref, "a torchvision convolutional network")
+            return (Family.CONVOLUTIONAL, fw, "a torchvision convolutional network")
         return None
     # scikit-learn: classes only (functions such as plot_tree say nothing about what is trained)
     if not last[:1].isupper():
         return None
     if last in SKLEARN_NAMES:
-        return Evidence(SKLEARN_NAMES[last], fw, ref, "a scikit-learn estimator")
+        return (SKLEARN_NAMES[last], fw, "a scikit-learn estimator")
     if parts[0] in SKLEARN_MODULES:
         family = SKLEARN_MODULES[parts[0]]
         if parts[0] == "ensemble" and last.startswith(("Voting", "Stacking", "Bagging")):
             return None  # a wrapper: the estimators inside it decide
-        return Evidence(family, fw, ref, "a scikit-learn estimator")
+        return (family, fw, "a scikit-learn estimator")
     return None
 
 
@@ -396,13 +358,13 @@ def _legacy_reasons(facts: Facts) -> list[Reason]:
             continue
         fw, path = split
         if fw in (Framework.KERAS, Framework.TF_KERAS):
-            if ref.name.startswith("tf_keras.") or _has_prefix(path, KERAS2_NAMES):
+            if ref.name.startswith("tf_keras.") or _has_prefix(path, _KERAS2_SET):
                 out.append(Reason(ref.line, f"{ref.name} is Keras 2 API (Keras 3 has no such name)"))
-        elif fw is Framework.TENSORFLOW and _has_prefix(path, TF1_NAMES):
+        elif fw is Framework.TENSORFLOW and _has_prefix(path, _TF1_SET):
             out.append(Reason(ref.line, f"{ref.name} is TensorFlow 1 API"))
     for imp in facts.imports:
         for prefix in ("keras.", "tensorflow.keras."):
-            if imp.module.startswith(prefix) and _has_prefix(imp.module[len(prefix) :], KERAS2_NAMES):
+            if imp.module.startswith(prefix) and _has_prefix(imp.module[len(prefix) :], _KERAS2_SET):
                 out.append(Reason(imp.line, f"imports {imp.module}, a Keras 2 module"))
     for m in facts.methods:
         if m.name in KERAS2_METHODS:
@@ -417,8 +379,15 @@ def _legacy_reasons(facts: Facts) -> list[Reason]:
     return sorted(set(out), key=lambda r: (r.line, r.text))
 
 
-def _has_prefix(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path == p or path.startswith(p + ".") for p in prefixes)
+_KERAS2_SET = frozenset(KERAS2_NAMES)
+_TF1_SET = frozenset(TF1_NAMES)
+
+
+@functools.lru_cache(maxsize=8192)
+def _has_prefix(path: str, prefixes: frozenset[str]) -> bool:
+    """True when ``path`` or one of its dotted prefixes is in ``prefixes``."""
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in prefixes for i in range(1, len(parts) + 1))
 
 
 def image_for(kind: Kind, framework: Framework | str, api: Api | str) -> Image:
@@ -510,13 +479,21 @@ def _imported_framework(facts: Facts) -> Framework:
 
 
 # ------------------------------------------------------------------------------------------ reading files
-MAX_BYTES = 20 * 1024 * 1024  # past this a "script" is data; notebooks count their code cells only
+# Past this a "script" is data (parsing 10 MB would take half a minute). A notebook's outputs (plots) make
+# it big, so a notebook may be larger and its code cells alone count.
+MAX_SOURCE_BYTES = 1024 * 1024
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 _CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
 
 def decode(data: bytes) -> tuple[str, str | None]:
     """Bytes to text: BOM or PEP 263 coding cookie, else UTF-8, else latin-1 (which never fails).
     Returns the text and a note when a fallback was needed."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte order mark (Windows editors)
+        try:
+            return data.decode("utf-16"), None
+        except UnicodeDecodeError:
+            return data.decode("latin-1"), "not valid UTF-16: read as latin-1"
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError:  # an unknown codec named in the cookie
@@ -559,18 +536,28 @@ def _failed(path: str, message: str, line: int | None = None) -> Classification:
     )
 
 
-def source_text(data: bytes, path: str) -> str:
-    """The Python text of a file's bytes (a notebook's code cells joined). Raises SourceError."""
-    if len(data) > MAX_BYTES:
-        raise SourceError(f"file too large to be a training script ({len(data) / 1e6:.1f} MB)", path)
+def source_text(data: bytes, path: str) -> tuple[str, str | None]:
+    """The Python text of a file's bytes (a notebook's code cells joined) and a note when the encoding
+    had to be guessed. Raises SourceError for a binary file, a broken notebook, too much code."""
+    notebook = path.endswith(".ipynb")
+    limit = MAX_NOTEBOOK_BYTES if notebook else MAX_SOURCE_BYTES
+    if len(data) > limit:
+        raise SourceError(_too_large(len(data), limit), path)
     nul = data.find(b"\x00")
     if nul >= 0 and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SourceError("binary file, not source code (NUL byte)", path, data.count(b"\n", 0, nul) + 1)
-    if path.endswith(".ipynb"):
-        text = data.decode("utf-8", errors="replace")
-        return notebook_to_script(_notebook_or_raise(text, path))
-    text, _ = decode(data)
-    return text
+    note = None
+    if notebook:
+        text = notebook_to_script(_notebook_or_raise(data.decode("utf-8", errors="replace"), path))
+    else:
+        text, note = decode(data)
+    if len(text) > MAX_SOURCE_BYTES:
+        raise SourceError(_too_large(len(text), MAX_SOURCE_BYTES), path)
+    return text, note
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too large for a training script: {size / 1e6:.1f} MB of code (the limit is {limit / 1e6:.1f} MB)"
 
 
 def _notebook_or_raise(text: str, path: str) -> str:
@@ -586,6 +573,8 @@ def classify_source(text: str, path: str = "<string>") -> Classification:
     try:
         if path.endswith(".ipynb"):
             text = notebook_to_script(_notebook_or_raise(text, path))
+        if len(text) > MAX_SOURCE_BYTES:
+            raise SourceError(_too_large(len(text), MAX_SOURCE_BYTES), path)
         if not text.strip():
             return replace(decide(Facts(), path), reasons=(Reason(0, "the file is empty"),))
         return decide(_facts_of(text, path), path)
@@ -603,7 +592,7 @@ def classify_file(path: Path | str, root: Path | str | None = None) -> Classific
     except OSError as e:
         return _failed(shown, f"cannot read: {e.strerror or e}")
     try:
-        text = source_text(data, shown)
+        text, note = source_text(data, shown)
     except SourceError as e:
         return _failed(shown, e.reason, e.line)
     if not text.strip():
@@ -611,7 +600,10 @@ def classify_file(path: Path | str, root: Path | str | None = None) -> Classific
     facts = _facts_of(text, shown)
     base = Path(root) if root is not None else path.parent
     _follow(facts, path, base, seen={path.resolve()}, depth=0)
-    return decide(facts, shown)
+    result = decide(facts, shown)
+    if note:
+        result = replace(result, reasons=(*result.reasons, Reason(0, note)))
+    return result
 
 
 # ------------------------------------------------------------------------------------ local modules
@@ -649,7 +641,7 @@ def _follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: in
                 continue
             seen.add(found.resolve())
             try:
-                text = source_text(found.read_bytes(), str(found))
+                text, _ = source_text(found.read_bytes(), str(found))
             except (OSError, SourceError):
                 continue
             sub = _facts_of(text, str(found))
@@ -664,7 +656,7 @@ def _follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: in
                     continue
                 origin = ref.origin or f"{shown.as_posix()}:{ref.line}"
                 facts.refs.append(Ref(ref.name, imp.line, ref.called, origin))
-            facts.methods += [replace(m, line=imp.line) for m in sub.methods if m.name in KERAS2_METHODS]
+            facts.methods += [m._replace(line=imp.line) for m in sub.methods if m.name in KERAS2_METHODS]
 
 
 # ------------------------------------------------------------------------------------- entry points
@@ -704,8 +696,7 @@ def find_entry_points(root: Path | str) -> list[Path]:
     found = []
     for path in _candidates(root):
         try:
-            data = path.read_bytes()
-            text = source_text(data, str(path))
+            text, _ = source_text(path.read_bytes(), str(path))
         except (OSError, SourceError):
             continue
         facts = _facts_of(text, str(path))
@@ -799,7 +790,10 @@ def _rich_table(results: list[Classification], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*COLUMNS)
+    table = Table()
+    for name in COLUMNS:  # the short columns stay whole; the path and the reason fold on a narrow terminal
+        folds = name in ("PATH", "WHY")
+        table.add_column(name, no_wrap=not folds, overflow="fold" if folds else "ellipsis")
     for c in results:
         table.add_row(*_row(c), style="red" if c.failed else None)
     Console(file=out).print(table)

@@ -13,10 +13,12 @@ import io
 import keyword
 import tokenize
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# The small facts are named tuples: a script yields hundreds of them and tuples are the cheapest to build.
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """A use of an imported name, resolved to its full dotted name (``keras.layers.Conv2D``)."""
 
     name: str
@@ -25,16 +27,14 @@ class Ref:
     origin: str | None = None  # "model.py:12" when the use was found in a followed local module
 
 
-@dataclass(frozen=True)
-class MethodCall:
+class MethodCall(NamedTuple):
     """``something.NAME(...)`` whatever ``something`` is: ``model.fit``, ``loss.backward``."""
 
     name: str
     line: int
 
 
-@dataclass(frozen=True)
-class KeywordArg:
+class KeywordArg(NamedTuple):
     """``func(..., NAME=...)``; ``func`` is the resolved dotted name when known, else the written one."""
 
     func: str
@@ -42,8 +42,7 @@ class KeywordArg:
     line: int
 
 
-@dataclass(frozen=True)
-class ImportFact:
+class ImportFact(NamedTuple):
     """One imported module (``from . import x`` has level 1 and module ``""``), with the names taken."""
 
     module: str
@@ -113,40 +112,86 @@ def _chain(node: ast.AST) -> list[str] | None:
     return parts
 
 
+# Fields that never hold a node worth visiting: names, flags, and the operator/context singletons.
+_SCALAR_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "name", "names", "asname", "module", "level", "type_comment", "kind",
+     "conversion", "is_async", "simple", "kwd_attrs", "type_ignores"}
+)  # fmt: skip
+
+
+def _collect(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST], list[ast.Call], set[int], set[int]]:
+    """One iterative pass over the tree (no recursion: a deep expression cannot exhaust the stack)
+    that keeps only the nodes the facts come from."""
+    imports: list[ast.AST] = []
+    chains: list[ast.AST] = []
+    calls: list[ast.Call] = []
+    inner: set[int] = set()  # Name/Attribute nodes that are the left part of a longer chain
+    called: set[int] = set()
+    stack: list[ast.AST] = [tree]
+    pop, push, AST = stack.pop, stack.append, ast.AST
+    Attribute, Name, Call, Constant = ast.Attribute, ast.Name, ast.Call, ast.Constant
+    imported = (ast.Import, ast.ImportFrom)
+    fields_of: dict[type, tuple[str, ...]] = {}  # the fields of each node type that may hold nodes
+    while stack:
+        node = pop()
+        t = type(node)
+        if t is Attribute:
+            inner.add(id(node.value))
+            chains.append(node)
+            push(node.value)
+            continue
+        if t is Name:
+            chains.append(node)
+            continue
+        if t is Constant:  # strings never count
+            continue
+        if t in imported:
+            imports.append(node)
+            continue
+        if t is Call:
+            calls.append(node)
+            called.add(id(node.func))
+        fields = fields_of.get(t)
+        if fields is None:
+            fields = fields_of[t] = tuple(f for f in t._fields if f not in _SCALAR_FIELDS)
+        for name in fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, AST):
+                        push(item)
+            elif isinstance(value, AST):
+                push(value)
+    return imports, chains, calls, inner, called
+
+
 def gather(tree: ast.AST) -> Facts:
     """Collect the facts of a parsed module."""
     facts = Facts()
     aliases = _Aliases()
-    nodes = list(ast.walk(tree))
-    inner: set[int] = set()  # Name/Attribute nodes that are the left part of a longer chain
-    called: set[int] = set()
-    for node in nodes:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            aliases.add(node, facts)
-        elif isinstance(node, ast.Attribute):
-            inner.add(id(node.value))
-        elif isinstance(node, ast.Call):
-            called.add(id(node.func))
-    for node in nodes:
-        if isinstance(node, ast.Name | ast.Attribute) and id(node) not in inner:
-            if not isinstance(node.ctx, ast.Load):
-                continue
-            parts = _chain(node)
-            if parts is None:
-                continue
-            for name in aliases.resolve(parts):
-                facts.refs.append(Ref(name, node.lineno, id(node) in called))
-        elif isinstance(node, ast.Call):
-            func = node.func
-            parts = _chain(func)
-            written = ".".join(parts) if parts else ""
-            resolved = aliases.resolve(parts) if parts else []
-            target = resolved[0] if resolved else written
-            if isinstance(func, ast.Attribute):
-                facts.methods.append(MethodCall(func.attr, node.lineno))
-            for kw in node.keywords:
-                if kw.arg:
-                    facts.keywords.append(KeywordArg(target, kw.arg, node.lineno))
+    imports, chains, calls, inner, called = _collect(tree)
+    for node in sorted(imports, key=lambda n: n.lineno):
+        aliases.add(node, facts)
+    for node in chains:
+        if id(node) in inner or type(node.ctx) is not ast.Load:
+            continue
+        parts = _chain(node)
+        if parts is None:
+            continue
+        for name in aliases.resolve(parts):
+            facts.refs.append(Ref(name, node.lineno, id(node) in called))
+    for node in calls:
+        func = node.func
+        parts = _chain(func)
+        if isinstance(func, ast.Attribute):
+            facts.methods.append(MethodCall(func.attr, node.lineno))
+        if not node.keywords:
+            continue
+        resolved = aliases.resolve(parts) if parts else []
+        target = resolved[0] if resolved else (".".join(parts) if parts else "")
+        for kw in node.keywords:
+            if kw.arg:
+                facts.keywords.append(KeywordArg(target, kw.arg, node.lineno))
     _sort(facts)
     return facts
 

@@ -33,7 +33,7 @@ def code_cells(text: str, where: str = "<notebook>") -> list[str]:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", cell.get("input", ""))
-        out.append("".join(source) if isinstance(source, list) else str(source))
+        out.append("".join(map(str, source)) if isinstance(source, list) else str(source))
     return out
 
 
@@ -43,7 +43,7 @@ def _cell_to_script(source: str) -> list[str]:
     if first.startswith("%%"):
         magic = first[2:].split()[0] if first[2:].split() else ""
         if magic not in _PYTHON_CELL_MAGICS:  # the whole cell is shell, HTML, a file to write...
-            return [_comment(line) for line in lines]
+            return [f"# {line}" if line.strip() else line for line in lines]
         lines[0] = _comment(lines[0])
     out = []
     for line in lines:
