@@ -11,13 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops.classify import Classification, classify_file, find_entry_points
-from mlops.notebook import notebook_to_script
-
+from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus
 from mlops.errors import LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
+from mlops.notebook import notebook_to_script
 from mlops.progress import Progress
 from mlops.pull import Checkout, commit_best, pull
 from mlops.runtime.base import Limits, Runtime, TrialSpec
@@ -108,21 +107,19 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
     ctx.progress.job(2, "classify")
     code = checkout.code_dir
     if checkout.entry:
-        entries = [
-            Path(checkout.entry).relative_to(checkout.subdir) if checkout.subdir else Path(checkout.entry)
-        ]
+        entries = [Path(checkout.entry).relative_to(checkout.subdir or ".")]
     else:
         entries = find_entry_points(code)
-        if not entries:
-            has_python = any(p.suffix in (".py", ".ipynb") for p in code.rglob("*") if ".git" not in p.parts)
-            if not has_python:
-                raise SourceError(
-                    f"no Python file or notebook in {checkout.source} at {checkout.commit[:12]}"
-                )
-            raise SourceError(
-                f"no file in {checkout.source} at {checkout.commit[:12]} trains a model "
-                "(name the entry points in mlops.yaml)"
-            )
+        # A file that does not parse cannot show that it trains; it is most likely the model, broken.
+        broken = [p.relative_to(code) for p in candidate_files(code) if classify_file(p, root=code).error]
+        entries += [rel for rel in broken if rel not in entries]
+    if not entries:
+        if not candidate_files(code):
+            raise SourceError(f"no Python file or notebook in {checkout.source} at {checkout.commit[:12]}")
+        raise SourceError(
+            f"no file in {checkout.source} at {checkout.commit[:12]} trains a model "
+            "(name the entry points in mlops.yaml)"
+        )
     runs: list[RunRecord] = []
     errors: list[str] = []
     for entry in entries:

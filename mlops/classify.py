@@ -667,7 +667,7 @@ SKIP_DIRS = frozenset(
 SKIP_FILES = frozenset({"setup.py", "conftest.py", "noxfile.py", "manage.py"})
 
 
-def _candidates(root: Path) -> list[Path]:
+def candidate_files(root: Path) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -694,7 +694,7 @@ def find_entry_points(root: Path | str) -> list[Path]:
     if config.is_file():
         return _configured(config, root)
     found = []
-    for path in _candidates(root):
+    for path in candidate_files(root):
         try:
             text, _ = source_text(path.read_bytes(), str(path))
         except (OSError, SourceError):

@@ -1,0 +1,340 @@
+"""The Docker runtime: one container per trial, through docker-py. The only module that imports docker.
+
+Like docker-py's ``ContainerCollection.run``, a trial is create -> start -> wait, here split into the
+runtime verbs so the orchestrator can stream logs and enforce the time limit in between. Each container:
+
+- runs the training image's entry point (the harness) as a non-root user, all capabilities dropped,
+  ``no-new-privileges``, a read-only root file system with a private /tmp;
+- sees the checkout read-only at /code and its trial folder read-write at /trial, and a volume shared by
+  every trial of the host at /cache (Keras, scikit-learn and PyTorch dataset caches: a dataset is
+  downloaded once per host, and a site without internet can pre-seed it);
+- has limits on memory (swap included, so going over is an OOM kill, not a slowdown), CPUs, processes and
+  time; the network on by default, none with ``network=False``;
+- carries labels with the workspace, run and trial, so any process can find a run's containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from mlops import images
+from mlops.domain import EndReason
+from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.runtime.base import Outcome, TrialSpec
+
+CACHE_VOLUME = "mlops-cache"
+TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root
+STOP_GRACE_S = 5
+LABEL = "mlops.workspace"
+
+
+def engine_available(timeout: float = 3.0) -> bool:
+    """True when a Docker engine answers (DOCKER_HOST honoured)."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        client.close()
+        return True
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        return False
+
+
+@dataclass
+class DockerHandle:
+    spec: TrialSpec
+    container_id: str
+    started: float
+    stop_reason: EndReason | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"runtime": "docker", "container": self.container_id, "started": self.started}
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient, workspace: Path) -> None:
+        self.client = client
+        self.workspace = workspace.resolve()
+
+    @classmethod
+    def from_env(cls, workspace: Path) -> DockerRuntime:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        try:
+            client = docker.from_env(timeout=120)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+            raise RuntimeUnavailable(
+                f"no Docker engine answers at {where} ({type(e).__name__}); start one with "
+                "`sudo bash scripts/docker-setup.sh` (or set DOCKER_HOST=tcp://... or ssh://...), "
+                "or run with --runtime local"
+            ) from e
+        return cls(client, workspace)
+
+    def describe(self) -> str:
+        info = self.client.version()
+        return f"engine {info.get('Version', '?')} at {os.environ.get('DOCKER_HOST', 'the local socket')}"
+
+    # -- images -------------------------------------------------------------------------------------
+
+    def image_present(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def build(self, image: str, force: bool = False, say: Callable[[str], None] = print) -> tuple[str, bool]:
+        """Build one training image unless a build of the same inputs exists; (tag, built now)."""
+        tag = images.tag(image)
+        if not force and self.image_present(tag):
+            return tag, False
+        dockerfile = images.dockerfile(image)
+        say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
+        log: list[str] = []
+        try:
+            for chunk in self.client.api.build(
+                path=str(images.ROOT),
+                dockerfile=str(dockerfile.relative_to(images.ROOT)),
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+            ):
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if line.strip():
+                            log.append(line)
+                            if line.startswith("Step "):
+                                say(f"   {image}: {line}")
+                if "error" in chunk:
+                    log.append(chunk["error"])
+                    raise docker.errors.BuildError(chunk["error"], log)
+        except docker.errors.BuildError as e:
+            tail = "\n".join(log[-12:])
+            raise RuntimeUnavailable(
+                f"building {image} failed: {e.msg.strip()}\nlast lines of the build:\n{tail}"
+            ) from e
+        except docker.errors.APIError as e:
+            raise RuntimeUnavailable(f"building {image} failed: {e.explanation or e}") from e
+        self.client.images.get(tag).tag(image, "latest")
+        return tag, True
+
+    def prepare(self, names: list[str], progress: Any) -> None:
+        """Make sure the images the runs need exist (build what is missing); job 2 calls it."""
+        for name in names:
+            tag, built = self.build(name, say=progress.info)
+            progress.info(f"   image {tag} {'built' if built else 'up to date'}")
+
+    def _image_tag(self, spec: TrialSpec) -> str:
+        if not spec.image:
+            raise TrialLaunchError(spec.name, "no image was chosen for this trial")
+        tag = images.tag(spec.image)
+        if not self.image_present(tag):
+            raise TrialLaunchError(spec.name, f"image {tag} is not built (mlops images build)")
+        return tag
+
+    # -- the verbs ------------------------------------------------------------------------------------
+
+    def _labels(self, spec: TrialSpec) -> dict[str, str]:
+        return {
+            LABEL: str(self.workspace),
+            "mlops.run": spec.run_id,
+            "mlops.trial": str(spec.trial),
+            "mlops.name": spec.name,
+        }
+
+    def run(self, spec: TrialSpec) -> DockerHandle:
+        tag = self._image_tag(spec)
+        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        user = f"{os.getuid()}:{os.getgid()}"
+        if os.getuid() == 0:  # never run the user's code as root: hand the trial folder to the image's user
+            user = TRIAL_USER
+            uid, gid = (int(v) for v in TRIAL_USER.split(":"))
+            for path in [spec.trial_dir, *spec.trial_dir.rglob("*")]:
+                os.lchown(path, uid, gid)
+        source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
+        limits = spec.limits
+        env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
+        if limits.cpus:
+            threads = str(max(1, int(limits.cpus)))
+            env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
+        kwargs: dict[str, Any] = {
+            "image": tag,
+            "command": spec.harness_args(code="/code", source=source, out="/trial"),
+            "name": f"mlops-{spec.run_id}-{spec.trial}-{int(time.time() * 1000) % 10**9}",
+            "labels": self._labels(spec),
+            "environment": env,
+            "user": user,
+            "working_dir": "/trial",
+            "volumes": {
+                str(spec.code_dir.resolve()): {"bind": "/code", "mode": "ro"},
+                str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
+                CACHE_VOLUME: {"bind": "/cache", "mode": "rw"},
+            },
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,size=1g"},
+            "stdin_open": False,
+            "detach": True,
+        }
+        if limits.memory_mb:
+            kwargs["mem_limit"] = f"{limits.memory_mb}m"
+            kwargs["memswap_limit"] = f"{limits.memory_mb}m"
+        if limits.cpus:
+            kwargs["nano_cpus"] = int(limits.cpus * 1e9)
+        if limits.pids:
+            kwargs["pids_limit"] = limits.pids
+        if not spec.network:
+            kwargs["network_mode"] = "none"
+        try:
+            self._ensure_cache_volume()
+            container = self.client.containers.create(**kwargs)
+            container.start()
+        except docker.errors.APIError as e:
+            raise TrialLaunchError(spec.name, e.explanation or str(e)) from e
+        return DockerHandle(spec, container.id, time.time())
+
+    def _ensure_cache_volume(self) -> None:
+        try:
+            self.client.volumes.get(CACHE_VOLUME)
+        except docker.errors.NotFound:
+            volume = self.client.volumes.create(CACHE_VOLUME, labels={"mlops.cache": "datasets"})
+            # The images' user must be able to write the cache: a throwaway root container opens it.
+            self.client.containers.run(
+                "python:3.11-slim",
+                ["chmod", "1777", "/cache"],
+                remove=True,
+                volumes={volume.name: {"bind": "/cache", "mode": "rw"}},
+                network_mode="none",
+            )
+
+    def attach(self, spec: TrialSpec, data: dict[str, Any]) -> DockerHandle | None:
+        if data.get("runtime") != "docker":
+            return None
+        try:
+            container = self.client.containers.get(data["container"])
+        except docker.errors.NotFound:
+            return None
+        if container.status in ("created", "removing", "dead"):
+            return None
+        return DockerHandle(spec, container.id, float(data.get("started", time.time())))
+
+    def logs(self, handle: DockerHandle, follow: bool = True) -> Iterator[str]:
+        try:
+            container = self.client.containers.get(handle.container_id)
+            stream = container.logs(stream=True, follow=follow)
+            pending = b""
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", errors="replace")
+                    self._append_log(handle, text)
+                    yield text
+            if pending:
+                text = pending.decode("utf-8", errors="replace")
+                self._append_log(handle, text)
+                yield text
+        except (docker.errors.NotFound, requests.exceptions.RequestException):
+            return
+
+    @staticmethod
+    def _append_log(handle: DockerHandle, line: str) -> None:
+        with (handle.spec.trial_dir / "log.txt").open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def wait(self, handle: DockerHandle) -> Outcome:
+        limits = handle.spec.limits
+        while True:
+            remaining = None
+            if limits.timeout_s is not None:
+                remaining = max(0.1, limits.timeout_s - (time.time() - handle.started))
+            try:
+                container = self.client.containers.get(handle.container_id)
+                result = container.wait(timeout=min(remaining or 60.0, 60.0))
+                break
+            except docker.errors.NotFound:
+                return Outcome(
+                    EndReason.LOST, None, None, time.time() - handle.started, "the container is gone"
+                )
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                if limits.timeout_s is not None and time.time() - handle.started >= limits.timeout_s:
+                    self._kill(handle, EndReason.TIMEOUT)
+                    continue
+                if not self._engine_back(60):
+                    return Outcome(
+                        EndReason.LOST,
+                        None,
+                        None,
+                        time.time() - handle.started,
+                        "the Docker engine stopped answering",
+                    )
+        duration = time.time() - handle.started
+        container.reload()
+        state = container.attrs.get("State", {})
+        code = int(result.get("StatusCode", state.get("ExitCode", -1)))
+        if handle.stop_reason is EndReason.TIMEOUT:
+            return Outcome(EndReason.TIMEOUT, None, None, duration, f"stopped after {limits.timeout_s:g} s")
+        if state.get("OOMKilled"):
+            return Outcome(EndReason.OOM, None, None, duration, f"over {limits.memory_mb} MB")
+        if code >= 128 or code < 0:
+            return Outcome(EndReason.SIGNAL, None, code - 128 if code >= 128 else None, duration)
+        return Outcome(EndReason.EXITED, code, None, duration)
+
+    def _engine_back(self, within_s: float) -> bool:
+        deadline = time.time() + within_s
+        while time.time() < deadline:
+            try:
+                self.client.ping()
+                return True
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                time.sleep(1)
+        return False
+
+    def _kill(self, handle: DockerHandle, reason: EndReason) -> None:
+        handle.stop_reason = handle.stop_reason or reason
+        try:
+            self.client.containers.get(handle.container_id).stop(timeout=STOP_GRACE_S)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            pass
+
+    def stop(self, handle: DockerHandle) -> None:
+        self._kill(handle, EndReason.SIGNAL)
+
+    def kill_container(self, data: dict[str, Any]) -> None:
+        """SIGKILL a trial's container (chaos tests and benchmarks)."""
+        self.client.containers.get(data["container"]).kill()
+
+    def remove(self, handle: DockerHandle) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.containers.get(handle.container_id).remove(force=True)
+
+    def containers(self, run_id: str | None = None) -> list[Any]:
+        filters = {"label": [f"{LABEL}={self.workspace}"] + ([f"mlops.run={run_id}"] if run_id else [])}
+        return self.client.containers.list(all=True, filters=filters)
+
+    def cleanup(self, keep: set[str]) -> list[str]:
+        removed = []
+        for container in self.containers():
+            name = container.labels.get("mlops.name", "")
+            if name in keep:
+                continue
+            container.remove(force=True)
+            removed.append(name)
+        return removed
