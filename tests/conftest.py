@@ -104,3 +104,31 @@ def run_harness(
         stdin=subprocess.DEVNULL,
     )
     return done, out
+
+
+@pytest.fixture(scope="session")
+def docker_images(tmp_path_factory):
+    """The training images on a real engine. `make test` starts the engine; without one this fails loudly."""
+    from mlops.runtime.docker import DockerRuntime, engine_available
+
+    if not engine_available():
+        pytest.fail("no Docker engine answers: `make test` starts one (scripts/docker-setup.sh)")
+    runtime = DockerRuntime.from_env(tmp_path_factory.mktemp("images"))
+    return {name: runtime.build(name, say=lambda _: None)[0] for name in ("mlops-sklearn", "mlops-keras3")}
+
+
+@pytest.fixture
+def docker_runtime(docker_images):
+    """Docker runtimes for a workspace; every container they made is removed afterwards."""
+    from mlops.runtime.docker import DockerRuntime
+
+    made = []
+
+    def make(workspace: Path) -> DockerRuntime:
+        runtime = DockerRuntime.from_env(workspace)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.cleanup(keep=set())

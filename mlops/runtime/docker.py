@@ -82,6 +82,10 @@ class DockerRuntime:
             ) from e
         return cls(client, workspace)
 
+    def fresh(self) -> DockerRuntime:
+        """The same runtime with a client of its own, as another process would have."""
+        return DockerRuntime.from_env(self.workspace)
+
     def describe(self) -> str:
         info = self.client.version()
         return f"engine {info.get('Version', '?')} at {os.environ.get('DOCKER_HOST', 'the local socket')}"

@@ -1,0 +1,136 @@
+"""One contract, every runtime: the local process runtime and the Docker runtime behave the same."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.domain import EndReason
+from mlops.runtime.base import Limits, TrialSpec
+from mlops.runtime.local import LocalRuntime
+
+
+@pytest.fixture(params=["local", "docker"])
+def runtime(request, tmp_path):
+    if request.param == "local":
+        yield LocalRuntime(tmp_path / "ws")
+        return
+    docker_runtime = request.getfixturevalue("docker_runtime")
+    yield docker_runtime(tmp_path / "ws")
+
+
+def trial(tmp_path: Path, name: str, script: str, **limits) -> TrialSpec:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / f"{name}.py").write_text(textwrap.dedent(script))
+    folder = tmp_path / "ws" / "runs" / name / "trials" / "0"
+    folder.mkdir(parents=True)
+    (folder / "source.py").write_text(textwrap.dedent(script))
+    return TrialSpec(
+        name,
+        0,
+        code,
+        f"{name}.py",
+        folder / "source.py",
+        folder,
+        image="mlops-sklearn",
+        limits=Limits(**{"timeout_s": 120, "memory_mb": 1024, **limits}),
+        env={"MLOPS_SEED": "0"},
+    )
+
+
+GOOD = """
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+    X, y = load_iris(return_X_y=True)
+    print("training", flush=True)
+    print(DecisionTreeClassifier(random_state=0).fit(X, y).score(X, y))
+"""
+
+
+def test_a_trial_that_succeeds_streams_its_log_and_writes_its_metric(runtime, tmp_path):
+    spec = trial(tmp_path, "good", GOOD)
+    handle = runtime.run(spec)
+    lines = list(runtime.logs(handle, follow=True))
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.ok, outcome
+    assert "training" in lines and "[mlops] metric accuracy=1.0000 (from score)" in lines
+    assert json.loads((spec.trial_dir / "metrics.json").read_text())["value"] == 1.0
+
+
+def test_a_script_that_raises_exits_1_and_keeps_its_traceback(runtime, tmp_path):
+    spec = trial(tmp_path, "raises", "import sklearn\nraise KeyError('label column')\n")
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.reason is EndReason.EXITED and outcome.exit_code == 1
+    report = json.loads((spec.trial_dir / "outcome.json").read_text())
+    assert report["error"] == "KeyError: 'label column'" and report["line"] == 2
+
+
+def test_the_time_limit_stops_a_trial(runtime, tmp_path):
+    spec = trial(tmp_path, "slow", "import time\ntime.sleep(600)\n", timeout_s=3)
+    started = time.time()
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.reason is EndReason.TIMEOUT
+    assert time.time() - started < 30
+
+
+def test_the_memory_limit_ends_a_trial_as_out_of_memory_not_a_hang(runtime, tmp_path):
+    spec = trial(
+        tmp_path,
+        "hungry",
+        "import time\nblocks = [bytearray(32 * 2**20) for _ in range(40)]\ntime.sleep(60)\n",
+        memory_mb=256,
+    )
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.reason is EndReason.OOM, outcome
+
+
+def test_stop_ends_a_trial(runtime, tmp_path):
+    spec = trial(tmp_path, "stopped", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    handle = runtime.run(spec)
+    for line in runtime.logs(handle):
+        if line == "up":
+            break
+    runtime.stop(handle)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.reason is EndReason.SIGNAL
+
+
+def test_another_process_can_attach_to_a_running_trial(runtime, tmp_path):
+    spec = trial(tmp_path, "attach", "import time\ntime.sleep(3)\n" + textwrap.dedent(GOOD))
+    handle = runtime.run(spec)
+    fresh = type(runtime)(tmp_path / "ws") if isinstance(runtime, LocalRuntime) else runtime.fresh()
+    again = fresh.attach(spec, handle.data)
+    assert again is not None
+    outcome = fresh.wait(again)
+    fresh.remove(again)
+    assert outcome.ok, outcome
+    assert json.loads((spec.trial_dir / "outcome.json").read_text())["status"] == "ok"
+    assert (
+        fresh.attach(spec, {"runtime": runtime.name, "pid": 1, "create_time": 0, "container": "gone"}) is None
+    )
+
+
+def test_cleanup_removes_strays_of_an_earlier_crash_but_not_those_kept(runtime, tmp_path):
+    stray = trial(tmp_path, "stray", "import time\ntime.sleep(600)\n")
+    kept = trial(tmp_path, "kept", "import time\ntime.sleep(600)\n")
+    handles = [runtime.run(stray), runtime.run(kept)]
+    time.sleep(1)
+    removed = runtime.cleanup(keep={kept.name})
+    assert removed == [stray.name]
+    runtime.stop(handles[1])
+    runtime.wait(handles[1])
+    for handle in handles:
+        runtime.remove(handle)
