@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _common(p)
 
+    p = sub.add_parser("images", help="the training images")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("names", nargs="*", help="images to build (default: all that have a Dockerfile)")
+    p.add_argument("--force", action="store_true", help="build even when up to date")
+
     p = sub.add_parser("monitor", help="job 6: restart dead trainings of this workspace")
     p.add_argument("--once", action="store_true", help="check once and exit")
     p.add_argument("--interval", type=float, default=2.0)
@@ -232,12 +237,32 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor(settings_from(args), once=args.once, interval=args.interval)
 
 
+def cmd_images(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+    from mlops import images
+    from mlops.runtime.docker import DockerRuntime
+
+    runtime = DockerRuntime.from_env(Path(".mlops"))
+    names = args.names or [str(i) for i in images.buildable()]
+    rows = []
+    for name in names:
+        if args.action == "build":
+            tag, built = runtime.build(name, force=args.force, say=lambda line: out.write(line + "\n"))
+        else:
+            tag, built = images.tag(name), False
+        present = runtime.image_present(tag)
+        size = f"{runtime.client.images.get(tag).attrs['Size'] / 1e6:.0f} MB" if present else "-"
+        rows.append([name, tag, "built now" if built else ("up to date" if present else "not built"), size])
+    Progress(out).table("training images", ["image", "tag", "state", "size"], rows)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "classify": cmd_classify,
     "history": cmd_history,
     "show": cmd_show,
     "monitor": cmd_monitor,
+    "images": cmd_images,
 }
 
 
