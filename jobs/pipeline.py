@@ -19,6 +19,7 @@ from mlops.ledger import Ledger, RunRecord
 from mlops.notebook import notebook_to_script
 from mlops.progress import Progress
 from mlops.pull import Checkout, commit_best, pull
+from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
@@ -297,6 +298,8 @@ def step_report(ctx: Context, runs: list[RunRecord]) -> None:
         leaderboard(ctx, run)
         if run.best_trial is not None and (run.dir / "best.diff").exists():
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+        report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
+        ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
         if ctx.settings.commit_best and run.best_trial:
             publish_best(ctx, run)
 

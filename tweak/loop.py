@@ -198,6 +198,7 @@ class Tuner:
             )
         if proposal.note:
             self.progress.info(f"   strategy {run.strategy}: {proposal.note}")
+            changes.append(f"why: {proposal.note}")
         return self._record(run, number, applied.source, proposal.tweaks, changes, proposal.params)
 
     def _record(
