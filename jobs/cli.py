@@ -11,13 +11,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mlops.config import Settings, load_settings
 from mlops.domain import RunStatus
 from mlops.errors import MlopsError
-from mlops.ledger import Ledger, RunRecord
+from mlops.ledger import Ledger
 from mlops.progress import Progress
+from mlops.report import run_summary
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -102,34 +102,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # -- history and show -------------------------------------------------------------------------------
-
-
-def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
-    trials = ledger.trials(run.id)
-    report = run.dir / "report.html"
-    return {
-        "run": run.id,
-        "source": run.source,
-        "commit": run.commit,
-        "script": run.script,
-        "kind": run.kind,
-        "framework": run.framework,
-        "image": run.image,
-        "runtime": run.runtime,
-        "strategy": run.strategy,
-        "metric": run.metric,
-        "target": run.target,
-        "baseline_metric": run.baseline_metric,
-        "best_metric": run.best_metric,
-        "best_trial": run.best_trial,
-        "reached": run.status is RunStatus.REACHED,
-        "status": run.status.value,
-        "reason": run.reason,
-        "trials": len(trials),
-        "restarts": sum(t.restarts for t in trials),
-        "report": str(report) if report.exists() else None,
-        "dir": str(run.dir),
-    }
 
 
 def cmd_history(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001

@@ -8,6 +8,7 @@ what they made through the ledger.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from mlops.domain import Kind, RunStatus
 from mlops.errors import LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
 from mlops.notebook import notebook_to_script
+from mlops.notify import Notifier, NotifyEvent
 from mlops.progress import Progress
 from mlops.pull import Checkout, commit_best, pull
-from mlops.report import write_junit, write_report
+from mlops.report import notification, write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
@@ -300,8 +302,27 @@ def step_report(ctx: Context, runs: list[RunRecord]) -> None:
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
+        send_notifications(ctx, run)
         if ctx.settings.commit_best and run.best_trial:
             publish_best(ctx, run)
+
+
+def send_notifications(ctx: Context, run: RunRecord) -> None:
+    """Email and webhook, when configured; a failure to deliver is logged and never fails the run."""
+    notifier = Notifier.from_env(os.environ)
+    if not notifier.configured:
+        return
+    event = {RunStatus.REACHED: NotifyEvent.REACHED, RunStatus.EXHAUSTED: NotifyEvent.EXHAUSTED}.get(
+        run.status, NotifyEvent.FAILED
+    )
+    events = [event] + [
+        NotifyEvent.GAVE_UP for e in ctx.ledger.events(run.id) if e["kind"] == "monitor-gave-up"
+    ][:1]
+    for kind in events:
+        for delivery in notifier.notify(notification(ctx.ledger, run.id), kind):
+            state = "sent" if delivery.ok else f"NOT sent ({delivery.detail})"
+            ctx.progress.info(f"   {delivery.channel} {state}")
+            ctx.ledger.event(run.id, None, f"notify-{delivery.channel}", f"{kind.value}: {state}")
 
 
 def publish_best(ctx: Context, run: RunRecord) -> None:

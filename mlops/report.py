@@ -290,3 +290,55 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
     path = run.dir / JUNIT
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
     return path
+
+
+def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
+    trials = ledger.trials(run.id)
+    report = run.dir / REPORT
+    return {
+        "run": run.id,
+        "source": run.source,
+        "commit": run.commit,
+        "script": run.script,
+        "kind": run.kind,
+        "framework": run.framework,
+        "image": run.image,
+        "runtime": run.runtime,
+        "strategy": run.strategy,
+        "metric": run.metric,
+        "target": run.target,
+        "baseline_metric": run.baseline_metric,
+        "best_metric": run.best_metric,
+        "best_trial": run.best_trial,
+        "reached": run.status is RunStatus.REACHED,
+        "status": run.status.value,
+        "reason": run.reason,
+        "trials": len(trials),
+        "restarts": sum(t.restarts for t in trials),
+        "report": str(report) if report.exists() else None,
+        "dir": str(run.dir),
+    }
+
+
+def notification(ledger: Ledger, run_id: str) -> dict[str, Any]:
+    """What a notification says of a run: its summary, its trials, the diff, the report and the plot."""
+    run = ledger.run(run_id)
+    summary = run_summary(ledger, run)
+    summary["trials"] = [
+        {
+            "number": t.number,
+            "status": t.status.value,
+            "metric": t.metric,
+            "changes": t.changes,
+            "duration_s": t.duration_s,
+            "restarts": t.restarts,
+        }
+        for t in ledger.trials(run.id)
+    ]
+    diff = run.dir / "best.diff"
+    summary["diff"] = diff.read_text(encoding="utf-8") if diff.exists() else ""
+    plot = run.dir / PLOT
+    plot.write_bytes(metric_plot_png(ledger, run.id))
+    summary["plot_png"] = str(plot)
+    summary["report_path"] = summary["report"]
+    return summary

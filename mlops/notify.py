@@ -1,0 +1,238 @@
+"""Job 5's messages: email through SMTP and Slack-compatible webhooks, retried, never fatal, never leaky.
+
+Settings come from the environment as Jenkins's credential binding provides them (read once, in
+:meth:`Notifier.from_env`): MLOPS_SMTP_HOST, MLOPS_SMTP_PORT, MLOPS_SMTP_USER, MLOPS_SMTP_PASSWORD,
+MLOPS_SMTP_SECURITY (ssl, starttls or none), MLOPS_SMTP_CAFILE (a private CA), MLOPS_MAIL_FROM, MLOPS_MAIL_TO (comma-separated) and
+MLOPS_WEBHOOK_URL. A server that is down is retried with backoff, then logged; the pipeline goes on.
+Every line logged passes through a redactor that hides the values of secret variables.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import logging
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+log = logging.getLogger("mlops.notify")
+SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "WEBHOOK_URL")
+
+
+class NotifyEvent(enum.StrEnum):
+    REACHED = "reached"
+    EXHAUSTED = "exhausted"
+    FAILED = "failed"
+    GAVE_UP = "gave-up"  # the monitor stopped restarting a trial
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str  # "email" or "webhook"
+    ok: bool
+    attempts: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class Redactor:
+    secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Redactor:
+        values = []
+        for key, value in env.items():
+            if not any(m in key.upper() for m in SECRET_MARKERS) or len(value) < 4:
+                continue
+            values.append(value)
+            parts = urlsplit(value)
+            if parts.scheme and parts.netloc:  # errors quote a URL's parts, not always all of it
+                values += [p for p in (parts.path, parts.query, parts.password or "") if len(p) >= 4]
+                values += [seg for seg in parts.path.split("/") if len(seg) >= 6]
+        return cls(tuple(sorted(set(values), key=len, reverse=True)))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
+
+
+def subject_of(summary: dict[str, Any], event: NotifyEvent) -> str:
+    metric = summary.get("metric") or "metric"
+    best = summary.get("best_metric")
+    best_text = f"{best:.4f}" if isinstance(best, int | float) else "none"
+    head = {
+        NotifyEvent.REACHED: "target reached",
+        NotifyEvent.EXHAUSTED: "target not reached",
+        NotifyEvent.FAILED: "run failed",
+        NotifyEvent.GAVE_UP: "a training keeps dying",
+    }[event]
+    return (
+        f"[mlops] {summary.get('script')} ({summary.get('run')}): {head}, best {metric} {best_text} "
+        f"(target {summary.get('target')})"
+    )
+
+
+def text_body(summary: dict[str, Any], event: NotifyEvent) -> str:
+    lines = [
+        subject_of(summary, event).removeprefix("[mlops] "),
+        "",
+        f"source: {summary.get('source')} at {str(summary.get('commit'))[:12]}",
+        f"status: {summary.get('status')}: {summary.get('reason') or ''}",
+        "",
+        "trials:",
+    ]
+    for t in summary.get("trials", []):
+        metric = f"{t['metric']:.4f}" if t.get("metric") is not None else "-"
+        lines.append(
+            f"  {t['number']:>2}  {t['status']:<9}  {metric:>7}  {'; '.join(t.get('changes') or ['as pushed'])}"
+        )
+    if summary.get("diff"):
+        lines += ["", "the best source against what was pushed:", summary["diff"]]
+    return "\n".join(lines) + "\n"
+
+
+def html_body(summary: dict[str, Any], event: NotifyEvent, plot_cid: str | None) -> str:
+    rows = ""
+    for t in summary.get("trials", []):
+        metric = f"{t['metric']:.4f}" if t.get("metric") is not None else "-"
+        changes = html.escape("; ".join(t.get("changes") or ["as pushed"]))
+        rows += f"<tr><td>{t['number']}</td><td>{html.escape(t['status'])}</td><td>{metric}</td><td>{changes}</td></tr>"
+    plot = f'<p><img src="cid:{plot_cid[1:-1]}" alt="metric per trial"></p>' if plot_cid else ""
+    diff = f"<pre>{html.escape(summary['diff'])}</pre>" if summary.get("diff") else ""
+    return (
+        f"<html><body><h2>{html.escape(subject_of(summary, event).removeprefix('[mlops] '))}</h2>"
+        f"<p>{html.escape(str(summary.get('source')))} at {html.escape(str(summary.get('commit'))[:12])}: "
+        f"{html.escape(str(summary.get('reason') or ''))}</p>"
+        f'<table border="1" cellpadding="4"><tr><th>trial</th><th>status</th><th>metric</th>'
+        f"<th>changes</th></tr>{rows}</table>{plot}{diff}</body></html>"
+    )
+
+
+@dataclass
+class Notifier:
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    security: str = "starttls"
+    mail_from: str | None = None
+    mail_to: list[str] = field(default_factory=list)
+    webhook_url: str | None = None
+    cafile: str | None = None  # a private CA that signed the mail server's certificate
+    redact: Redactor = field(default_factory=Redactor)
+    attempts: int = 3
+    base_delay_s: float = 1.0
+    timeout_s: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Notifier:
+        security = env.get("MLOPS_SMTP_SECURITY", "starttls").lower()
+        default_port = {"ssl": 465, "starttls": 587}.get(security, 25)
+        return cls(
+            smtp_host=env.get("MLOPS_SMTP_HOST") or None,
+            smtp_port=int(env.get("MLOPS_SMTP_PORT") or default_port),
+            smtp_user=env.get("MLOPS_SMTP_USER") or None,
+            smtp_password=env.get("MLOPS_SMTP_PASSWORD") or None,
+            security=security,
+            mail_from=env.get("MLOPS_MAIL_FROM") or env.get("MLOPS_SMTP_USER") or "mlops@localhost",
+            mail_to=[a.strip() for a in env.get("MLOPS_MAIL_TO", "").split(",") if a.strip()],
+            webhook_url=env.get("MLOPS_WEBHOOK_URL") or None,
+            cafile=env.get("MLOPS_SMTP_CAFILE") or None,
+            redact=Redactor.from_env(env),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool((self.smtp_host and self.mail_to) or self.webhook_url)
+
+    def notify(self, summary: dict[str, Any], event: NotifyEvent) -> list[Delivery]:
+        deliveries = []
+        if self.smtp_host and self.mail_to:
+            deliveries.append(self._retry("email", lambda: self._send_email(summary, event)))
+        if self.webhook_url:
+            deliveries.append(self._retry("webhook", lambda: self._post_webhook(summary, event)))
+        return deliveries
+
+    def _retry(self, channel: str, send: Callable[[], str]) -> Delivery:
+        error = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                detail = send()
+                log.info(self.redact(f"{channel} sent: {detail}"))
+                return Delivery(channel, True, attempt, self.redact(detail))
+            except (OSError, smtplib.SMTPException, requests.RequestException) as e:
+                error = self.redact(f"{type(e).__name__}: {e}")
+                log.warning(f"{channel} attempt {attempt}/{self.attempts} failed: {error}")
+                if attempt < self.attempts:
+                    self.sleep(self.base_delay_s * 2 ** (attempt - 1))
+        log.error(f"{channel} not sent after {self.attempts} attempts: {error}")
+        return Delivery(channel, False, self.attempts, error)
+
+    def build_email(self, summary: dict[str, Any], event: NotifyEvent) -> EmailMessage:
+        message = EmailMessage()
+        message["Subject"] = subject_of(summary, event)
+        message["From"] = self.mail_from
+        message["To"] = ", ".join(self.mail_to)
+        message.set_content(text_body(summary, event))
+        plot = summary.get("plot_png")
+        cid = make_msgid() if plot and Path(plot).exists() else None
+        message.add_alternative(html_body(summary, event, cid), subtype="html")
+        if cid:
+            message.get_payload()[1].add_related(Path(plot).read_bytes(), "image", "png", cid=cid)
+        report = summary.get("report_path")
+        if report and Path(report).exists():
+            message.add_attachment(
+                Path(report).read_bytes(),
+                maintype="text",
+                subtype="html",
+                filename=f"mlops-{summary.get('run')}-report.html",
+            )
+        return message
+
+    def _send_email(self, summary: dict[str, Any], event: NotifyEvent) -> str:
+        message = self.build_email(summary, event)
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.security == "ssl":
+            server: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.smtp_host, self.smtp_port, timeout=self.timeout_s, context=context
+            )
+        else:
+            server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s)
+        with server:
+            if self.security == "starttls":
+                server.starttls(context=context)
+            if self.smtp_user and self.smtp_password:
+                server.login(self.smtp_user, self.smtp_password)
+            server.send_message(message)
+        return f"{message['Subject']} to {', '.join(self.mail_to)} via {self.smtp_host}:{self.smtp_port}"
+
+    def _post_webhook(self, summary: dict[str, Any], event: NotifyEvent) -> str:
+        subject = subject_of(summary, event)
+        trials = "\n".join(
+            f"{t['number']}: {t['status']} {t['metric']:.4f}"
+            if t.get("metric") is not None
+            else f"{t['number']}: {t['status']}"
+            for t in summary.get("trials", [])
+        )
+        payload = {
+            "text": subject,
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"```{trials}```"}},
+            ],
+        }
+        response = requests.post(self.webhook_url, json=payload, timeout=self.timeout_s)
+        response.raise_for_status()
+        return f"{subject} (HTTP {response.status_code})"

@@ -1,0 +1,206 @@
+"""Notifications against a real SMTP server (aiosmtpd, STARTTLS and login) and a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import threading
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from mlops.notify import Notifier, NotifyEvent
+
+SECRET = "s3cr3t-Pa55word-never-logged"
+SUMMARY = {
+    "run": "3-cnn",
+    "source": "git@example.com:team/models.git",
+    "commit": "a" * 40,
+    "script": "cnn.py",
+    "kind": "cnn",
+    "metric": "accuracy",
+    "target": 0.8,
+    "best_metric": 0.9644,
+    "status": "reached",
+    "reason": "trial 1 reached 0.9644 >= target 0.8",
+    "diff": "-    epochs=1\n+    epochs=20\n",
+    "trials": [
+        {"number": 0, "status": "succeeded", "metric": 0.1756, "changes": []},
+        {"number": 1, "status": "succeeded", "metric": 0.9644, "changes": ["epochs 1 -> 20"]},
+    ],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def smtp_server(certificate):
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox()
+
+    def authenticate(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        ok = auth_data.login == b"mlops" and auth_data.password == SECRET.encode()
+        return AuthResult(success=ok, handled=False)
+
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+    )
+    controller.start()
+    yield inbox, port, cert
+    controller.stop()
+
+
+def env_for(port: int, cert: Path, **extra: str) -> dict[str, str]:
+    return {
+        "MLOPS_SMTP_HOST": "127.0.0.1",
+        "MLOPS_SMTP_PORT": str(port),
+        "MLOPS_SMTP_USER": "mlops",
+        "MLOPS_SMTP_PASSWORD": SECRET,
+        "MLOPS_SMTP_SECURITY": "starttls",
+        "MLOPS_SMTP_CAFILE": str(cert),
+        "MLOPS_MAIL_FROM": "mlops@example.com",
+        "MLOPS_MAIL_TO": "ada@example.com, team@example.com",
+        **extra,
+    }
+
+
+def test_the_email_arrives_with_subject_parts_plot_and_report(smtp_server, tmp_path, caplog):
+    inbox, port, cert = smtp_server
+    plot, report = tmp_path / "metric.png", tmp_path / "report.html"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    report.write_text("<html>the report</html>")
+    caplog.set_level(logging.DEBUG, logger="mlops.notify")
+    notifier = Notifier.from_env(env_for(port, cert))
+    (delivery,) = notifier.notify(
+        {**SUMMARY, "plot_png": str(plot), "report_path": str(report)}, NotifyEvent.REACHED
+    )
+    assert delivery.ok and delivery.channel == "email" and delivery.attempts == 1
+    (raw,) = inbox.messages
+    message = message_from_bytes(raw, policy=policy.default)
+    assert message["Subject"].strip() == "[mlops] cnn.py (3-cnn): target reached, best accuracy 0.9644 (target 0.8)"
+    assert message["To"] == "ada@example.com, team@example.com"
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "epochs 1 -> 20" in text and "+    epochs=20" in text
+    assert "<table" in html and "cid:" in html
+    parts = {part.get_content_type() for part in message.walk()}
+    assert "image/png" in parts
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "mlops-3-cnn-report.html"
+    assert SECRET not in raw.decode(errors="replace") and SECRET not in caplog.text
+
+
+def test_a_mail_server_that_is_down_never_fails_and_is_logged(tmp_path, caplog, certificate):
+    caplog.set_level(logging.INFO, logger="mlops.notify")
+    waits: list[float] = []
+    notifier = Notifier.from_env(env_for(free_port(), certificate[0]))
+    notifier.sleep = waits.append
+    (delivery,) = notifier.notify(SUMMARY, NotifyEvent.FAILED)
+    assert not delivery.ok and delivery.attempts == 3
+    assert waits == [1.0, 2.0]  # backoff between the attempts
+    assert "email not sent after 3 attempts" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_a_wrong_password_is_reported_without_the_password(smtp_server, caplog):
+    inbox, port, cert = smtp_server
+    caplog.set_level(logging.INFO, logger="mlops.notify")
+    wrong = "Wrong-" + SECRET
+    notifier = Notifier.from_env(env_for(port, cert, MLOPS_SMTP_PASSWORD=wrong))
+    notifier.sleep = lambda _: None
+    (delivery,) = notifier.notify(SUMMARY, NotifyEvent.REACHED)
+    assert not delivery.ok and "SMTPAuthenticationError" in delivery.detail
+    assert inbox.messages == []
+    assert wrong not in caplog.text and SECRET not in caplog.text
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):  # noqa: ANN002
+        pass
+
+
+def test_the_webhook_gets_slack_json_and_a_dead_one_is_only_logged(caplog):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "T0KEN-in-the-url-1234"
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/{token}"
+    try:
+        (delivery,) = Notifier.from_env({"MLOPS_WEBHOOK_URL": url}).notify(SUMMARY, NotifyEvent.REACHED)
+    finally:
+        server.shutdown()
+    assert delivery.ok
+    (payload,) = Hook.received
+    assert payload["text"].startswith("[mlops] cnn.py (3-cnn): target reached")
+    assert "1: succeeded 0.9644" in payload["blocks"][1]["text"]["text"]
+    caplog.set_level(logging.INFO, logger="mlops.notify")
+    dead = Notifier.from_env({"MLOPS_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/services/{token}"})
+    dead.sleep = lambda _: None
+    (delivery,) = dead.notify(SUMMARY, NotifyEvent.FAILED)
+    assert not delivery.ok and "webhook not sent after 3 attempts" in caplog.text
+    assert token not in caplog.text and token not in delivery.detail
