@@ -83,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _common(p)
 
+    p = sub.add_parser("serve", help="receive GitHub push webhooks and run each pushed commit")
+    p.add_argument(
+        "source", nargs="?", help="train this clone URL instead of the payload's (e.g. an SSH URL)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--branch", default="main", help="the branch whose pushes are trained")
+    _common(p)
+    _run_flags(p)
+
+    p = sub.add_parser("watch", help="poll a repository's branch and run each new commit")
+    p.add_argument("source")
+    p.add_argument("--branch", default="main")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
+    _common(p)
+    _run_flags(p)
+
     p = sub.add_parser("images", help="the training images")
     p.add_argument("action", choices=["build", "list"])
     p.add_argument("names", nargs="*", help="images to build (default: all that have a Dockerfile)")
@@ -209,6 +226,58 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor(settings_from(args), once=args.once, interval=args.interval)
 
 
+def _push_runner(args: argparse.Namespace):  # noqa: ANN202
+    from jobs.pipeline import run_source
+
+    settings = settings_from(args)
+
+    def run(source: str, ref: str, commit: str) -> None:
+        run_source(settings, getattr(args, "source", None) or source, commit)
+
+    return settings, run
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from mlops.webhook import PushQueue, Worker, make_server
+
+    settings, runner = _push_runner(args)
+    queue = PushQueue(settings.workspace)
+    server = make_server(args.host, args.port, os.environ.get("MLOPS_WEBHOOK_SECRET"), args.branch, queue)
+    worker = Worker(queue, runner)
+    worker.start()
+    host, port = server.server_address[:2]
+    print(
+        f"mlops: listening on http://{host}:{port}/hooks/github for pushes to {args.branch}; "
+        f"{len(queue.pending())} push(es) queued from before",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        worker.stopping.set()
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import threading
+
+    from mlops.webhook import PushQueue, Worker, watch
+
+    settings, runner = _push_runner(args)
+    args.source, source = None, args.source  # the polled source is the one to train
+    queue = PushQueue(settings.workspace)
+    worker = Worker(queue, runner)
+    worker.start()
+    print(f"mlops: polling {source} ({args.branch}) every {args.interval:g} s", flush=True)
+    try:
+        watch(source, args.branch, queue, args.interval, threading.Event())
+    finally:
+        worker.stopping.set()
+    return 0
+
+
 def cmd_images(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
     from mlops import images
     from mlops.runtime.docker import DockerRuntime
@@ -235,6 +304,8 @@ COMMANDS = {
     "show": cmd_show,
     "monitor": cmd_monitor,
     "images": cmd_images,
+    "serve": cmd_serve,
+    "watch": cmd_watch,
 }
 
 

@@ -136,7 +136,10 @@ def test_the_email_arrives_with_subject_parts_plot_and_report(smtp_server, tmp_p
     assert delivery.ok and delivery.channel == "email" and delivery.attempts == 1
     (raw,) = inbox.messages
     message = message_from_bytes(raw, policy=policy.default)
-    assert message["Subject"].strip() == "[mlops] cnn.py (3-cnn): target reached, best accuracy 0.9644 (target 0.8)"
+    assert (
+        message["Subject"].strip()
+        == "[mlops] cnn.py (3-cnn): target reached, best accuracy 0.9644 (target 0.8)"
+    )
     assert message["To"] == "ada@example.com, team@example.com"
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
