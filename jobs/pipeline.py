@@ -293,7 +293,7 @@ def leaderboard(ctx: Context, run: RunRecord) -> None:
     )
 
 
-def step_report(ctx: Context, runs: list[RunRecord]) -> None:
+def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> None:
     ctx.progress.job(5, "results")
     for run in runs:
         run = ctx.ledger.run(run.id)
@@ -302,7 +302,8 @@ def step_report(ctx: Context, runs: list[RunRecord]) -> None:
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
-        send_notifications(ctx, run)
+        if notify:
+            send_notifications(ctx, run)
         if ctx.settings.commit_best and run.best_trial:
             publish_best(ctx, run)
 
