@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test setup setup-dev engine images lint bench clean
+.PHONY: demo test setup setup-dev engine test-tools lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,13 +28,21 @@ demo: setup
 	$(MLOPS) history
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
-test: setup-dev engine
+test: setup-dev engine test-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -ra
 
 engine:
 	bash scripts/docker-setup.sh
+
+# Chromium renders the report in its test; npm-groovy-lint lints the Jenkinsfile (needs Java and Node.js).
+test-tools: .tools/node_modules/.bin/npm-groovy-lint
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null)
+
+.tools/node_modules/.bin/npm-groovy-lint:
+	npm install --silent --prefix .tools --no-audit --no-fund npm-groovy-lint@15
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .

@@ -141,10 +141,10 @@ class Recorder:
         self.kmeans: list[dict] = []  # {"X", "model", "estimator"}
         self.datasets: list[tuple[object, object]] = []  # (X, y) returned by sklearn.datasets
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
-        self.resumed: list[dict] = []
+        self.resumed = self._load_history("resumed.jsonl")  # every restore, across restarts
 
-    def _load_history(self) -> list[dict]:
-        path = self.out / "history.jsonl"
+    def _load_history(self, name: str = "history.jsonl") -> list[dict]:
+        path = self.out / name
         rows: list[dict] = []
         if path.exists():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -386,6 +386,8 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                 self.first_epoch = epoch
                 if epoch > 0:
                     rec.resumed.append({"fit": self.fit_index, "epoch": epoch})
+                    with (rec.out / "resumed.jsonl").open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(rec.resumed[-1]) + "\n")
                     say(f"resumed fit {self.fit_index} from its checkpoint at epoch {epoch}")
 
         def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001

@@ -1,0 +1,197 @@
+"""Training in containers on a real Docker engine: images, isolation, limits, the whole chain, and chaos."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import threading
+import time
+
+import docker
+import pytest
+
+from mlops import images
+from mlops.domain import TrialStatus
+from mlops.errors import RuntimeUnavailable
+from mlops.ledger import Ledger
+from mlops.progress import Progress
+from mlops.runtime.base import Limits, TrialSpec
+from mlops.runtime.docker import DockerRuntime
+from monitor.supervisor import RestartPolicy, Supervisor
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.docker
+
+
+def spec_for(tmp_path, name, script, image="mlops-sklearn", network=True, **limits) -> TrialSpec:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / f"{name}.py").write_text(textwrap.dedent(script))
+    folder = tmp_path / "ws" / "runs" / name / "trials" / "0"
+    folder.mkdir(parents=True)
+    (folder / "source.py").write_text(textwrap.dedent(script))
+    return TrialSpec(
+        name,
+        0,
+        code,
+        f"{name}.py",
+        folder / "source.py",
+        folder,
+        image=image,
+        network=network,
+        limits=Limits(**{"timeout_s": 120, "memory_mb": 1024, "cpus": 1.0, **limits}),
+    )
+
+
+def test_an_up_to_date_image_is_not_rebuilt_and_its_tag_follows_its_inputs(docker_images, tmp_path):
+    runtime = DockerRuntime.from_env(tmp_path)
+    tag, built = runtime.build("mlops-sklearn")
+    assert not built and tag == docker_images["mlops-sklearn"] == images.tag("mlops-sklearn")
+    assert tag.split(":")[1] == images.content_hash("mlops-sklearn")
+    attrs = runtime.client.images.get(tag).attrs
+    assert attrs["Config"]["User"] == "trainer"
+    assert attrs["Config"]["Entrypoint"] == ["python", "/opt/mlops/harness.py"]
+
+
+def test_a_missing_dockerfile_and_an_engine_that_does_not_answer_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeUnavailable, match=r"no Dockerfile for image mlops-pytorch .*--runtime local"):
+        images.dockerfile("mlops-pytorch")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(
+        RuntimeUnavailable, match=r"no Docker engine answers at tcp://127\.0\.0\.1:9.*docker-setup"
+    ):
+        DockerRuntime.from_env(tmp_path)
+
+
+def test_the_container_is_locked_down_and_labelled(docker_runtime, tmp_path):
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(
+        tmp_path,
+        "locked",
+        """
+        import os, socket
+        print("uid", os.getuid())
+        try:
+            open("/code/locked.py", "a")
+        except OSError as e:
+            print("code is read-only:", e.errno)
+        try:
+            socket.create_connection(("1.1.1.1", 53), timeout=2)
+        except OSError:
+            print("no network")
+        open("accuracy.txt", "w").write("0.5")
+    """,
+        network=False,
+        pids=64,
+    )
+    handle = runtime.run(spec)
+    container = runtime.client.containers.get(handle.container_id)
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["ReadonlyRootfs"] is True and host["NetworkMode"] == "none"
+    assert host["Memory"] == 1024 * 2**20 and host["MemorySwap"] == 1024 * 2**20
+    assert host["NanoCpus"] == 10**9 and host["PidsLimit"] == 64
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert (
+        mounts["/code"]["RW"] is False
+        and mounts["/trial"]["RW"] is True
+        and mounts["/cache"]["Type"] == "volume"
+    )
+    assert container.labels["mlops.run"] == "locked" and container.labels["mlops.trial"] == "0"
+    lines = list(runtime.logs(handle))
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.ok, lines
+    uid = next(int(line.split()[1]) for line in lines if line.startswith("uid "))
+    assert uid != 0
+    assert any(line.startswith("code is read-only:") for line in lines) and "no network" in lines
+    with pytest.raises(docker.errors.NotFound):
+        runtime.client.containers.get(handle.container_id)
+
+
+def test_the_chain_runs_in_containers_and_leaves_none_behind(docker_images, tmp_path):
+    ws = tmp_path / "ws"
+    done = run_cli(
+        "run",
+        str(ROOT / "models" / "kmeans.py"),
+        "--runtime",
+        "docker",
+        "--workspace",
+        str(ws),
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "runtime: docker" in done.stdout
+    (run,) = [
+        json.loads(line)
+        for line in run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
+    ]
+    assert run["runtime"] == "docker" and run["image"] == "mlops-sklearn" and run["reached"] is True
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"label": f"mlops.workspace={ws.resolve()}"}) == []
+    trial_log = (ws / "runs" / run["run"] / "trials" / "1" / "log.txt").read_text()
+    assert "[mlops] metric silhouette=" in trial_log
+
+
+@pytest.mark.slow
+def test_a_container_killed_mid_epoch_resumes_from_its_checkpoint(docker_runtime, tmp_path):
+    script = """
+        import time
+        import keras
+        from sklearn.datasets import load_digits
+        X, y = load_digits(return_X_y=True)
+        class Pace(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                time.sleep(0.03)
+        model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(X / 16.0, y, epochs=6, batch_size=64, validation_split=0.2, callbacks=[Pace()])
+    """
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(tmp_path, "chaos", script, image="mlops-keras3", timeout_s=600, memory_mb=2048, cpus=None)
+    ledger = Ledger(tmp_path / "ws" / "ledger.db")
+    run = ledger.create_run(
+        name="chaos",
+        source="s",
+        ref=None,
+        commit="e" * 40,
+        author="a",
+        code_dir=spec.code_dir,
+        script=spec.script,
+        classification={"kind": "ann"},
+        runtime="docker",
+        metric="accuracy",
+        target=0.8,
+        strategy="tpe",
+        max_trials=1,
+        settings={},
+        runs_dir=tmp_path / "ledger-runs",
+    )
+    trial = ledger.add_trial(run.id, 0, [], [], seed=0)
+    kills = []
+
+    def killer():
+        for after in (2, 4):
+            while (
+                f"[mlops] epoch {after}/" not in (spec.trial_dir / "log.txt").read_text(errors="ignore")
+                if (spec.trial_dir / "log.txt").exists()
+                else True
+            ):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            runtime.kill_container(ledger.trial(run.id, 0).handle)
+            kills.append(after)
+
+    threading.Thread(target=killer, daemon=True).start()
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    finished = Supervisor(runtime, ledger, Progress(devnull), RestartPolicy(base_delay_s=0.1)).execute(
+        run, trial, spec
+    )
+    assert kills == [2, 4]
+    assert finished.status is TrialStatus.SUCCEEDED and finished.restarts == 2
+    metrics = json.loads((spec.trial_dir / "metrics.json").read_text())
+    assert sorted({h["epoch"] for h in metrics["history"]}) == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in metrics["resumed"]] == [2, 4]  # resumed where it stopped, not from 0
