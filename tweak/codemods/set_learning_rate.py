@@ -53,14 +53,17 @@ class SetLearningRate(Tweak):
 
     def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
         rate = float(self.params["learning_rate"])
-        prefix = keras_prefix(module)
-        if prefix is None:  # layers imported by name: import the keras package the same way they come
-            from_tf = "tensorflow.keras" in module.code
-            if from_tf:
-                AddImportsVisitor.add_needed_import(context, "tensorflow", "keras")
-            else:
-                AddImportsVisitor.add_needed_import(context, "keras")
-            prefix = "keras"
+        known_prefix = keras_prefix(module)
+        prefix = known_prefix or "keras"
+
+        def import_keras() -> None:
+            """Layers imported by name: import the keras package the same way they come."""
+            if known_prefix is None:
+                if "tensorflow.keras" in module.code:
+                    AddImportsVisitor.add_needed_import(context, "tensorflow", "keras")
+                else:
+                    AddImportsVisitor.add_needed_import(context, "keras")
+
         optimizer_vars: set[str] = set()
         compiles: list[cst.Call] = []
 
@@ -101,9 +104,10 @@ class SetLearningRate(Tweak):
                 value = updated.value
                 if isinstance(value, cst.Call):
                     return updated.with_changes(value=set_rate(value))
-                if isinstance(value, cst.SimpleString) and prefix:
+                if isinstance(value, cst.SimpleString):
                     name = OPTIMIZERS.get(value.evaluated_value.lower())
                     if name:
+                        import_keras()
                         call = cst.parse_expression(f"{prefix}.optimizers.{name}()")
                         return updated.with_changes(value=set_rate(call))
                 return updated

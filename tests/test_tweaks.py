@@ -1,0 +1,156 @@
+"""Tweaks (golden before/after pairs for every codemod and code style), shape checks, the k chooser and the
+strategies that propose trials."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.metrics import silhouette_score
+
+from mlops.domain import Kind, TrialStatus
+from tweak.codemods import REGISTRY, TweakNotApplicable, apply_tweaks
+from tweak.facts import check_variant, model_facts
+from tweak.kmeans import choose_k
+from tweak.strategies import TPE, Ladder, Past, SearchState
+
+GOLDEN = Path(__file__).parent / "golden" / "tweak"
+CASES = json.loads((GOLDEN / "cases.json").read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['case']}-{c['tweak']}")
+def test_golden(case):
+    before = (GOLDEN / f"{case['case']}.before.py").read_text()
+    tweak = REGISTRY[case["tweak"]](**case["params"])
+    if "not_applicable" in case:
+        with pytest.raises(TweakNotApplicable, match=re.escape(case["not_applicable"])):
+            tweak.apply(before)
+        return
+    after = tweak.apply(before)
+    assert after == (GOLDEN / f"{case['out']}.after.py").read_text()
+    compile(after, case["out"], "exec")
+
+
+def test_every_tweak_has_a_golden_case_and_a_description():
+    assert {c["tweak"] for c in CASES} == set(REGISTRY)
+    assert all(cls.DESCRIPTION for cls in REGISTRY.values())
+
+
+def test_tweaks_apply_in_order_and_say_what_they_did_or_why_not():
+    before = (GOLDEN / "seq_list.before.py").read_text()
+    result = apply_tweaks(
+        before, [("scale_units", {"factor": 16}), ("add_conv_block", {}), ("set_epochs", {"epochs": 30})]
+    )
+    assert result.applied == ["hidden units 4 -> 64", "epochs 3 -> 30"]
+    assert result.skipped == [("add_conv_block", "no convolution layer to add another like it")]
+    assert "Dense(64" in result.source and "EPOCHS = 30" in result.source
+
+
+def test_facts_of_a_model():
+    facts = model_facts((GOLDEN / "seq_add.before.py").read_text())
+    assert [(layer.kind, layer.units or layer.filters) for layer in facts.layers] == [
+        ("conv", 8),
+        ("pool", None),
+        ("flatten", None),
+        ("dense", 16),
+        ("dense", 10),
+    ]
+    assert facts.epochs == 2 and facts.batch_size == 32 and facts.optimizer == "adam"
+    assert facts.input_shape == (28, 28, 1)
+    assert model_facts((GOLDEN / "seq_list.before.py").read_text()).epochs == 3  # read through EPOCHS
+
+
+def test_a_variant_with_too_many_poolings_for_its_input_is_caught_before_training():
+    source = """
+from keras import layers, models
+model = models.Sequential([
+    layers.Input(shape=(8, 8, 1)),
+    layers.Conv2D(16, (3, 3), activation="relu"),
+    layers.MaxPooling2D((2, 2)),
+    layers.MaxPooling2D((2, 2)),
+    layers.MaxPooling2D((2, 2)),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+])
+"""
+    problem = check_variant(source)
+    assert problem is not None and "MaxPooling2D at line 8" in problem and "1x1" in problem
+    assert check_variant(source.replace("    layers.MaxPooling2D((2, 2)),\n", "", 2)) is None
+    assert "does not parse" in check_variant("model = Sequential([\n")
+
+
+def curve(X, ks=range(2, 11)):
+    models = [KMeans(n_clusters=k, n_init=4, random_state=0).fit(X) for k in ks]
+    return list(ks), [m.inertia_ for m in models], [silhouette_score(X, m.labels_) for m in models]
+
+
+def test_k_is_the_elbow_where_the_curve_has_a_clear_knee():
+    X, _ = make_blobs(n_samples=500, centers=4, cluster_std=0.5, random_state=3)
+    choice = choose_k(*curve(X))
+    assert (choice.k, choice.rule) == (4, "elbow")
+
+
+def test_k_falls_back_to_the_silhouette_where_there_is_no_clear_knee():
+    choice = choose_k(*curve(load_digits().data))
+    assert choice.rule == "silhouette"
+    assert "not clear" in choice.reason or "no knee" in choice.reason
+    ks, _, sils = curve(load_digits().data)
+    assert choice.k == ks[sils.index(max(sils))]
+
+
+def state(kind=Kind.ANN, framework="keras", number=1, past=(), source="seq_list", **kw) -> SearchState:
+    facts = model_facts((GOLDEN / f"{source}.before.py").read_text())
+    return SearchState(
+        kind=kind, framework=framework, facts=facts, target=0.8, seed=0, number=number, past=list(past), **kw
+    )
+
+
+def test_ladder_adds_the_hand_made_steps_one_by_one():
+    ladder = Ladder()
+    first, second = ladder.propose(state(number=1)), ladder.propose(state(number=2))
+    assert first.tweaks == [("add_dense_layer", {"units": 64})]
+    assert second.tweaks == [("add_dense_layer", {"units": 64}), ("set_epochs", {"epochs": 9})]
+    assert ladder.propose(state(number=6)) is None
+
+
+def test_tpe_starts_with_an_informed_guess_then_proposes_the_same_trials_for_the_same_history():
+    tpe = TPE()
+    first = tpe.propose(state(number=1))
+    assert ("scale_units", {"factor": 32.0}) in first.tweaks and (
+        "set_epochs",
+        {"epochs": 20},
+    ) in first.tweaks
+    past = [
+        Past(0, [], TrialStatus.SUCCEEDED, 0.3),
+        Past(1, first.tweaks, TrialStatus.SUCCEEDED, 0.7, first.params),
+    ]
+    again = [tpe.propose(state(number=2, past=past)).tweaks for _ in range(2)]
+    assert again[0] == again[1]  # fixed seeds: a resumed run proposes what it would have proposed
+
+
+def test_kmeans_proposals_follow_the_chooser_then_the_next_best_silhouettes():
+    X, _ = make_blobs(n_samples=500, centers=4, cluster_std=0.5, random_state=3)
+    ks, inertias, sils = curve(X)
+    measured = {"n_clusters": 2, "curve": {"k": ks, "inertia": inertias, "silhouette": sils}}
+    s = state(kind=Kind.KMEANS, framework="sklearn", source="sklearn_kmeans", kmeans=measured)
+    first = TPE().propose(s)
+    assert first.params == {"n_clusters": 4} and "elbow" in first.note
+    tried = [
+        Past(0, [], TrialStatus.SUCCEEDED, 0.5),
+        Past(1, first.tweaks, TrialStatus.SUCCEEDED, 0.79, first.params),
+    ]
+    second = Ladder().propose(
+        state(
+            kind=Kind.KMEANS,
+            framework="sklearn",
+            source="sklearn_kmeans",
+            number=2,
+            past=tried,
+            kmeans=measured,
+        )
+    )
+    assert second.params["n_clusters"] not in (2, 4)
