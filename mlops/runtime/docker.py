@@ -134,6 +134,10 @@ class DockerRuntime:
         except docker.errors.APIError as e:
             raise RuntimeUnavailable(f"building {image} failed: {e.explanation or e}") from e
         self.client.images.get(tag).tag(image, "latest")
+        for old in self.client.images.list(name=image):  # earlier builds' tags; shared layers stay
+            for old_tag in old.tags:
+                if old_tag not in (tag, f"{image}:latest"):
+                    self.client.images.remove(old_tag)
         return tag, True
 
     def prepare(self, names: list[str], progress: Any) -> None:
