@@ -129,4 +129,6 @@ def load_settings(
     for name, value in (flags or {}).items():
         if value is not None and name in types:
             values[name] = _coerce(name, types[name], value) if isinstance(value, str) else value
-    return validate(replace(Settings(), **values))
+    settings = validate(replace(Settings(), **values))
+    # Trials run in other working directories (their own folders, containers): paths must not be relative.
+    return replace(settings, workspace=settings.workspace.expanduser().resolve())

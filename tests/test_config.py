@@ -44,3 +44,8 @@ def test_unknown_or_malformed_settings_in_the_file_name_the_file(tmp_path):
         load_settings({}, env={}, config_file=config)
     with pytest.raises(ConfigError, match="MLOPS_MAX_TRIALS|max_trials must be of type"):
         load_settings({}, env={"MLOPS_MAX_TRIALS": "many"})
+
+
+def test_the_workspace_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}, env={}).workspace == tmp_path / ".mlops"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import threading
 import time
 
@@ -14,34 +13,17 @@ import pytest
 from mlops import images
 from mlops.domain import TrialStatus
 from mlops.errors import RuntimeUnavailable
-from mlops.ledger import Ledger
 from mlops.progress import Progress
-from mlops.runtime.base import Limits, TrialSpec
+from mlops.runtime.base import TrialSpec
 from mlops.runtime.docker import DockerRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, ledger_trial, run_cli, trial_spec
 
 pytestmark = pytest.mark.docker
 
 
 def spec_for(tmp_path, name, script, image="mlops-sklearn", network=True, **limits) -> TrialSpec:
-    code = tmp_path / "code"
-    code.mkdir(exist_ok=True)
-    (code / f"{name}.py").write_text(textwrap.dedent(script))
-    folder = tmp_path / "ws" / "runs" / name / "trials" / "0"
-    folder.mkdir(parents=True)
-    (folder / "source.py").write_text(textwrap.dedent(script))
-    return TrialSpec(
-        name,
-        0,
-        code,
-        f"{name}.py",
-        folder / "source.py",
-        folder,
-        image=image,
-        network=network,
-        limits=Limits(**{"timeout_s": 120, "memory_mb": 1024, "cpus": 1.0, **limits}),
-    )
+    return trial_spec(tmp_path, name, script, image=image, network=network, **{"cpus": 1.0, **limits})
 
 
 def test_an_up_to_date_image_is_not_rebuilt_and_its_tag_follows_its_inputs(docker_images, tmp_path):
@@ -152,25 +134,7 @@ def test_a_container_killed_mid_epoch_resumes_from_its_checkpoint(docker_runtime
     """
     runtime = docker_runtime(tmp_path / "ws")
     spec = spec_for(tmp_path, "chaos", script, image="mlops-keras3", timeout_s=600, memory_mb=2048, cpus=None)
-    ledger = Ledger(tmp_path / "ws" / "ledger.db")
-    run = ledger.create_run(
-        name="chaos",
-        source="s",
-        ref=None,
-        commit="e" * 40,
-        author="a",
-        code_dir=spec.code_dir,
-        script=spec.script,
-        classification={"kind": "ann"},
-        runtime="docker",
-        metric="accuracy",
-        target=0.8,
-        strategy="tpe",
-        max_trials=1,
-        settings={},
-        runs_dir=tmp_path / "ledger-runs",
-    )
-    trial = ledger.add_trial(run.id, 0, [], [], seed=0)
+    ledger, run, trial = ledger_trial(spec, runtime="docker")
     kills = []
 
     def killer():

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from mlops.domain import EndReason, TrialStatus
-from mlops.ledger import Ledger
 from mlops.progress import Progress
-from mlops.runtime.base import Limits, Outcome, TrialSpec
+from mlops.runtime.base import Outcome
 from mlops.runtime.local import LocalRuntime
 from mlops.trial import LaunchResult
 from monitor.supervisor import Action, RestartPolicy, Supervisor, parse_epoch
+from tests.conftest import ledger_trial, trial_spec
 
 
 def result(reason: EndReason, traceback: str | None = None, status=TrialStatus.FAILED) -> LaunchResult:
@@ -76,41 +76,10 @@ model.fit(X, y, epochs=EPOCHS, batch_size=64, validation_split=0.2, callbacks=[P
 
 
 def chaos_trial(tmp_path: Path, epochs: int):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "slow.py").write_text(SLOW_KERAS.replace("EPOCHS", str(epochs)))
-    ledger = Ledger(tmp_path / "ws" / "ledger.db")
-    run = ledger.create_run(
-        name="slow",
-        source=str(code),
-        ref=None,
-        commit="c" * 40,
-        author="A",
-        code_dir=code,
-        script="slow.py",
-        classification={"kind": "ann"},
-        runtime="local",
-        metric="accuracy",
-        target=0.8,
-        strategy="tpe",
-        max_trials=1,
-        settings={},
-        runs_dir=tmp_path / "ws" / "runs",
+    spec = trial_spec(
+        tmp_path, "slow", SLOW_KERAS.replace("EPOCHS", str(epochs)), timeout_s=300, memory_mb=None
     )
-    folder = run.dir / "trials" / "0"
-    folder.mkdir(parents=True)
-    (folder / "source.py").write_text((code / "slow.py").read_text())
-    trial = ledger.add_trial(run.id, 0, [], [], seed=0)
-    spec = TrialSpec(
-        run.id,
-        0,
-        code,
-        "slow.py",
-        folder / "source.py",
-        folder,
-        limits=Limits(timeout_s=300),
-        env={"MLOPS_SEED": "0"},
-    )
+    ledger, run, trial = ledger_trial(spec)
     return ledger, run, trial, spec
 
 

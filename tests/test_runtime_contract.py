@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mlops.domain import EndReason
-from mlops.runtime.base import Limits, TrialSpec
+from mlops.runtime.base import TrialSpec
 from mlops.runtime.local import LocalRuntime
+from tests.conftest import trial_spec
 
 
 @pytest.fixture(params=["local", "docker"])
@@ -24,23 +25,7 @@ def runtime(request, tmp_path):
 
 
 def trial(tmp_path: Path, name: str, script: str, **limits) -> TrialSpec:
-    code = tmp_path / "code"
-    code.mkdir(exist_ok=True)
-    (code / f"{name}.py").write_text(textwrap.dedent(script))
-    folder = tmp_path / "ws" / "runs" / name / "trials" / "0"
-    folder.mkdir(parents=True)
-    (folder / "source.py").write_text(textwrap.dedent(script))
-    return TrialSpec(
-        name,
-        0,
-        code,
-        f"{name}.py",
-        folder / "source.py",
-        folder,
-        image="mlops-sklearn",
-        limits=Limits(**{"timeout_s": 120, "memory_mb": 1024, **limits}),
-        env={"MLOPS_SEED": "0"},
-    )
+    return trial_spec(tmp_path, name, script, **limits)
 
 
 GOOD = """
