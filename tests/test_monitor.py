@@ -123,3 +123,23 @@ def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_pat
     assert trained <= epochs + len(kills_at), f"more than one epoch lost per kill: {trained} epochs trained"
     restarted = [e for e in ledger.events(run.id) if e["kind"] == "trial-restarted"]
     assert len(restarted) == 3
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_falls_back_to_the_one_before_and_says_so(tmp_path):
+    from tests.conftest import run_harness
+
+    script = SLOW_KERAS.replace("EPOCHS", "3").replace("time.sleep(0.04)", "pass")
+    first, out = run_harness(tmp_path, script)
+    assert first.returncode == 0, first.stdout + first.stderr
+    checkpoints = sorted((out / "checkpoints" / "fit-0").glob("ckpt-*"))
+    assert [c.name for c in checkpoints] == [
+        "ckpt-000002-000000",
+        "ckpt-000003-000000",
+    ]  # the two newest kept
+    (checkpoints[-1] / "model.weights.h5").write_bytes(b"half-written")
+    again, out = run_harness(tmp_path, script)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "checkpoint ckpt-000003-000000 cannot be read" in again.stdout
+    assert "resumed fit 0 from its checkpoint at epoch 2" in again.stdout
+    assert "[mlops] epoch 3/3" in again.stdout and "[mlops] epoch 1/3" not in again.stdout

@@ -228,3 +228,38 @@ def test_the_example_models_all_reach_the_target(tmp_path):
         assert run["reached"] is True, (script, run)
         assert run["baseline_metric"] < 0.8, f"{script} should start below the target to show the loop"
     assert runs["cnn.py"]["kind"] == "cnn" and runs["ann.py"]["kind"] == "ann"
+
+
+def test_parallel_trials_run_at_once_and_are_all_recorded(repo_factory, tmp_path):
+    repo = repo_factory(
+        {"segment.py": KMEANS.replace("centers=4", "centers=6").replace("cluster_std=0.5", "cluster_std=1.5")}
+    )
+    ws = tmp_path / "ws"
+    done = run_cli(
+        "run",
+        str(repo),
+        "--runtime",
+        "local",
+        "--workspace",
+        str(ws),
+        "--parallel",
+        "2",
+        "--max-trials",
+        "3",
+        "--target",
+        "0.99",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = history(ws, tmp_path)
+    trials = show(ws, tmp_path, run["run"])["trial_list"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 3
+    ks = [t["tweaks"][0][1]["value"] for t in trials[1:]]
+    assert len(set(ks)) == 2  # the two trials of one batch proposed different k
+    with sqlite3.connect(ws / "ledger.db") as conn:
+        rows = conn.execute(
+            "SELECT trial, kind, at FROM events WHERE trial IN (1, 2) AND kind IN "
+            "('trial-started', 'trial-succeeded') ORDER BY at"
+        ).fetchall()
+    order = [(trial, kind) for trial, kind, _ in rows]
+    assert order.index((2, "trial-started")) < order.index((1, "trial-succeeded"))  # overlapping
