@@ -304,8 +304,24 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
         if notify:
             send_notifications(ctx, run)
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if tracking_uri and not any(e["kind"] == "mlflow-logged" for e in ctx.ledger.events(run.id)):
+            log_to_mlflow(ctx, run, tracking_uri)
         if ctx.settings.commit_best and run.best_trial:
             publish_best(ctx, run)
+
+
+def log_to_mlflow(ctx: Context, run: RunRecord, tracking_uri: str) -> None:
+    """Teams that use MLflow see the run there too; MLflow being down never fails the run."""
+    from mlops.mlflow_log import log_run
+
+    try:
+        mlflow_id = log_run(ctx.ledger, run.id, tracking_uri)
+    except Exception as e:  # noqa: BLE001 (an optional mirror must not fail the pipeline)
+        ctx.progress.warn(f"could not log run {run.id} to MLflow: {type(e).__name__}: {str(e)[:200]}")
+        return
+    ctx.ledger.event(run.id, None, "mlflow-logged", f"logged to MLflow as run {mlflow_id}", {"id": mlflow_id})
+    ctx.progress.info(f"   logged to MLflow ({tracking_uri.split('://')[0]}) as run {mlflow_id}")
 
 
 def send_notifications(ctx: Context, run: RunRecord) -> None:
@@ -316,14 +332,22 @@ def send_notifications(ctx: Context, run: RunRecord) -> None:
     event = {RunStatus.REACHED: NotifyEvent.REACHED, RunStatus.EXHAUSTED: NotifyEvent.EXHAUSTED}.get(
         run.status, NotifyEvent.FAILED
     )
-    events = [event] + [
-        NotifyEvent.GAVE_UP for e in ctx.ledger.events(run.id) if e["kind"] == "monitor-gave-up"
-    ][:1]
-    for kind in events:
+    history = ctx.ledger.events(run.id)
+    kinds = [event] + [NotifyEvent.GAVE_UP for e in history if e["kind"] == "monitor-gave-up"][:1]
+    sent = {(e["data"] or {}).get("event") for e in history if e["kind"].startswith("notify-")}
+    for kind in kinds:
+        if kind.value in sent:  # a run shown again (the same commit pushed twice) is not sent again
+            continue
         for delivery in notifier.notify(notification(ctx.ledger, run.id), kind):
             state = "sent" if delivery.ok else f"NOT sent ({delivery.detail})"
             ctx.progress.info(f"   {delivery.channel} {state}")
-            ctx.ledger.event(run.id, None, f"notify-{delivery.channel}", f"{kind.value}: {state}")
+            ctx.ledger.event(
+                run.id,
+                None,
+                f"notify-{delivery.channel}",
+                f"{kind.value}: {state}",
+                {"event": kind.value, "ok": delivery.ok},
+            )
 
 
 def publish_best(ctx: Context, run: RunRecord) -> None:
