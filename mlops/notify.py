@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mlops.secrets import is_secret
+
 log = logging.getLogger("mlops.notify")
-SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "WEBHOOK_URL")
 
 
 class NotifyEvent(enum.StrEnum):
@@ -52,7 +53,7 @@ class Redactor:
     def from_env(cls, env: Mapping[str, str]) -> Redactor:
         values = []
         for key, value in env.items():
-            if not any(m in key.upper() for m in SECRET_MARKERS) or len(value) < 4:
+            if not is_secret(key) or len(value) < 4:
                 continue
             values.append(value)
             parts = urlsplit(value)

@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from mlops.ledger import Ledger
 from mlops.notify import Notifier, NotifyEvent
 
 SECRET = "s3cr3t-Pa55word-never-logged"
@@ -207,3 +208,37 @@ def test_the_webhook_gets_slack_json_and_a_dead_one_is_only_logged(caplog):
     (delivery,) = dead.notify(SUMMARY, NotifyEvent.FAILED)
     assert not delivery.ok and "webhook not sent after 3 attempts" in caplog.text
     assert token not in caplog.text and token not in delivery.detail
+
+
+def test_a_run_mails_its_result_and_a_dead_server_never_fails_it(smtp_server, repo_factory, tmp_path):
+    from tests.conftest import run_cli
+    from tests.test_report import KMEANS
+
+    inbox, port, cert = smtp_server
+    repo = repo_factory({"clusters.py": KMEANS})
+    env = env_for(port, cert, MLOPS_API_TOKEN="planted-token-" + SECRET)
+    done = run_cli(
+        "run", str(repo), "--runtime", "local", "--workspace", str(tmp_path / "ws"), cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "email sent" in done.stdout
+    (raw,) = inbox.messages
+    assert "target reached" in message_from_bytes(raw, policy=policy.default)["Subject"]
+
+    down = env_for(free_port(), cert, MLOPS_API_TOKEN="planted-token-" + SECRET)
+    again = run_cli(
+        "run", str(repo), "--runtime", "local", "--workspace", str(tmp_path / "ws2"), cwd=tmp_path, env=down
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "email NOT sent" in again.stdout
+    everything = (
+        again.stdout
+        + again.stderr
+        + "".join(
+            p.read_text(errors="replace")
+            for p in (tmp_path / "ws2").rglob("*")
+            if p.is_file() and p.suffix != ".db"
+        )
+    )
+    everything += "".join(str(e) for e in Ledger(tmp_path / "ws2" / "ledger.db").events())
+    assert SECRET not in everything

@@ -119,3 +119,19 @@ def test_cleanup_removes_strays_of_an_earlier_crash_but_not_those_kept(runtime, 
     runtime.wait(handles[1])
     for handle in handles:
         runtime.remove(handle)
+
+
+def test_the_training_never_sees_the_secrets_of_the_environment(runtime, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_SMTP_PASSWORD", "hunter2-smtp")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-planted")
+    spec = trial(
+        tmp_path,
+        "peek",
+        "import os\nprint(sorted(k for k in os.environ if 'SMTP' in k or 'TOKEN' in k))\n"
+        "open('accuracy.txt', 'w').write('1')\n",
+    )
+    handle = runtime.run(spec)
+    lines = list(runtime.logs(handle))
+    runtime.wait(handle)
+    runtime.remove(handle)
+    assert "[]" in lines, lines

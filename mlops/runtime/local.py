@@ -25,6 +25,7 @@ import psutil
 from mlops.domain import EndReason
 from mlops.errors import TrialLaunchError
 from mlops.runtime.base import LOG_FILE, OUTCOME_FILE, Outcome, TrialSpec, follow_file, read_json
+from mlops.secrets import scrubbed
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness.py"
 POLL_S = 0.25
@@ -61,7 +62,7 @@ class LocalRuntime:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.trial_dir / LOG_FILE
         log_offset = log_path.stat().st_size if log_path.exists() else 0
-        env = dict(os.environ)
+        env = scrubbed(os.environ)  # the user's code never sees mail passwords, tokens, webhook URLs
         env.update(
             PYTHONUNBUFFERED="1",
             MPLBACKEND="Agg",
