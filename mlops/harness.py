@@ -698,6 +698,9 @@ def run(args: argparse.Namespace) -> int:
     os.dup2(devnull.fileno(), 0)
     sys.stdin = devnull
     os.chdir(script_path.parent)
+    # The harness's own folder must not shadow the user's modules (or the standard library's).
+    here = os.path.dirname(os.path.realpath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != here]
     sys.path.insert(0, str(script_path.parent))
     sys.argv = [str(script_path)]
 

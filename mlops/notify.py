@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from mlops.secrets import is_secret
+from mlops.envsafe import is_secret
 
 log = logging.getLogger("mlops.notify")
 

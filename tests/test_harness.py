@@ -179,3 +179,14 @@ def test_keras_fit_history_validation_accuracy_and_checkpoints(tmp_path):
     assert metrics["value"] == pytest.approx(metrics["history"][-1]["val_accuracy"])
     assert "[mlops] epoch 3/3" in done.stdout
     assert any((out / "checkpoints" / "fit-0").iterdir())
+
+
+def test_the_harness_folder_does_not_shadow_the_users_modules(tmp_path):
+    done, out = run_harness(
+        tmp_path,
+        "import config, report, secrets\nprint(config.VALUE, report.VALUE)\n"
+        "secrets.token_hex(4)\nopen('accuracy.txt', 'w').write('1')\n",
+        extra_files={"config.py": "VALUE = 'users config'", "report.py": "VALUE = 'users report'"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "users config users report" in done.stdout

@@ -23,9 +23,9 @@ from typing import Any
 import psutil
 
 from mlops.domain import EndReason
+from mlops.envsafe import scrubbed
 from mlops.errors import TrialLaunchError
 from mlops.runtime.base import LOG_FILE, OUTCOME_FILE, Outcome, TrialSpec, follow_file, read_json
-from mlops.secrets import scrubbed
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness.py"
 POLL_S = 0.25
