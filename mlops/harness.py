@@ -407,6 +407,8 @@ def install_keras_hooks(keras, rec: Recorder, seed: int | None) -> None:
                 return original(self, *args, **kwargs)
             index = rec.fit_calls
             rec.fit_calls += 1
+            if "nb_epoch" in kwargs and "epochs" not in kwargs:  # Keras 1's name, refused since Keras 2
+                kwargs["epochs"] = kwargs.pop("nb_epoch")
             extra = [MlopsRecorder(index)]
             if checkpoints_on:
                 backup_dir = rec.out / "checkpoints" / f"fit-{index}"
@@ -456,6 +458,21 @@ def _add_callbacks(function, model, args: tuple, kwargs: dict, extra: list, quie
     if quiet and bound.arguments.get("verbose", "auto") in ("auto", 1):
         bound.arguments["verbose"] = 2  # one line per epoch in a log, not a redrawn bar
     return bound.args[1:], bound.kwargs
+
+
+def install_keras_utils_compat(utils) -> None:
+    """``keras.utils.np_utils`` went away after Keras 2.8; old scripts still import it. Alias it."""
+    if hasattr(utils, "np_utils") or not hasattr(utils, "to_categorical"):
+        return
+    import types
+
+    np_utils = types.ModuleType(f"{utils.__name__}.np_utils")
+    np_utils.to_categorical = utils.to_categorical
+    if hasattr(utils, "normalize"):
+        np_utils.normalize = utils.normalize
+    sys.modules[np_utils.__name__] = np_utils
+    utils.np_utils = np_utils
+    say("note: keras.utils.np_utils is gone from this Keras; the script gets an alias to keras.utils")
 
 
 def install_sklearn_base_hooks(base, rec: Recorder) -> None:
@@ -677,6 +694,7 @@ def run(args: argparse.Namespace) -> int:
 
     hooks = {
         "keras": lambda m: install_keras_hooks(m, rec, seed),
+        "keras.utils": install_keras_utils_compat,
         "sklearn.base": lambda m: install_sklearn_base_hooks(m, rec),
         "sklearn.metrics": lambda m: install_sklearn_metrics_hooks(m, rec),
         "sklearn.cluster": lambda m: install_sklearn_cluster_hooks(m, rec),

@@ -117,7 +117,8 @@ def docker_images(tmp_path_factory):
     if not engine_available():
         pytest.fail("no Docker engine answers: `make test` starts one (scripts/docker-setup.sh)")
     runtime = DockerRuntime.from_env(tmp_path_factory.mktemp("images"))
-    return {name: runtime.build(name, say=lambda _: None)[0] for name in ("mlops-sklearn", "mlops-keras3")}
+    names = ("mlops-sklearn", "mlops-keras3", "mlops-keras2")
+    return {name: runtime.build(name, say=lambda _: None)[0] for name in names}
 
 
 @pytest.fixture

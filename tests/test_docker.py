@@ -159,3 +159,30 @@ def test_a_container_killed_mid_epoch_resumes_from_its_checkpoint(docker_runtime
     metrics = json.loads((spec.trial_dir / "metrics.json").read_text())
     assert sorted({h["epoch"] for h in metrics["history"]}) == [1, 2, 3, 4, 5, 6]
     assert [r["epoch"] for r in metrics["resumed"]] == [2, 4]  # resumed where it stopped, not from 0
+
+
+@pytest.mark.slow
+def test_legacy_keras_2_code_runs_unchanged_in_the_keras2_image(docker_images, repo_factory, tmp_path):
+    script = (ROOT / "tests" / "fixtures" / "legacy" / "legacy_cnn.py").read_text()
+    repo = repo_factory({"legacy_cnn.py": script})
+    ws = tmp_path / "ws"
+    done = run_cli(
+        "run",
+        str(repo),
+        "--runtime",
+        "docker",
+        "--workspace",
+        str(ws),
+        "--max-trials",
+        "2",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    (run,) = [
+        json.loads(line)
+        for line in run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
+    ]
+    assert run["image"] == "mlops-keras2"
+    assert run["baseline_metric"] is not None  # np_utils, lr= and nb_epoch ran as written
+    assert run["reached"] is True
