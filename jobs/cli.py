@@ -226,13 +226,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor(settings_from(args), once=args.once, interval=args.interval)
 
 
-def _push_runner(args: argparse.Namespace):  # noqa: ANN202
+def _push_runner(args: argparse.Namespace, train_from: str | None):  # noqa: ANN202
+    """Settings, and the function the push queue calls: the whole chain on one pushed commit."""
     from jobs.pipeline import run_source
 
     settings = settings_from(args)
 
     def run(source: str, ref: str, commit: str) -> None:
-        run_source(settings, getattr(args, "source", None) or source, commit)
+        run_source(settings, train_from or source, commit)
 
     return settings, run
 
@@ -242,7 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from mlops.webhook import PushQueue, Worker, make_server
 
-    settings, runner = _push_runner(args)
+    settings, runner = _push_runner(args, train_from=args.source)
     queue = PushQueue(settings.workspace)
     server = make_server(args.host, args.port, os.environ.get("MLOPS_WEBHOOK_SECRET"), args.branch, queue)
     worker = Worker(queue, runner)
@@ -265,8 +266,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     from mlops.webhook import PushQueue, Worker, watch
 
-    settings, runner = _push_runner(args)
-    args.source, source = None, args.source  # the polled source is the one to train
+    settings, runner = _push_runner(args, train_from=None)  # the polled source is the one trained
+    source = args.source
     queue = PushQueue(settings.workspace)
     worker = Worker(queue, runner)
     worker.start()
