@@ -41,7 +41,15 @@ def monitor(settings: Settings, once: bool = False, interval: float = 2.0, ctx: 
             step_train(ctx, orphans, runtime, only_baseline=False)
         if once:
             return 0
-        time.sleep(interval)
+        runtime = runtime or choose_runtime(ctx)
+        deaths = getattr(runtime, "deaths", None)
+        if deaths is None:  # local processes: look again after the interval
+            time.sleep(interval)
+            continue
+        # Docker: follow the engine's event stream, so a death is seen the moment it happens.
+        for death in deaths(interval):
+            code = f" (exit code {death['exit']})" if death["exit"] else ""
+            ctx.progress.info(f"   {death['event']}: run {death['run']} trial {death['trial']}{code}")
 
 
 def body(ctx, args):  # noqa: ANN001, ANN201

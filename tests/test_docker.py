@@ -186,3 +186,16 @@ def test_legacy_keras_2_code_runs_unchanged_in_the_keras2_image(docker_images, r
     assert run["image"] == "mlops-keras2"
     assert run["baseline_metric"] is not None  # np_utils, lr= and nb_epoch ran as written
     assert run["reached"] is True
+
+
+def test_the_monitor_sees_container_deaths_on_the_event_stream(docker_runtime, tmp_path):
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(tmp_path, "dies", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    handle = runtime.run(spec)
+    for line in runtime.logs(handle):
+        if line == "up":
+            break
+    threading.Timer(0.5, runtime.kill_container, args=(handle.data,)).start()
+    deaths = runtime.deaths(timeout_s=5)
+    runtime.remove(handle)
+    assert {"event": "die", "run": "dies", "trial": "0", "exit": "137"} in deaths

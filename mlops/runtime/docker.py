@@ -333,6 +333,25 @@ class DockerRuntime:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(handle.container_id).remove(force=True)
 
+    def deaths(self, timeout_s: float) -> list[dict[str, str]]:
+        """The ``die`` and ``oom`` events of this workspace's containers in the next ``timeout_s`` seconds."""
+        filters = {"type": "container", "event": ["die", "oom"], "label": f"{LABEL}={self.workspace}"}
+        seen = []
+        until = time.time() + timeout_s
+        for event in self.client.events(decode=True, filters=filters, until=int(until) + 1):
+            labels = event.get("Actor", {}).get("Attributes", {})
+            seen.append(
+                {
+                    "event": event.get("status") or event.get("Action", ""),
+                    "run": labels.get("mlops.run", ""),
+                    "trial": labels.get("mlops.trial", ""),
+                    "exit": labels.get("exitCode", ""),
+                }
+            )
+            if time.time() >= until:
+                break
+        return seen
+
     def containers(self, run_id: str | None = None) -> list[Any]:
         filters = {"label": [f"{LABEL}={self.workspace}"] + ([f"mlops.run={run_id}"] if run_id else [])}
         return self.client.containers.list(all=True, filters=filters)
