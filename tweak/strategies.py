@@ -190,7 +190,7 @@ class TPE(Strategy):
         space: dict[str, Any] = {}
         if state.kind in (Kind.CNN, Kind.ANN) and state.framework != "sklearn":
             space["epochs"] = d.IntDistribution(max(1, epochs), max(40, epochs * 10), log=True)
-            space["learning_rate"] = d.FloatDistribution(1e-4, 1e-2, log=True)
+            space["learning_rate"] = d.FloatDistribution(5e-4, 5e-2, log=True)
             if _hidden_units(state.facts):
                 space["units"] = d.CategoricalDistribution([32, 64, 128, 256])
             space["extra_dense"] = d.IntDistribution(0, 1)
@@ -198,7 +198,7 @@ class TPE(Strategy):
                 space["filters"] = d.CategoricalDistribution([8, 16, 32, 64])
         elif state.kind is Kind.ANN:
             space["hidden"] = d.CategoricalDistribution(["64", "128", "128,64", "256,128"])
-            space["max_iter"] = d.CategoricalDistribution([300, 1000, 2000])
+            space["max_iter"] = d.CategoricalDistribution([300, 1000])
         return space
 
     def first(self, state: SearchState) -> dict[str, Any]:
@@ -207,15 +207,15 @@ class TPE(Strategy):
         point: dict[str, Any] = {}
         space = self.space(state)
         if "epochs" in space:
-            point.update(
-                epochs=min(max(epochs * 5, 20), space["epochs"].high), learning_rate=1e-3, extra_dense=0
-            )
+            # Enough epochs for a small dataset, with the user's own optimizer and rate: a rate that suits
+            # Adam starves SGD, so the rate is left to the search.
+            point.update(epochs=min(max(epochs, 20), space["epochs"].high), extra_dense=0)
         if "units" in space:
             point["units"] = 128
         if "filters" in space:
             point["filters"] = 32
         if "hidden" in space:
-            point.update(hidden="128", max_iter=1000)
+            point.update(hidden="128", max_iter=300)
         return point
 
     def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
@@ -257,7 +257,7 @@ class TPE(Strategy):
         )
         for past in state.past:
             params = {k: v for k, v in past.params.items() if k in space}
-            if past.number == 0 or set(params) != set(space) or past.metric is None:
+            if past.number == 0 or not params or past.metric is None:  # the first guess has no rate: fine
                 continue
             study.add_trial(
                 optuna.trial.create_trial(
