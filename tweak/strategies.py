@@ -210,12 +210,14 @@ class TPE(Strategy):
             # Enough epochs for a small dataset, with the user's own optimizer and rate: a rate that suits
             # Adam starves SGD, so the rate is left to the search.
             point.update(epochs=min(max(epochs, 20), space["epochs"].high), extra_dense=0)
+            if str(getattr(state.facts, "optimizer", "")).lower() == "sgd":
+                point["learning_rate"] = 0.05  # plain SGD at its default 0.01 barely moves in 20 epochs
         if "units" in space:
             point["units"] = 128
         if "filters" in space:
             point["filters"] = 32
         if "hidden" in space:
-            point.update(hidden="128", max_iter=300)
+            point["hidden"] = "128"  # max_iter stays as written: more iterations only cost time
         return point
 
     def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
@@ -240,6 +242,8 @@ class TPE(Strategy):
             tweaks.append(
                 ("set_estimator_param", {"estimators": est, "param": "hidden_layer_sizes", "value": sizes})
             )
+        if "max_iter" in point:
+            est = ["MLPClassifier", "MLPRegressor"]
             tweaks.append(
                 ("set_estimator_param", {"estimators": est, "param": "max_iter", "value": point["max_iter"]})
             )
