@@ -69,7 +69,8 @@ def steps_run(log: list[str]) -> list[str]:
             if step is not None:
                 ran.append(step)
             number, _, instruction = line.removeprefix("Step ").partition(" : ")
-            step = f"{number} {instruction.split(maxsplit=1)[0]}"
+            keyword = instruction.split(maxsplit=1)[0]
+            step = None if keyword.upper() == "FROM" else f"{number} {keyword}"  # FROM is never cached
         elif "Using cache" in line:
             step = None
     return ran if step is None else [*ran, step]

@@ -36,6 +36,7 @@ from mlops.runtime.base import LOG_FILE, Outcome, TrialSpec
 CACHE_VOLUME = "mlops-cache"
 TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root
 STOP_GRACE_S = 5
+KEEP_BUILDS = 3  # builds of each image kept on the engine, newest first
 LABEL = "mlops.workspace"
 
 
@@ -129,11 +130,18 @@ class DockerRuntime:
         say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
         self.build_context(images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image)
         self.client.images.get(tag).tag(image, "latest")
-        for old in self.client.images.list(name=image):  # earlier builds' tags; shared layers stay
-            for old_tag in old.tags:
-                if old_tag not in (tag, f"{image}:latest"):
-                    self.client.images.remove(old_tag)
+        self._prune(image)
         return tag, True
+
+    def _prune(self, image: str) -> None:
+        # Older builds go, but not the last few: checkouts of other branches (Jenkins agents build several
+        # on one engine) would otherwise remove each other's tags and rebuild on every run.
+        builds = sorted(self.client.images.list(name=image), key=lambda i: i.attrs["Created"], reverse=True)
+        for old in builds[KEEP_BUILDS:]:
+            for old_tag in old.tags:
+                if old_tag != f"{image}:latest":
+                    with contextlib.suppress(docker.errors.APIError):  # in use by a container: next time
+                        self.client.images.remove(old_tag)
 
     def build_context(
         self,
