@@ -212,15 +212,16 @@ SMALL_KERAS = """
     model = keras.Sequential([keras.layers.Dense(32, activation="relu", input_shape=(64,)),
                               keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(X_train, y_train, epochs=4, batch_size=32, validation_data=(X_test, y_test), verbose=2)
-    print("keras", keras.__version__ if hasattr(keras, "__version__") else "bundled")
+    model.fit(X_train, y_train, epochs=4, batch_size=16, validation_data=(X_test, y_test), verbose=2)
+    import keras as standalone
+    print("keras", standalone.__version__)
 """
 
 
 @pytest.mark.parametrize("image", ["mlops-keras3", "mlops-keras2"])
 def test_a_small_keras_model_trains_in_its_image(docker_runtime, tmp_path, image):
     runtime = docker_runtime(tmp_path / "ws")
-    spec = spec_for(tmp_path, "keras", SMALL_KERAS, image=image, memory_mb=2048, cpus=2.0)
+    spec = spec_for(tmp_path, "digits_mlp", SMALL_KERAS, image=image, memory_mb=2048, cpus=2.0)
     handle = runtime.run(spec)
     lines = list(runtime.logs(handle))
     outcome = runtime.wait(handle)
