@@ -52,7 +52,7 @@ if [ "${MLOPS_BASE_PULL:-1}" != 0 ] && timeout 60 docker pull -q "$BASE_IMAGE" >
     exit 0
 fi
 
-say "no registry answers: building $BASE_IMAGE locally with debootstrap (about two minutes)"
+say "$BASE_IMAGE is not here and could not be pulled: building it locally with debootstrap (about two minutes)"
 if ! command -v debootstrap >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
