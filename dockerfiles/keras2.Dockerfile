@@ -3,9 +3,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLBACKEND=Agg MPLCONFIGDIR=/tmp/matplotlib TF_CPP_MIN_LOG_LEVEL=2 HOME=/tmp \
     KERAS_HOME=/cache/keras SCIKIT_LEARN_DATA=/cache/scikit_learn_data TORCH_HOME=/cache/torch
+# The .pyc files pip writes stay: a read-only container would compile every import on every trial.
 RUN pip install tensorflow-cpu==2.15.1 "numpy==1.26.4" scikit-learn==1.5.2 scipy==1.13.1 pandas==2.2.3 \
-        matplotlib==3.9.4 kneed==0.8.5 \
-    && (find / -xdev -name "__pycache__" -type d -prune -exec rm -rf {} + 2>/dev/null || true)
+        matplotlib==3.9.4 kneed==0.8.5
 RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
 COPY mlops/harness.py /opt/mlops/harness.py
 USER trainer

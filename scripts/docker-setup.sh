@@ -8,6 +8,8 @@
 #   and tag it python:3.11-slim, so the same Dockerfiles build here and anywhere else, unchanged.
 #   The Debian mirror comes from apt's own sources on this machine.
 # Idempotent; quick when everything is already there.
+# Settings: MLOPS_BASE_IMAGE (default python:3.11-slim), MLOPS_BASE_PULL=0 (do not try a registry first),
+# MLOPS_DEBIAN_MIRROR (when apt's sources name no Debian mirror).
 set -euo pipefail
 
 BASE_IMAGE="${MLOPS_BASE_IMAGE:-python:3.11-slim}"
@@ -45,20 +47,26 @@ if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "base image $BASE_IMAGE is present"
     exit 0
 fi
-if timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+if [ "${MLOPS_BASE_PULL:-1}" != 0 ] && timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
     say "pulled $BASE_IMAGE"
     exit 0
 fi
 
-say "no registry answers: building $BASE_IMAGE locally with debootstrap (about two minutes)"
+say "$BASE_IMAGE is not here and could not be pulled: building it locally with debootstrap (about two minutes)"
 if ! command -v debootstrap >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
-mirror=$( (grep -rhoE '^(deb|URIs:) +https?://[^ ]*debian[^ ]*' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true) \
-    | awk '{print $2}' | grep -v security | head -n 1 || true)
+# The Debian mirror apt itself uses here (one-line .list or deb822 .sources files; options such as
+# [signed-by=...] skipped), unless MLOPS_DEBIAN_MIRROR names one.
+mirror="${MLOPS_DEBIAN_MIRROR:-}"
 if [ -z "$mirror" ]; then
-    say "no Debian mirror in apt's sources; cannot build the base image" >&2
+    mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
+        | grep -E '^(deb|URIs:)[[:space:]]' | grep -oE 'https?://[^[:space:]]+' \
+        | grep -vE 'security|updates|backports' | grep -m 1 debian || true)
+fi
+if [ -z "$mirror" ]; then
+    say "no Debian mirror in apt's sources; set MLOPS_DEBIAN_MIRROR to one to build the base image" >&2
     exit 1
 fi
 root=$(mktemp -d /var/tmp/mlops-base.XXXXXX)

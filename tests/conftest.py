@@ -117,8 +117,14 @@ def docker_images(tmp_path_factory):
     if not engine_available():
         pytest.fail("no Docker engine answers: `make test` starts one (scripts/docker-setup.sh)")
     runtime = DockerRuntime.from_env(tmp_path_factory.mktemp("images"))
+    volumes_before = {v.name for v in runtime.client.volumes.list()}
     names = ("mlops-sklearn", "mlops-keras3", "mlops-keras2")
-    return {name: runtime.build(name, say=lambda _: None)[0] for name in names}
+    yield {name: runtime.build(name, say=lambda _: None)[0] for name in names}
+    # The tests' containers are removed by each test; the volumes they made (the dataset cache when
+    # this engine had none) go at the end of the session.
+    for volume in runtime.client.volumes.list():
+        if volume.name not in volumes_before and volume.name.startswith("mlops-"):
+            volume.remove(force=True)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 
@@ -12,7 +14,7 @@ import pytest
 
 from mlops import images
 from mlops.domain import TrialStatus
-from mlops.errors import RuntimeUnavailable
+from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
 from mlops.runtime.docker import DockerRuntime
@@ -199,3 +201,95 @@ def test_the_monitor_sees_container_deaths_on_the_event_stream(docker_runtime, t
     deaths = runtime.deaths(timeout_s=5)
     runtime.remove(handle)
     assert {"event": "die", "run": "dies", "trial": "0", "exit": "137"} in deaths
+
+
+SMALL_KERAS = """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from tensorflow import keras
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0)
+    model = keras.Sequential([keras.layers.Dense(32, activation="relu", input_shape=(64,)),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X_train, y_train, epochs=4, batch_size=16, validation_data=(X_test, y_test), verbose=2)
+    import keras as standalone
+    print("keras", standalone.__version__)
+"""
+
+
+@pytest.mark.parametrize("image", ["mlops-keras3", "mlops-keras2"])
+def test_a_small_keras_model_trains_in_its_image(docker_runtime, tmp_path, image):
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(tmp_path, "digits_mlp", SMALL_KERAS, image=image, memory_mb=2048, cpus=2.0)
+    handle = runtime.run(spec)
+    lines = list(runtime.logs(handle))
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.ok, lines[-20:]
+    major = "3" if image == "mlops-keras3" else "2"
+    assert any(line.startswith(f"keras {major}.") for line in lines), lines[-5:]
+    metrics = json.loads((spec.trial_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+    assert metrics["value"] > 0.8, metrics
+
+
+def test_files_the_trial_writes_belong_to_the_user_it_ran_as_and_the_host_can_delete_them(
+    docker_runtime, tmp_path
+):
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(
+        tmp_path, "owner", "import os\nopen('accuracy.txt', 'w').write('0.9')\nprint(os.getuid())\n"
+    )
+    handle = runtime.run(spec)
+    lines = list(runtime.logs(handle))
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.ok, lines
+    uid = next(int(line) for line in lines if line.isdigit())
+    assert uid == (os.getuid() or 1000)  # the host's user; never root (the images' user when we are root)
+    written = spec.trial_dir / "work" / "accuracy.txt"
+    assert written.stat().st_uid == uid and (spec.trial_dir / "metrics.json").stat().st_uid == uid
+    shutil.rmtree(spec.trial_dir)
+    assert not spec.trial_dir.exists()
+
+
+def test_a_build_that_fails_says_so_with_the_last_lines_of_its_log(docker_images, tmp_path):
+    runtime = DockerRuntime.from_env(tmp_path)
+    (tmp_path / "broken.Dockerfile").write_text(
+        "FROM python:3.11-slim\nRUN echo fetching the wheels && echo no such package >&2 && exit 3\n"
+    )
+    with pytest.raises(RuntimeUnavailable) as caught:
+        runtime.build_context(tmp_path, "broken.Dockerfile", "mlops-broken:test", say=lambda _: None)
+    message = str(caught.value)
+    assert message.startswith("building mlops-broken:test failed: The command")
+    assert "returned a non-zero code: 3" in message and "fetching the wheels" in message
+    assert not runtime.image_present("mlops-broken:test")
+
+
+def test_images_are_built_once_and_resolved_to_the_tag_of_this_checkout(docker_images, tmp_path):
+    runtime = DockerRuntime.from_env(tmp_path)
+    steps = []
+    tags = images.build_all(progress=steps.append, runtime=runtime)
+    assert tags == {name: images.tag(name) for name in map(str, images.buildable())}
+    assert steps == []  # all up to date: no build step ran
+    assert images.resolve("mlops-sklearn", runtime) == docker_images["mlops-sklearn"]
+    latest = runtime.client.images.get("mlops-sklearn:latest").id
+    assert latest == runtime.client.images.get(tags["mlops-sklearn"]).id
+
+
+def test_a_trial_the_engine_refuses_is_a_launch_error_and_leaves_no_container(docker_runtime, tmp_path):
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = spec_for(tmp_path, "tiny", "print('never')\n", memory_mb=1)
+    with pytest.raises(TrialLaunchError, match=r"trial tiny/0 could not start: .*[Mm]emory"):
+        runtime.run(spec)
+    assert runtime.containers() == []
+
+
+def test_the_setup_script_leaves_a_running_engine_and_a_present_base_image_alone():
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "docker-setup.sh")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "answers" in done.stdout and "base image python:3.11-slim is present" in done.stdout
+    assert "starting dockerd" not in done.stdout and "building" not in done.stdout

@@ -108,6 +108,24 @@ def test_another_process_can_attach_to_a_running_trial(runtime, tmp_path):
     )
 
 
+def test_a_process_that_attaches_again_goes_on_with_the_log_without_repeating_it(runtime, tmp_path):
+    script = "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second', flush=True)\n"
+    spec = trial(tmp_path, "relog", script + textwrap.dedent(GOOD))
+    handle = runtime.run(spec)
+    for line in runtime.logs(handle):
+        if line == "first":
+            break
+    fresh = type(runtime)(tmp_path / "ws") if isinstance(runtime, LocalRuntime) else runtime.fresh()
+    again = fresh.attach(spec, handle.data)
+    lines = list(fresh.logs(again))
+    outcome = fresh.wait(again)
+    fresh.remove(again)
+    assert outcome.ok, outcome
+    assert "second" in lines
+    log = (spec.trial_dir / "log.txt").read_text().splitlines()
+    assert log.count("first") == 1 and log.count("second") == 1 and log.count("training") == 1
+
+
 def test_cleanup_removes_strays_of_an_earlier_crash_but_not_those_kept(runtime, tmp_path):
     stray = trial(tmp_path, "stray", "import time\ntime.sleep(600)\n")
     kept = trial(tmp_path, "kept", "import time\ntime.sleep(600)\n")

@@ -16,6 +16,7 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -30,18 +31,27 @@ import requests.exceptions
 from mlops import images
 from mlops.domain import EndReason
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import Outcome, TrialSpec
+from mlops.runtime.base import LOG_FILE, Outcome, TrialSpec
 
 CACHE_VOLUME = "mlops-cache"
 TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root
 STOP_GRACE_S = 5
+KEEP_BUILDS = 3  # builds of each image kept on the engine, newest first
 LABEL = "mlops.workspace"
+
+
+def _client_from_env(timeout: float) -> docker.DockerClient:
+    # ssh:// engines: docker-py needs paramiko for them, or it can shell out to the ssh client, which
+    # also reads the user's ~/.ssh/config; use the ssh client when paramiko is not installed.
+    ssh = os.environ.get("DOCKER_HOST", "").startswith("ssh://")
+    use_ssh_client = ssh and importlib.util.find_spec("paramiko") is None
+    return docker.from_env(timeout=timeout, use_ssh_client=use_ssh_client)
 
 
 def engine_available(timeout: float = 3.0) -> bool:
     """True when a Docker engine answers (DOCKER_HOST honoured)."""
     try:
-        client = docker.from_env(timeout=timeout)
+        client = _client_from_env(timeout)
         client.ping()
         client.close()
         return True
@@ -55,6 +65,7 @@ class DockerHandle:
     container_id: str
     started: float
     stop_reason: EndReason | None = None
+    log_since: float | None = None  # set on attach: the log lines before it are in log.txt already
 
     @property
     def data(self) -> dict[str, Any]:
@@ -64,15 +75,19 @@ class DockerHandle:
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient, workspace: Path) -> None:
+    def __init__(
+        self, client: docker.DockerClient, workspace: Path, cache_volume: str = CACHE_VOLUME
+    ) -> None:
         self.client = client
         self.workspace = workspace.resolve()
+        self.cache_volume = cache_volume
 
     @classmethod
-    def from_env(cls, workspace: Path) -> DockerRuntime:
+    def from_env(cls, workspace: Path, cache_volume: str = CACHE_VOLUME) -> DockerRuntime:
+        """A runtime on the engine DOCKER_HOST names (tcp:// or ssh://), else the local socket."""
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         try:
-            client = docker.from_env(timeout=120)
+            client = _client_from_env(timeout=120)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
             raise RuntimeUnavailable(
@@ -80,11 +95,11 @@ class DockerRuntime:
                 "`sudo bash scripts/docker-setup.sh` (or set DOCKER_HOST=tcp://... or ssh://...), "
                 "or run with --runtime local"
             ) from e
-        return cls(client, workspace)
+        return cls(client, workspace, cache_volume)
 
     def fresh(self) -> DockerRuntime:
         """The same runtime with a client of its own, as another process would have."""
-        return DockerRuntime.from_env(self.workspace)
+        return DockerRuntime.from_env(self.workspace, self.cache_volume)
 
     def describe(self) -> str:
         info = self.client.version()
@@ -99,6 +114,13 @@ class DockerRuntime:
         except docker.errors.ImageNotFound:
             return False
 
+    def image_size(self, tag: str) -> int | None:
+        """The image's size in bytes, or None when it is not built."""
+        try:
+            return int(self.client.images.get(tag).attrs["Size"])
+        except docker.errors.ImageNotFound:
+            return None
+
     def build(self, image: str, force: bool = False, say: Callable[[str], None] = print) -> tuple[str, bool]:
         """Build one training image unless a build of the same inputs exists; (tag, built now)."""
         tag = images.tag(image)
@@ -106,39 +128,62 @@ class DockerRuntime:
             return tag, False
         dockerfile = images.dockerfile(image)
         say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
+        self.build_context(images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image)
+        self.client.images.get(tag).tag(image, "latest")
+        self._prune(image)
+        return tag, True
+
+    def _prune(self, image: str) -> None:
+        # Older builds go, but not the last few: checkouts of other branches (Jenkins agents build several
+        # on one engine) would otherwise remove each other's tags and rebuild on every run.
+        builds = sorted(self.client.images.list(name=image), key=lambda i: i.attrs["Created"], reverse=True)
+        for old in builds[KEEP_BUILDS:]:
+            for old_tag in old.tags:
+                if old_tag != f"{image}:latest":
+                    with contextlib.suppress(docker.errors.APIError):  # in use by a container: next time
+                        self.client.images.remove(old_tag)
+
+    def build_context(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        say: Callable[[str], None] = print,
+        nocache: bool = False,
+        label: str = "",
+    ) -> list[str]:
+        """Build ``context`` with its ``dockerfile`` (relative) as ``tag``, streaming the steps to ``say``.
+
+        Returns the build's log. A failed build raises RuntimeUnavailable with the last lines of the log.
+        """
+        label = label or tag
         log: list[str] = []
         try:
             for chunk in self.client.api.build(
-                path=str(images.ROOT),
-                dockerfile=str(dockerfile.relative_to(images.ROOT)),
+                path=str(context),
+                dockerfile=dockerfile,
                 tag=tag,
                 rm=True,
                 forcerm=True,
                 decode=True,
                 pull=False,
+                nocache=nocache,
             ):
-                if "stream" in chunk:
-                    for line in chunk["stream"].splitlines():
-                        if line.strip():
-                            log.append(line)
-                            if line.startswith("Step "):
-                                say(f"   {image}: {line}")
+                for line in chunk.get("stream", "").splitlines():
+                    if line.strip():
+                        log.append(line)
+                        if line.startswith("Step "):
+                            say(f"   {label}: {line}")
                 if "error" in chunk:
-                    log.append(chunk["error"])
                     raise docker.errors.BuildError(chunk["error"], log)
         except docker.errors.BuildError as e:
             tail = "\n".join(log[-12:])
             raise RuntimeUnavailable(
-                f"building {image} failed: {e.msg.strip()}\nlast lines of the build:\n{tail}"
+                f"building {label} failed: {e.msg.strip()}\nlast lines of the build:\n{tail}"
             ) from e
         except docker.errors.APIError as e:
-            raise RuntimeUnavailable(f"building {image} failed: {e.explanation or e}") from e
-        self.client.images.get(tag).tag(image, "latest")
-        for old in self.client.images.list(name=image):  # earlier builds' tags; shared layers stay
-            for old_tag in old.tags:
-                if old_tag not in (tag, f"{image}:latest"):
-                    self.client.images.remove(old_tag)
-        return tag, True
+            raise RuntimeUnavailable(f"building {label} failed: {e.explanation or e}") from e
+        return log
 
     def prepare(self, names: list[str], progress: Any) -> None:
         """Make sure the images the runs need exist (build what is missing); job 2 calls it."""
@@ -149,10 +194,10 @@ class DockerRuntime:
     def _image_tag(self, spec: TrialSpec) -> str:
         if not spec.image:
             raise TrialLaunchError(spec.name, "no image was chosen for this trial")
-        tag = images.tag(spec.image)
-        if not self.image_present(tag):
-            raise TrialLaunchError(spec.name, f"image {tag} is not built (mlops images build)")
-        return tag
+        try:
+            return images.resolve(spec.image, self)
+        except RuntimeUnavailable as e:
+            raise TrialLaunchError(spec.name, str(e)) from e
 
     # -- the verbs ------------------------------------------------------------------------------------
 
@@ -190,7 +235,7 @@ class DockerRuntime:
             "volumes": {
                 str(spec.code_dir.resolve()): {"bind": "/code", "mode": "ro"},
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
-                CACHE_VOLUME: {"bind": "/cache", "mode": "rw"},
+                self.cache_volume: {"bind": "/cache", "mode": "rw"},
             },
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -208,23 +253,30 @@ class DockerRuntime:
             kwargs["pids_limit"] = limits.pids
         if not spec.network:
             kwargs["network_mode"] = "none"
+        container = None
         try:
-            self._ensure_cache_volume()
+            self._ensure_cache_volume(tag)
             container = self.client.containers.create(**kwargs)
             container.start()
         except docker.errors.APIError as e:
+            if container is not None:  # created but not started (a bad mount, a limit the engine refuses)
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
             raise TrialLaunchError(spec.name, e.explanation or str(e)) from e
         return DockerHandle(spec, container.id, time.time())
 
-    def _ensure_cache_volume(self) -> None:
+    def _ensure_cache_volume(self, tag: str) -> None:
         try:
-            self.client.volumes.get(CACHE_VOLUME)
+            self.client.volumes.get(self.cache_volume)
         except docker.errors.NotFound:
-            volume = self.client.volumes.create(CACHE_VOLUME, labels={"mlops.cache": "datasets"})
-            # The images' user must be able to write the cache: a throwaway root container opens it.
+            volume = self.client.volumes.create(self.cache_volume, labels={"mlops.cache": "datasets"})
+            # Every trial's user (the host's uid, or the images' user) must write the cache: a throwaway
+            # root container of the trial's own image opens it, so no other image is needed.
             self.client.containers.run(
-                "python:3.11-slim",
-                ["chmod", "1777", "/cache"],
+                tag,
+                ["1777", "/cache"],
+                entrypoint=["chmod"],
+                user="0:0",
                 remove=True,
                 volumes={volume.name: {"bind": "/cache", "mode": "rw"}},
                 network_mode="none",
@@ -239,12 +291,15 @@ class DockerRuntime:
             return None
         if container.status in ("created", "removing", "dead"):
             return None
-        return DockerHandle(spec, container.id, float(data.get("started", time.time())))
+        log = spec.trial_dir / LOG_FILE
+        # The lines streamed before the other process went away are in log.txt already: go on after them.
+        since = log.stat().st_mtime if log.exists() else None
+        return DockerHandle(spec, container.id, float(data.get("started", time.time())), log_since=since)
 
     def logs(self, handle: DockerHandle, follow: bool = True) -> Iterator[str]:
         try:
             container = self.client.containers.get(handle.container_id)
-            stream = container.logs(stream=True, follow=follow)
+            stream = container.logs(stream=True, follow=follow, since=handle.log_since)
             pending = b""
             for chunk in stream:
                 pending += chunk
@@ -262,7 +317,7 @@ class DockerRuntime:
 
     @staticmethod
     def _append_log(handle: DockerHandle, line: str) -> None:
-        with (handle.spec.trial_dir / "log.txt").open("a", encoding="utf-8") as fh:
+        with (handle.spec.trial_dir / LOG_FILE).open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
     def wait(self, handle: DockerHandle) -> Outcome:

@@ -1,0 +1,96 @@
+"""The Dockerfiles and image tags, read without an engine: layering, pins, user, caches, tags."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from dockerfile_parse import DockerfileParser
+
+from mlops import images
+from mlops.domain import Image
+from mlops.errors import RuntimeUnavailable
+from tests.conftest import ROOT
+
+DOCKERFILES = sorted(images.DOCKERFILES.glob("*.Dockerfile"))
+
+
+def parsed(path):
+    return DockerfileParser(str(path), env_replace=True)
+
+
+def pins(text: str) -> dict[str, str]:
+    return {
+        name.lower(): version for name, version in re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s\"']*)", text)
+    }
+
+
+def test_every_buildable_image_is_a_domain_image_with_its_own_dockerfile():
+    assert {p.name for p in DOCKERFILES} == {
+        f"{str(i).removeprefix('mlops-')}.Dockerfile" for i in images.buildable()
+    }
+    assert {Image.KERAS3, Image.KERAS2, Image.SKLEARN} <= set(images.buildable())
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.stem)
+def test_the_harness_is_the_entry_point_and_the_last_layer_so_a_change_to_it_rebuilds_in_seconds(path):
+    steps = [s for s in parsed(path).structure if s["instruction"] != "COMMENT"]
+    layers = [s for s in steps if s["instruction"] in ("RUN", "COPY", "ADD")]
+    assert layers[-1]["instruction"] == "COPY" and layers[-1]["value"].split()[0] == "mlops/harness.py"
+    assert sum("harness" in s["value"] for s in layers) == 1  # nothing else of ours is in the image
+    entry = [s["value"] for s in steps if s["instruction"] == "ENTRYPOINT"]
+    assert entry == ['["python", "/opt/mlops/harness.py"]']
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.stem)
+def test_the_image_runs_as_a_non_root_user_with_caches_in_one_volume_and_no_pip_cache(path):
+    dockerfile = parsed(path)
+    assert dockerfile.baseimage == "python:3.11-slim"
+    users = [s["value"] for s in dockerfile.structure if s["instruction"] == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
+    envs = dockerfile.envs
+    assert envs["MPLBACKEND"] == "Agg" and envs["PIP_NO_CACHE_DIR"] == "1"
+    caches = {k: v for k, v in envs.items() if k in ("KERAS_HOME", "SCIKIT_LEARN_DATA", "TORCH_HOME")}
+    assert caches and all(v.startswith("/cache/") for v in caches.values())
+    # The CA bundle and the mirror are the setup script's business, never the Dockerfiles'.
+    assert "http" not in path.read_text() and "PIP_CERT" not in path.read_text()
+
+
+def test_every_package_installed_is_pinned():
+    for path in DOCKERFILES:
+        for step in parsed(path).structure:
+            if step["instruction"] == "RUN" and "pip install" in step["value"]:
+                args = step["value"].split("pip install", 1)[1].split("&&")[0].split()
+                unpinned = [a for a in args if not a.startswith("-") and "==" not in a]
+                assert unpinned == [], f"{path.name}: {unpinned}"
+
+
+def test_the_keras3_image_trains_with_the_versions_the_pipeline_is_pinned_to():
+    image = pins((images.DOCKERFILES / "keras3.Dockerfile").read_text())
+    project = pins((ROOT / "requirements.txt").read_text())
+    shared = sorted(set(image) & set(project))
+    assert {"tensorflow-cpu", "keras", "scikit-learn"} <= set(shared)
+    assert {n: image[n] for n in shared} == {n: project[n] for n in shared}
+
+
+def test_the_keras2_image_is_the_last_tensorflow_with_keras_2():
+    image = pins((images.DOCKERFILES / "keras2.Dockerfile").read_text())
+    assert image["tensorflow-cpu"] == "2.15.1" and "keras" not in image
+
+
+def test_a_tag_names_its_inputs(tmp_path):
+    dockerfile, harness = tmp_path / "x.Dockerfile", tmp_path / "harness.py"
+    dockerfile.write_text("FROM python:3.11-slim\nRUN pip install numpy==2.4.6\n")
+    harness.write_text("print('harness')\n")
+    first = images.hash_files(dockerfile, harness)
+    assert images.hash_files(dockerfile, harness) == first
+    harness.write_text("print('harness, changed')\n")
+    second = images.hash_files(dockerfile, harness)
+    dockerfile.write_text("FROM python:3.11-slim\nRUN pip install numpy==2.4.5\n")
+    assert len({first, second, images.hash_files(dockerfile, harness)}) == 3
+    assert images.tag(Image.SKLEARN) == f"mlops-sklearn:{images.content_hash(Image.SKLEARN)}"
+
+
+def test_an_image_without_a_dockerfile_is_a_clear_error():
+    with pytest.raises(RuntimeUnavailable, match=r"dockerfiles/pytorch\.Dockerfile is missing; there are: "):
+        images.tag(Image.PYTORCH)
