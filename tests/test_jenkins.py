@@ -39,11 +39,13 @@ def rendered(tmp_path_factory):
     return {p.name: ET.parse(p).getroot() for p in out.iterdir()}
 
 
-def downstream(job: ET.Element) -> list[str]:
-    names = []
-    for projects in job.iter("projects"):
-        names += [n.strip() for n in (projects.text or "").split(",") if n.strip()]
-    return names
+def downstream(job: ET.Element) -> list[tuple[str, str]]:
+    """(job, condition) for each parameterized trigger of a job's publishers."""
+    edges = []
+    for config in job.iter("hudson.plugins.parameterizedtrigger.BuildTriggerConfig"):
+        for name in (config.findtext("projects") or "").split(","):
+            edges.append((name.strip(), config.findtext("condition")))
+    return edges
 
 
 def test_six_freestyle_jobs_and_the_pipeline_view(rendered):
@@ -56,11 +58,30 @@ def test_six_freestyle_jobs_and_the_pipeline_view(rendered):
 
 def test_the_jobs_are_chained_one_after_the_other(rendered):
     chain = ["mlops-1-pull"]
-    while downstream(rendered[chain[-1]]):
-        (nxt,) = downstream(rendered[chain[-1]])
+    while True:
+        onward = [name for name, condition in downstream(rendered[chain[-1]]) if condition != "FAILED"]
+        if not onward:
+            break
+        (nxt,) = onward
         chain.append(nxt)
     assert chain == JOBS[:5]
     assert downstream(rendered["mlops-6-monitor"]) == []
+    # Once the runs are planned, a failed training still reaches job 5, which reports and mails it.
+    assert ("mlops-5-notify", "FAILED") in downstream(rendered["mlops-3-train"])
+    assert ("mlops-5-notify", "ALWAYS") in downstream(rendered["mlops-4-tweak"])
+
+
+def test_job_1_passes_the_commit_down_and_waits_for_the_chain_before_it(rendered):
+    pull = rendered["mlops-1-pull"]
+    (config,) = pull.iter("hudson.plugins.parameterizedtrigger.BuildTriggerConfig")
+    assert config.findtext(
+        "configs/hudson.plugins.parameterizedtrigger.FileBuildParameters/propertiesFile"
+    ) == ("mlops.properties")
+    assert "MLOPS_COMMIT=" in pull.findtext("builders/hudson.tasks.Shell/command")
+    assert pull.findtext("blockBuildWhenDownstreamBuilding") == "true"
+    for name in JOBS[1:]:
+        parameters = rendered[name].iter("hudson.model.StringParameterDefinition")
+        assert "MLOPS_COMMIT" in [p.findtext("name") for p in parameters]
 
 
 def test_job_1_is_triggered_by_a_github_push_and_by_polling(rendered):
