@@ -2,8 +2,8 @@
 
 Settings come from the environment as Jenkins's credential binding provides them (read once, in
 :meth:`Notifier.from_env`): MLOPS_SMTP_HOST, MLOPS_SMTP_PORT, MLOPS_SMTP_USER, MLOPS_SMTP_PASSWORD,
-MLOPS_SMTP_SECURITY (ssl, starttls or none), MLOPS_SMTP_CAFILE (a private CA), MLOPS_MAIL_FROM, MLOPS_MAIL_TO (comma-separated) and
-MLOPS_WEBHOOK_URL. A server that is down is retried with backoff, then logged; the pipeline goes on.
+MLOPS_SMTP_SECURITY (ssl, starttls or none), MLOPS_SMTP_CAFILE (a private CA), MLOPS_MAIL_FROM,
+MLOPS_MAIL_TO (comma-separated) and MLOPS_WEBHOOK_URL. A server that is down is retried with backoff, then logged; the pipeline goes on.
 Every line logged passes through a redactor that hides the values of secret variables.
 """
 
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from mlops.envsafe import is_secret
+from mlops.errors import ConfigError
 
 log = logging.getLogger("mlops.notify")
 
@@ -35,6 +36,25 @@ class NotifyEvent(enum.StrEnum):
     EXHAUSTED = "exhausted"
     FAILED = "failed"
     GAVE_UP = "gave-up"  # the monitor stopped restarting a trial
+
+
+class SmtpSecurity(enum.StrEnum):
+    SSL = "ssl"  # TLS from the first byte (port 465)
+    STARTTLS = "starttls"  # plain connection upgraded before login (port 587)
+    NONE = "none"  # no encryption: a relay on the same machine only
+
+    @property
+    def default_port(self) -> int:
+        return {SmtpSecurity.SSL: 465, SmtpSecurity.STARTTLS: 587, SmtpSecurity.NONE: 25}[self]
+
+
+# Errors that another attempt cannot fix: retrying a refused login can lock the account.
+PERMANENT_SMTP = (smtplib.SMTPAuthenticationError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused)
+SLACK_TEXT_LIMIT = 3000  # characters in one section block
+
+
+class PermanentError(Exception):
+    """A delivery refused for a reason that does not change on its own (bad credentials, a 4xx answer)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,12 @@ def subject_of(summary: dict[str, Any], event: NotifyEvent) -> str:
     )
 
 
+def _cells(trial: dict[str, Any]) -> tuple[str, str, str]:
+    metric = f"{trial['metric']:.4f}" if isinstance(trial.get("metric"), int | float) else "-"
+    took = f"{trial['duration_s']:.1f} s" if isinstance(trial.get("duration_s"), int | float) else "-"
+    return metric, took, str(trial.get("restarts") or 0)
+
+
 def text_body(summary: dict[str, Any], event: NotifyEvent) -> str:
     lines = [
         subject_of(summary, event).removeprefix("[mlops] "),
@@ -91,12 +117,13 @@ def text_body(summary: dict[str, Any], event: NotifyEvent) -> str:
         f"source: {summary.get('source')} at {str(summary.get('commit'))[:12]}",
         f"status: {summary.get('status')}: {summary.get('reason') or ''}",
         "",
-        "trials:",
+        "trials (number, status, metric, duration, restarts, changes):",
     ]
     for t in summary.get("trials", []):
-        metric = f"{t['metric']:.4f}" if t.get("metric") is not None else "-"
+        metric, took, restarts = _cells(t)
         lines.append(
-            f"  {t['number']:>2}  {t['status']:<9}  {metric:>7}  {'; '.join(t.get('changes') or ['as pushed'])}"
+            f"  {t['number']:>2}  {t['status']:<9}  {metric:>7}  {took:>7}  {restarts:>2}  "
+            f"{'; '.join(t.get('changes') or ['as pushed'])}"
         )
     if summary.get("diff"):
         lines += ["", "the best source against what was pushed:", summary["diff"]]
@@ -106,9 +133,12 @@ def text_body(summary: dict[str, Any], event: NotifyEvent) -> str:
 def html_body(summary: dict[str, Any], event: NotifyEvent, plot_cid: str | None) -> str:
     rows = ""
     for t in summary.get("trials", []):
-        metric = f"{t['metric']:.4f}" if t.get("metric") is not None else "-"
+        metric, took, restarts = _cells(t)
         changes = html.escape("; ".join(t.get("changes") or ["as pushed"]))
-        rows += f"<tr><td>{t['number']}</td><td>{html.escape(t['status'])}</td><td>{metric}</td><td>{changes}</td></tr>"
+        rows += (
+            f"<tr><td>{t['number']}</td><td>{html.escape(str(t['status']))}</td><td>{metric}</td>"
+            f"<td>{took}</td><td>{restarts}</td><td>{changes}</td></tr>"
+        )
     plot = f'<p><img src="cid:{plot_cid[1:-1]}" alt="metric per trial"></p>' if plot_cid else ""
     diff = f"<pre>{html.escape(summary['diff'])}</pre>" if summary.get("diff") else ""
     return (
@@ -116,7 +146,7 @@ def html_body(summary: dict[str, Any], event: NotifyEvent, plot_cid: str | None)
         f"<p>{html.escape(str(summary.get('source')))} at {html.escape(str(summary.get('commit'))[:12])}: "
         f"{html.escape(str(summary.get('reason') or ''))}</p>"
         f'<table border="1" cellpadding="4"><tr><th>trial</th><th>status</th><th>metric</th>'
-        f"<th>changes</th></tr>{rows}</table>{plot}{diff}</body></html>"
+        f"<th>duration</th><th>restarts</th><th>changes</th></tr>{rows}</table>{plot}{diff}</body></html>"
     )
 
 
@@ -126,7 +156,7 @@ class Notifier:
     smtp_port: int = 587
     smtp_user: str | None = None
     smtp_password: str | None = None
-    security: str = "starttls"
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
     mail_from: str | None = None
     mail_to: list[str] = field(default_factory=list)
     webhook_url: str | None = None
@@ -139,11 +169,19 @@ class Notifier:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Notifier:
-        security = env.get("MLOPS_SMTP_SECURITY", "starttls").lower()
-        default_port = {"ssl": 465, "starttls": 587}.get(security, 25)
+        """Settings from the environment; a value that cannot work is a ConfigError naming the variable."""
+        raw = env.get("MLOPS_SMTP_SECURITY") or "starttls"
+        try:
+            security = SmtpSecurity(raw.strip().lower())
+        except ValueError:
+            choices = ", ".join(s.value for s in SmtpSecurity)
+            raise ConfigError(f"MLOPS_SMTP_SECURITY must be one of {choices}, not {raw!r}") from None
+        port = env.get("MLOPS_SMTP_PORT") or str(security.default_port)
+        if not port.strip().isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"MLOPS_SMTP_PORT must be a port number (1 to 65535), not {port!r}")
         return cls(
             smtp_host=env.get("MLOPS_SMTP_HOST") or None,
-            smtp_port=int(env.get("MLOPS_SMTP_PORT") or default_port),
+            smtp_port=int(port),
             smtp_user=env.get("MLOPS_SMTP_USER") or None,
             smtp_password=env.get("MLOPS_SMTP_PASSWORD") or None,
             security=security,
@@ -173,11 +211,19 @@ class Notifier:
                 detail = send()
                 log.info(self.redact(f"{channel} sent: {detail}"))
                 return Delivery(channel, True, attempt, self.redact(detail))
+            except (PermanentError, *PERMANENT_SMTP) as e:
+                error = self.redact(f"{type(e).__name__}: {e}")
+                log.error(f"{channel} not sent, refused (not retried): {error}")
+                return Delivery(channel, False, attempt, error)
             except (OSError, smtplib.SMTPException, requests.RequestException) as e:
                 error = self.redact(f"{type(e).__name__}: {e}")
                 log.warning(f"{channel} attempt {attempt}/{self.attempts} failed: {error}")
                 if attempt < self.attempts:
                     self.sleep(self.base_delay_s * 2 ** (attempt - 1))
+            except Exception as e:  # noqa: BLE001 (a message that cannot be built must not stop the pipeline)
+                error = self.redact(f"{type(e).__name__}: {e}")
+                log.error(f"{channel} not sent, the message could not be made: {error}")
+                return Delivery(channel, False, attempt, error)
         log.error(f"{channel} not sent after {self.attempts} attempts: {error}")
         return Delivery(channel, False, self.attempts, error)
 
@@ -205,14 +251,14 @@ class Notifier:
     def _send_email(self, summary: dict[str, Any], event: NotifyEvent) -> str:
         message = self.build_email(summary, event)
         context = ssl.create_default_context(cafile=self.cafile)
-        if self.security == "ssl":
+        if self.security is SmtpSecurity.SSL:
             server: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.smtp_host, self.smtp_port, timeout=self.timeout_s, context=context
             )
         else:
             server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s)
         with server:
-            if self.security == "starttls":
+            if self.security is SmtpSecurity.STARTTLS:
                 server.starttls(context=context)
             if self.smtp_user and self.smtp_password:
                 server.login(self.smtp_user, self.smtp_password)
@@ -222,18 +268,28 @@ class Notifier:
     def _post_webhook(self, summary: dict[str, Any], event: NotifyEvent) -> str:
         subject = subject_of(summary, event)
         trials = "\n".join(
-            f"{t['number']}: {t['status']} {t['metric']:.4f}"
-            if t.get("metric") is not None
-            else f"{t['number']}: {t['status']}"
+            f"{t['number']}: {t['status']} {_cells(t)[0]} " + "; ".join(t.get("changes") or ["as pushed"])
             for t in summary.get("trials", [])
         )
+        where = f"{summary.get('source')} at {str(summary.get('commit'))[:12]}"
         payload = {
             "text": subject,
             "blocks": [
                 {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"```{trials}```"}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": where}]},
+                {"type": "section", "text": {"type": "mrkdwn", "text": _fenced(trials)}},
             ],
         }
         response = requests.post(self.webhook_url, json=payload, timeout=self.timeout_s)
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise PermanentError(f"HTTP {response.status_code}: {response.text[:200]}")
         response.raise_for_status()
         return f"{subject} (HTTP {response.status_code})"
+
+
+def _fenced(text: str) -> str:
+    """A code block that fits in one Slack section (long tables lose their tail, not the whole message)."""
+    room = SLACK_TEXT_LIMIT - 8
+    if len(text) > room:
+        text = text[: room - 4] + "\n..."
+    return f"```{text}```"

@@ -122,6 +122,7 @@ class GitHubHook(BaseHTTPRequestHandler):
     branch: str = "main"
     queue: PushQueue
     max_body: int = MAX_BODY
+    timeout = 15  # seconds a client may take to send its request: a stalled one does not hold a thread
 
     def _reply(self, status: HTTPStatus, message: str) -> None:
         body = json.dumps({"message": message}).encode()
@@ -134,7 +135,10 @@ class GitHubHook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if self.path.rstrip("/") != "/hooks/github":
             return self._reply(HTTPStatus.NOT_FOUND, "POST GitHub push events to /hooks/github")
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isdigit():
+            return self._reply(HTTPStatus.BAD_REQUEST, f"bad Content-Length {declared[:20]!r}")
+        length = int(declared)
         if length > self.max_body:
             return self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {self.max_body} bytes")
         body = self.rfile.read(length)

@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from mlops.errors import ConfigError
 from mlops.ledger import Ledger
 from mlops.notify import Notifier, NotifyEvent
 
@@ -173,8 +174,106 @@ def test_a_wrong_password_is_reported_without_the_password(smtp_server, caplog):
     notifier.sleep = lambda _: None
     (delivery,) = notifier.notify(SUMMARY, NotifyEvent.REACHED)
     assert not delivery.ok and "SMTPAuthenticationError" in delivery.detail
+    assert delivery.attempts == 1  # a refused login is not tried again (it could lock the account)
     assert inbox.messages == []
     assert wrong not in caplog.text and SECRET not in caplog.text
+
+
+@pytest.fixture
+def smtps_server(certificate):
+    """Implicit TLS from the first byte (SMTPS), as on port 465."""
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    yield inbox, port, cert
+    controller.stop()
+
+
+def test_implicit_tls_delivers_the_gave_up_message(smtps_server):
+    inbox, port, cert = smtps_server
+    env = env_for(port, cert, MLOPS_SMTP_SECURITY="ssl", MLOPS_SMTP_USER="", MLOPS_SMTP_PASSWORD="")
+    summary = {**SUMMARY, "trials": [{**SUMMARY["trials"][1], "duration_s": 12.34, "restarts": 3}]}
+    (delivery,) = Notifier.from_env(env).notify(summary, NotifyEvent.GAVE_UP)
+    assert delivery.ok, delivery.detail
+    (raw,) = inbox.messages
+    message = message_from_bytes(raw, policy=policy.default)
+    assert "a training keeps dying" in message["Subject"]
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "<td>12.3 s</td><td>3</td>" in html
+
+
+def test_the_same_message_over_plain_tls_is_refused_by_an_smtps_server(smtps_server, caplog):
+    inbox, port, cert = smtps_server
+    notifier = Notifier.from_env(env_for(port, cert, MLOPS_SMTP_USER="", MLOPS_SMTP_PASSWORD=""))
+    notifier.sleep = lambda _: None
+    notifier.timeout_s = 2.0
+    (delivery,) = notifier.notify(SUMMARY, NotifyEvent.REACHED)
+    assert not delivery.ok and inbox.messages == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MLOPS_SMTP_SECURITY", "tls", "MLOPS_SMTP_SECURITY must be one of ssl, starttls, none, not 'tls'"),
+        ("MLOPS_SMTP_PORT", "smtp", "MLOPS_SMTP_PORT must be a port number"),
+        ("MLOPS_SMTP_PORT", "70000", "MLOPS_SMTP_PORT must be a port number"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_by_name(name, value, says):
+    # A mistyped security must never fall back to sending the password in clear.
+    with pytest.raises(ConfigError) as raised:
+        Notifier.from_env({"MLOPS_SMTP_HOST": "127.0.0.1", name: value})
+    assert says in str(raised.value)
+
+
+def test_a_summary_that_cannot_be_rendered_is_a_failed_delivery_not_an_exception(smtp_server, caplog):
+    inbox, port, cert = smtp_server
+    caplog.set_level(logging.INFO, logger="mlops.notify")
+    (delivery,) = Notifier.from_env(env_for(port, cert)).notify(
+        {**SUMMARY, "trials": [{}]}, NotifyEvent.FAILED
+    )
+    assert not delivery.ok and "could not be made" in caplog.text and inbox.messages == []
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """Answers with the statuses queued in ``plan``, then 200."""
+
+    plan: list[int] = []
+    hits: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        Flaky.hits.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(Flaky.plan.pop(0) if Flaky.plan else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):  # noqa: ANN002
+        pass
+
+
+@pytest.mark.parametrize(
+    ("plan", "ok", "attempts"), [([503], True, 2), ([404], False, 1), ([500] * 3, False, 3)]
+)
+def test_the_webhook_retries_a_server_error_and_not_a_refusal(plan, ok, attempts):
+    Flaky.plan, Flaky.hits = list(plan), []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    waits: list[float] = []
+    try:
+        notifier = Notifier.from_env({"MLOPS_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/h"})
+        notifier.sleep = waits.append
+        (delivery,) = notifier.notify(SUMMARY, NotifyEvent.EXHAUSTED)
+    finally:
+        server.shutdown()
+    assert (delivery.ok, delivery.attempts, len(Flaky.hits)) == (ok, attempts, attempts)
+    assert waits == [1.0, 2.0][: attempts - 1]
+    assert "target not reached" in Flaky.hits[0]["text"]
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -201,7 +300,8 @@ def test_the_webhook_gets_slack_json_and_a_dead_one_is_only_logged(caplog):
     assert delivery.ok
     (payload,) = Hook.received
     assert payload["text"].startswith("[mlops] cnn.py (3-cnn): target reached")
-    assert "1: succeeded 0.9644" in payload["blocks"][1]["text"]["text"]
+    assert "1: succeeded 0.9644 epochs 1 -> 20" in payload["blocks"][-1]["text"]["text"]
+    assert payload["blocks"][1]["elements"][0]["text"] == f"{SUMMARY['source']} at {'a' * 12}"
     caplog.set_level(logging.INFO, logger="mlops.notify")
     dead = Notifier.from_env({"MLOPS_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/services/{token}"})
     dead.sleep = lambda _: None

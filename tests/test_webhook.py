@@ -98,9 +98,28 @@ def test_ping_and_an_oversized_body(server):
     assert response.status_code == 413 and runs == []
 
 
+def test_a_lying_content_length_is_refused_and_a_stalled_client_does_not_block_others(server):
+    import socket
+    from urllib.parse import urlsplit
+
+    url, runs, _ = server
+    address = urlsplit(url)
+    for declared in ("-5", "12x"):
+        with socket.create_connection((address.hostname, address.port), timeout=5) as raw:
+            raw.sendall(
+                f"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode()
+            )
+            assert raw.recv(200).split(b" ")[1] == b"400"
+    with socket.create_connection((address.hostname, address.port), timeout=5) as stalled:
+        stalled.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        assert post(url, push_body()).status_code == 202  # served while the other one waits
+    assert wait_for(lambda: len(runs) == 1)
+
+
 def test_a_server_without_a_secret_refuses_to_start(tmp_path):
-    with pytest.raises(ConfigError, match="MLOPS_WEBHOOK_SECRET"):
-        make_server("127.0.0.1", 0, None, "main", PushQueue(tmp_path))
+    for secret in (None, ""):
+        with pytest.raises(ConfigError, match="MLOPS_WEBHOOK_SECRET"):
+            make_server("127.0.0.1", 0, secret, "main", PushQueue(tmp_path))
 
 
 def test_pushes_queued_while_nothing_runs_them_survive_a_restart(tmp_path):
