@@ -387,6 +387,7 @@ def run_source(
     settings: Settings, source: str, ref: str | None, new_run: bool = False, progress: Progress | None = None
 ) -> list[RunRecord]:
     ctx = Context.open(settings, progress)
+    Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
     checkout = step_pull(ctx, source, ref)
     runtime = choose_runtime(ctx)
     runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)
