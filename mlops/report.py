@@ -110,10 +110,11 @@ def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | No
 
     plt = _pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    palette = plt.get_cmap("tab10")
+    tab10 = plt.get_cmap("tab10")
+    palette = [tab10(i) for i in (0, 2, 4, 5, 6, 8, 9, 7)]  # not orange (the target) nor red (failure)
     handles = []
     for i, (number, rows) in enumerate(histories.items()):
-        colour = palette(i % 10)
+        colour = palette[i % len(palette)]
         best = number == run.best_trial
         width, alpha = (2.6, 1.0) if best else (1.3, 0.75)
         epochs = [r["epoch"] for r in rows]
@@ -190,7 +191,7 @@ def _diff_css(line: str) -> str:
         return "file"
     if line.startswith("@@"):
         return "hunk"
-    return {"+": "add", "-": "del"}.get(line[:1], "")
+    return {"+": "add", "-": "del"}.get(line[:1], "ctx")
 
 
 def _diff_html(diff: str) -> str:
@@ -259,7 +260,7 @@ def _figures(run: RunRecord, trials: list[TrialRecord]) -> str:
     cells = [
         (fmt(run.best_metric), f"best {run.metric or 'metric'}"),
         (f"{run.target:g}", "target"),
-        (fmt(baseline), "as pushed (trial 0)"),
+        (fmt(baseline), "as pushed"),
         (f"{lift:+.4f}" if lift is not None else "-", "lift from tuning"),
         (f"{len(trials)}", f"trials ({failed} failed)" if failed else "trials"),
         (f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s", "training time"),
