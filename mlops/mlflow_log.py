@@ -1,41 +1,47 @@
 """Optional: every run and its trials logged to MLflow too, when MLFLOW_TRACKING_URI is set.
 
-A run becomes an MLflow run (parameters, its best and baseline metric, the report, the best source and its
-diff as artifacts) with one nested run per trial (what it changed, its metric, per-epoch metrics). MLflow is
-imported only here, and only when asked for (``pip install mlflow-skinny``).
+A run becomes an MLflow run (its settings as parameters, its best and baseline metric, the report, the JUnit
+XML, the best source and its diff as artifacts) with one nested run per trial (the tweaks and the strategy's
+parameters, its metric, the per-epoch metrics, its source). Times are the ledger's, so MLflow shows when
+the training really ran. MLflow is imported only here, and only when asked for (``pip install
+mlflow-skinny``); the caller reads the tracking URI once and passes it in.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mlops.errors import ConfigError
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.runtime.base import METRICS_FILE, read_json
 
 EXPERIMENT = "mlops"
+RUN_FILES = ("report.html", "junit.xml", "best.py", "best.diff")
+# MLflow's own limits: a batch holds at most 1000 metrics and 100 parameters; a value at most 6000 chars.
+MAX_METRICS, MAX_PARAMS, MAX_VALUE = 1000, 100, 6000
+_BAD_KEY = re.compile(r"[^\w\-. /]")
 
 
-def log_run(ledger: Ledger, run_id: str, tracking_uri: str) -> str:
-    """Log one finished run and its trials; returns the MLflow run id."""
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError as e:
-        raise ConfigError(
-            "MLFLOW_TRACKING_URI is set but mlflow is not installed (pip install mlflow-skinny)"
-        ) from e
-    run = ledger.run(run_id)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-    tags = {
-        "mlops.run": run.id,
-        "mlops.source": run.source,
-        "mlops.commit": run.commit,
-        "mlops.script": run.script,
-    }
-    parent = client.create_run(experiment_id, run_name=run.id, tags=tags).info.run_id
-    params: dict[str, Any] = {
+def _key(name: str) -> str:
+    return _BAD_KEY.sub("_", name)[:250]
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ms(seconds: float | None) -> int | None:
+    return int(seconds * 1000) if seconds is not None else None
+
+
+def run_params(run: RunRecord) -> dict[str, Any]:
+    return {
+        "script": run.script,
         "kind": run.kind,
         "framework": run.framework,
         "image": run.image,
@@ -43,36 +49,114 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str) -> str:
         "strategy": run.strategy,
         "target": run.target,
         "max_trials": run.max_trials,
-        "status": run.status.value,
+        "seed": run.settings.get("seed", 0),
     }
-    for key, value in params.items():
-        client.log_param(parent, key, value)
-    for key, value in (
-        ("best_" + (run.metric or "metric"), run.best_metric),
-        ("baseline_" + (run.metric or "metric"), run.baseline_metric),
-    ):
-        if value is not None:
-            client.log_metric(parent, key, value)
-    for name in ("report.html", "best.py", "best.diff", "junit.xml"):
+
+
+def trial_params(run: RunRecord, trial: TrialRecord) -> dict[str, Any]:
+    """What the trial changed: the strategy's parameters (``n_clusters``) and each tweak with its arguments."""
+    folder = run.dir / "trials" / str(trial.number)
+    params: dict[str, Any] = dict(read_json(folder / "params.json") or {})
+    for i, tweak in enumerate(trial.tweaks):
+        name, args = (tweak[0], tweak[1] if len(tweak) > 1 else {}) if tweak else ("tweak", {})
+        label = f"tweak.{i}.{name}" + (
+            f".{args['param']}" if isinstance(args, dict) and "param" in args else ""
+        )
+        value = args.get("value", args) if isinstance(args, dict) else args
+        params[label] = value if isinstance(value, str | int | float) else json.dumps(value, default=str)
+    params["changes"] = "; ".join(trial.changes) or "as pushed"
+    params["status"] = trial.status.value
+    params["seed"] = trial.seed
+    return params
+
+
+def epoch_metrics(history: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
+    """(key, value, step) per epoch, keys prefixed ``epoch_`` as Keras's TensorBoard callback names them, so
+    the training accuracy per epoch is not mistaken for the trial's final (test) accuracy. A second ``fit``
+    call goes on counting steps after the first one."""
+    rows = sorted(history, key=lambda r: (r.get("fit", 0), r.get("epoch", 0)))
+    offsets: dict[int, int] = {}
+    step_base = 0
+    for fit in sorted({r.get("fit", 0) for r in rows}):
+        offsets[fit] = step_base
+        step_base += max(r.get("epoch", 0) for r in rows if r.get("fit", 0) == fit)
+    out = []
+    for row in rows:
+        step = offsets[row.get("fit", 0)] + int(row.get("epoch", 0))
+        for key, value in row.items():
+            if key not in ("fit", "epoch") and isinstance(value, int | float):
+                out.append((f"epoch_{key}", float(value), step))
+    return out
+
+
+def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: str | None = None) -> str:
+    """Log one finished run and its trials to the MLflow at ``tracking_uri``; returns the MLflow run id.
+
+    ``artifact_location`` is used only when the ``mlops`` experiment does not exist yet (with a
+    ``sqlite:`` URI MLflow's default is ``./mlruns`` in the current folder).
+    """
+    try:
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+    except ImportError as e:
+        raise ConfigError(
+            "MLFLOW_TRACKING_URI is set but mlflow is not installed (pip install mlflow-skinny)"
+        ) from e
+    run = ledger.run(run_id)
+
+    def batch(client: MlflowClient, mlflow_id: str, params: dict[str, Any], metrics: list[tuple]) -> None:
+        entries = [Param(_key(k), str(v)[:MAX_VALUE]) for k, v in params.items() if v is not None]
+        for chunk in _chunks(entries, MAX_PARAMS):
+            client.log_batch(mlflow_id, params=chunk)
+        now = _ms(run.finished_at or time.time())
+        values = [Metric(_key(k), v, now, step) for k, v, step in metrics]
+        for chunk in _chunks(values, MAX_METRICS):
+            client.log_batch(mlflow_id, metrics=chunk)
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+    )
+    tags = {
+        "mlops.run": run.id,
+        "mlops.source": run.source,
+        "mlops.commit": run.commit,
+        "mlops.script": run.script,
+        "mlops.status": run.status.value,
+        "mlflow.source.git.commit": run.commit,
+    }
+    if run.author:
+        tags["mlops.author"] = run.author
+    parent = client.create_run(
+        experiment_id, start_time=_ms(run.created_at), tags=tags, run_name=run.id
+    ).info.run_id
+    metric = run.metric or "metric"
+    summary = [(f"best_{metric}", run.best_metric, 0), (f"baseline_{metric}", run.baseline_metric, 0)]
+    batch(client, parent, run_params(run), [m for m in summary if m[1] is not None])
+    for name in RUN_FILES:
         if (run.dir / name).exists():
             client.log_artifact(parent, str(run.dir / name))
     for trial in ledger.trials(run.id):
+        folder = run.dir / "trials" / str(trial.number)
         child = client.create_run(
             experiment_id,
+            start_time=_ms(trial.started_at or run.created_at),
+            tags={**tags, "mlflow.parentRunId": parent, "mlops.trial": str(trial.number)},
             run_name=f"{run.id} trial {trial.number}",
-            tags={"mlflow.parentRunId": parent, **tags},
         ).info.run_id
-        client.log_param(child, "changes", "; ".join(trial.changes)[:6000] or "as pushed")
-        client.log_param(child, "status", trial.status.value)
+        history = (read_json(folder / METRICS_FILE) or {}).get("history") or []
+        metrics = epoch_metrics(history)
         if trial.metric is not None:
-            client.log_metric(child, trial.metric_name or "metric", trial.metric)
-        history = (read_json(run.dir / "trials" / str(trial.number) / METRICS_FILE) or {}).get(
-            "history"
-        ) or []
-        for row in history:
-            for key, value in row.items():
-                if key not in ("fit", "epoch") and isinstance(value, int | float):
-                    client.log_metric(child, key, float(value), step=int(row["epoch"]))
-        client.set_terminated(child, "FINISHED" if trial.metric is not None else "FAILED")
-    client.set_terminated(parent, "FINISHED")
+            metrics.append((trial.metric_name or "metric", trial.metric, 0))
+        batch(client, child, trial_params(run, trial), metrics)
+        if trial.error:
+            client.set_tag(child, "mlops.error", trial.error[:MAX_VALUE])
+        if (folder / "source.py").exists():
+            client.log_artifact(child, str(folder / "source.py"))
+        status = "FINISHED" if trial.metric is not None else "FAILED"
+        client.set_terminated(child, status, end_time=_ms(trial.finished_at))
+    client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))
     return parent
