@@ -1,7 +1,8 @@
-"""The ``mlops`` command: the one place that reads argv, catches MlopsError and picks the exit code.
+"""The ``mlops`` command: it reads argv, and its error boundary (``jobs.args.guarded``) turns MlopsError
+into one line and an exit code.
 
-It sits in ``jobs/`` because it composes every layer (the tuner, the monitor, the core); the core package
-``mlops`` never imports the layers above it.
+It sits in ``jobs/`` because it composes every layer (the tuner, the monitor, the core), and it is a leaf:
+nothing imports it. The flags it shares with the six Jenkins entry points are in ``jobs/args.py``.
 """
 
 from __future__ import annotations
@@ -12,51 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.config import Settings, load_settings
+from jobs.args import add_common, add_run_flags, guarded, settings_from
 from mlops.domain import RunStatus
-from mlops.errors import MlopsError
 from mlops.ledger import Ledger
 from mlops.progress import Progress
 from mlops.report import run_summary
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", type=Path, help="where the ledger and runs live (default .mlops)")
-    parser.add_argument("--config", type=Path, help="a TOML settings file (default ./mlops.toml)")
-
-
-def _run_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", type=float, help="the metric to reach, a fraction (default 0.8)")
-    parser.add_argument(
-        "--max-trials", dest="max_trials", type=int, help="trials per run, trial 0 included (5)"
-    )
-    parser.add_argument("--max-minutes", dest="max_minutes", type=float, help="wall-time budget per run")
-    parser.add_argument("--runtime", choices=["auto", "local", "docker"], help="where trials run (auto)")
-    parser.add_argument("--strategy", help="tpe (default) or ladder")
-    parser.add_argument("--parallel", type=int, help="trials at once (1)")
-    parser.add_argument("--timeout", dest="timeout_s", type=float, help="seconds per trial launch (1800)")
-    parser.add_argument("--memory", dest="memory_mb", type=int, help="MB per trial (4096)")
-    parser.add_argument("--cpus", type=float, help="CPUs per trial")
-    parser.add_argument(
-        "--network",
-        dest="network",
-        action="store_true",
-        default=None,
-        help="give trials the network (default)",
-    )
-    parser.add_argument("--no-network", dest="network", action="store_false", help="trials get no network")
-    parser.add_argument("--seed", type=int, help="base seed; the same seed proposes the same trials (0)")
-    parser.add_argument("--cluster-metric", dest="cluster_metric", choices=["silhouette", "ari"])
-    parser.add_argument(
-        "--checkpoint-every-batches",
-        dest="checkpoint_every_batches",
-        type=int,
-        help="also checkpoint every N batches (default: every epoch)",
-    )
-    parser.add_argument("--max-restarts", dest="max_restarts", type=int, help="restarts of a dead trial (3)")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", default=None, help="show the training's output"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a git URL, or a local repository, folder or file inside one")
     p.add_argument("--ref", help="branch, tag or commit (default: what is checked out, or HEAD)")
     p.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
-    _common(p)
-    _run_flags(p)
+    add_common(p)
+    add_run_flags(p)
 
     p = sub.add_parser("classify", help="what each file trains, from its syntax tree")
     p.add_argument("paths", nargs="+")
@@ -76,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="one line (or JSON object) per run")
     p.add_argument("--json", action="store_true")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("show", help="one run: its trials, best source and files")
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("serve", help="receive GitHub push webhooks and run each pushed commit")
     p.add_argument(
@@ -90,15 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--branch", default="main", help="the branch whose pushes are trained")
-    _common(p)
-    _run_flags(p)
+    add_common(p)
+    add_run_flags(p)
 
     p = sub.add_parser("watch", help="poll a repository's branch and run each new commit")
     p.add_argument("source")
     p.add_argument("--branch", default="main")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
-    _common(p)
-    _run_flags(p)
+    add_common(p)
+    add_run_flags(p)
 
     p = sub.add_parser("images", help="the training images")
     p.add_argument("action", choices=["build", "list"])
@@ -108,14 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="job 6: restart dead trainings of this workspace")
     p.add_argument("--once", action="store_true", help="check once and exit")
     p.add_argument("--interval", type=float, default=2.0)
-    _common(p)
-    _run_flags(p)
+    add_common(p)
+    add_run_flags(p)
     return parser
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    flags = {k: v for k, v in vars(args).items() if v is not None}
-    return load_settings(flags, config_file=getattr(args, "config", None))
 
 
 # -- history and show -------------------------------------------------------------------------------
@@ -221,9 +177,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from jobs.job6_monitor import monitor
+    from jobs.pipeline import Context, step_monitor
 
-    return monitor(settings_from(args), once=args.once, interval=args.interval)
+    return step_monitor(Context.open(settings_from(args)), once=args.once, interval_s=args.interval)
 
 
 def _push_runner(args: argparse.Namespace, train_from: str | None):  # noqa: ANN202
@@ -292,7 +248,8 @@ def cmd_images(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
         else:
             tag, built = images.tag(name), False
         present = runtime.image_present(tag)
-        size = f"{runtime.client.images.get(tag).attrs['Size'] / 1e6:.0f} MB" if present else "-"
+        size_bytes = runtime.image_size(tag)
+        size = f"{size_bytes / 1e6:.0f} MB" if size_bytes is not None else "-"
         rows.append([name, tag, "built now" if built else ("up to date" if present else "not built"), size])
     Progress(out).table("training images", ["image", "tag", "state", "size"], rows)
     return 0
@@ -312,17 +269,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except MlopsError as e:
-        print(f"mlops: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(
-            "mlops: interrupted; the ledger keeps what was done: run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
+    return guarded(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,32 @@
 """Job 2: classify the pulled code from its syntax tree, choose each script's image, plan one run per script."""
 
+from __future__ import annotations
+
+import argparse
 import sys
+from collections.abc import Sequence
 
-from jobs._entry import entry
-from jobs.pipeline import choose_runtime, ensure_runtime_ready, last_pull, step_plan
+from jobs.args import job_main
+from jobs.pipeline import Context, choose_runtime, ensure_runtime_ready, last_pull, step_plan
+from mlops.config import Settings
 
 
-def body(ctx, args):  # noqa: ANN001, ANN201
+def extra(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
+
+
+def body(settings: Settings, args: argparse.Namespace) -> int:
+    ctx = Context.open(settings)
     runtime = choose_runtime(ctx)
-    runs = step_plan(ctx, last_pull(ctx.settings), runtime.name, new_run=args.new_run)
+    runs = step_plan(ctx, last_pull(settings), runtime.name, new_run=args.new_run)
     ensure_runtime_ready(runtime, runs, ctx.progress)
     for run in runs:
         print(run.id)
     return 0
 
 
-def extra(parser):  # noqa: ANN001, ANN201
-    parser.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
-
-
-def main(argv=None) -> int:  # noqa: ANN001
-    return entry(__doc__, body, extra, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(__doc__ or "", body, extra, argv)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """Job 4: below the target, rewrite the model's source and train again, until the target or the budget."""
 
+from __future__ import annotations
+
+import argparse
 import sys
+from collections.abc import Sequence
 
-from jobs._entry import entry
-from jobs.pipeline import choose_runtime, current_runs, step_train
+from jobs.args import job_main
+from jobs.pipeline import Context, choose_runtime, current_runs, step_train
+from mlops.config import Settings
 
 
-def body(ctx, args):  # noqa: ANN001, ANN201
+def body(settings: Settings, args: argparse.Namespace) -> int:
+    ctx = Context.open(settings)
     step_train(ctx, current_runs(ctx), choose_runtime(ctx), only_baseline=False)
     return 0
 
 
-def main(argv=None) -> int:  # noqa: ANN001
-    return entry(__doc__, body, None, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(__doc__ or "", body, None, argv)
 
 
 if __name__ == "__main__":

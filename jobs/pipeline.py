@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
-from mlops.domain import Kind, RunStatus
+from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
 from mlops.errors import LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
+from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
-from mlops.notify import Notifier, NotifyEvent
+from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
-from mlops.pull import Checkout, commit_best, pull
-from mlops.report import notification, write_junit, write_report
+from mlops.pull import Checkout, publish_best, pull
+from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
+from monitor.watch import watch
 from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir, write_atomic
 
 LAST_PULL = "last-pull.json"
@@ -92,10 +95,10 @@ def last_pull(settings: Settings) -> Checkout:
 
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.runtime
-    if wanted in ("docker", "auto"):
+    if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):
         from mlops.runtime import docker as docker_runtime
 
-        if wanted == "docker" or docker_runtime.engine_available():
+        if wanted is RuntimeName.DOCKER or docker_runtime.engine_available():
             runtime = docker_runtime.DockerRuntime.from_env(workspace=ctx.settings.workspace)
             ctx.progress.info(f"   runtime: docker ({runtime.describe()})")
             return runtime
@@ -190,9 +193,9 @@ def _find_or_create_run(
         script=script,
         classification=result.to_json(),
         runtime=runtime_name,
-        metric=s.cluster_metric if kind == Kind.KMEANS.value else "accuracy",
+        metric=s.cluster_metric.value if kind == Kind.KMEANS.value else "accuracy",
         target=s.target,
-        strategy=s.strategy,
+        strategy=s.strategy.value,
         max_trials=s.max_trials,
         settings=s.to_json(),
         runs_dir=s.runs_dir,
@@ -211,11 +214,11 @@ def _find_or_create_run(
 # -- jobs 3 and 4 ---------------------------------------------------------------------------------------
 
 
-def spec_for(settings: Settings):  # noqa: ANN201
+def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
         env = {
-            "MLOPS_SEED": str(int(run.settings.get("seed", 0)) * 1000 + number),
+            "MLOPS_SEED": str(trial_seed(int(run.settings.get("seed", 0)), number)),
             "MLOPS_CLUSTER_METRIC": str(run.settings.get("cluster_metric", "silhouette")),
         }
         if settings.checkpoint_every_batches:
@@ -295,6 +298,8 @@ def leaderboard(ctx: Context, run: RunRecord) -> None:
 
 def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> None:
     ctx.progress.job(5, "results")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    notifier = Notifier.from_env(os.environ) if notify else None
     for run in runs:
         run = ctx.ledger.run(run.id)
         leaderboard(ctx, run)
@@ -302,85 +307,48 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
-        if notify:
-            send_notifications(ctx, run)
-        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if tracking_uri and not any(e["kind"] == "mlflow-logged" for e in ctx.ledger.events(run.id)):
-            log_to_mlflow(ctx, run, tracking_uri)
-        if ctx.settings.commit_best and run.best_trial:
-            publish_best(ctx, run)
+        lines: list[str | None] = []
+        if notifier is not None:
+            lines += [f"   {line}" for line in notify_run(ctx.ledger, run, notifier)]
+        if tracking_uri:
+            lines.append(log_run_once(ctx.ledger, run, tracking_uri))
+        if ctx.settings.commit_best:
+            lines.append(publish_best(ctx.ledger, run, ctx.settings.workspace))
+        for line in lines:
+            if line is None:
+                continue
+            if line.startswith("warning: "):
+                ctx.progress.warn(line.removeprefix("warning: "))
+            else:
+                ctx.progress.info(line)
 
 
-def log_to_mlflow(ctx: Context, run: RunRecord, tracking_uri: str) -> None:
-    """Teams that use MLflow see the run there too; MLflow being down never fails the run."""
-    from mlops.mlflow_log import log_run
-
-    try:
-        mlflow_id = log_run(ctx.ledger, run.id, tracking_uri)
-    except Exception as e:  # noqa: BLE001 (an optional mirror must not fail the pipeline)
-        ctx.progress.warn(f"could not log run {run.id} to MLflow: {type(e).__name__}: {str(e)[:200]}")
-        return
-    ctx.ledger.event(run.id, None, "mlflow-logged", f"logged to MLflow as run {mlflow_id}", {"id": mlflow_id})
-    ctx.progress.info(f"   logged to MLflow ({tracking_uri.split('://')[0]}) as run {mlflow_id}")
-
-
-def send_notifications(ctx: Context, run: RunRecord) -> None:
-    """Email and webhook, when configured; a failure to deliver is logged and never fails the run."""
+def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:
+    """Job 5 --notify-only: the notifications of the runs, each sent once."""
     notifier = Notifier.from_env(os.environ)
-    if not notifier.configured:
-        return
-    event = {RunStatus.REACHED: NotifyEvent.REACHED, RunStatus.EXHAUSTED: NotifyEvent.EXHAUSTED}.get(
-        run.status, NotifyEvent.FAILED
-    )
-    history = ctx.ledger.events(run.id)
-    kinds = [event] + [NotifyEvent.GAVE_UP for e in history if e["kind"] == "monitor-gave-up"][:1]
-    sent = {(e["data"] or {}).get("event") for e in history if e["kind"].startswith("notify-")}
-    for kind in kinds:
-        if kind.value in sent:  # a run shown again (the same commit pushed twice) is not sent again
-            continue
-        for delivery in notifier.notify(notification(ctx.ledger, run.id), kind):
-            state = "sent" if delivery.ok else f"NOT sent ({delivery.detail})"
-            ctx.progress.info(f"   {delivery.channel} {state}")
-            ctx.ledger.event(
-                run.id,
-                None,
-                f"notify-{delivery.channel}",
-                f"{kind.value}: {state}",
-                {"event": kind.value, "ok": delivery.ok},
-            )
+    for run in runs:
+        for line in notify_run(ctx.ledger, ctx.ledger.run(run.id), notifier):
+            ctx.progress.info(f"   {line}")
 
 
-def publish_best(ctx: Context, run: RunRecord) -> None:
-    """Commit the best source to branch mlops/best-<run> (never the branch that was pushed)."""
-    branch = f"mlops/best-{run.id}"
-    if any(e["kind"] == "best-committed" for e in ctx.ledger.events(run.id)):
-        return
-    pulled = ctx.ledger.find_pull(run.source, run.commit)
-    root = Path(pulled["path"]) if pulled else run.code_dir
-    path_in_repo = (run.code_dir / run.script).relative_to(root).as_posix()
-    if path_in_repo.endswith(".ipynb"):
-        path_in_repo += ".py"  # the notebook as the script that trained; the notebook itself is untouched
-    message = (
-        f"mlops: best model of run {run.id} ({run.metric} {run.best_metric:.4f}, "
-        f"trial {run.best_trial})\n\n" + "\n".join(ctx.ledger.trial(run.id, run.best_trial).changes)
+def step_monitor(ctx: Context, once: bool = False, interval_s: float = 2.0) -> int:
+    """Job 6: carry on the runs of this workspace whose orchestrator died."""
+    ctx.progress.job(6, f"monitor {ctx.settings.workspace}")
+    made: list[Runtime] = []
+
+    def runtime() -> Runtime:
+        if not made:
+            made.append(choose_runtime(ctx))
+        return made[0]
+
+    return watch(
+        ctx.ledger,
+        ctx.progress,
+        runtime,
+        lambda orphans: step_train(ctx, orphans, runtime(), only_baseline=False),
+        once=once,
+        interval_s=interval_s,
     )
-    sha = commit_best(
-        run.source,
-        run.commit,
-        path_in_repo,
-        (run.dir / "best.py").read_text(encoding="utf-8"),
-        branch,
-        message,
-        ctx.settings.workspace,
-    )
-    ctx.ledger.event(
-        run.id,
-        None,
-        "best-committed",
-        f"best source committed to {branch} as {sha[:12]}",
-        {"branch": branch, "commit": sha},
-    )
-    ctx.progress.info(f"   best source committed to branch {branch} ({sha[:12]})")
 
 
 def run_source(

@@ -50,6 +50,33 @@ class EndReason(enum.StrEnum):
         return self in (EndReason.SIGNAL, EndReason.LOST)
 
 
+class StrategyName(enum.StrEnum):
+    """How the tuner proposes trials (``tweak/strategies.py`` holds one class per name)."""
+
+    TPE = "tpe"  # an informed first guess, then Optuna's TPE over the tweak space
+    LADDER = "ladder"  # the hand-made pipelines' fixed order, kept as the baseline
+
+
+class RuntimeName(enum.StrEnum):
+    """Where trials run."""
+
+    AUTO = "auto"  # Docker when an engine answers, else local processes
+    LOCAL = "local"
+    DOCKER = "docker"
+
+
+class ClusterMetric(enum.StrEnum):
+    """The metric of a clustering run."""
+
+    SILHOUETTE = "silhouette"
+    ARI = "ari"  # the adjusted Rand index, when the data came with labels
+
+
+def trial_seed(base: int, number: int) -> int:
+    """The seed of trial ``number`` of a run whose base seed is ``base``: the one formula for it."""
+    return base * 1000 + number
+
+
 class Image(enum.StrEnum):
     """The training images (dockerfiles/<name minus 'mlops-'>.Dockerfile builds each one)."""
 

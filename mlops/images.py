@@ -3,22 +3,17 @@
 A tag is a hash of the Dockerfile (whose ``pip install`` line holds the image's pinned requirements) and
 the harness, so an image that is up to date is found by its tag and not rebuilt, and a change to either
 makes a new one. The user's code is never in an image (it is mounted), so pushing new model code rebuilds
-nothing. This module decides names and tags; the docker-py calls are in ``mlops/runtime/docker.py``, the one
-module that imports docker, and ``build``/``build_all``/``resolve`` below go through it.
+nothing. This module only names things (the Dockerfile of an image, the tag of its inputs); building and
+running them is the Docker runtime's job (``mlops/runtime/docker.py``, the one module that imports docker).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlops.domain import Image
 from mlops.errors import RuntimeUnavailable
-
-if TYPE_CHECKING:
-    from mlops.runtime.docker import DockerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "dockerfiles"
@@ -63,42 +58,3 @@ def buildable() -> list[Image]:
         for image in Image
         if (DOCKERFILES / f"{str(image).removeprefix('mlops-')}.Dockerfile").is_file()
     ]
-
-
-def _engine(runtime: DockerRuntime | None) -> DockerRuntime:
-    if runtime is not None:
-        return runtime
-    from mlops.runtime.docker import DockerRuntime  # imported late: it imports this module
-
-    return DockerRuntime.from_env(ROOT / ".mlops")
-
-
-def build(
-    image: Image | str,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    runtime: DockerRuntime | None = None,
-) -> str:
-    """Build ``image`` unless a build of the same inputs exists (or ``force``); its tag.
-
-    Tagged ``<name>:<hash>`` and ``<name>:latest``. ``progress`` gets each build step as it starts.
-    """
-    return _engine(runtime).build(str(image), force=force, say=progress or (lambda _: None))[0]
-
-
-def build_all(
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    runtime: DockerRuntime | None = None,
-) -> dict[str, str]:
-    """Build every image this checkout has a Dockerfile for; image name -> tag."""
-    runtime = _engine(runtime)
-    return {str(image): build(image, force, progress, runtime) for image in buildable()}
-
-
-def resolve(image: Image | str, runtime: DockerRuntime | None = None) -> str:
-    """The tag to run for ``image``; RuntimeUnavailable when this checkout's build of it is missing."""
-    wanted = tag(image)
-    if not _engine(runtime).image_present(wanted):
-        raise RuntimeUnavailable(f"image {wanted} is not built; build it with `mlops images build {image}`")
-    return wanted

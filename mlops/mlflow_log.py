@@ -160,3 +160,19 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
         client.set_terminated(child, status, end_time=_ms(trial.finished_at))
     client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))
     return parent
+
+
+def log_run_once(ledger: Ledger, run: RunRecord, tracking_uri: str) -> str | None:
+    """Mirror a finished run to MLflow unless it was mirrored before; the line to show, or None.
+
+    MLflow is an optional mirror: it being down, or refusing the run, never fails the pipeline (the
+    line says what went wrong and the run can be mirrored by a later job 5).
+    """
+    if any(e["kind"] == "mlflow-logged" for e in ledger.events(run.id)):
+        return None
+    try:
+        mlflow_id = log_run(ledger, run.id, tracking_uri)
+    except Exception as e:  # noqa: BLE001 (any failure of an optional mirror is a warning, never fatal)
+        return f"warning: could not log run {run.id} to MLflow: {type(e).__name__}: {str(e)[:200]}"
+    ledger.event(run.id, None, "mlflow-logged", f"logged to MLflow as run {mlflow_id}", {"id": mlflow_id})
+    return f"   logged to MLflow ({tracking_uri.split('://')[0]}) as run {mlflow_id}"

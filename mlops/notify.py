@@ -25,8 +25,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mlops.domain import RunStatus
 from mlops.envsafe import is_secret
 from mlops.errors import ConfigError
+from mlops.ledger import Ledger, RunRecord
+from mlops.report import notification
 
 log = logging.getLogger("mlops.notify")
 
@@ -293,3 +296,31 @@ def _fenced(text: str) -> str:
     if len(text) > room:
         text = text[: room - 4] + "\n..."
     return f"```{text}```"
+
+
+def notify_run(ledger: Ledger, run: RunRecord, notifier: Notifier) -> list[str]:
+    """Send what a finished run calls for, once per event: a run shown again (the same commit pushed
+    twice) is not sent again. Each delivery is recorded in the ledger; returns one line per delivery."""
+    if not notifier.configured:
+        return []
+    event = {RunStatus.REACHED: NotifyEvent.REACHED, RunStatus.EXHAUSTED: NotifyEvent.EXHAUSTED}.get(
+        run.status, NotifyEvent.FAILED
+    )
+    history = ledger.events(run.id)
+    kinds = [event] + [NotifyEvent.GAVE_UP for e in history if e["kind"] == "monitor-gave-up"][:1]
+    sent = {(e["data"] or {}).get("event") for e in history if e["kind"].startswith("notify-")}
+    lines: list[str] = []
+    for kind in kinds:
+        if kind.value in sent:
+            continue
+        for delivery in notifier.notify(notification(ledger, run.id), kind):
+            state = "sent" if delivery.ok else f"NOT sent ({delivery.detail})"
+            lines.append(f"{delivery.channel} {state}")
+            ledger.event(
+                run.id,
+                None,
+                f"notify-{delivery.channel}",
+                f"{kind.value}: {state}",
+                {"event": kind.value, "ok": delivery.ok},
+            )
+    return lines

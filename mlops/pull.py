@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import PullError
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, RunRecord
 
 GIT_TIMEOUT_S = 300
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -208,3 +208,35 @@ def commit_best(
     finally:
         index.unlink(missing_ok=True)
     return new
+
+
+def publish_best(ledger: Ledger, run: RunRecord, workspace: Path) -> str | None:
+    """Commit the run's best source to branch mlops/best-<run> (never the pushed branch), once.
+
+    Returns the line to show, or None when it was committed before. A notebook's best source is
+    committed beside it as ``<notebook>.py``, the script that trained; the notebook is left untouched.
+    """
+    if not run.best_trial or run.best_metric is None:  # none, or trial 0: the code as pushed, nothing new
+        return None
+    branch = f"mlops/best-{run.id}"
+    if any(e["kind"] == "best-committed" for e in ledger.events(run.id)):
+        return None
+    pulled = ledger.find_pull(run.source, run.commit)
+    root = Path(pulled["path"]) if pulled else run.code_dir
+    path_in_repo = (run.code_dir / run.script).relative_to(root).as_posix()
+    if path_in_repo.endswith(".ipynb"):
+        path_in_repo += ".py"
+    message = (
+        f"mlops: best model of run {run.id} ({run.metric} {run.best_metric:.4f}, "
+        f"trial {run.best_trial})\n\n" + "\n".join(ledger.trial(run.id, run.best_trial).changes)
+    )
+    best = (run.dir / "best.py").read_text(encoding="utf-8")
+    sha = commit_best(run.source, run.commit, path_in_repo, best, branch, message, workspace)
+    ledger.event(
+        run.id,
+        None,
+        "best-committed",
+        f"best source committed to {branch} as {sha[:12]}",
+        {"branch": branch, "commit": sha},
+    )
+    return f"   best source committed to branch {branch} ({sha[:12]})"

@@ -27,6 +27,11 @@ def test_flags_beat_environment_beat_file(tmp_path):
         ({"max_trials": 0}, "max_trials must be at least 1 but got 0"),
         ({"runtime": "k8s"}, "runtime must be one of auto, local, docker but got 'k8s'"),
         ({"memory_mb": 10}, "memory must be at least 64 MB but got 10"),
+        ({"strategy": "tpee"}, "strategy must be one of tpe, ladder but got 'tpee'"),
+        ({"cluster_metric": "purity"}, "cluster_metric must be one of silhouette, ari but got 'purity'"),
+        ({"cpus": 0}, "cpus must be positive but got 0"),
+        ({"cpus": -1}, "cpus must be positive but got -1"),
+        ({"max_minutes": 0}, "max_minutes must be positive but got 0"),
     ],
 )
 def test_bad_values_are_named(flags, message):
@@ -49,3 +54,12 @@ def test_unknown_or_malformed_settings_in_the_file_name_the_file(tmp_path):
 def test_the_workspace_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_settings({}, env={}).workspace == tmp_path / ".mlops"
+
+
+def test_a_bad_strategy_in_the_file_or_the_environment_names_where_it_came_from(tmp_path):
+    config = tmp_path / "mlops.toml"
+    config.write_text('strategy = "tpee"\n')
+    with pytest.raises(ConfigError, match=f"{config}: strategy must be one of tpe, ladder but got 'tpee'"):
+        load_settings({}, env={}, config_file=config)
+    with pytest.raises(ConfigError, match="MLOPS_STRATEGY: strategy must be one of tpe, ladder"):
+        load_settings({}, env={"MLOPS_STRATEGY": "tpee"})

@@ -270,10 +270,10 @@ def test_a_build_that_fails_says_so_with_the_last_lines_of_its_log(docker_images
 def test_images_are_built_once_and_resolved_to_the_tag_of_this_checkout(docker_images, tmp_path):
     runtime = DockerRuntime.from_env(tmp_path)
     steps = []
-    tags = images.build_all(progress=steps.append, runtime=runtime)
+    tags = runtime.build_all(say=steps.append)
     assert tags == {name: images.tag(name) for name in map(str, images.buildable())}
     assert steps == []  # all up to date: no build step ran
-    assert images.resolve("mlops-sklearn", runtime) == docker_images["mlops-sklearn"]
+    assert runtime.resolve("mlops-sklearn") == docker_images["mlops-sklearn"]
     latest = runtime.client.images.get("mlops-sklearn:latest").id
     assert latest == runtime.client.images.get(tags["mlops-sklearn"]).id
 

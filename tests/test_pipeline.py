@@ -263,3 +263,15 @@ def test_parallel_trials_run_at_once_and_are_all_recorded(repo_factory, tmp_path
         ).fetchall()
     order = [(trial, kind) for trial, kind, _ in rows]
     assert order.index((2, "trial-started")) < order.index((1, "trial-succeeded"))  # overlapping
+
+
+def test_a_bad_setting_exits_2_naming_it_before_anything_is_pulled(repo_factory, tmp_path):
+    repo = repo_factory({"segments.py": KMEANS})
+    for args, env, said in [
+        (["--strategy", "tpee"], {}, "invalid choice: 'tpee' (choose from 'tpe', 'ladder')"),
+        ([], {"MLOPS_STRATEGY": "tpee"}, "strategy must be one of tpe, ladder but got 'tpee'"),
+    ]:
+        done = run_cli("run", str(repo), "--workspace", str(tmp_path / "ws"), *args, cwd=tmp_path, env=env)
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr
+        assert not (tmp_path / "ws" / "repos").exists()  # nothing was pulled

@@ -13,7 +13,16 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import silhouette_score
 
 from mlops.domain import Kind, TrialStatus
-from tweak.codemods import REGISTRY, TweakNotApplicable, apply_tweaks
+from tweak.codemods import (
+    REGISTRY,
+    AddConvBlock,
+    AddDenseLayer,
+    ScaleUnits,
+    SetEpochs,
+    TweakNotApplicable,
+    apply_tweaks,
+    tweak_from_json,
+)
 from tweak.facts import check_variant, model_facts
 from tweak.kmeans import choose_k
 from tweak.strategies import TPE, Ladder, Past, SearchState
@@ -42,9 +51,7 @@ def test_every_tweak_has_a_golden_case_and_a_description():
 
 def test_tweaks_apply_in_order_and_say_what_they_did_or_why_not():
     before = (GOLDEN / "seq_list.before.py").read_text()
-    result = apply_tweaks(
-        before, [("scale_units", {"factor": 16}), ("add_conv_block", {}), ("set_epochs", {"epochs": 30})]
-    )
+    result = apply_tweaks(before, [ScaleUnits(factor=16), AddConvBlock(), SetEpochs(epochs=30)])
     assert result.applied == ["hidden units 4 -> 64", "epochs 3 -> 30"]
     assert result.skipped == [("add_conv_block", "no convolution layer to add another like it")]
     assert "Dense(64" in result.source and "EPOCHS = 30" in result.source
@@ -112,18 +119,15 @@ def state(kind=Kind.ANN, framework="keras", number=1, past=(), source="seq_list"
 def test_ladder_adds_the_hand_made_steps_one_by_one():
     ladder = Ladder()
     first, second = ladder.propose(state(number=1)), ladder.propose(state(number=2))
-    assert first.tweaks == [("add_dense_layer", {"units": 64})]
-    assert second.tweaks == [("add_dense_layer", {"units": 64}), ("set_epochs", {"epochs": 9})]
+    assert first.tweaks == [AddDenseLayer(units=64)]
+    assert second.tweaks == [AddDenseLayer(units=64), SetEpochs(epochs=9)]
     assert ladder.propose(state(number=6)) is None
 
 
 def test_tpe_starts_with_an_informed_guess_then_proposes_the_same_trials_for_the_same_history():
     tpe = TPE()
     first = tpe.propose(state(number=1))
-    assert ("scale_units", {"factor": 32.0}) in first.tweaks and (
-        "set_epochs",
-        {"epochs": 20},
-    ) in first.tweaks
+    assert ScaleUnits(factor=32.0) in first.tweaks and SetEpochs(epochs=20) in first.tweaks
     past = [
         Past(0, [], TrialStatus.SUCCEEDED, 0.3),
         Past(1, first.tweaks, TrialStatus.SUCCEEDED, 0.7, first.params),
@@ -154,3 +158,28 @@ def test_kmeans_proposals_follow_the_chooser_then_the_next_best_silhouettes():
         )
     )
     assert second.params["n_clusters"] not in (2, 4)
+
+
+def test_tweaks_are_recorded_and_read_back_typed_and_an_unknown_one_is_a_programming_error():
+    tweak = REGISTRY["set_estimator_param"](
+        estimators=["MLPClassifier"], param="hidden_layer_sizes", value=[8]
+    )
+    assert tweak.to_json() == [
+        "set_estimator_param",
+        {"estimators": ["MLPClassifier"], "param": "hidden_layer_sizes", "value": [8]},
+    ]
+    assert tweak_from_json(tweak.to_json()) == tweak
+    with pytest.raises(ValueError, match="unknown tweak 'scale_filterz'"):
+        tweak_from_json(["scale_filterz", {"factor": 2}])
+    with pytest.raises(ValueError, match="cannot take"):
+        tweak_from_json(["set_epochs", {"epoch": 2}])
+
+
+def test_tpe_regularizes_instead_of_adding_units_when_trial_0_overfits():
+    tpe = TPE()
+    overfit = [Past(0, [], TrialStatus.SUCCEEDED, 0.6, gap=0.3)]
+    first = tpe.propose(state(number=1, past=overfit))
+    assert [t.NAME for t in first.tweaks if t.NAME in ("add_dropout", "scale_units")] == ["add_dropout"]
+    assert "dropout, not units" in first.note
+    fitting = [Past(0, [], TrialStatus.SUCCEEDED, 0.6, gap=0.02)]
+    assert "add_dropout" not in [t.NAME for t in tpe.propose(state(number=1, past=fitting)).tweaks]

@@ -17,13 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.domain import Kind, RunStatus, TrialStatus
+from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import METRICS_FILE, TrialSpec, read_json
-from tweak.codemods import TweakNotApplicable, apply_tweaks
+from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
-from tweak.strategies import Past, SearchState, Strategy, curve_of, make_strategy
+from tweak.strategies import (
+    Past,
+    Proposal,
+    SearchState,
+    Strategy,
+    curve_of,
+    generalization_gap,
+    make_strategy,
+)
 
 ORIGINAL = "original.py"
 SOURCE = "source.py"
@@ -109,8 +117,10 @@ class Tuner:
                 kmeans = metrics.get("kmeans")
             params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
-            curve = curve_of(metrics.get("history") or [])
-            past.append(Past(t.number, [tuple(x) for x in t.tweaks], t.status, metric, params, curve))
+            history = metrics.get("history") or []
+            tweaks = [tweak_from_json(item) for item in t.tweaks]
+            gap = generalization_gap(history)
+            past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap))
         return SearchState(
             kind=Kind(run.kind or "other"),
             framework=run.framework or "",
@@ -169,7 +179,7 @@ class Tuner:
             for future in futures:
                 future.result()
 
-    def _propose(self, run: RunRecord, number: int, original: str, proposal) -> TrialRecord:  # noqa: ANN001
+    def _propose(self, run: RunRecord, number: int, original: str, proposal: Proposal) -> TrialRecord:
         try:
             applied = apply_tweaks(original, proposal.tweaks)
         except TweakNotApplicable as e:
@@ -206,7 +216,7 @@ class Tuner:
         run: RunRecord,
         number: int,
         source: str,
-        tweaks: list,
+        tweaks: list[Tweak],
         changes: list[str],
         params: dict[str, Any],
         skipped: str | None = None,
@@ -214,10 +224,10 @@ class Tuner:
         folder = trial_dir(run, number)
         write_atomic(folder / SOURCE, source)
         write_atomic(folder / PARAMS, json.dumps(params, default=str))
-        seed = int(run.settings.get("seed", 0)) * 1000 + number
+        seed = trial_seed(int(run.settings.get("seed", 0)), number)
         status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
         trial = self.ledger.add_trial(
-            run.id, number, [list(t) for t in tweaks], changes, seed, status, skipped
+            run.id, number, [t.to_json() for t in tweaks], changes, seed, status, skipped
         )
         if skipped:
             self.progress.trial_finished(run.id, number, "skipped", skipped)

@@ -18,9 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops.domain import Kind, TrialStatus
+from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
+from tweak.codemods import (
+    AddConvBlock,
+    AddDenseLayer,
+    AddDropout,
+    ScaleFilters,
+    ScaleUnits,
+    SetEpochs,
+    SetEstimatorParam,
+    SetLearningRate,
+    Tweak,
+)
 
-Tweaks = list[tuple[str, dict[str, Any]]]
+Tweaks = list[Tweak]
+CURVE_KEYS = ("val_accuracy", "val_acc", "accuracy", "acc")  # MERGE: from mlops_harness.protocol
+MLP = ("MLPClassifier", "MLPRegressor")
+# Trial 0 trained this much better than it validated: more capacity would only overfit more.
+OVERFIT_GAP = 0.15
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class Past:
     metric: float | None
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's own coordinates of the trial
     curve: list[float] = field(default_factory=list)  # the per-epoch metric
+    gap: float | None = None  # training accuracy minus validation accuracy at the last epoch
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,7 @@ class Proposal:
 
 
 class Strategy:
-    name = "base"
+    name: StrategyName
 
     def propose(self, state: SearchState) -> Proposal | None:
         """The next trial, or None when the strategy has nothing left to try."""
@@ -120,10 +136,7 @@ def _propose_kmeans(state: SearchState) -> Proposal | None:
     tried.add((state.kmeans or {}).get("n_clusters"))
     for k, note in _kmeans_choices(state):
         if k not in tried:
-            tweak = (
-                "set_estimator_param",
-                {"estimators": [_kmeans_estimator(state)], "param": "n_clusters", "value": k},
-            )
+            tweak = SetEstimatorParam(estimators=[_kmeans_estimator(state)], param="n_clusters", value=k)
             return Proposal([tweak], {"n_clusters": k}, note)
     return None
 
@@ -134,34 +147,30 @@ def _propose_kmeans(state: SearchState) -> Proposal | None:
 class Ladder(Strategy):
     """The hand-made pipelines' fixed order, each step added to the ones before."""
 
-    name = "ladder"
+    name = StrategyName.LADDER
 
     def steps(self, state: SearchState) -> Tweaks:
         epochs = _epochs(state.facts)
         if state.kind is Kind.CNN:
             return [
-                ("add_conv_block", {"filters": 32}),
-                ("set_epochs", {"epochs": max(epochs * 3, epochs + 2)}),
-                ("add_dense_layer", {"units": 64}),
-                ("scale_units", {"factor": 0.5}),
-                ("set_epochs", {"epochs": max(epochs * 6, epochs + 4)}),
+                AddConvBlock(filters=32),
+                SetEpochs(epochs=max(epochs * 3, epochs + 2)),
+                AddDenseLayer(units=64),
+                ScaleUnits(factor=0.5),
+                SetEpochs(epochs=max(epochs * 6, epochs + 4)),
             ]
         if state.kind is Kind.ANN and state.framework != "sklearn":
             return [
-                ("add_dense_layer", {"units": 64}),
-                ("set_epochs", {"epochs": max(epochs * 3, epochs + 2)}),
-                ("add_dense_layer", {"units": 64}),
-                ("scale_units", {"factor": 0.5}),
-                ("set_epochs", {"epochs": max(epochs * 6, epochs + 4)}),
+                AddDenseLayer(units=64),
+                SetEpochs(epochs=max(epochs * 3, epochs + 2)),
+                AddDenseLayer(units=64),
+                ScaleUnits(factor=0.5),
+                SetEpochs(epochs=max(epochs * 6, epochs + 4)),
             ]
         if state.kind is Kind.ANN:
-            est = ["MLPClassifier", "MLPRegressor"]
             return [
-                (
-                    "set_estimator_param",
-                    {"estimators": est, "param": "hidden_layer_sizes", "value": (100, 100)},
-                ),
-                ("set_estimator_param", {"estimators": est, "param": "max_iter", "value": 1000}),
+                SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=(100, 100)),
+                SetEstimatorParam(estimators=MLP, param="max_iter", value=1000),
             ]
         return []
 
@@ -181,7 +190,7 @@ class Ladder(Strategy):
 class TPE(Strategy):
     """An informed first proposal, then Optuna's TPE over the tweak space; median pruning per epoch."""
 
-    name = "tpe"
+    name = StrategyName.TPE
 
     def space(self, state: SearchState) -> dict[str, Any]:
         import optuna.distributions as d
@@ -218,6 +227,11 @@ class TPE(Strategy):
             point["filters"] = 32
         if "hidden" in space:
             point["hidden"] = "128"  # max_iter stays as written: more iterations only cost time
+        gap = state.past[0].gap if state.past else None
+        if gap is not None and gap > OVERFIT_GAP and _hidden_units(state.facts):
+            # Trial 0 trained far better than it validated: regularize instead of adding capacity.
+            point.pop("units", None)
+            point["dropout"] = 0.3
         return point
 
     def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
@@ -225,28 +239,24 @@ class TPE(Strategy):
         if "filters" in point:
             smallest = min(_filters(state.facts))
             if point["filters"] != smallest:
-                tweaks.append(("scale_filters", {"factor": point["filters"] / smallest}))
+                tweaks.append(ScaleFilters(factor=point["filters"] / smallest))
         if "units" in point:
             smallest = min(_hidden_units(state.facts))
             if point["units"] != smallest:
-                tweaks.append(("scale_units", {"factor": point["units"] / smallest}))
+                tweaks.append(ScaleUnits(factor=point["units"] / smallest))
         if point.get("extra_dense"):
-            tweaks.append(("add_dense_layer", {"units": point.get("units", 64)}))
+            tweaks.append(AddDenseLayer(units=point.get("units", 64)))
+        if point.get("dropout"):
+            tweaks.append(AddDropout(rate=float(point["dropout"])))
         if "epochs" in point and point["epochs"] != _epochs(state.facts):
-            tweaks.append(("set_epochs", {"epochs": int(point["epochs"])}))
+            tweaks.append(SetEpochs(epochs=int(point["epochs"])))
         if "learning_rate" in point:
-            tweaks.append(("set_learning_rate", {"learning_rate": float(f"{point['learning_rate']:.2g}")}))
+            tweaks.append(SetLearningRate(learning_rate=float(f"{point['learning_rate']:.2g}")))
         if "hidden" in point:
             sizes = tuple(int(v) for v in str(point["hidden"]).split(","))
-            est = ["MLPClassifier", "MLPRegressor"]
-            tweaks.append(
-                ("set_estimator_param", {"estimators": est, "param": "hidden_layer_sizes", "value": sizes})
-            )
+            tweaks.append(SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=sizes))
         if "max_iter" in point:
-            est = ["MLPClassifier", "MLPRegressor"]
-            tweaks.append(
-                ("set_estimator_param", {"estimators": est, "param": "max_iter", "value": point["max_iter"]})
-            )
+            tweaks.append(SetEstimatorParam(estimators=MLP, param="max_iter", value=point["max_iter"]))
         return tweaks
 
     def _study(self, state: SearchState, seed: int):  # noqa: ANN202
@@ -281,8 +291,11 @@ class TPE(Strategy):
             return None
         if state.number == 1:
             point = self.first(state)
-            return Proposal(self.tweaks_for(state, point), point, "an informed first guess")
-        study, space = self._study(state, state.seed * 1000 + state.number)
+            note = "an informed first guess"
+            if "dropout" in point:
+                note += f" (trial 0 trained {state.past[0].gap:.2f} above its validation: dropout, not units)"
+            return Proposal(self.tweaks_for(state, point), point, note)
+        study, space = self._study(state, trial_seed(state.seed, state.number))
         trial = study.ask(space)
         point = dict(trial.params)
         return Proposal(self.tweaks_for(state, point), point, "proposed by TPE from the trials so far")
@@ -299,25 +312,41 @@ class TPE(Strategy):
         return trial.should_prune()
 
 
-STRATEGIES: dict[str, Callable[[], Strategy]] = {"ladder": Ladder, "tpe": TPE}
+STRATEGIES: dict[StrategyName, Callable[[], Strategy]] = {
+    StrategyName.LADDER: Ladder,
+    StrategyName.TPE: TPE,
+}
 
 
-def make_strategy(name: str) -> Strategy:
-    from mlops.errors import ConfigError
+def make_strategy(name: StrategyName | str) -> Strategy:
+    """The strategy of that name. Settings were validated when read, so an unknown name is a bug here."""
+    return STRATEGIES[StrategyName(name)]()
 
-    try:
-        return STRATEGIES[name]()
-    except KeyError:
-        raise ConfigError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})") from None
+
+def _last_fit(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not history:
+        return []
+    last_fit = max(h.get("fit", 0) for h in history)
+    return sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
 
 
 def curve_of(history: list[dict[str, Any]]) -> list[float]:
     """The per-epoch accuracy of the last fit in a harness history (validation if it has one)."""
-    if not history:
-        return []
-    last_fit = max(h.get("fit", 0) for h in history)
-    rows = sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
-    for key in ("val_accuracy", "val_acc", "accuracy", "acc"):
-        if all(key in r for r in rows):
+    rows = _last_fit(history)
+    for key in CURVE_KEYS:
+        if rows and all(key in r for r in rows):
             return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
     return []
+
+
+def generalization_gap(history: list[dict[str, Any]]) -> float | None:
+    """Training accuracy minus validation accuracy at the last epoch of the last fit, when both exist."""
+    rows = _last_fit(history)
+    if not rows:
+        return None
+    last = rows[-1]
+    train = next((last[k] for k in CURVE_KEYS if not k.startswith("val_") and k in last), None)
+    valid = next((last[k] for k in CURVE_KEYS if k.startswith("val_") and k in last), None)
+    if train is None or valid is None:
+        return None
+    return float(train) - float(valid)

@@ -185,6 +185,19 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"building {label} failed: {e.explanation or e}") from e
         return log
 
+    def build_all(self, force: bool = False, say: Callable[[str], None] = print) -> dict[str, str]:
+        """Build every image this checkout has a Dockerfile for (what is not up to date); name -> tag."""
+        return {str(image): self.build(str(image), force=force, say=say)[0] for image in images.buildable()}
+
+    def resolve(self, image: str) -> str:
+        """The tag to run for ``image``; RuntimeUnavailable when this checkout's build of it is missing."""
+        wanted = images.tag(image)
+        if not self.image_present(wanted):
+            raise RuntimeUnavailable(
+                f"image {wanted} is not built; build it with `mlops images build {image}`"
+            )
+        return wanted
+
     def prepare(self, names: list[str], progress: Any) -> None:
         """Make sure the images the runs need exist (build what is missing); job 2 calls it."""
         for name in names:
@@ -195,7 +208,7 @@ class DockerRuntime:
         if not spec.image:
             raise TrialLaunchError(spec.name, "no image was chosen for this trial")
         try:
-            return images.resolve(spec.image, self)
+            return self.resolve(spec.image)
         except RuntimeUnavailable as e:
             raise TrialLaunchError(spec.name, str(e)) from e
 

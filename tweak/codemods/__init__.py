@@ -9,10 +9,10 @@ from typing import Any
 from tweak.codemods.add_conv_block import AddConvBlock
 from tweak.codemods.add_dense_layer import AddDenseLayer
 from tweak.codemods.add_dropout import AddDropout
-from tweak.codemods.base import Tweak, TweakNotApplicable
+from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
 from tweak.codemods.set_estimator_param import SetEstimatorParam
-from tweak.codemods.set_fit_argument import SetBatchSize, SetEpochs
+from tweak.codemods.set_fit_argument import SetEpochs
 from tweak.codemods.set_learning_rate import SetLearningRate
 
 REGISTRY: dict[str, type[Tweak]] = {
@@ -24,13 +24,28 @@ REGISTRY: dict[str, type[Tweak]] = {
         ScaleUnits,
         ScaleFilters,
         SetEpochs,
-        SetBatchSize,
         SetLearningRate,
         SetEstimatorParam,
     )
 }
 
-__all__ = ["REGISTRY", "Applied", "Tweak", "TweakNotApplicable", "apply_tweaks"]
+__all__ = [
+    "REGISTRY",
+    "AddConvBlock",
+    "AddDenseLayer",
+    "AddDropout",
+    "Applied",
+    "Edit",
+    "ScaleFilters",
+    "ScaleUnits",
+    "SetEpochs",
+    "SetEstimatorParam",
+    "SetLearningRate",
+    "Tweak",
+    "TweakNotApplicable",
+    "apply_tweaks",
+    "tweak_from_json",
+]
 
 
 @dataclass
@@ -40,19 +55,32 @@ class Applied:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (tweak, why it did not apply)
 
 
-def apply_tweaks(source: str, tweaks: Sequence[tuple[str, dict[str, Any]]]) -> Applied:
+def apply_tweaks(source: str, tweaks: Sequence[Tweak]) -> Applied:
     """Apply tweaks in order to ``source``; one that does not fit is skipped with its reason."""
     result = Applied(source)
-    for name, params in tweaks:
+    for tweak in tweaks:
         try:
-            cls = REGISTRY[name]
-        except KeyError:
-            raise TweakNotApplicable(name, f"unknown tweak (known: {', '.join(REGISTRY)})") from None
-        tweak = cls(**params)
-        try:
-            result.source = tweak.apply(result.source)
+            done = tweak.edit(result.source)
         except TweakNotApplicable as e:
-            result.skipped.append((name, e.reason))
+            result.skipped.append((tweak.NAME, e.reason))
             continue
-        result.applied.append(tweak.describe())
+        result.source = done.source
+        result.applied.append(done.description)
     return result
+
+
+def tweak_from_json(item: Sequence[Any]) -> Tweak:
+    """A tweak as the ledger recorded it (``[name, {parameter: value}]``).
+
+    An unknown name or parameter is a programming error (the ledger only ever holds what ``to_json``
+    wrote), so it raises ValueError, never TweakNotApplicable.
+    """
+    name, params = item
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown tweak {name!r} (known: {', '.join(REGISTRY)})") from None
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise ValueError(f"tweak {name!r} cannot take {params!r}: {e}") from None

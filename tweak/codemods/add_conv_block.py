@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tweak.codemods.base import Tweak, insert_layers, last_name, layers_of, make_call, needs_import, sibling
 
 
+@dataclass(frozen=True)
 class AddConvBlock(Tweak):
     NAME = "add_conv_block"
     DESCRIPTION = "Add a convolution (3x3, same padding, relu) and a pooling layer before Flatten."
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
+    filters: int = 32
+
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
         sites = layers_of(module)
         convs = [s for s in sites if s.kind == "conv"]
         flatten = [s for s in sites if s.kind in ("flatten", "global_pool")]
@@ -24,7 +29,7 @@ class AddConvBlock(Tweak):
         name = last_name(conv.func) or "Conv2D"
         dims = "1D" if "1D" in name else "3D" if "3D" in name else "2D"
         kernel = 3 if dims == "1D" else (3,) * int(dims[0])
-        filters = int(self.params.get("filters", 32))
+        filters = self.filters
         new_conv = make_call(
             conv.func, [(None, filters), (None, kernel), ("padding", "same"), ("activation", "relu")]
         )
@@ -36,9 +41,7 @@ class AddConvBlock(Tweak):
             pool_func = sibling(conv.func, pool_name)
             needs_import(context, conv.func, pool_name, module)
         new_pool = make_call(
-            pool_func, [(None, 2 if dims == "1D" else (2,) * int(dims[0])), ("padding", "same")], self.quote
+            pool_func, [(None, 2 if dims == "1D" else (2,) * int(dims[0])), ("padding", "same")], quote
         )
-        return insert_layers(module, flatten[0].call, [new_conv, new_pool], tweak=self)
-
-    def describe(self) -> str:
-        return f"add a convolution block ({self.params.get('filters', 32)} filters + pooling) before Flatten"
+        module = insert_layers(module, flatten[0].call, [new_conv, new_pool], tweak=self)
+        return module, f"add a convolution block ({filters} filters + pooling) before Flatten"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 from libcst.codemod import CodemodContext
 
@@ -16,13 +18,16 @@ from tweak.codemods.base import (
 )
 
 
+@dataclass(frozen=True)
 class AddDropout(Tweak):
     NAME = "add_dropout"
     DESCRIPTION = "Add a Dropout layer after every hidden Dense layer that has none."
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
+    rate: float = 0.2
+
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
         sites = layers_of(module)
-        rate = float(self.params.get("rate", 0.2))
+        rate = float(self.rate)
         hidden = hidden_dense(sites)
         followed = {id(sites[i].call) for i in range(len(sites) - 1) if sites[i + 1].kind == "dropout"}
         targets = [s for s in hidden if id(s.call) not in followed]
@@ -35,9 +40,6 @@ class AddDropout(Tweak):
             # Nodes are immutable: find the same Dense layer (by its rank) in the tree as changed so far.
             current = [s.call for s in layers_of(module) if s.kind == "dense"][position]
             module = insert_layers(
-                module, current, [make_call(func, [(None, rate)], self.quote)], after=True, tweak=self
+                module, current, [make_call(func, [(None, rate)], quote)], after=True, tweak=self
             )
-        return module
-
-    def describe(self) -> str:
-        return f"add Dropout({self.params.get('rate', 0.2)}) after hidden Dense layers"
+        return module, f"add Dropout({self.rate}) after hidden Dense layers"

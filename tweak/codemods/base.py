@@ -10,8 +10,8 @@ own import style keeps working.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import libcst as cst
 import libcst.matchers as m
@@ -31,14 +31,21 @@ class TweakNotApplicable(MlopsError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Edit:
+    """What a tweak made of a source: the new text, and in words what changed."""
+
+    source: str
+    description: str
+
+
 class Tweak:
-    NAME = "tweak"
-    DESCRIPTION = ""
+    """One codemod. Each subclass is a frozen dataclass whose fields are its typed parameters."""
 
-    def __init__(self, **params: Any) -> None:
-        self.params = params
+    NAME: ClassVar[str] = "tweak"
+    DESCRIPTION: ClassVar[str] = ""
 
-    def apply(self, source: str) -> str:
+    def edit(self, source: str) -> Edit:
         """The source with the tweak made; raises TweakNotApplicable when it does not fit."""
         try:
             module = cst.parse_module(source)
@@ -46,21 +53,32 @@ class Tweak:
             raise self.not_applicable(f"the source does not parse ({e.message} at line {e.raw_line})") from e
         context = CodemodContext()
         # New strings take the quotes the file uses most.
-        self.quote = '"' if source.count('"') >= source.count("'") else "'"
-        new = self.transform(module, context)
+        quote = '"' if source.count('"') >= source.count("'") else "'"
+        new, description = self.transform(module, context, quote)
         new = AddImportsVisitor(context).transform_module(new) if context.scratch else new
         if new.code == source:
             raise self.not_applicable("nothing to change")
-        return new.code
+        return Edit(new.code, description)
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
+    def apply(self, source: str) -> str:
+        """The source with the tweak made (``edit`` without the description)."""
+        return self.edit(source).source
+
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+        """The changed module and what was done, in words."""
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return self.NAME
 
     def not_applicable(self, reason: str) -> TweakNotApplicable:
         return TweakNotApplicable(self.NAME, reason)
+
+    def to_json(self) -> list[Any]:
+        """``[name, {parameter: value}]``, as the ledger records a trial's tweaks."""
+        params = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return [self.NAME, params]
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 # -- names and literals -------------------------------------------------------------------------------
@@ -175,7 +193,6 @@ class LayerSite:
 
     call: cst.Call  # the layer's constructor call
     kind: str
-    style: str  # "add", "list", "functional"
     index: int  # position among the model's layers
 
 
@@ -194,7 +211,7 @@ class FindLayers(m.MatcherDecoratableVisitor):
 def layers_of(module: cst.Module) -> list[LayerSite]:
     finder = FindLayers()
     module.visit(finder)
-    return [LayerSite(call, kind, "", i) for i, (call, kind) in enumerate(finder.sites)]
+    return [LayerSite(call, kind, i) for i, (call, kind) in enumerate(finder.sites)]
 
 
 def hidden_dense(sites: list[LayerSite]) -> list[LayerSite]:

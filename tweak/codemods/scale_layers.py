@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import libcst as cst
 from libcst.codemod import CodemodContext
 
@@ -17,46 +20,50 @@ from tweak.codemods.base import (
 )
 
 
+class _ScaleCalls(cst.CSTTransformer):
+    """Multiplies the first argument (or its keyword) of the given layer calls, noting each change."""
+
+    def __init__(self, targets: set[int], names: tuple[str, ...], factor: float) -> None:
+        super().__init__()
+        self.targets = targets
+        self.names = names
+        self.factor = factor
+        self.changed: list[tuple[int, int]] = []
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:  # noqa: N802 (LibCST's name)
+        if id(original) not in self.targets:
+            return updated
+        arg = arg_value(updated, 0, *self.names)
+        value = int_of(arg.value) if arg else None
+        if value is None:
+            return updated
+        new = max(1, round(value * self.factor))
+        self.changed.append((value, new))
+        return with_arg(updated, 0, self.names, literal(new))
+
+
+@dataclass(frozen=True)
 class _Scale(Tweak):
-    WHAT = ""
-    NAMES: tuple[str, ...] = ()
+    WHAT: ClassVar[str] = ""
+    NAMES: ClassVar[tuple[str, ...]] = ()
+
+    factor: float = 2.0
 
     def targets(self, sites: list[LayerSite]) -> list[LayerSite]:
         raise NotImplementedError
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
-        factor = float(self.params.get("factor", 2.0))
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
         targets = {id(s.call) for s in self.targets(layers_of(module))}
         if not targets:
             raise self.not_applicable(f"no {self.WHAT} to scale")
-        changed = []
-
-        class Scale(cst.CSTTransformer):
-            def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:  # noqa: N802
-                if id(original) not in targets:
-                    return updated
-                arg = arg_value(updated, 0, *names)
-                value = int_of(arg.value) if arg else None
-                if value is None:
-                    return updated
-                new = max(1, round(value * factor))
-                changed.append((value, new))
-                return with_arg(updated, 0, names, literal(new))
-
-        names = self.NAMES
-        new = module.visit(Scale())
-        if not changed:
+        scale = _ScaleCalls(targets, self.NAMES, float(self.factor))
+        new = module.visit(scale)
+        if not scale.changed:
             raise self.not_applicable(f"the {self.WHAT} are not written as numbers")
-        self.changed = changed
-        return new
-
-    def describe(self) -> str:
-        pairs = getattr(self, "changed", [])
-        if pairs:
-            return f"{self.WHAT} " + ", ".join(f"{a} -> {b}" for a, b in pairs)
-        return f"{self.WHAT} x{self.params.get('factor', 2.0):g}"
+        return new, f"{self.WHAT} " + ", ".join(f"{a} -> {b}" for a, b in scale.changed)
 
 
+@dataclass(frozen=True)
 class ScaleUnits(_Scale):
     NAME = "scale_units"
     DESCRIPTION = "Multiply the units of every hidden Dense layer (not the output layer) by a factor."
@@ -67,6 +74,7 @@ class ScaleUnits(_Scale):
         return hidden_dense(sites)
 
 
+@dataclass(frozen=True)
 class ScaleFilters(_Scale):
     NAME = "scale_filters"
     DESCRIPTION = "Multiply the filters of every convolution layer by a factor."

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tweak.codemods.base import Tweak, last_name, literal, with_arg
 
 
+@dataclass(frozen=True)
 class SetEstimatorParam(Tweak):
     NAME = "set_estimator_param"
     DESCRIPTION = "Set a keyword of the named estimators wherever they are built (also inside a Pipeline)."
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
-        estimators = set(self.params["estimators"])
-        param = self.params["param"]
-        value = self.params["value"]
-        value = tuple(value) if isinstance(value, list) else value
+    estimators: Sequence[str]  # class names: KMeans, MLPClassifier, ...
+    param: str
+    value: Any  # a literal: a number, a string, a tuple (a list is taken as a tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "estimators", tuple(self.estimators))
+        if isinstance(self.value, list):
+            object.__setattr__(self, "value", tuple(self.value))
+
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+        estimators = set(self.estimators)
+        param = self.param
+        value = self.value
         olds: list[str] = []
 
         class Set(cst.CSTTransformer):
@@ -30,9 +43,4 @@ class SetEstimatorParam(Tweak):
         new = module.visit(Set())
         if not olds:
             raise self.not_applicable(f"no {' or '.join(sorted(estimators))} is built in this code")
-        self.olds = olds
-        return new
-
-    def describe(self) -> str:
-        old = getattr(self, "olds", ["?"])[0]
-        return f"{self.params['param']} {old} -> {self.params['value']!r}"
+        return new, f"{param} {olds[0]} -> {value!r}"

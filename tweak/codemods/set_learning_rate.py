@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
@@ -47,12 +49,15 @@ def keras_prefix(module: cst.Module) -> str | None:
     return prefix
 
 
+@dataclass(frozen=True)
 class SetLearningRate(Tweak):
     NAME = "set_learning_rate"
     DESCRIPTION = "Set the learning rate of the optimizer given to compile() (a string becomes an object)."
 
-    def transform(self, module: cst.Module, context: CodemodContext) -> cst.Module:
-        rate = float(self.params["learning_rate"])
+    learning_rate: float
+
+    def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+        rate = float(self.learning_rate)
         known_prefix = keras_prefix(module)
         prefix = known_prefix or "keras"
 
@@ -115,8 +120,4 @@ class SetLearningRate(Tweak):
         new = module.visit(Set())
         if not done:
             raise self.not_applicable("the optimizer is neither a known name nor an optimizer object")
-        self.optimizer = done[0]
-        return new
-
-    def describe(self) -> str:
-        return f"learning rate {self.params['learning_rate']:g} ({getattr(self, 'optimizer', 'optimizer')})"
+        return new, f"learning rate {self.learning_rate:g} ({done[0]})"
