@@ -272,34 +272,16 @@ class Ledger:
 
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRecord:
-        return RunRecord(
-            id=row["id"],
-            seq=row["seq"],
-            source=row["source"],
-            ref=row["ref"],
-            commit=row["commit_sha"],
-            author=row["author"],
+        data = dict(row)  # the columns are the record's fields, but for these
+        del data["owner"]
+        data.update(
+            commit=data.pop("commit_sha"),
             code_dir=Path(row["code_dir"]),
-            script=row["script"],
-            kind=row["kind"],
-            family=row["family"],
-            framework=row["framework"],
-            image=row["image"],
-            runtime=row["runtime"],
-            metric=row["metric"],
-            target=row["target"],
-            strategy=row["strategy"],
-            max_trials=row["max_trials"],
             settings=json.loads(row["settings"]),
             status=RunStatus(row["status"]),
-            reason=row["reason"],
-            best_trial=row["best_trial"],
-            best_metric=row["best_metric"],
-            baseline_metric=row["baseline_metric"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
             dir=Path(row["dir"]),
         )
+        return RunRecord(**data)
 
     def update_run(self, run_id: str, message: str, **fields: Any) -> None:
         allowed = {"runtime", "metric", "image", "best_trial", "best_metric", "baseline_metric", "reason"}
@@ -476,36 +458,16 @@ class Ledger:
         ).fetchall()
         return [self._trial(r) for r in rows]
 
-    def running_trials(self) -> list[TrialRecord]:
-        rows = self.conn.execute(
-            "SELECT * FROM trials WHERE status = ? ORDER BY run_id, number", (TrialStatus.RUNNING.value,)
-        ).fetchall()
-        return [self._trial(r) for r in rows]
-
     @staticmethod
     def _trial(row: sqlite3.Row) -> TrialRecord:
-        return TrialRecord(
-            run_id=row["run_id"],
-            number=row["number"],
+        data = dict(row)  # the columns are the record's fields
+        data.update(
             status=TrialStatus(row["status"]),
             tweaks=json.loads(row["tweaks"]),
             changes=json.loads(row["changes"]),
-            seed=row["seed"],
-            metric_name=row["metric_name"],
-            metric=row["metric"],
-            metric_source=row["metric_source"],
-            end_reason=row["end_reason"],
-            exit_code=row["exit_code"],
-            error=row["error"],
-            error_file=row["error_file"],
-            error_line=row["error_line"],
             handle=json.loads(row["handle"]) if row["handle"] else None,
-            restarts=row["restarts"],
-            epochs=row["epochs"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            duration_s=row["duration_s"],
         )
+        return TrialRecord(**data)
 
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:

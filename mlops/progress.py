@@ -5,19 +5,15 @@ On a terminal it uses rich (colours, a table); in Jenkins's console or a pipe it
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from collections.abc import Sequence
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as Bars
 from rich.table import Table
 
 HARNESS_PREFIX = "[mlops] "
-EPOCH_RE = re.compile(r"^epoch (\d+)/(\d+)\s*(.*)$")
 
 
 class Progress:
@@ -26,8 +22,6 @@ class Progress:
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self.lock = threading.RLock()
-        self.bars: Bars | None = None  # epoch bars, on a terminal only
-        self.tasks: dict[tuple[str, int], int] = {}
 
     def _print(self, text: str, style: str | None = None) -> None:
         with self.lock:
@@ -58,36 +52,7 @@ class Progress:
         elif self.verbose and line.strip():
             self._print(f"   | {line}", style="dim")
 
-    def _epoch_bar(self, run: str, number: int, done: int, total: int, logs: str) -> None:
-        with self.lock:
-            if self.bars is None:
-                self.bars = Bars(
-                    TextColumn("   {task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("epochs"),
-                    TimeElapsedColumn(),
-                    TextColumn("{task.fields[logs]}"),
-                    console=self.console,
-                    transient=True,
-                )
-                self.bars.start()
-            key = (run, number)
-            if key not in self.tasks:
-                self.tasks[key] = self.bars.add_task(f"trial {number}", total=total, logs="")
-            self.bars.update(self.tasks[key], completed=done, total=total, logs=logs)
-
-    def _close_bar(self, run: str, number: int) -> None:
-        with self.lock:
-            task = self.tasks.pop((run, number), None)
-            if self.bars is not None and task is not None:
-                self.bars.remove_task(task)
-            if self.bars is not None and not self.tasks:
-                self.bars.stop()
-                self.bars = None
-
     def trial_finished(self, run: str, number: int, status: str, text: str) -> None:
-        self._close_bar(run, number)
         style = "green" if status == "succeeded" else "red"
         self._print(f"   trial {number} {status}: {text}", style=style)
 

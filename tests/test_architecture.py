@@ -1,0 +1,174 @@
+"""The shape of the code, checked from its source: the layers of docs/architecture.md, no import cycle,
+one module that talks to Docker, and modules small enough to read."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("mlops_harness", "mlops", "tweak", "monitor", "jobs")
+MAX_LINES = 500
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the project's packages, by dotted name."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imported(path: Path, name: str, known: set[str]) -> set[str]:
+    """The project modules ``path`` imports, anywhere in it (functions included; TYPE_CHECKING blocks not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking_only(node)
+            for child in node.body for n in ast.walk(child)}  # fmt: skip
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {name: imported(path, name, known) for name, path in found.items()}
+
+
+def allowed_imports() -> dict[str, list[str]]:
+    """The layer table of docs/architecture.md: ``| `package` | `may`, `import` |`` rows."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rules = {}
+    for line in doc.splitlines():
+        match = re.match(r"^\|\s*`(\w+)`\s*\|([^|]*)\|", line)
+        if match and match.group(1) in PACKAGES:
+            rules[match.group(1)] = re.findall(r"`([\w.*]+)`", match.group(2))
+    return rules
+
+
+def test_the_doc_draws_every_package():
+    assert set(allowed_imports()) == set(PACKAGES)
+
+
+def upward(edges: dict[str, set[str]], rules: dict[str, list[str]]) -> list[str]:
+    """Imports that the layer table does not allow."""
+    wrong = []
+    for name, targets in sorted(edges.items()):
+        allowed = rules[name.split(".")[0]]
+        for target in sorted(targets):
+            if allowed != ["*"] and not any(target == a or target.startswith(a + ".") for a in allowed):
+                wrong.append(f"{name} imports {target}")
+    return wrong
+
+
+def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles (strongly connected components of more than one module, Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_goes_up_a_layer():
+    assert upward(graph(), allowed_imports()) == []
+
+
+def test_there_is_no_import_cycle():
+    assert find_cycles(graph()) == []
+
+
+def test_the_checker_finds_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
+    """The two tests above can fail: a planted cycle and a planted upward import are both found."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "mlops" / "a.py").write_text("from mlops import b\n")
+    (tmp_path / "mlops" / "b.py").write_text("def f():\n    from mlops.a import x\n")
+    (tmp_path / "mlops" / "c.py").write_text("import jobs.cli\n")
+    (tmp_path / "jobs" / "cli.py").write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    edges = graph()
+    assert find_cycles(edges) == [["mlops.a", "mlops.b"]]
+    assert "mlops.c imports jobs.cli" in upward(edges, {p: [p] for p in PACKAGES})
+
+
+def test_only_the_docker_runtime_imports_docker():
+    importers = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            if any(n == "docker" or n.startswith("docker.") for n in names):
+                importers.append(name)
+    assert sorted(set(importers)) == ["mlops.runtime.docker"]
+
+
+def test_no_module_is_over_500_lines():
+    big = {}
+    for folder in (*PACKAGES, "tests", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "fixtures" in path.parts or "weak_models" in path.parts:
+                continue
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_LINES:
+                big[str(path.relative_to(ROOT))] = lines
+    assert big == {}

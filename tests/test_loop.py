@@ -1,0 +1,190 @@
+"""The tuning loop on a real ledger and real codemods, with a fake executor in place of training.
+
+The executor scores a variant from its source (how many units its hidden layer has), so these tests run
+in milliseconds and say exactly what the loop does: the stop conditions, the failures in a row, resuming
+a killed loop, and parallel batches.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.domain import Kind, RunStatus, TrialStatus
+from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.progress import Progress
+from mlops.runtime.base import Limits, TrialSpec
+from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, stop_reason, trial_dir
+
+WEAK_DENSE = """\
+from keras import layers, models
+model = models.Sequential([
+    layers.Input(shape=(64,)),
+    layers.Dense(3, activation="relu"),
+    layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=2)
+"""
+
+
+def units_score(source: str) -> float:
+    """A stand-in for training: more hidden units score higher (3 units: 0.3, 128: 0.95)."""
+    units = int(re.search(r"Dense\((\d+), activation=.relu.", source).group(1))
+    return min(0.95, 0.1 * units) if units < 100 else 0.95
+
+
+class FakeExecute:
+    """The supervisor's ``execute``: records each trial as the ledger would after a training."""
+
+    def __init__(self, ledger: Ledger, score=units_score, fail: set[int] = frozenset()) -> None:
+        self.ledger = ledger
+        self.score = score
+        self.fail = fail
+        self.ran: list[int] = []
+
+    def __call__(self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune) -> TrialRecord:
+        self.ran.append(trial.number)
+        self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
+        if trial.number in self.fail:
+            self.ledger.finish_trial(run.id, trial.number, TrialStatus.FAILED, error="ValueError: boom")
+        else:
+            value = self.score(spec.source_file.read_text())
+            self.ledger.finish_trial(
+                run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=value
+            )
+        return self.ledger.trial(run.id, trial.number)
+
+
+def make_run(tmp_path: Path, ledger: Ledger, strategy: str = "tpe", max_trials: int = 5) -> RunRecord:
+    run = ledger.create_run(
+        name="dense",
+        source=str(tmp_path),
+        ref=None,
+        commit="c" * 40,
+        author="tests",
+        code_dir=tmp_path,
+        script="dense.py",
+        classification={"kind": Kind.ANN.value, "framework": "keras", "image": "mlops-keras3"},
+        runtime="local",
+        metric="accuracy",
+        target=0.8,
+        strategy=strategy,
+        max_trials=max_trials,
+        settings={"seed": 0},
+        runs_dir=tmp_path / "runs",
+    )
+    (run.dir / ORIGINAL).write_text(WEAK_DENSE)
+    return run
+
+
+def spec_for(run: RunRecord, number: int) -> TrialSpec:
+    folder = trial_dir(run, number)
+    return TrialSpec(run.id, number, run.code_dir, run.script, folder / SOURCE, folder, limits=Limits())
+
+
+def tuner(ledger: Ledger, execute: FakeExecute, max_trials: int = 5, parallel: int = 1) -> Tuner:
+    budget = Budget(target=0.8, max_trials=max_trials, max_minutes=None, parallel=parallel)
+    return Tuner(ledger, Progress(open("/dev/null", "w")), execute, spec_for, budget)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    yield ledger
+    ledger.close()
+
+
+def test_the_loop_stops_at_the_target_and_keeps_the_best_source_and_its_diff(tmp_path, ledger):
+    run = make_run(tmp_path, ledger)
+    execute = FakeExecute(ledger)
+    done = tuner(ledger, execute).tune(run)
+    assert execute.ran == [0, 1]  # trial 0 as pushed (0.3), the informed first guess (128 units: 0.95)
+    assert done.status is RunStatus.REACHED and done.best_trial == 1 and done.best_metric == 0.95
+    assert done.baseline_metric == pytest.approx(0.3)
+    assert "Dense(128" in (run.dir / "best.py").read_text()
+    diff = (run.dir / "best.diff").read_text()
+    assert "-    layers.Dense(3" in diff and "+    layers.Dense(128" in diff
+    trials = ledger.trials(run.id)
+    assert trials[1].tweaks[0][0] == "scale_units" and trials[1].seed == 1
+
+
+def test_the_budget_ends_a_run_that_never_reaches_the_target(tmp_path, ledger):
+    run = make_run(tmp_path, ledger, max_trials=3)
+    execute = FakeExecute(ledger, score=lambda source: 0.5)
+    done = tuner(ledger, execute, max_trials=3).tune(run)
+    assert execute.ran == [0, 1, 2]
+    assert done.status is RunStatus.EXHAUSTED and "3 trials used, best 0.5000" in done.reason
+
+
+def test_three_failures_in_a_row_without_any_metric_fail_the_run(tmp_path, ledger):
+    run = make_run(tmp_path, ledger)
+    execute = FakeExecute(ledger, fail={0, 1, 2, 3})
+    done = tuner(ledger, execute).tune(run)
+    assert execute.ran == [0, 1, 2]
+    assert done.status is RunStatus.FAILED and "3 trials failed in a row" in done.reason
+
+
+def test_only_baseline_trains_trial_0_and_a_later_tune_goes_on_from_there(tmp_path, ledger):
+    run = make_run(tmp_path, ledger)
+    execute = FakeExecute(ledger)
+    after_job_3 = tuner(ledger, execute).tune(run, only_baseline=True)
+    assert execute.ran == [0] and after_job_3.status is RunStatus.RUNNING
+    tuner(ledger, execute).tune(ledger.run(run.id))
+    assert execute.ran == [0, 1]
+
+
+def test_a_loop_killed_with_a_trial_under_way_finishes_it_before_proposing(tmp_path, ledger):
+    run = make_run(tmp_path, ledger)
+    execute = FakeExecute(ledger)
+    tuner(ledger, execute).tune(run, only_baseline=True)
+    folder = trial_dir(run, 1)
+    folder.mkdir(parents=True)
+    (folder / SOURCE).write_text(WEAK_DENSE.replace("Dense(3,", "Dense(90,"))
+    ledger.add_trial(run.id, 1, [], ["by hand"], 1)
+    ledger.start_trial(run.id, 1, {"runtime": "fake"})  # the orchestrator died here
+    done = tuner(ledger, execute).tune(ledger.run(run.id))
+    assert execute.ran == [0, 1]  # trial 1 was finished, not proposed again
+    assert done.status is RunStatus.REACHED and done.best_trial == 1
+    assert ledger.trial(run.id, 1).changes == ["by hand"]
+
+
+def test_parallel_batches_propose_distinct_trials_at_once(tmp_path, ledger):
+    run = make_run(tmp_path, ledger, max_trials=4)
+    started: list[float] = []
+
+    def slow_score(source: str) -> float:
+        started.append(time.monotonic())
+        time.sleep(0.2)
+        return 0.5
+
+    execute = FakeExecute(ledger, score=slow_score)
+    done = tuner(ledger, execute, max_trials=4, parallel=3).tune(run)
+    assert sorted(execute.ran) == [0, 1, 2, 3] and done.status is RunStatus.EXHAUSTED
+    assert max(started[1:]) - min(started[1:]) < 0.15  # trials 1 to 3 started together
+    sources = {(trial_dir(run, n) / SOURCE).read_text() for n in (1, 2, 3)}
+    assert len(sources) == 3
+
+
+def trial_record(number: int, status: TrialStatus, metric: float | None = None, **kw) -> TrialRecord:
+    return TrialRecord("r", number, status, [], [], number, metric=metric, **kw)
+
+
+def test_stop_reason_is_a_pure_function_of_the_trials(tmp_path, ledger):
+    run = make_run(tmp_path, ledger, max_trials=3)
+    budget = Budget(target=0.8, max_trials=3, max_minutes=None)
+    ok, failed = TrialStatus.SUCCEEDED, TrialStatus.FAILED
+    assert stop_reason(run, [trial_record(0, ok, 0.5)], budget) is None
+    status, why = stop_reason(run, [trial_record(0, ok, 0.5), trial_record(1, ok, 0.85)], budget)
+    assert status is RunStatus.REACHED and why.startswith("trial 1 reached 0.8500")
+    syntax = trial_record(0, failed, error="SyntaxError: invalid syntax", error_line=3)
+    assert stop_reason(run, [syntax], budget)[0] is RunStatus.FAILED
+    full = [trial_record(0, ok, 0.5), trial_record(1, failed), trial_record(2, TrialStatus.SKIPPED)]
+    assert stop_reason(run, full, budget)[0] is RunStatus.EXHAUSTED
+    timed = Budget(target=0.8, max_trials=9, max_minutes=1 / 600)  # 0.1 s
+    time.sleep(0.15)
+    status, why = stop_reason(ledger.run(run.id), [trial_record(0, ok, 0.5)], timed)
+    assert status is RunStatus.EXHAUSTED and "wall-time budget" in why
