@@ -150,7 +150,7 @@ class Ledger:
         trial: int | None,
         kind: str,
         message: str,
-        data: dict | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         conn.execute(
             "INSERT INTO events (run_id, trial, at, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
@@ -158,7 +158,12 @@ class Ledger:
         )
 
     def event(
-        self, run_id: str | None, trial: int | None, kind: str, message: str, data: dict | None = None
+        self,
+        run_id: str | None,
+        trial: int | None,
+        kind: str,
+        message: str,
+        data: dict[str, Any] | None = None,
     ) -> None:
         with self.transaction() as conn:
             self._event(conn, run_id, trial, kind, message, data)
@@ -317,20 +322,21 @@ class Ledger:
         if not owner or owner.get("host") != socket.gethostname():
             return False
         try:
-            return abs(psutil.Process(owner["pid"]).create_time() - owner["create_time"]) < 1.0
+            return abs(psutil.Process(int(owner["pid"])).create_time() - float(owner["create_time"])) < 1.0
         except psutil.Error:
             return False
 
     def owner(self, run_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.loads(row["owner"]) if row and row["owner"] else None
+        owner: dict[str, Any] | None = json.loads(row["owner"]) if row and row["owner"] else None
+        return owner
 
     def claim_run(self, run_id: str) -> dict[str, Any] | None:
         """Make this process the run's orchestrator; returns the live other owner instead if there is one."""
         me = self._me()
         with self.transaction() as conn:
             row = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-            owner = json.loads(row["owner"]) if row and row["owner"] else None
+            owner: dict[str, Any] | None = json.loads(row["owner"]) if row and row["owner"] else None
             if owner and owner["pid"] != me["pid"] and self.owner_alive(owner):
                 return owner
             conn.execute("UPDATE runs SET owner = ? WHERE id = ?", (json.dumps(me), run_id))
@@ -357,7 +363,7 @@ class Ledger:
         self,
         run_id: str,
         number: int,
-        tweaks: list,
+        tweaks: list[list[Any]],
         changes: list[str],
         seed: int | None,
         status: TrialStatus = TrialStatus.PENDING,

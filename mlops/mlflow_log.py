@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
@@ -24,13 +24,14 @@ RUN_FILES = ("report.html", "junit.xml", "best.py", "best.diff")
 # MLflow's own limits: a batch holds at most 1000 metrics and 100 parameters; a value at most 6000 chars.
 MAX_METRICS, MAX_PARAMS, MAX_VALUE = 1000, 100, 6000
 _BAD_KEY = re.compile(r"[^\w\-. /]")
+T = TypeVar("T")
 
 
 def _key(name: str) -> str:
     return _BAD_KEY.sub("_", name)[:250]
 
 
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -104,11 +105,13 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
         ) from e
     run = ledger.run(run_id)
 
-    def batch(client: MlflowClient, mlflow_id: str, params: dict[str, Any], metrics: list[tuple]) -> None:
+    def batch(
+        client: MlflowClient, mlflow_id: str, params: dict[str, Any], metrics: list[tuple[str, float, int]]
+    ) -> None:
         entries = [Param(_key(k), str(v)[:MAX_VALUE]) for k, v in params.items() if v is not None]
-        for chunk in _chunks(entries, MAX_PARAMS):
-            client.log_batch(mlflow_id, params=chunk)
-        now = _ms(run.finished_at or time.time())
+        for params_chunk in _chunks(entries, MAX_PARAMS):
+            client.log_batch(mlflow_id, params=params_chunk)
+        now = int((run.finished_at or time.time()) * 1000)
         values = [Metric(_key(k), v, now, step) for k, v, step in metrics]
         for chunk in _chunks(values, MAX_METRICS):
             client.log_batch(mlflow_id, metrics=chunk)
@@ -134,8 +137,8 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
         experiment_id, start_time=_ms(run.created_at), tags=tags, run_name=run.id
     ).info.run_id
     metric = run.metric or "metric"
-    summary = [(f"best_{metric}", run.best_metric, 0), (f"baseline_{metric}", run.baseline_metric, 0)]
-    batch(client, parent, run_params(run), [m for m in summary if m[1] is not None])
+    summary = [(f"best_{metric}", run.best_metric), (f"baseline_{metric}", run.baseline_metric)]
+    batch(client, parent, run_params(run), [(k, v, 0) for k, v in summary if v is not None])
     for name in RUN_FILES:
         if (run.dir / name).exists():
             client.log_artifact(parent, str(run.dir / name))
@@ -159,7 +162,7 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
         status = "FINISHED" if trial.metric is not None else "FAILED"
         client.set_terminated(child, status, end_time=_ms(trial.finished_at))
     client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))
-    return parent
+    return str(parent)
 
 
 def log_run_once(ledger: Ledger, run: RunRecord, tracking_uri: str) -> str | None:

@@ -239,8 +239,9 @@ class Notifier:
         plot = summary.get("plot_png")
         cid = make_msgid() if plot and Path(plot).exists() else None
         message.add_alternative(html_body(summary, event, cid), subtype="html")
-        if cid:
-            message.get_payload()[1].add_related(Path(plot).read_bytes(), "image", "png", cid=cid)
+        if cid and plot:
+            html_part = list(message.iter_parts())[-1]  # the HTML alternative just added
+            html_part.add_related(Path(plot).read_bytes(), "image", "png", cid=cid)
         report = summary.get("report_path")
         if report and Path(report).exists():
             message.add_attachment(
@@ -254,12 +255,13 @@ class Notifier:
     def _send_email(self, summary: dict[str, Any], event: NotifyEvent) -> str:
         message = self.build_email(summary, event)
         context = ssl.create_default_context(cafile=self.cafile)
+        host = self.smtp_host or "localhost"  # notify() sends mail only when a host is set
         if self.security is SmtpSecurity.SSL:
             server: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.smtp_host, self.smtp_port, timeout=self.timeout_s, context=context
+                host, self.smtp_port, timeout=self.timeout_s, context=context
             )
         else:
-            server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s)
+            server = smtplib.SMTP(host, self.smtp_port, timeout=self.timeout_s)
         with server:
             if self.security is SmtpSecurity.STARTTLS:
                 server.starttls(context=context)
@@ -283,7 +285,7 @@ class Notifier:
                 {"type": "section", "text": {"type": "mrkdwn", "text": _fenced(trials)}},
             ],
         }
-        response = requests.post(self.webhook_url, json=payload, timeout=self.timeout_s)
+        response = requests.post(self.webhook_url or "", json=payload, timeout=self.timeout_s)
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise PermanentError(f"HTTP {response.status_code}: {response.text[:200]}")
         response.raise_for_status()

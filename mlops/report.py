@@ -13,12 +13,16 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.harness import accuracy_key
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.runtime.base import LOG_FILE, METRICS_FILE, read_json
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT = "report.html"
 JUNIT = "junit.xml"
@@ -37,7 +41,7 @@ def _metrics(run: RunRecord, number: int | None) -> dict[str, Any]:
     return read_json(run.dir / "trials" / str(number) / METRICS_FILE) or {}
 
 
-def _pyplot():  # noqa: ANN202
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a build agent; the figures only become PNG bytes
@@ -46,7 +50,7 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
-def _figure_png(fig) -> bytes:  # noqa: ANN001
+def _figure_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)

@@ -45,7 +45,7 @@ def _client_from_env(timeout: float) -> docker.DockerClient:
     # also reads the user's ~/.ssh/config; use the ssh client when paramiko is not installed.
     ssh = os.environ.get("DOCKER_HOST", "").startswith("ssh://")
     use_ssh_client = ssh and importlib.util.find_spec("paramiko") is None
-    return docker.from_env(timeout=timeout, use_ssh_client=use_ssh_client)
+    return docker.from_env(timeout=int(timeout), use_ssh_client=use_ssh_client)
 
 
 def engine_available(timeout: float = 3.0) -> bool:
@@ -175,7 +175,7 @@ class DockerRuntime:
                         if line.startswith("Step "):
                             say(f"   {label}: {line}")
                 if "error" in chunk:
-                    raise docker.errors.BuildError(chunk["error"], log)
+                    raise docker.errors.BuildError(chunk["error"], iter([{"stream": line} for line in log]))
         except docker.errors.BuildError as e:
             tail = "\n".join(log[-12:])
             raise RuntimeUnavailable(
@@ -276,7 +276,7 @@ class DockerRuntime:
                 with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
             raise TrialLaunchError(spec.name, e.explanation or str(e)) from e
-        return DockerHandle(spec, container.id, time.time())
+        return DockerHandle(spec, str(container.id), time.time())
 
     def _ensure_cache_volume(self, tag: str) -> None:
         try:
@@ -307,7 +307,8 @@ class DockerRuntime:
         log = spec.trial_dir / LOG_FILE
         # The lines streamed before the other process went away are in log.txt already: go on after them.
         since = log.stat().st_mtime if log.exists() else None
-        return DockerHandle(spec, container.id, float(data.get("started", time.time())), log_since=since)
+        started = float(data.get("started", time.time()))
+        return DockerHandle(spec, str(container.id), started, log_since=since)
 
     def logs(self, handle: DockerHandle, follow: bool = True) -> Iterator[str]:
         try:
@@ -421,8 +422,9 @@ class DockerRuntime:
         return seen
 
     def containers(self, run_id: str | None = None) -> list[Any]:
-        filters = {"label": [f"{LABEL}={self.workspace}"] + ([f"mlops.run={run_id}"] if run_id else [])}
-        return self.client.containers.list(all=True, filters=filters)
+        labels = [f"{LABEL}={self.workspace}"] + ([f"mlops.run={run_id}"] if run_id else [])
+        filters: dict[str, str | list[str] | bool] = {"label": labels}
+        return list(self.client.containers.list(all=True, filters=filters))
 
     def cleanup(self, keep: set[str]) -> list[str]:
         removed = []
