@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test setup setup-dev engine test-tools lint bench clean
+.PHONY: demo test quick setup setup-dev engine test-tools lint typecheck bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,12 @@ demo: setup
 	$(MLOPS) history
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
-test: setup-dev engine test-tools
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: setup-dev engine test-tools lint typecheck
 	$(PY) -m pytest -q -ra
+
+## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (< 1 min).
+quick: setup-dev lint typecheck
+	$(PY) -m pytest -q -m "not slow and not docker"
 
 engine:
 	bash scripts/docker-setup.sh
@@ -47,6 +49,11 @@ test-tools: .tools/node_modules/.bin/npm-groovy-lint
 lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The core and the harness strictly; the layers above with every function body checked.
+typecheck: setup-dev
+	$(VENV)/bin/mypy --strict mlops mlops_harness
+	$(VENV)/bin/mypy --check-untyped-defs tweak monitor jobs
 
 bench: setup-dev engine
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

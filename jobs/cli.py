@@ -204,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(args.host, args.port, os.environ.get("MLOPS_WEBHOOK_SECRET"), args.branch, queue)
     worker = Worker(queue, runner)
     worker.start()
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     print(
         f"mlops: listening on http://{host}:{port}/hooks/github for pushes to {args.branch}; "
         f"{len(queue.pending())} push(es) queued from before",

@@ -69,10 +69,10 @@ class Budget:
 
 def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
     done = [t for t in trials if t.status.is_finished()]
-    scored = [t for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
-    best = max(scored, key=lambda t: t.metric, default=None)
-    if best is not None and best.metric >= budget.target:
-        return RunStatus.REACHED, f"trial {best.number} reached {best.metric:.4f} >= target {budget.target:g}"
+    scored = [(t.metric, t) for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
+    best_metric, best = max(scored, key=lambda pair: pair[0], default=(None, None))
+    if best is not None and best_metric is not None and best_metric >= budget.target:
+        return RunStatus.REACHED, f"trial {best.number} reached {best_metric:.4f} >= target {budget.target:g}"
     if (
         trials
         and trials[0].status is TrialStatus.FAILED
@@ -84,7 +84,7 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
     if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
         return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
     if len(trials) >= budget.max_trials:
-        what = f"best {best.metric:.4f}" if best else "no metric"
+        what = f"best {best_metric:.4f}" if best_metric is not None else "no metric"
         return (
             RunStatus.EXHAUSTED,
             f"{budget.max_trials} trials used, {what}, target {budget.target:g} not reached",

@@ -134,7 +134,7 @@ def imported_from(module: cst.Module, name: str) -> str | None:
                 if isinstance(names, cst.ImportStar):
                     continue
                 for alias in names:
-                    bound = alias.asname.name.value if alias.asname else dotted(alias.name)
+                    bound = dotted(alias.asname.name) if alias.asname else dotted(alias.name)
                     if bound == name:
                         return dotted(small.module)
     return None
@@ -270,8 +270,10 @@ class InsertLayer(cst.CSTTransformer):
             lines = [stmt.with_changes(body=[line], leading_lines=[]) for line in new_lines]
             if self.after:
                 return body[: i + 1] + lines + body[i + 1 :]
-            first = lines[0].with_changes(leading_lines=updated[i].leading_lines)
-            rest = [updated[i].with_changes(leading_lines=[])]
+            kept = updated[i]
+            assert isinstance(kept, cst.SimpleStatementLine)  # the statement the anchor is in
+            first = lines[0].with_changes(leading_lines=kept.leading_lines)
+            rest = [kept.with_changes(leading_lines=[])]
             return body[:i] + [first, *lines[1:]] + rest + body[i + 1 :]
         return body
 
@@ -299,7 +301,7 @@ class InsertLayer(cst.CSTTransformer):
                 flow = outer.args[0].value if not self.after else small.targets[0].target
                 if not isinstance(flow, cst.Name):
                     return None
-                lines = []
+                lines: list[cst.BaseSmallStatement] = []
                 for c in self.new_calls:
                     lines.append(
                         cst.Assign(

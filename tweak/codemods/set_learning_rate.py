@@ -32,7 +32,7 @@ def keras_prefix(module: cst.Module) -> str | None:
             if isinstance(small, cst.Import):
                 for alias in small.names:
                     name = dotted(alias.name)
-                    bound = alias.asname.name.value if alias.asname else name
+                    bound = dotted(alias.asname.name) if alias.asname else name
                     if name == "keras":
                         return bound
                     if name == "tensorflow":
@@ -45,7 +45,7 @@ def keras_prefix(module: cst.Module) -> str | None:
             ):
                 for alias in small.names:
                     if dotted(alias.name) == "keras":
-                        return alias.asname.name.value if alias.asname else "keras"
+                        return dotted(alias.asname.name) if alias.asname else "keras"
     return prefix
 
 
@@ -110,10 +110,11 @@ class SetLearningRate(Tweak):
                 if isinstance(value, cst.Call):
                     return updated.with_changes(value=set_rate(value))
                 if isinstance(value, cst.SimpleString):
-                    name = OPTIMIZERS.get(value.evaluated_value.lower())
+                    name = OPTIMIZERS.get(str(value.evaluated_value).lower())
                     if name:
                         import_keras()
                         call = cst.parse_expression(f"{prefix}.optimizers.{name}()")
+                        assert isinstance(call, cst.Call)
                         return updated.with_changes(value=set_rate(call))
                 return updated
 
