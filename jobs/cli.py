@@ -171,9 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from mlops.classify import command
+    from jobs.views import print_classifications
+    from mlops.classify import classify_paths
 
-    return command(args.paths, args.json)
+    return print_classifications(classify_paths(args.paths), args.json)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """Facts about a model's source that strategies and checks need: its layers, epochs, estimators, shapes.
 
-Read with the standard library's ``ast`` (facts only; the rewriting is LibCST's, in tweak/codemods).
+Read with the standard library's ``ast`` (facts only; the rewriting is LibCST's, in tweak/codemods). Layers
+are known by name from :mod:`mlops.vocabulary`, the classifier's vocabulary too; their roles map to the
+kinds of layer the codemods edit.
 """
 
 from __future__ import annotations
@@ -9,43 +11,35 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-CONV = {
-    "Conv1D",
-    "Conv2D",
-    "Conv3D",
-    "Convolution1D",
-    "Convolution2D",
-    "Convolution3D",
-    "SeparableConv1D",
-    "SeparableConv2D",
-    "DepthwiseConv2D",
-    "Conv2DTranspose",
-    "Conv3DTranspose",
+from mlops.vocabulary import KERAS_LAYERS, Role
+
+# The tweaks' kinds of layer: which roles the codemods treat alike (tweak/codemods/base.py finds a model's
+# layers by kind). A role left out is a layer the tweaks do not touch.
+KIND_OF_ROLE: dict[Role, str] = {
+    Role.CONVOLUTION: "conv",
+    # Conv2DTranspose(filters, kernel_size): filters that scale_filters may scale, and a copy with "same"
+    # padding (add_conv_block) keeps the size; but it grows its input, so check_variant stops there.
+    Role.TRANSPOSED_CONVOLUTION: "conv",
+    # ConvLSTM2D(filters, kernel_size) works over a time axis. Not a "conv": add_conv_block would copy it
+    # before Flatten, where the time axis is usually gone (return_sequences=False) and the copy cannot
+    # build. The tweaks leave it alone; check_variant stops there.
+    Role.RECURRENT_CONVOLUTION: "recurrent_conv",
+    # DepthwiseConv2D(kernel_size): no filters (the first argument is the kernel), so not a "conv" whose
+    # first argument scale_filters would scale or add_conv_block would copy; it shrinks like a convolution.
+    Role.DEPTHWISE_CONVOLUTION: "depthwise_conv",
+    Role.POOLING: "pool",
+    Role.GLOBAL_POOLING: "global_pool",
+    Role.DENSE: "dense",
+    Role.FLATTEN: "flatten",
+    Role.DROPOUT: "dropout",
 }
-POOL = {
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "MaxPooling3D",
-    "MaxPool1D",
-    "MaxPool2D",
-    "MaxPool3D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "AveragePooling3D",
-    "AvgPool2D",
+LAYER_KINDS: dict[str, str] = {
+    name: KIND_OF_ROLE[role] for name, role in KERAS_LAYERS.items() if role in KIND_OF_ROLE
 }
-GLOBAL_POOL = {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"}
-DENSE = {"Dense"}
-FLATTEN = {"Flatten"}
-DROPOUT = {"Dropout"}
-LAYER_KINDS = {
-    **{n: "conv" for n in CONV},
-    **{n: "pool" for n in POOL},
-    **{n: "global_pool" for n in GLOBAL_POOL},
-    **{n: "dense" for n in DENSE},
-    **{n: "flatten" for n in FLATTEN},
-    **{n: "dropout" for n in DROPOUT},
-}
+# The roles whose output size check_variant computes from the window, the strides and the padding.
+SIZED_ROLES = frozenset({Role.CONVOLUTION, Role.DEPTHWISE_CONVOLUTION, Role.POOLING})
+WINDOWED = ("conv", "depthwise_conv", "recurrent_conv", "pool")  # the kinds with a kernel or pool window
+
 SKLEARN_ESTIMATORS_WITH_PARAMS = {
     "n_clusters",
     "hidden_layer_sizes",
@@ -58,7 +52,7 @@ SKLEARN_ESTIMATORS_WITH_PARAMS = {
 
 @dataclass(frozen=True)
 class Layer:
-    kind: str  # conv, pool, global_pool, dense, flatten, dropout
+    kind: str  # conv, depthwise_conv, recurrent_conv, pool, global_pool, dense, flatten, dropout
     name: str  # the class as written: Conv2D, Convolution2D, Dense, ...
     line: int
     units: int | None = None  # Dense
@@ -67,6 +61,7 @@ class Layer:
     pool: tuple[int, ...] | None = None
     strides: tuple[int, ...] | None = None
     padding: str = "valid"
+    role: Role | None = None  # what the vocabulary says the layer does
 
 
 @dataclass(frozen=True)
@@ -204,13 +199,13 @@ class _Gather(ast.NodeVisitor):
         shape = _ints(self._value(_kw(node, "input_shape")), 1)
         if shape:
             self.input_shapes.append(shape)
-        padding = self._value(_kw(node, "padding")) or ("valid" if kind in ("conv", "pool") else "")
+        padding = self._value(_kw(node, "padding")) or ("valid" if kind in WINDOWED else "")
         units = filters = None
         kernel = pool = strides = None
         if kind == "dense":
             value = self._value(_arg(node, 0, "units", "output_dim"))
             units = value if isinstance(value, int) else None
-        elif kind == "conv":
+        elif kind in ("conv", "recurrent_conv"):
             value = self._value(_arg(node, 0, "filters", "nb_filter"))
             filters = value if isinstance(value, int) else None
             kernel = _ints(self._value(_arg(node, 1, "kernel_size")), dims)
@@ -219,11 +214,15 @@ class _Gather(ast.NodeVisitor):
             ):  # Keras 1: (n, 3, 3)
                 kernel = _ints(tuple(self._value(a) for a in node.args[1:3]), dims)
             strides = _ints(self._value(_kw(node, "strides", "subsample")), dims)
+        elif kind == "depthwise_conv":
+            kernel = _ints(self._value(_arg(node, 0, "kernel_size")), dims)
+            strides = _ints(self._value(_arg(node, 1, "strides")), dims)
         elif kind == "pool":
             pool = _ints(self._value(_arg(node, 0, "pool_size")), dims) or (2,) * dims
             strides = _ints(self._value(_kw(node, "strides")), dims)
+        role = KERAS_LAYERS[name]
         self.layers.append(
-            Layer(kind, name, node.lineno, units, filters, kernel, pool, strides, str(padding))
+            Layer(kind, name, node.lineno, units, filters, kernel, pool, strides, str(padding), role=role)
         )
 
 
@@ -255,20 +254,22 @@ def check_variant(source: str) -> str | None:
         return f"the variant does not parse (line {e.lineno}: {e.msg})"
     facts = model_facts(source)
     shape = facts.input_shape
-    convs = [layer for layer in facts.layers if layer.kind in ("conv", "pool")]
-    if not shape or not convs:
+    windowed = [layer for layer in facts.layers if layer.kind in WINDOWED]
+    if not shape or not windowed:
         return None
-    dims = _dims(convs[0].name)
-    size = list(shape[:dims]) if len(shape) > dims else None  # channels last
-    if not size or len(size) != dims:
+    dims = _dims(windowed[0].name)
+    # The arithmetic assumes (size..., channels). Another axis (the time axis of a ConvLSTM2D or a
+    # TimeDistributed model) would be read as a size: better no check than a wrong one.
+    if len(shape) != dims + 1:
         return None
-    for layer in facts.layers:
-        if layer.kind not in ("conv", "pool"):
-            continue
-        window = layer.kernel if layer.kind == "conv" else layer.pool
+    size = list(shape[:dims])
+    for layer in windowed:
+        if layer.role not in SIZED_ROLES:
+            return None  # grows its input or works over time: the sizes after it are not known here
+        window = layer.pool if layer.kind == "pool" else layer.kernel
         if window is None or len(window) != dims:
             continue
-        strides = layer.strides or ((1,) * dims if layer.kind == "conv" else window)
+        strides = layer.strides or (window if layer.kind == "pool" else (1,) * dims)
         new = []
         for n, w, s in zip(size, window, strides, strict=True):
             new.append(-(-n // s) if layer.padding == "same" else (n - w) // s + 1)

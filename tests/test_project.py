@@ -1,0 +1,55 @@
+"""mlops.yaml: the pushed repository's settings, their defaults, and the messages for what cannot work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.errors import SourceError
+from mlops.project import Project, read_project
+
+
+def _repo(root: Path, config: str | None, *files: str) -> Path:
+    if config is not None:
+        (root / "mlops.yaml").write_text(config)
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x = 1\n")
+    return root
+
+
+def test_without_mlops_yaml_every_setting_has_its_default(tmp_path: Path) -> None:
+    assert read_project(_repo(tmp_path, None, "train.py")) == Project()
+    assert Project().entry_points == ()
+
+
+def test_entry_points_as_written(tmp_path: Path) -> None:
+    root = _repo(tmp_path, "entry_points: [sub/b.py, a.py]\n", "a.py", "sub/b.py")
+    assert read_project(root).entry_points == (Path("sub/b.py"), Path("a.py"))
+
+
+def test_one_entry_point_alone_is_a_list_of_one(tmp_path: Path) -> None:
+    assert read_project(_repo(tmp_path, "entry_points: a.py\n", "a.py")).entry_points == (Path("a.py"),)
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["", "entry_points: []\n", "entry_points: {a: 1}\n", "entry_points: [1, 2]\n", "- a.py\n", "other: 1\n"],
+)
+def test_entry_points_must_be_a_list_of_paths(tmp_path: Path, config: str) -> None:
+    with pytest.raises(SourceError) as e:
+        read_project(_repo(tmp_path, config, "a.py"))
+    assert str(e.value) == "mlops.yaml: 'entry_points' must be a list of file paths"
+
+
+def test_a_missing_entry_point_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as e:
+        read_project(_repo(tmp_path, "entry_points:\n  - a.py\n  - gone.py\n", "a.py"))
+    assert str(e.value) == "mlops.yaml: entry point 'gone.py' does not exist"
+
+
+def test_invalid_yaml_names_its_line(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as e:
+        read_project(_repo(tmp_path, "entry_points: [a.py\nfoo: : :\n", "a.py"))
+    assert str(e.value) == "mlops.yaml:2: not valid YAML"
