@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from jobs.args import add_common, add_run_flags, guarded, settings_from
+from mlops.config import Settings
 from mlops.domain import RunStatus
 from mlops.ledger import Ledger
 from mlops.progress import Progress
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- history and show -------------------------------------------------------------------------------
 
 
-def cmd_history(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
     ledger = Ledger(settings.ledger_path)
     runs = ledger.runs()
@@ -111,7 +113,7 @@ def cmd_history(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN00
     return 0
 
 
-def cmd_show(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
     ledger = Ledger(settings.ledger_path)
     run = ledger.run(args.run)
@@ -183,7 +185,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return step_monitor(Context.open(settings_from(args)), once=args.once, interval_s=args.interval)
 
 
-def _push_runner(args: argparse.Namespace, train_from: str | None):  # noqa: ANN202
+def _push_runner(
+    args: argparse.Namespace, train_from: str | None
+) -> tuple[Settings, Callable[[str, str, str], None]]:
     """Settings, and the function the push queue calls: the whole chain on one pushed commit."""
     from jobs.pipeline import run_source
 
@@ -236,7 +240,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_images(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
+def cmd_images(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from mlops import images
     from mlops.runtime.docker import DockerRuntime
 
@@ -245,7 +249,11 @@ def cmd_images(args: argparse.Namespace, out=sys.stdout) -> int:  # noqa: ANN001
     rows = []
     for name in names:
         if args.action == "build":
-            tag, built = runtime.build(name, force=args.force, say=lambda line: out.write(line + "\n"))
+
+            def say(line: str) -> None:
+                out.write(line + "\n")
+
+            tag, built = runtime.build(name, force=args.force, say=say)
         else:
             tag, built = images.tag(name), False
         present = runtime.image_present(tag)

@@ -83,10 +83,6 @@ class ModelFacts:
     parses: bool = True
     error: str | None = None
 
-    @property
-    def has_flatten(self) -> bool:
-        return any(layer.kind == "flatten" for layer in self.layers)
-
 
 def _name(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):

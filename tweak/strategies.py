@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
 from tweak.codemods import (
@@ -30,6 +30,9 @@ from tweak.codemods import (
     SetLearningRate,
     Tweak,
 )
+
+if TYPE_CHECKING:
+    import optuna
 
 Tweaks = list[Tweak]
 CURVE_KEYS = ("val_accuracy", "val_acc", "accuracy", "acc")  # MERGE: from mlops_harness.protocol
@@ -259,7 +262,7 @@ class TPE(Strategy):
             tweaks.append(SetEstimatorParam(estimators=MLP, param="max_iter", value=point["max_iter"]))
         return tweaks
 
-    def _study(self, state: SearchState, seed: int):  # noqa: ANN202
+    def _study(self, state: SearchState, seed: int) -> tuple[optuna.Study, dict[str, Any]]:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
