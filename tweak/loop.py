@@ -251,32 +251,36 @@ class Tuner:
 
         return self.execute(run, trial, spec, prune)
 
-    # -- the result --------------------------------------------------------------------------------
-
     def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
-        trials = self.ledger.trials(run.id)
-        scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
-        best = max(scored, key=lambda t: (t.metric, -t.number), default=None)
-        baseline = trials[0].metric if trials and trials[0].metric is not None else None
-        if best is not None:
-            best_source = (trial_dir(run, best.number) / SOURCE).read_text(encoding="utf-8")
-            write_atomic(run.dir / "best.py", best_source)
-            diff = "".join(
-                difflib.unified_diff(
-                    original.splitlines(keepends=True),
-                    best_source.splitlines(keepends=True),
-                    fromfile=f"a/{run.script}",
-                    tofile=f"b/{run.script}",
-                )
+        return finish_run(self.ledger, run, original, status, reason)
+
+
+def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
+    """End a run: its best trial (highest metric, earliest on a tie), ``best.py`` and ``best.diff``
+    against the source as pushed, the baseline, and the status with its reason."""
+    trials = ledger.trials(run.id)
+    scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
+    best = max(scored, key=lambda t: (t.metric or 0.0, -t.number), default=None)
+    baseline = trials[0].metric if trials and trials[0].metric is not None else None
+    if best is not None and best.metric is not None:
+        best_source = (trial_dir(run, best.number) / SOURCE).read_text(encoding="utf-8")
+        write_atomic(run.dir / "best.py", best_source)
+        diff = "".join(
+            difflib.unified_diff(
+                original.splitlines(keepends=True),
+                best_source.splitlines(keepends=True),
+                fromfile=f"a/{run.script}",
+                tofile=f"b/{run.script}",
             )
-            write_atomic(run.dir / "best.diff", diff)
-            self.ledger.update_run(
-                run.id,
-                f"best trial {best.number}: {best.metric:.4f}",
-                best_trial=best.number,
-                best_metric=best.metric,
-                baseline_metric=baseline,
-                metric=best.metric_name,
-            )
-        self.ledger.finish_run(run.id, status, reason)
-        return self.ledger.run(run.id)
+        )
+        write_atomic(run.dir / "best.diff", diff)
+        ledger.update_run(
+            run.id,
+            f"best trial {best.number}: {best.metric:.4f}",
+            best_trial=best.number,
+            best_metric=best.metric,
+            baseline_metric=baseline,
+            metric=best.metric_name,
+        )
+    ledger.finish_run(run.id, status, reason)
+    return ledger.run(run.id)
