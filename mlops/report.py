@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops.domain import RunStatus, TrialStatus
-from mlops.harness import accuracy_key
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.runtime.base import LOG_FILE, METRICS_FILE, read_json
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, read_json
 
 REPORT = "report.html"
 JUNIT = "junit.xml"

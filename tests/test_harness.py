@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops.harness import normalize_accuracy
+from mlops_harness.metrics import normalize_accuracy
 from tests.conftest import run_harness
 
 

@@ -36,10 +36,10 @@ def test_every_buildable_image_is_a_domain_image_with_its_own_dockerfile():
 def test_the_harness_is_the_entry_point_and_the_last_layer_so_a_change_to_it_rebuilds_in_seconds(path):
     steps = [s for s in parsed(path).structure if s["instruction"] != "COMMENT"]
     layers = [s for s in steps if s["instruction"] in ("RUN", "COPY", "ADD")]
-    assert layers[-1]["instruction"] == "COPY" and layers[-1]["value"].split()[0] == "mlops/harness.py"
+    assert layers[-1]["instruction"] == "COPY" and layers[-1]["value"].split()[0] == "mlops_harness/"
     assert sum("harness" in s["value"] for s in layers) == 1  # nothing else of ours is in the image
     entry = [s["value"] for s in steps if s["instruction"] == "ENTRYPOINT"]
-    assert entry == ['["python", "/opt/mlops/harness.py"]']
+    assert entry == ['["python", "/opt/mlops/mlops_harness"]']
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.stem)

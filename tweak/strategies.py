@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.domain import Kind, TrialStatus
+from mlops_harness.protocol import CURVE_KEYS
 
 Tweaks = list[tuple[str, dict[str, Any]]]
 
@@ -317,7 +318,7 @@ def curve_of(history: list[dict[str, Any]]) -> list[float]:
         return []
     last_fit = max(h.get("fit", 0) for h in history)
     rows = sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
-    for key in ("val_accuracy", "val_acc", "accuracy", "acc"):
+    for key in CURVE_KEYS:
         if all(key in r for r in rows):
             return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
     return []
