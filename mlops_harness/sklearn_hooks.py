@@ -6,6 +6,7 @@ for, and ``measure_kmeans`` imports numpy and scikit-learn itself, after the scr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -49,9 +50,7 @@ def install_metrics(metrics: Any, rec: Recorder) -> None:
                 rec.observe(name, value, original.__name__)
             return value
 
-        metric.__wrapped__ = original  # type: ignore[attr-defined]
-        metric.__name__ = original.__name__
-        return metric
+        return functools.update_wrapper(metric, original, assigned=("__name__",), updated=())
 
     for func, name in METRIC_FUNCTIONS:
         if hasattr(metrics, func):
