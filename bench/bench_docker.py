@@ -83,11 +83,12 @@ def timed_build(docker: DockerRuntime, context: Path, dockerfile: str, tag: str,
 
 
 def copy_context(target: Path) -> Path:
-    """A build context like the repository's: the Dockerfiles, the harness, the models, .dockerignore."""
+    """A build context like the repository's: the Dockerfiles, the harness package, the models, .dockerignore."""
     for rel in ("dockerfiles", "models"):
         shutil.copytree(images.ROOT / rel, target / rel)
-    (target / "mlops").mkdir()
-    shutil.copy2(images.HARNESS, target / "mlops" / "harness.py")
+    (target / images.HARNESS.name).mkdir()
+    for path in images.harness_files():
+        shutil.copy2(path, target / images.HARNESS.name / path.name)
     shutil.copy2(images.ROOT / ".dockerignore", target / ".dockerignore")
     return target
 
@@ -130,7 +131,7 @@ def main() -> None:
                     f"{seconds:6.2f} s, steps run: {ran or 'none'}",
                 )
             )
-            harness = context / "mlops" / "harness.py"
+            harness = context / images.HARNESS.name / "runner.py"
             harness.write_text(harness.read_text() + f"\n# a harness change {time.time()}\n")
             made.append(f"{BENCH_TAG}:harness")
             seconds, ran = timed_build(docker, context, dockerfile, made[-1])

@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 RUN pip install tensorflow-cpu==2.15.1 "numpy==1.26.4" scikit-learn==1.5.2 scipy==1.13.1 pandas==2.2.3 \
         matplotlib==3.9.4 kneed==0.8.5
 RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
-COPY mlops/harness.py /opt/mlops/harness.py
+COPY mlops_harness/ /opt/mlops/mlops_harness/
 USER trainer
 WORKDIR /trial
-ENTRYPOINT ["python", "/opt/mlops/harness.py"]
+ENTRYPOINT ["python", "/opt/mlops/mlops_harness"]

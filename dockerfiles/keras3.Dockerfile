@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 RUN pip install tensorflow-cpu==2.21.0 keras==3.15.1 scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1 \
         pandas==3.1.1 matplotlib==3.11.2 kneed==0.9.0
 RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
-COPY mlops/harness.py /opt/mlops/harness.py
+COPY mlops_harness/ /opt/mlops/mlops_harness/
 USER trainer
 WORKDIR /trial
-ENTRYPOINT ["python", "/opt/mlops/harness.py"]
+ENTRYPOINT ["python", "/opt/mlops/mlops_harness"]

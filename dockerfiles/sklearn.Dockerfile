@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 # The .pyc files pip writes stay: a read-only container would compile every import on every trial.
 RUN pip install scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1 pandas==3.1.1 matplotlib==3.11.2 kneed==0.9.0
 RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
-COPY mlops/harness.py /opt/mlops/harness.py
+COPY mlops_harness/ /opt/mlops/mlops_harness/
 USER trainer
 WORKDIR /trial
-ENTRYPOINT ["python", "/opt/mlops/harness.py"]
+ENTRYPOINT ["python", "/opt/mlops/mlops_harness"]

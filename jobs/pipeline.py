@@ -26,9 +26,10 @@ from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
+from mlops_harness.protocol import write_atomic
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
-from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir, write_atomic
+from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
 
 LAST_PULL = "last-pull.json"
 CURRENT_RUNS = "current-runs.json"

@@ -17,7 +17,7 @@ from mlops.errors import RuntimeUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "dockerfiles"
-HARNESS = ROOT / "mlops" / "harness.py"
+HARNESS = ROOT / "mlops_harness"  # the package copied into every image: its .py files (see .dockerignore)
 
 
 def dockerfile(image: Image | str) -> Path:
@@ -42,8 +42,13 @@ def hash_files(*paths: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def harness_files() -> list[Path]:
+    """The harness's files that go into an image, sorted."""
+    return sorted(HARNESS.glob("*.py"))
+
+
 def content_hash(image: Image | str) -> str:
-    return hash_files(dockerfile(image), HARNESS)
+    return hash_files(dockerfile(image), *harness_files())
 
 
 def tag(image: Image | str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.runtime.base import METRICS_FILE, read_json
+from mlops_harness.protocol import METRICS_FILE, read_json
 
 EXPERIMENT = "mlops"
 RUN_FILES = ("report.html", "junit.xml", "best.py", "best.diff")

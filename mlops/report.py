@@ -17,9 +17,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from mlops.domain import RunStatus, TrialStatus
-from mlops.harness import accuracy_key
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.runtime.base import LOG_FILE, METRICS_FILE, read_json
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, read_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -7,16 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops.domain import EndReason, TrialStatus
-from mlops.runtime.base import (
-    EXIT_NO_METRIC,
-    EXIT_OK,
-    EXIT_SCRIPT_ERROR,
-    LOG_FILE,
-    METRICS_FILE,
-    OUTCOME_FILE,
-    Outcome,
-    read_json,
-)
+from mlops.runtime.base import Outcome
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, read_json
 
 
 @dataclass(frozen=True)
@@ -68,7 +60,10 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
             metrics.get("source"),
             epochs,
         )
-    if outcome.reason is EndReason.EXITED and outcome.exit_code in (EXIT_SCRIPT_ERROR, EXIT_NO_METRIC):
+    if outcome.reason is EndReason.EXITED and outcome.exit_code in (
+        ExitCode.SCRIPT_ERROR,
+        ExitCode.NO_METRIC,
+    ):
         return LaunchResult(
             TrialStatus.FAILED,
             outcome,
@@ -78,7 +73,7 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
             error_line=report.get("line"),
             traceback=report.get("traceback"),
         )
-    if outcome.reason is EndReason.EXITED and outcome.exit_code == EXIT_OK:
+    if outcome.reason is EndReason.EXITED and outcome.exit_code == ExitCode.OK:
         return LaunchResult(TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics")
     last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
     hint = f" (last output: {last[-1][:200]})" if last and outcome.reason is EndReason.EXITED else ""

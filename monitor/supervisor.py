@@ -4,24 +4,27 @@ A launch that ends by a crash (killed from outside, the engine restarted, the pr
 started again after an exponential backoff, up to a limit; the harness's backup-and-restore callback makes
 it resume at the epoch where it stopped. A launch that fails from its own code is tried once more; when it
 fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed.
+
+Pruning follows the harness's structured events (``events.jsonl`` in the trial folder, see
+``mlops_harness.protocol``), never its human log lines.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mlops.domain import TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
-from mlops.runtime.base import Runtime, TrialSpec
+from mlops.runtime.base import Runtime, TrialSpec, follow_file
 from mlops.trial import LaunchResult, read_result
-
-EPOCH_RE = re.compile(r"^\[mlops\] epoch (\d+)(?:/(\d+))?\s*(.*)$")
+from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, decode_events
 
 
 class Action(enum.Enum):
@@ -61,19 +64,25 @@ class RestartPolicy:
         return Decision(Action.RESTART, result.error or result.outcome.describe(), delay)
 
 
-def parse_epoch(line: str) -> tuple[int, dict[str, float]] | None:
-    """The harness's per-epoch line: ``[mlops] epoch 3/10 accuracy=0.9100 loss=0.3000``."""
-    match = EPOCH_RE.match(line)
-    if not match:
+def epoch_of(event: Event) -> tuple[int, dict[str, float]] | None:
+    """An epoch event's epoch (from 1) and its logs; None for any other event."""
+    if event.kind is not EventKind.EPOCH:
         return None
-    values: dict[str, float] = {}
-    for pair in match.group(3).split():
-        key, _, value = pair.partition("=")
-        try:
-            values[key] = float(value)
-        except ValueError:
-            continue
-    return int(match.group(1)), values
+    logs = event.get("logs")
+    try:
+        epoch = int(event.get("epoch"))
+        values = {str(k): float(v) for k, v in (logs if isinstance(logs, dict) else {}).items()}
+    except (TypeError, ValueError):
+        return None
+    return epoch, values
+
+
+def events_size(trial_dir: Path) -> int:
+    """Where the events of a launch about to start (or attached to now) begin in the trial's events file."""
+    try:
+        return (trial_dir / EVENTS_FILE).stat().st_size
+    except OSError:
+        return 0
 
 
 # Asked after every epoch with (epoch, logs); True stops the trial as pruned.
@@ -108,6 +117,7 @@ class Supervisor:
         earlier: list[LaunchResult] = []
         restarts = trial.restarts
         while True:
+            events_from = events_size(spec.trial_dir)
             if handle is None:
                 handle = self.runtime.run(spec)
                 self.ledger.start_trial(
@@ -120,13 +130,22 @@ class Supervisor:
                 if restart_reason is not None:
                     restarts += 1
                     self.progress.trial_started(run.id, trial.number, trial.changes, restart=restart_reason)
-            pruned = threading.Event()
-            follower = threading.Thread(
-                target=self._follow, args=(run, trial.number, handle, prune, pruned), daemon=True
-            )
+            pruned, ended = threading.Event(), threading.Event()
+            follower = threading.Thread(target=self._follow, args=(run, trial.number, handle), daemon=True)
             follower.start()
+            watcher = None
+            if prune is not None:
+                watcher = threading.Thread(
+                    target=self._watch_epochs,
+                    args=(spec.trial_dir / EVENTS_FILE, events_from, handle, prune, pruned, ended),
+                    daemon=True,
+                )
+                watcher.start()
             outcome = self.runtime.wait(handle)
+            ended.set()
             follower.join(timeout=10)
+            if watcher is not None:
+                watcher.join(timeout=10)
             self.runtime.remove(handle)
             handle = None
             result = read_result(spec.trial_dir, outcome)
@@ -196,19 +215,29 @@ class Supervisor:
                 )
             return self.ledger.trial(run.id, trial.number)
 
-    def _follow(
-        self,
-        run: RunRecord,
-        number: int,
-        handle,
-        prune: PruneCheck | None,  # noqa: ANN001
-        pruned: threading.Event,
-    ) -> None:
+    def _follow(self, run: RunRecord, number: int, handle: Any) -> None:
+        """The training's output, line by line, to the person watching."""
         for line in self.runtime.logs(handle, follow=True):
             self.progress.trial_line(run.id, number, line)
-            if prune is None or pruned.is_set():
+
+    def _watch_epochs(
+        self,
+        path: Path,
+        start: int,
+        handle: Any,
+        prune: PruneCheck,
+        pruned: threading.Event,
+        ended: threading.Event,
+    ) -> None:
+        """Ask ``prune`` after every epoch the launch records; stop it when the answer is yes.
+
+        Reads the events file from where this launch's events start until the launch has ended (``ended``)
+        and the file is drained.
+        """
+        for event in decode_events(follow_file(path, lambda: not ended.is_set(), start=start)):
+            if pruned.is_set():
                 continue
-            parsed = parse_epoch(line)
-            if parsed and prune(*parsed):
+            epoch = epoch_of(event)
+            if epoch is not None and prune(*epoch):
                 pruned.set()
                 self.runtime.stop(handle)

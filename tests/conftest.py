@@ -14,7 +14,7 @@ from mlops.ledger import Ledger
 from mlops.runtime.base import Limits, TrialSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "mlops" / "harness.py"
+HARNESS = ROOT / "mlops_harness"  # run as a folder: python HARNESS ARGS
 
 
 def git(repo: Path, *args: str) -> str:
@@ -81,6 +81,7 @@ def run_harness(
     code.mkdir(exist_ok=True)
     (code / name).write_text(textwrap.dedent(script), encoding="utf-8", newline="")
     for fname, text in (extra_files or {}).items():
+        (code / fname).parent.mkdir(parents=True, exist_ok=True)
         (code / fname).write_text(textwrap.dedent(text), encoding="utf-8")
     out = tmp_path / "trial"
     source = tmp_path / "variant.py"

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from mlops.domain import EndReason, RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord
-from mlops.runtime.base import LOG_FILE, Outcome
+from mlops.runtime.base import Outcome
 from mlops.trial import read_result
+from mlops_harness.protocol import LOG_FILE
 from tests.conftest import HARNESS, git, make_repo
 
 

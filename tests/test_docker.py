@@ -35,7 +35,7 @@ def test_an_up_to_date_image_is_not_rebuilt_and_its_tag_follows_its_inputs(docke
     assert tag.split(":")[1] == images.content_hash("mlops-sklearn")
     attrs = runtime.client.images.get(tag).attrs
     assert attrs["Config"]["User"] == "trainer"
-    assert attrs["Config"]["Entrypoint"] == ["python", "/opt/mlops/harness.py"]
+    assert attrs["Config"]["Entrypoint"] == ["python", "/opt/mlops/mlops_harness"]
 
 
 def test_a_missing_dockerfile_and_an_engine_that_does_not_answer_are_clear_errors(tmp_path, monkeypatch):

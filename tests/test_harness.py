@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from mlops.harness import normalize_accuracy
-from tests.conftest import run_harness
+from mlops_harness.metrics import normalize_accuracy
+from mlops_harness.protocol import EVENTS_FILE, METRICS_FILE, EventKind, ExitCode, encode_event, read_events
+from tests.conftest import HARNESS, ROOT, run_harness
 
 
 @pytest.mark.parametrize(
@@ -190,3 +194,146 @@ def test_the_harness_folder_does_not_shadow_the_users_modules(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "users config users report" in done.stdout
+
+
+def events(out):
+    return read_events(out / EVENTS_FILE)
+
+
+def test_our_own_packages_and_modules_do_not_shadow_the_users_either(tmp_path):
+    # The harness's folder (metrics.py, protocol.py, ...) and the repository holding it (jobs/, monitor/,
+    # mlops/) come after the user's own path entries only if they are still on sys.path: they must not be.
+    names = ("jobs", "monitor", "mlops", "metrics", "protocol", "runner")
+    done, out = run_harness(
+        tmp_path,
+        "import sys\nsys.path.append('lib')\n"
+        f"import {', '.join(names)}\n"
+        f"print('|'.join(m.VALUE for m in ({', '.join(names)})))\n"
+        "open('accuracy.txt', 'w').write('1')\n",
+        extra_files={f"lib/{name}.py": f"VALUE = 'users {name}'" for name in names},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "|".join(f"users {name}" for name in names) in done.stdout
+
+
+BARE_MODULES = [
+    f"mlops_harness.{p.stem}"
+    for p in sorted(HARNESS.glob("*.py"))
+    if p.stem not in ("__main__", "keras_hooks")  # keras_hooks imports keras: only once the script did
+]
+
+
+def test_the_harness_imports_in_a_bare_interpreter_and_brings_in_nothing_but_the_standard_library():
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"for name in {BARE_MODULES!r}:\n"
+        "    __import__(name)\n"
+        "others = sorted(m for m in sys.modules if m.split('.')[0] not in sys.stdlib_module_names\n"
+        "                and m.split('.')[0] not in ('__main__', 'mlops_harness'))\n"
+        "print(json.dumps(others))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert len(BARE_MODULES) >= 9
+
+
+def test_the_harness_runs_a_plain_script_in_a_bare_interpreter(tmp_path):
+    code, out = tmp_path / "code", tmp_path / "trial"
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import random, sys\n"
+        "assert not any('site-packages' in p for p in sys.path), sys.path\n"
+        "open('accuracy.txt', 'w').write(str(0.5 + random.random() / 10))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(HARNESS), "--code", str(code), "--script", "train.py"]
+        + ["--source", str(code / "train.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, MLOPS_SEED="0"),
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    metrics = read(out, METRICS_FILE)
+    assert metrics["source"] == "file:accuracy.txt" and 0.5 <= metrics["value"] <= 0.6
+    assert [e.kind for e in events(out)] == [EventKind.STARTED, EventKind.METRIC, EventKind.FINISHED]
+    assert "[mlops] running train.py" in done.stdout
+
+
+def test_a_scikit_learn_run_records_its_metric_as_an_event(tmp_path):
+    done, out = run_harness(
+        tmp_path,
+        """
+        from sklearn.datasets import load_iris
+        from sklearn.tree import DecisionTreeClassifier
+        X, y = load_iris(return_X_y=True)
+        print(DecisionTreeClassifier(random_state=0).fit(X, y).score(X, y))
+        """,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    metric = [e for e in events(out) if e.kind is EventKind.METRIC]
+    assert len(metric) == 1
+    assert metric[0].fields == {"metric": "accuracy", "value": 1.0, "source": "score"}
+    finished = events(out)[-1]
+    assert finished.kind is EventKind.FINISHED and finished.get("exit_code") == 0
+    assert not (out / "history.jsonl").exists() and not (out / "resumed.jsonl").exists()
+
+
+def test_a_restarted_harness_keeps_the_history_and_resumes_of_the_events_and_skips_a_cut_line(tmp_path):
+    out = tmp_path / "trial"
+    out.mkdir()
+    earlier = [
+        encode_event(EventKind.STARTED, script="train.py", pid=1),
+        encode_event(EventKind.EPOCH, fit=0, epoch=1, epochs=3, logs={"accuracy": 0.5, "loss": 1.0}),
+        encode_event(EventKind.EPOCH, fit=0, epoch=2, epochs=3, logs={"accuracy": 0.6, "loss": 0.8}),
+        encode_event(EventKind.RESUMED, fit=0, epoch=1),
+        encode_event(EventKind.EPOCH, fit=0, epoch=2, epochs=3, logs={"accuracy": 0.7, "loss": 0.7}),
+    ]
+    cut = encode_event(EventKind.EPOCH, fit=0, epoch=3, epochs=3, logs={"accuracy": 0.8})[:30]
+    (out / EVENTS_FILE).write_text("\n".join(earlier) + "\n" + cut)  # the last launch was killed mid-line
+    done, out = run_harness(tmp_path, "open('accuracy.txt', 'w').write('0.75')\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = read(out, METRICS_FILE)
+    assert metrics["history"] == [
+        {"fit": 0, "epoch": 1, "accuracy": 0.5, "loss": 1.0},
+        {"fit": 0, "epoch": 2, "accuracy": 0.7, "loss": 0.7},  # trained again after the restore: the last
+    ]
+    assert metrics["resumed"] == [{"fit": 0, "epoch": 1}] and metrics["epochs"] == 2
+    kinds = [e.kind for e in events(out)]
+    assert kinds[-3:] == [EventKind.STARTED, EventKind.METRIC, EventKind.FINISHED]  # after the cut line
+    assert len(kinds) == len(earlier) + 3
+
+
+@pytest.mark.slow
+def test_a_keras_fit_records_one_epoch_event_per_epoch_with_its_logs(tmp_path):
+    done, out = run_harness(
+        tmp_path,
+        """
+        import keras
+        from sklearn.datasets import load_digits
+        X, y = load_digits(return_X_y=True)
+        model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(X / 16.0, y, epochs=3, validation_split=0.2, batch_size=128)
+    """,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    epochs = [e for e in events(out) if e.kind is EventKind.EPOCH]
+    assert [(e.get("fit"), e.get("epoch"), e.get("epochs")) for e in epochs] == [
+        (0, 1, 3),
+        (0, 2, 3),
+        (0, 3, 3),
+    ]
+    for event in epochs:
+        assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(event.get("logs"))
+    history = read(out, METRICS_FILE)["history"]
+    assert [{"fit": e.get("fit"), "epoch": e.get("epoch"), **e.get("logs")} for e in epochs] == history
+    checkpoints = [e for e in events(out) if e.kind is EventKind.CHECKPOINT]
+    assert [(e.get("epoch"), e.get("name")) for e in checkpoints] == [
+        (n, f"ckpt-{n:06d}-000000") for n in (1, 2, 3)
+    ]

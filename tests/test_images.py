@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 from dockerfile_parse import DockerfileParser
@@ -36,10 +37,10 @@ def test_every_buildable_image_is_a_domain_image_with_its_own_dockerfile():
 def test_the_harness_is_the_entry_point_and_the_last_layer_so_a_change_to_it_rebuilds_in_seconds(path):
     steps = [s for s in parsed(path).structure if s["instruction"] != "COMMENT"]
     layers = [s for s in steps if s["instruction"] in ("RUN", "COPY", "ADD")]
-    assert layers[-1]["instruction"] == "COPY" and layers[-1]["value"].split()[0] == "mlops/harness.py"
+    assert layers[-1]["instruction"] == "COPY" and layers[-1]["value"].split()[0] == "mlops_harness/"
     assert sum("harness" in s["value"] for s in layers) == 1  # nothing else of ours is in the image
     entry = [s["value"] for s in steps if s["instruction"] == "ENTRYPOINT"]
-    assert entry == ['["python", "/opt/mlops/harness.py"]']
+    assert entry == ['["python", "/opt/mlops/mlops_harness"]']
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.stem)
@@ -94,3 +95,32 @@ def test_a_tag_names_its_inputs(tmp_path):
 def test_an_image_without_a_dockerfile_is_a_clear_error():
     with pytest.raises(RuntimeUnavailable, match=r"dockerfiles/pytorch\.Dockerfile is missing; there are: "):
         images.tag(Image.PYTORCH)
+
+
+def test_a_tag_follows_every_source_file_of_the_harness_package(tmp_path, monkeypatch):
+    package = tmp_path / "mlops_harness"
+    shutil.copytree(images.HARNESS, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(images, "HARNESS", package)
+    seen = {images.content_hash(Image.SKLEARN)}
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "runner.cpython-311.pyc").write_bytes(b"compiled")
+    assert images.content_hash(Image.SKLEARN) in seen  # not copied into the image, so not in its tag
+    for name in ("protocol.py", "keras_hooks.py", "__main__.py"):
+        with (package / name).open("a") as fh:
+            fh.write("# changed\n")
+        seen.add(images.content_hash(Image.SKLEARN))
+    assert len(seen) == 4
+
+
+def test_the_build_context_holds_only_the_harness_sources():
+    from docker.utils.build import exclude_paths
+
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sent = exclude_paths(str(ROOT), patterns, dockerfile="dockerfiles/sklearn.Dockerfile")
+    ours = {p for p in sent if p.startswith("mlops_harness/")}
+    assert ours == {f"mlops_harness/{p.name}" for p in images.harness_files()}
+    assert sent - ours <= {".dockerignore", "dockerfiles/sklearn.Dockerfile"}

@@ -16,7 +16,8 @@ from mlops.progress import Progress
 from mlops.runtime.base import Outcome
 from mlops.runtime.local import LocalRuntime
 from mlops.trial import LaunchResult
-from monitor.supervisor import Action, RestartPolicy, Supervisor, parse_epoch
+from mlops_harness.protocol import EventKind, decode_event, encode_event
+from monitor.supervisor import Action, RestartPolicy, Supervisor, epoch_of
 from tests.conftest import ledger_trial, trial_spec
 
 
@@ -46,12 +47,15 @@ def test_the_same_traceback_twice_is_a_bug_not_a_crash():
     assert policy.decide(ok, [boom], 1).action is Action.FINISH
 
 
-def test_epoch_lines_are_parsed():
-    assert parse_epoch("[mlops] epoch 3/10 accuracy=0.9100 loss=0.3000") == (
+def test_epoch_events_are_decoded():
+    line = encode_event(EventKind.EPOCH, fit=0, epoch=3, epochs=10, logs={"accuracy": 0.91, "loss": 0.3})
+    assert epoch_of(decode_event(line)) == (
         3,
         {"accuracy": 0.91, "loss": 0.3},
     )
-    assert parse_epoch("Epoch 3/10") is None
+    assert epoch_of(decode_event(encode_event(EventKind.RESUMED, fit=0, epoch=3))) is None
+    assert decode_event("[mlops] epoch 3/10 accuracy=0.9100") is None
+    assert decode_event(line[: len(line) // 2]) is None  # cut short by a kill
 
 
 SLOW_KERAS = """

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,8 @@ from typing import Any
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
-from mlops.runtime.base import METRICS_FILE, TrialSpec, read_json
+from mlops.runtime.base import TrialSpec
+from mlops_harness.protocol import CURVE_KEYS, METRICS_FILE, read_json, write_atomic
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
 from tweak.strategies import (
@@ -47,13 +47,6 @@ SpecFor = Callable[[RunRecord, int], TrialSpec]
 
 def trial_dir(run: RunRecord, number: int) -> Path:
     return run.dir / "trials" / str(number)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- stop conditions, each a callback like optuna's MaxTrialsCallback -------------------------------
@@ -243,7 +236,7 @@ class Tuner:
             curve: list[float] = []
 
             def prune(epoch: int, logs: dict[str, float]) -> bool:
-                for key in ("val_accuracy", "val_acc", "accuracy", "acc"):
+                for key in CURVE_KEYS:
                     if key in logs:
                         curve.append(logs[key])
                         break

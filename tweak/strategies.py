@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
+from mlops_harness.protocol import CURVE_KEYS
 from tweak.codemods import (
     AddConvBlock,
     AddDenseLayer,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     import optuna
 
 Tweaks = list[Tweak]
-CURVE_KEYS = ("val_accuracy", "val_acc", "accuracy", "acc")  # MERGE: from mlops_harness.protocol
 MLP = ("MLPClassifier", "MLPRegressor")
 # Trial 0 trained this much better than it validated: more capacity would only overfit more.
 OVERFIT_GAP = 0.15

@@ -1,14 +1,14 @@
 """The small interface every runtime shares, and the files a trial leaves behind.
 
-A runtime launches the harness (``mlops/harness.py``) on one variant of the user's script, streams its
-log, waits for it and says how it ended. Whatever the runtime, the harness writes the same files into the
-trial's folder, so the orchestrator reads results the same way after a local process or a container, and
-even after it was itself restarted and never saw the trial start.
+A runtime launches the harness (the ``mlops_harness`` package) on one variant of the user's script,
+streams its log, waits for it and says how it ended. Whatever the runtime, the harness writes the same files
+into the trial's folder, so the orchestrator reads results the same way after a local process or a
+container, and even after it was itself restarted and never saw the trial start. Those files' names, the exit
+codes and the events are declared in ``mlops_harness.protocol``, the one module of the harness we import.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,20 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlops.domain import EndReason
-
-# Exit codes of the harness (mlops/harness.py keeps the same numbers; it cannot import us in an image).
-EXIT_OK = 0
-EXIT_SCRIPT_ERROR = 1
-EXIT_NO_METRIC = 3
-EXIT_BAD_INVOCATION = 4
-
-# Files the harness writes into the trial folder.
-METRICS_FILE = "metrics.json"
-ACCURACY_FILE = "accuracy.txt"
-OUTCOME_FILE = "outcome.json"
-LOG_FILE = "log.txt"
-CHECKPOINT_DIR = "checkpoints"
-WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
+from mlops_harness.protocol import ExitCode
 
 
 @dataclass(frozen=True)
@@ -78,7 +65,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.reason is EndReason.EXITED and self.exit_code == EXIT_OK
+        return self.reason is EndReason.EXITED and self.exit_code == ExitCode.OK
 
     def describe(self) -> str:
         if self.reason is EndReason.EXITED:
@@ -128,15 +115,6 @@ class Runtime(Protocol):
 
     def cleanup(self, keep: set[str]) -> list[str]:
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file the harness wrote, or None if it is missing or half-written."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def follow_file(path: Path, alive, start: int = 0, poll_s: float = 0.2) -> Iterator[str]:

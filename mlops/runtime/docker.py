@@ -31,7 +31,8 @@ import requests.exceptions
 from mlops import images
 from mlops.domain import EndReason
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import LOG_FILE, Outcome, TrialSpec
+from mlops.runtime.base import Outcome, TrialSpec
+from mlops_harness.protocol import LOG_FILE
 
 CACHE_VOLUME = "mlops-cache"
 TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root

@@ -25,9 +25,10 @@ import psutil
 from mlops.domain import EndReason
 from mlops.envsafe import scrubbed
 from mlops.errors import TrialLaunchError
-from mlops.runtime.base import LOG_FILE, OUTCOME_FILE, Outcome, TrialSpec, follow_file, read_json
+from mlops.runtime.base import Outcome, TrialSpec, follow_file
+from mlops_harness.protocol import LOG_FILE, OUTCOME_FILE, read_json
 
-HARNESS = Path(__file__).resolve().parent.parent / "harness.py"
+HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 POLL_S = 0.25
 STOP_GRACE_S = 5.0
 

@@ -1,0 +1,215 @@
+"""Keras instrumentation: a per-epoch recorder and an atomic backup-and-restore on every ``fit``, and the
+accuracy of the user's own ``evaluate``.
+
+Imported by the post-import hook of ``keras`` (see ``runner.py``) once the script has imported Keras, never
+when the harness starts, so it imports ``keras`` at its top. Keras ships no type hints: its objects are Any.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from mlops_harness import compat
+from mlops_harness.protocol import (
+    CHECKPOINT_DIR,
+    ENV_CHECKPOINT_EVERY_BATCHES,
+    ENV_CHECKPOINTS,
+    accuracy_key,
+)
+from mlops_harness.recorder import Recorder, say
+
+Logs = dict[str, Any] | None
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
+    """Keras's backup-and-restore, each checkpoint written whole before it becomes the one to restore.
+
+    A checkpoint is a folder ``ckpt-<epoch>-<batch>`` holding the weights (with the optimizer's state)
+    and the epoch, renamed into place when complete, so a kill while writing leaves the one before
+    intact. A checkpoint that cannot be read is skipped for the one before it, and a disk too full to
+    write one is reported once while training goes on. Keras 3 only: Keras 2 keeps its own format.
+    """
+
+    KEEP = 2
+
+    def __init__(self, backup_dir: str, save_freq: str | int, rec: Recorder, fit_index: int) -> None:
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self.folder = Path(backup_dir)
+        self.rec = rec
+        self.fit_index = fit_index
+        self.disabled = False
+        self.warned = False
+
+    def _checkpoints(self) -> list[Path]:
+        return sorted(self.folder.glob("ckpt-*"), reverse=True)
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        if not self.model.built:
+            self.disabled = True
+            say("checkpoints are off for this model: it is not built before fit()")
+            return
+        found = self._checkpoints()
+        for checkpoint in found:
+            try:
+                meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
+                if self.model.optimizer is not None and not self.model.optimizer.built:
+                    self.model.optimizer.build(self.model.trainable_variables)
+                self.model.load_weights(str(checkpoint / "model.weights.h5"))
+                self.model._initial_epoch = int(meta["epoch"])
+                return
+            except Exception as e:  # noqa: BLE001 (a corrupt checkpoint of any sort)
+                say(
+                    f"checkpoint {checkpoint.name} cannot be read ({type(e).__name__}); trying the one before"
+                )
+        if found:
+            say("no checkpoint could be read; training starts from the beginning")
+
+    def _save_model(self) -> None:
+        if self.disabled:
+            return
+        epoch, batch = int(self._current_epoch), int(self._last_batch_seen)
+        name = f"ckpt-{epoch:06d}-{batch:06d}"
+        tmp = self.folder / f".tmp-{name}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.model.save_weights(str(tmp / "model.weights.h5"))
+            meta = {"epoch": epoch, "batch": batch, "at": time.time()}
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            final = self.folder / name
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in self._checkpoints()[self.KEEP :]:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.warned:
+                self.warned = True
+                say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
+            return
+        self.rec.checkpoint(self.fit_index, epoch, batch, name)
+
+
+class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
+    """Records each epoch's logs as it ends, and a fit that starts after epoch 0 as a resume."""
+
+    def __init__(self, rec: Recorder, fit_index: int) -> None:
+        super().__init__()
+        self.rec = rec
+        self.fit_index = fit_index
+        self.first_epoch: int | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+            if epoch > 0:
+                self.rec.resume(self.fit_index, epoch)
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        epochs = (self.params or {}).get("epochs")
+        self.rec.epoch(self.fit_index, epoch + 1, epochs, dict(logs or {}))
+
+
+class EvaluateCapture(keras.callbacks.Callback):  # type: ignore[misc]
+    """The accuracy of an ``evaluate`` the user's code called."""
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def on_test_end(self, logs: Logs = None) -> None:
+        values = dict(logs or {})
+        key = accuracy_key(values)
+        if key:
+            self.rec.observe("accuracy", values[key], "evaluate")
+
+
+def install(module: Any, rec: Recorder, seed: int | None) -> None:
+    """Hook ``module.Model``'s ``fit`` and ``evaluate`` (once), and seed Keras."""
+    model_cls = getattr(module, "Model", None)
+    if model_cls is None or getattr(model_cls, "_mlops_hooked", False):
+        return
+    if seed is not None:
+        with suppress(Exception):  # old versions lack it; seeding is best effort
+            module.utils.set_random_seed(seed)
+    model_cls.fit = _wrap_fit(model_cls.fit, rec, _major(module))
+    model_cls.evaluate = _wrap_evaluate(model_cls.evaluate, rec)
+    model_cls._mlops_hooked = True
+
+
+def _major(module: Any) -> int:
+    return int(str(getattr(module, "__version__", "3")).split(".")[0])
+
+
+def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> Callable[..., Any]:
+    every = int(os.environ.get(ENV_CHECKPOINT_EVERY_BATCHES, "0") or 0)
+    checkpoints_on = os.environ.get(ENV_CHECKPOINTS, "1") != "0"
+
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if rec.fit_depth:
+            return original(self, *args, **kwargs)
+        index = rec.fit_calls
+        rec.fit_calls += 1
+        kwargs = compat.fit_kwargs(kwargs)
+        extra: list[Any] = [EpochRecorder(rec, index)]
+        if checkpoints_on:
+            backup_dir = rec.out / CHECKPOINT_DIR / f"fit-{index}"
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            freq: str | int = every if every > 0 else "epoch"
+            if keras_major >= 3:
+                backup = AtomicBackupAndRestore(str(backup_dir), freq, rec, index)
+            else:  # Keras 2 keeps its own training-state format; its callback restores it
+                backup = keras.callbacks.BackupAndRestore(
+                    str(backup_dir), save_freq=freq, delete_checkpoint=False
+                )
+            extra.insert(0, backup)
+        quiet = not sys.stdout.isatty()
+        args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
+        rec.fit_depth += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            rec.fit_depth -= 1
+
+    return fit
+
+
+def _wrap_evaluate(original: Callable[..., Any], rec: Recorder) -> Callable[..., Any]:
+    def evaluate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if rec.fit_depth or not rec.called_from_user():
+            return original(self, *args, **kwargs)
+        args, kwargs = _add_callbacks(original, self, args, kwargs, [EvaluateCapture(rec)])
+        return original(self, *args, **kwargs)
+
+    return evaluate
+
+
+def _add_callbacks(
+    function: Callable[..., Any],
+    model: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    extra: list[Any],
+    quiet: bool = False,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with ``extra`` callbacks added, wherever the caller put its own."""
+    try:
+        bound = inspect.signature(function).bind(model, *args, **kwargs)
+    except (TypeError, ValueError):
+        kwargs = dict(kwargs, callbacks=list(kwargs.get("callbacks") or []) + extra)
+        return args, kwargs
+    bound.arguments["callbacks"] = list(bound.arguments.get("callbacks") or []) + extra
+    if quiet and bound.arguments.get("verbose", "auto") in ("auto", 1):
+        bound.arguments["verbose"] = 2  # one line per epoch in a log, not a redrawn bar
+    return bound.args[1:], bound.kwargs

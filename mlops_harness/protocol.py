@@ -1,0 +1,210 @@
+"""What crosses from the harness to the orchestrator: exit codes, file names, settings, events.
+
+Both sides import this module, and the orchestrator imports nothing else of the harness: the numbers and
+names below are declared once, never copied, and nothing is parsed back from the harness's human lines.
+Standard library only (it runs inside the training images, which do not install mlops).
+
+The structured event stream, ``events.jsonl`` in the trial folder, is one JSON object per line, appended
+and flushed line by line, kept across restarts of the trial::
+
+    {"event": "epoch", "at": 1718000000.5, "fit": 0, "epoch": 3, "epochs": 10, "logs": {"accuracy": 0.91}}
+
+Every event has ``event`` (an :class:`EventKind` value) and ``at`` (seconds since the epoch); the other
+fields depend on the kind (see :class:`EventKind`). A line cut short by a kill is skipped by the readers.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+
+class ExitCode(enum.IntEnum):
+    """How the harness process ends."""
+
+    OK = 0  # a metric was collected
+    SCRIPT_ERROR = 1  # the script raised (or called sys.exit with an error)
+    NO_METRIC = 3  # the script ran to its end but produced no metric
+    BAD_INVOCATION = 4  # the harness was called wrongly
+
+
+# Files and folders the harness writes into the trial folder.
+METRICS_FILE = "metrics.json"
+ACCURACY_FILE = "accuracy.txt"
+OUTCOME_FILE = "outcome.json"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "log.txt"  # the process's output; written by the runtime, not by the harness
+CHECKPOINT_DIR = "checkpoints"
+WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
+
+# Environment variables the harness reads.
+ENV_SEED = "MLOPS_SEED"  # an integer: Python's, numpy's and Keras's seeds
+ENV_CLUSTER_METRIC = "MLOPS_CLUSTER_METRIC"  # "ari": a clustering's metric is its adjusted Rand index
+ENV_CHECKPOINT_EVERY_BATCHES = "MLOPS_CHECKPOINT_EVERY_BATCHES"  # also checkpoint every N batches
+ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
+
+# Accuracy keys among Keras's logs, most wanted first.
+ACCURACY_KEYS = ("accuracy", "acc")
+# The per-epoch accuracy a learning curve follows: validation when there is one.
+CURVE_KEYS = ("val_accuracy", "val_acc", "accuracy", "acc")
+
+
+def accuracy_key(logs: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The accuracy entry among Keras's logs ('accuracy', 'acc', 'sparse_categorical_accuracy', ...)."""
+    keys = [k for k in logs if k.startswith(prefix) and (prefix or not k.startswith("val_"))]
+    for wanted in ACCURACY_KEYS:
+        if prefix + wanted in keys:
+            return prefix + wanted
+    for key in keys:
+        if key.endswith("accuracy") or key.endswith("_acc"):
+            return key
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None if it is missing, half-written or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def to_json(data: object) -> str:
+    """JSON text of what the harness writes; numpy scalars become numbers, anything else odd a string."""
+    return json.dumps(data, indent=2, default=_json_default)
+
+
+def _json_default(value: Any) -> object:
+    try:
+        return float(value)  # numpy scalars
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def as_float(value: Any) -> float | None:
+    """A number from a log value (a numpy scalar, a tensor), or None if it is none or NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+# --------------------------------------------------------------------------------------------------
+# Events
+
+
+class EventKind(enum.StrEnum):
+    """What happened; the fields each kind carries besides ``event`` and ``at``."""
+
+    STARTED = "started"  # script, pid: a launch of the harness began running the script
+    EPOCH = "epoch"  # fit, epoch (from 1), epochs (or null), logs {name: number}
+    RESUMED = "resumed"  # fit, epoch: a fit restored its checkpoint and goes on after that epoch
+    CHECKPOINT = "checkpoint"  # fit, epoch, batch, name: a checkpoint was written whole
+    METRIC = "metric"  # metric, value, source: the trial's metric, measured
+    FINISHED = "finished"  # status, exit_code, duration_s: the launch ends
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    at: float
+    fields: dict[str, Any]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+
+def encode_event(kind: EventKind, at: float | None = None, **fields: Any) -> str:
+    """One event as one line of JSON (without its newline)."""
+    record = {"event": kind.value, "at": round(time.time() if at is None else at, 3), **fields}
+    return json.dumps(record, default=_json_default)
+
+
+def decode_event(line: str) -> Event | None:
+    """The event a line holds, or None for a line that is not one (cut short, empty, unknown kind)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    try:
+        kind = EventKind(record.pop("event", None))
+        at = float(record.pop("at", 0.0))
+    except (TypeError, ValueError):
+        return None
+    return Event(kind, at, record)
+
+
+def decode_events(lines: Iterable[str]) -> Iterator[Event]:
+    """The events among ``lines``; lines that are not events (a last line cut short by a kill) skipped."""
+    for line in lines:
+        event = decode_event(line)
+        if event is not None:
+            yield event
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every event in an events file; [] when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(decode_events(text.splitlines()))
+
+
+class EventWriter:
+    """Appends events to a file, one line each, flushed as it is written (safe from several threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def write(self, kind: EventKind, **fields: Any) -> None:
+        line = encode_event(kind, **fields) + "\n"
+        with self._lock:
+            if self._file is None:
+                self._file = self._open()
+            self._file.write(line)
+            self._file.flush()
+
+    def _open(self) -> IO[str]:
+        try:  # a launch killed mid-line left a partial line: start on a line of our own
+            with self.path.open("rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                cut = existing.read(1) != b"\n"
+        except OSError:  # no file yet, or an empty one
+            cut = False
+        appended = self.path.open("a", encoding="utf-8")
+        if cut:
+            appended.write("\n")
+        return appended
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

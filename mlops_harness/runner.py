@@ -1,0 +1,197 @@
+"""The harness's entry point: run the script as ``__main__`` with the hooks in place, then write its result.
+
+Usage::
+
+    python mlops_harness --code CODE_DIR --script REL/PATH.py --source VARIANT.py --out TRIAL_DIR
+
+Files written into TRIAL_DIR (names and exit codes in ``protocol``): ``work/`` (a copy of the code, the
+working directory), ``metrics.json``, ``accuracy.txt``, ``outcome.json``, ``events.jsonl`` (what happened,
+one JSON object per line, kept across restarts) and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import io
+import os
+import random
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mlops_harness import compat, sklearn_hooks
+from mlops_harness.imports import Hook, PostImportHooks
+from mlops_harness.metrics import choose_metric, read_accuracy_file
+from mlops_harness.protocol import (
+    ACCURACY_FILE,
+    CHECKPOINT_DIR,
+    ENV_SEED,
+    METRICS_FILE,
+    OUTCOME_FILE,
+    WORK_DIR,
+    EventKind,
+    ExitCode,
+    to_json,
+    write_atomic,
+)
+from mlops_harness.recorder import Recorder, say
+from mlops_harness.workdir import IPythonShim, error_location, prepare_work, relative_to
+
+PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
+    """The post-import hooks: module name -> what to do with it once the script (or a library) imports it."""
+
+    def keras(module: ModuleType) -> None:
+        from mlops_harness import keras_hooks  # it imports keras, which is imported by now
+
+        keras_hooks.install(module, rec, seed)
+
+    table: dict[str, Hook] = {
+        "keras": keras,
+        "keras.utils": compat.alias_np_utils,
+        "sklearn.base": lambda m: sklearn_hooks.install_base(m, rec),
+        "sklearn.metrics": lambda m: sklearn_hooks.install_metrics(m, rec),
+        "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
+        "sklearn.datasets": lambda m: sklearn_hooks.install_datasets(m, rec),
+    }
+    if seed is not None:
+        table["numpy"] = lambda m: m.random.seed(seed)
+    return table
+
+
+def isolate_path(script_dir: Path) -> None:
+    """The script's folder first on ``sys.path``; neither the harness's folder nor the one holding it (the
+    repository, with mlops's own packages) may shadow the user's modules or the standard library's."""
+    ours = {PACKAGE_DIR, os.path.dirname(PACKAGE_DIR)}
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") not in ours]
+    sys.path.insert(0, str(script_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    code, out, source = Path(args.code).resolve(), Path(args.out).resolve(), Path(args.source).resolve()
+    for label, path in (("code folder", code), ("source", source)):
+        if not path.exists():
+            print(f"mlops harness: {label} {path} does not exist", file=sys.stderr)
+            return ExitCode.BAD_INVOCATION
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
+    for stale in (OUTCOME_FILE, METRICS_FILE, ACCURACY_FILE):
+        (out / stale).unlink(missing_ok=True)
+    seed = int(os.environ[ENV_SEED]) if os.environ.get(ENV_SEED) else None
+
+    script_path = prepare_work(code, args.script, source, out)
+    work_root = out / WORK_DIR
+    rec = Recorder(out, work_root)
+
+    sys.meta_path.insert(0, PostImportHooks(hooks(rec, seed)))
+    if seed is not None:
+        random.seed(seed)
+        numpy = sys.modules.get("numpy")  # imported before us (a sitecustomize): its hook will not fire
+        if numpy is not None:
+            numpy.random.seed(seed)
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    vars(builtins)["get_ipython"] = IPythonShim
+    devnull = open(os.devnull)  # noqa: SIM115 (stays open for the script's lifetime)
+    os.dup2(devnull.fileno(), 0)
+    sys.stdin = devnull
+    os.chdir(script_path.parent)
+    isolate_path(script_path.parent)
+    sys.argv = [str(script_path)]
+
+    say(f"running {args.script}")
+    rec.events.write(EventKind.STARTED, script=args.script, pid=os.getpid())
+    started = time.time()
+    outcome: dict[str, Any] = {"status": "ok", "script": args.script}
+    exit_code = ExitCode.OK
+    try:
+        runpy.run_path(str(script_path), run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            outcome.update(status="error", error=f"the script called sys.exit({e.code!r})")
+            exit_code = ExitCode.SCRIPT_ERROR
+    except BaseException as e:  # noqa: BLE001 (everything the user's code raises is a trial result)
+        filename, line = error_location(e, script_path)
+        message = f"{type(e).__name__}: {e}".strip()
+        if isinstance(e, EOFError):
+            message += " (the script asked for input, but a training has no standard input)"
+        outcome.update(
+            status="error",
+            error=message.splitlines()[0] if message else type(e).__name__,
+            file=relative_to(filename, work_root),
+            line=line,
+            traceback=traceback.format_exc(),
+        )
+        exit_code = ExitCode.SCRIPT_ERROR
+        traceback.print_exc()
+    duration = time.time() - started
+    os.chdir(out)
+
+    kmeans = None
+    try:
+        kmeans = sklearn_hooks.measure_kmeans(rec, seed)
+    except Exception as e:  # noqa: BLE001
+        say(f"warning: could not measure the clustering: {e}")
+    chosen = choose_metric(rec)
+    if chosen is None and exit_code == ExitCode.OK:
+        found = read_accuracy_file(script_path.parent)
+        if found:
+            chosen = {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}
+
+    if chosen is None and exit_code == ExitCode.OK:
+        outcome.update(
+            status="no_metric",
+            error="the script finished but produced no metric: no Keras evaluate/fit accuracy, "
+            "no scikit-learn score, no clustering, and no accuracy.txt written",
+        )
+        exit_code = ExitCode.NO_METRIC
+
+    metrics: dict[str, Any] = {
+        "history": rec.history,
+        "observations": rec.observations,
+        "duration_s": round(duration, 3),
+        "epochs": len(rec.history),
+        "resumed": rec.resumed,
+    }
+    if kmeans is not None:
+        metrics["kmeans"] = kmeans
+    if chosen is not None:
+        metrics.update(chosen)
+        write_atomic(out / METRICS_FILE, to_json(metrics))
+        write_atomic(out / ACCURACY_FILE, f"{chosen['value']:.6f}\n")
+        rec.events.write(EventKind.METRIC, **chosen)
+        say(f"metric {chosen['metric']}={chosen['value']:.4f} (from {chosen['source']})")
+    elif exit_code != ExitCode.OK:
+        write_atomic(out / METRICS_FILE, to_json(metrics))
+    if outcome["status"] != "ok":
+        say(f"error: {outcome['error']}")
+    outcome["exit_code"] = int(exit_code)
+    outcome["duration_s"] = round(duration, 3)
+    write_atomic(out / OUTCOME_FILE, to_json(outcome))
+    rec.events.write(
+        EventKind.FINISHED,
+        status=outcome["status"],
+        exit_code=int(exit_code),
+        duration_s=outcome["duration_s"],
+    )
+    rec.events.close()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description="Run a training script, collect its metric.")
+    parser.add_argument("--code", required=True, help="the checkout (read-only)")
+    parser.add_argument("--script", required=True, help="the entry point, relative to --code")
+    parser.add_argument("--source", required=True, help="the variant's source, run in the script's place")
+    parser.add_argument("--out", required=True, help="the trial folder (read-write)")
+    args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    return run(args)
