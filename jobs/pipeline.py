@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
@@ -94,7 +95,7 @@ def last_pull(settings: Settings) -> Checkout:
 # -- job 2 ----------------------------------------------------------------------------------------------
 
 
-def choose_runtime(ctx: Context) -> Runtime:
+def choose_runtime(ctx: Context) -> Runtime[Any]:
     wanted = ctx.settings.runtime
     if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):
         from mlops.runtime import docker as docker_runtime
@@ -240,7 +241,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     return make
 
 
-def make_tuner(ctx: Context, runtime: Runtime) -> Tuner:
+def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     s = ctx.settings
     supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
     return Tuner(
@@ -252,7 +253,9 @@ def make_tuner(ctx: Context, runtime: Runtime) -> Tuner:
     )
 
 
-def step_train(ctx: Context, runs: list[RunRecord], runtime: Runtime, only_baseline: bool) -> list[RunRecord]:
+def step_train(
+    ctx: Context, runs: list[RunRecord], runtime: Runtime[Any], only_baseline: bool
+) -> list[RunRecord]:
     tuner = make_tuner(ctx, runtime)
     done = []
     for run in runs:
@@ -335,9 +338,9 @@ def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:
 def step_monitor(ctx: Context, once: bool = False, interval_s: float = 2.0) -> int:
     """Job 6: carry on the runs of this workspace whose orchestrator died."""
     ctx.progress.job(6, f"monitor {ctx.settings.workspace}")
-    made: list[Runtime] = []
+    made: list[Runtime[Any]] = []
 
-    def runtime() -> Runtime:
+    def runtime() -> Runtime[Any]:
         if not made:
             made.append(choose_runtime(ctx))
         return made[0]
@@ -366,7 +369,7 @@ def run_source(
     return [ctx.ledger.run(r.id) for r in runs]
 
 
-def ensure_runtime_ready(runtime: Runtime, runs: list[RunRecord], progress: Progress) -> None:
+def ensure_runtime_ready(runtime: Runtime[Any], runs: list[RunRecord], progress: Progress) -> None:
     """Let a runtime get ready for the runs' images (the Docker runtime builds what is missing)."""
     prepare = getattr(runtime, "prepare", None)
     images = sorted({r.image for r in runs if r.image and not r.status.is_finished()})

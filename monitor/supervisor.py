@@ -92,7 +92,9 @@ PruneCheck = Callable[[int, dict[str, float]], bool]
 class Supervisor:
     """Runs one trial to its end on a runtime, restarting it as the policy says."""
 
-    def __init__(self, runtime: Runtime, ledger: Ledger, progress: Progress, policy: RestartPolicy) -> None:
+    def __init__(
+        self, runtime: Runtime[Any], ledger: Ledger, progress: Progress, policy: RestartPolicy
+    ) -> None:
         self.runtime = runtime
         self.ledger = ledger
         self.progress = progress

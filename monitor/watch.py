@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mlops.domain import RunStatus
 from mlops.ledger import Ledger, RunRecord
@@ -32,7 +33,7 @@ def orphaned_runs(ledger: Ledger) -> list[RunRecord]:
 def watch(
     ledger: Ledger,
     progress: Progress,
-    runtime: Callable[[], Runtime],
+    runtime: Callable[[], Runtime[Any]],
     take_over: TakeOver,
     once: bool = False,
     interval_s: float = 2.0,
@@ -42,7 +43,7 @@ def watch(
     ``runtime`` makes the runtime on first need, so a workspace with nothing to watch does not require
     a Docker engine to answer.
     """
-    made: Runtime | None = None
+    made: Runtime[Any] | None = None
     while True:
         orphans = orphaned_runs(ledger)
         if orphans:

@@ -10,10 +10,10 @@ codes and the events are declared in ``mlops_harness.protocol``, the one module 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mlops.domain import EndReason
 from mlops_harness.protocol import ExitCode
@@ -90,34 +90,37 @@ class Handle(Protocol):
     def data(self) -> dict[str, Any]: ...
 
 
-class Runtime(Protocol):
-    """The verbs of every runtime, named after the Docker CLI's."""
+H = TypeVar("H", bound=Handle)
+
+
+class Runtime(Protocol[H]):
+    """The verbs of every runtime, named after the Docker CLI's; ``H`` is the runtime's own handle."""
 
     name: str
 
-    def run(self, spec: TrialSpec) -> Handle:
+    def run(self, spec: TrialSpec) -> H:
         """Start the trial and return at once. Raises TrialLaunchError if it cannot start."""
 
-    def attach(self, spec: TrialSpec, data: dict[str, Any]) -> Handle | None:
+    def attach(self, spec: TrialSpec, data: dict[str, Any]) -> H | None:
         """Find a trial launched earlier (perhaps by another process); None if it is gone."""
 
-    def logs(self, handle: Handle, follow: bool = True) -> Iterator[str]:
+    def logs(self, handle: H, follow: bool = True) -> Iterator[str]:
         """The trial's output lines as they come; with follow, until it ends."""
 
-    def wait(self, handle: Handle) -> Outcome:
+    def wait(self, handle: H) -> Outcome:
         """Block until the trial ends (enforcing its time limit) and say how it ended."""
 
-    def stop(self, handle: Handle) -> None:
+    def stop(self, handle: H) -> None:
         """End the trial now (used for pruning and shutdown); wait() then reports it."""
 
-    def remove(self, handle: Handle) -> None:
+    def remove(self, handle: H) -> None:
         """Forget a finished trial's process or container; the trial folder stays."""
 
     def cleanup(self, keep: set[str]) -> list[str]:
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
 
 
-def follow_file(path: Path, alive, start: int = 0, poll_s: float = 0.2) -> Iterator[str]:
+def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: float = 0.2) -> Iterator[str]:
     """Yield lines appended to ``path`` after offset ``start`` until ``alive()`` is false and it is drained."""
     pos = start
     pending = ""

@@ -39,7 +39,7 @@ class LocalHandle:
     pid: int
     create_time: float
     started: float
-    process: subprocess.Popen | None = None  # None when attached from another orchestrator
+    process: subprocess.Popen[bytes] | None = None  # None when attached from another orchestrator
     log_offset: int = 0  # where this launch's output starts in the trial's log
     stop_reason: EndReason | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
