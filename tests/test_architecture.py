@@ -172,3 +172,19 @@ def test_no_module_is_over_500_lines():
             if lines > MAX_LINES:
                 big[str(path.relative_to(ROOT))] = lines
     assert big == {}
+
+
+def test_test_modules_share_code_through_tests_support_only():
+    """A test module imports nothing from another test module or from conftest (fixtures are injected)."""
+    wrong = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "fixtures" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.startswith("tests.") and not name.startswith("tests.support"):
+                    wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert wrong == []

@@ -19,7 +19,9 @@ from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
 from mlops.runtime.docker import DockerRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
-from tests.conftest import ROOT, ledger_trial, run_cli, trial_spec
+from tests.support.processes import run_cli
+from tests.support.repos import ROOT
+from tests.support.trials import ledger_trial, trial_spec
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,8 @@ import pytest
 
 from mlops_harness.metrics import normalize_accuracy
 from mlops_harness.protocol import EVENTS_FILE, METRICS_FILE, EventKind, ExitCode, encode_event, read_events
-from tests.conftest import HARNESS, ROOT, run_harness
+from tests.support.processes import HARNESS, run_harness
+from tests.support.repos import ROOT
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,7 @@ def read(out, name):
     return json.loads((out / name).read_text())
 
 
+@pytest.mark.slow
 def test_classifier_score_on_test_data_is_the_metric(tmp_path):
     done, out = run_harness(
         tmp_path,
@@ -101,6 +103,7 @@ def test_an_accuracy_file_the_script_writes_is_read(tmp_path):
     assert metrics["value"] == pytest.approx(0.915) and metrics["source"] == "file:accuracy.txt"
 
 
+@pytest.mark.slow
 def test_jupyter_export_with_crlf_and_magics_runs(tmp_path):
     script = (
         "#!/usr/bin/env python\r\n# coding: utf-8\r\n\r\n# In[1]:\r\n\r\n\r\n"
@@ -117,6 +120,7 @@ def test_jupyter_export_with_crlf_and_magics_runs(tmp_path):
     assert "ignored IPython magic %matplotlib inline" in done.stdout
 
 
+@pytest.mark.slow
 def test_local_modules_and_data_files_next_to_the_script_work(tmp_path):
     done, out = run_harness(
         tmp_path,
@@ -142,6 +146,7 @@ def test_local_modules_and_data_files_next_to_the_script_work(tmp_path):
     assert read(out, "metrics.json")["value"] == 1.0
 
 
+@pytest.mark.slow
 def test_kmeans_gets_silhouette_curve_and_adjusted_rand(tmp_path):
     done, out = run_harness(
         tmp_path,
@@ -265,6 +270,7 @@ def test_the_harness_runs_a_plain_script_in_a_bare_interpreter(tmp_path):
     assert "[mlops] running train.py" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_scikit_learn_run_records_its_metric_as_an_event(tmp_path):
     done, out = run_harness(
         tmp_path,

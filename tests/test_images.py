@@ -11,7 +11,7 @@ from dockerfile_parse import DockerfileParser
 from mlops import images
 from mlops.domain import Image
 from mlops.errors import RuntimeUnavailable
-from tests.conftest import ROOT
+from tests.support.repos import ROOT
 
 DOCKERFILES = sorted(images.DOCKERFILES.glob("*.Dockerfile"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.repos import ROOT
 
 JOBS = [
     "mlops-1-pull",

@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, run_cli
-from tests.test_pipeline import KMEANS
+import pytest
+
+from tests.support.processes import run_cli
+from tests.support.repos import ROOT
+from tests.support.scripts import KMEANS
 
 
 def job(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -23,6 +26,7 @@ def job(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_jobs_1_to_5_run_the_chain_one_process_at_a_time(repo_factory, tmp_path):
     repo = repo_factory({"segments.py": KMEANS})
     ws = ["--workspace", str(tmp_path / "ws")]

@@ -14,7 +14,7 @@ import pytest
 from mlops.domain import RunStatus, TrialStatus
 from mlops.errors import LedgerError
 from mlops.ledger import Ledger
-from tests.conftest import ROOT
+from tests.support.repos import ROOT
 
 
 def new_run(ledger, tmp_path, script="train.py"):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from mlops.mlflow_log import epoch_metrics, log_run
 from mlops.report import write_junit, write_report
-from tests.conftest import run_cli
-from tests.recorded import Variant, record_run
-from tests.test_report import CLASSIFIER, KERAS, KMEANS, TWEAK
+from tests.support.processes import run_cli
+from tests.support.recorded import Variant, record_run
+from tests.support.scripts import CLASSIFIER, KERAS, TWEAK
+from tests.support.scripts import KMEANS_LABELLED as KMEANS
 
 SKLEARN = {"kind": "other", "family": "classic", "framework": "sklearn", "image": "mlops-sklearn"}
 
 
 def logged(tmp_path, ledger, run):  # noqa: ANN001, ANN201
+    from mlflow.tracking import MlflowClient  # imported here: mlflow takes seconds to import
+
     write_report(ledger, run.id)
     write_junit(ledger, run.id)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -32,6 +34,7 @@ def logged(tmp_path, ledger, run):  # noqa: ANN001, ANN201
     return client, parent, children
 
 
+@pytest.mark.slow
 def test_a_run_and_its_trials_are_logged_as_nested_runs_with_tweaks_metrics_and_files(tmp_path):
     better = CLASSIFIER.replace("C=1e-05", "C=1.0")
     broken = CLASSIFIER.replace("max_iter=200", "max_iter=200, solver='sgd'")
@@ -100,6 +103,8 @@ def test_mlops_run_logs_to_mlflow_once_when_a_tracking_uri_is_set(repo_factory, 
     (run,) = [
         json.loads(line) for line in run_cli("history", "--json", *ws, cwd=tmp_path).stdout.splitlines()
     ]
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("mlops")
     runs = client.search_runs([experiment.experiment_id])

@@ -18,7 +18,7 @@ from mlops.runtime.local import LocalRuntime
 from mlops.trial import LaunchResult
 from mlops_harness.protocol import EventKind, decode_event, encode_event
 from monitor.supervisor import Action, RestartPolicy, Supervisor, epoch_of
-from tests.conftest import ledger_trial, trial_spec
+from tests.support.trials import ledger_trial, trial_spec
 
 
 def result(reason: EndReason, traceback: str | None = None, status=TrialStatus.FAILED) -> LaunchResult:
@@ -131,7 +131,7 @@ def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_pat
 
 @pytest.mark.slow
 def test_a_corrupt_checkpoint_falls_back_to_the_one_before_and_says_so(tmp_path):
-    from tests.conftest import run_harness
+    from tests.support.processes import run_harness
 
     script = SLOW_KERAS.replace("EPOCHS", "3").replace("time.sleep(0.04)", "pass")
     first, out = run_harness(tmp_path, script)

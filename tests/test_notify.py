@@ -212,7 +212,7 @@ def test_the_same_message_over_plain_tls_is_refused_by_an_smtps_server(smtps_ser
     inbox, port, cert = smtps_server
     notifier = Notifier.from_env(env_for(port, cert, MLOPS_SMTP_USER="", MLOPS_SMTP_PASSWORD=""))
     notifier.sleep = lambda _: None
-    notifier.timeout_s = 2.0
+    notifier.timeout_s = 0.5  # the server waits for a TLS hello that never comes
     (delivery,) = notifier.notify(SUMMARY, NotifyEvent.REACHED)
     assert not delivery.ok and inbox.messages == []
 
@@ -310,9 +310,10 @@ def test_the_webhook_gets_slack_json_and_a_dead_one_is_only_logged(caplog):
     assert token not in caplog.text and token not in delivery.detail
 
 
+@pytest.mark.slow
 def test_a_run_mails_its_result_and_a_dead_server_never_fails_it(smtp_server, repo_factory, tmp_path):
-    from tests.conftest import run_cli
-    from tests.test_report import KMEANS
+    from tests.support.processes import run_cli
+    from tests.support.scripts import KMEANS_LABELLED as KMEANS
 
     inbox, port, cert = smtp_server
     repo = repo_factory({"clusters.py": KMEANS})

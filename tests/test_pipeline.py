@@ -17,17 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-
-KMEANS = """
-    from sklearn.cluster import KMeans
-    from sklearn.datasets import make_blobs
-
-    X, _ = make_blobs(n_samples=400, centers=4, cluster_std=0.5, random_state=3)
-    model = KMeans(n_clusters=2, n_init=5, random_state=0)
-    model.fit(X)
-    print("inertia", model.inertia_)
-"""
+from tests.support.processes import run_cli
+from tests.support.repos import ROOT
+from tests.support.scripts import KMEANS
 
 MLP_THAT_RAISES_AS_PUSHED = """
     from sklearn.datasets import load_digits
@@ -56,6 +48,7 @@ def show(ws, cwd, run):
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_kmeans_is_tuned_to_its_elbow_and_the_commit_is_not_trained_twice(repo_factory, tmp_path):
     repo = repo_factory({"segment.py": KMEANS})
     ws = tmp_path / "ws"
@@ -74,6 +67,7 @@ def test_kmeans_is_tuned_to_its_elbow_and_the_commit_is_not_trained_twice(repo_f
     assert len(history(ws, tmp_path)) == 1
 
 
+@pytest.mark.slow
 def test_a_script_that_raises_is_kept_failed_and_the_loop_goes_on(repo_factory, tmp_path):
     repo = repo_factory({"digits_mlp.py": MLP_THAT_RAISES_AS_PUSHED})
     ws = tmp_path / "ws"
@@ -110,6 +104,7 @@ def test_a_repository_without_python_or_not_git_fails_clearly(repo_factory, tmp_
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_script_with_no_metric_fails_the_run_with_the_reason(repo_factory, tmp_path):
     repo = repo_factory(
         {
@@ -124,6 +119,7 @@ def test_a_script_with_no_metric_fails_the_run_with_the_reason(repo_factory, tmp
     assert run["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_time_and_memory_limits_end_the_trial_with_their_reason(repo_factory, tmp_path):
     repo = repo_factory(
         {
@@ -230,6 +226,7 @@ def test_the_example_models_all_reach_the_target(tmp_path):
     assert runs["cnn.py"]["kind"] == "cnn" and runs["ann.py"]["kind"] == "ann"
 
 
+@pytest.mark.slow
 def test_parallel_trials_run_at_once_and_are_all_recorded(repo_factory, tmp_path):
     repo = repo_factory(
         {"segment.py": KMEANS.replace("centers=4", "centers=6").replace("cluster_std=0.5", "cluster_std=1.5")}

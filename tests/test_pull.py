@@ -7,7 +7,7 @@ import pytest
 from mlops.errors import PullError
 from mlops.ledger import Ledger
 from mlops.pull import pull
-from tests.conftest import git, make_repo
+from tests.support.repos import git, make_repo
 
 
 @pytest.fixture

@@ -23,45 +23,12 @@ from PIL import Image
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger
 from mlops.report import GREEN, learning_curves_png, metric_plot_png, write_junit, write_report
-from tests.conftest import run_cli
-from tests.recorded import Variant, record_run
+from tests.support.processes import run_cli
+from tests.support.recorded import Variant, record_run
+from tests.support.scripts import CLASSIFIER, KERAS, TWEAK
+from tests.support.scripts import KMEANS_LABELLED as KMEANS
+from tweak.codemods import AddDenseLayer, SetEstimatorParam
 
-KMEANS = """
-    from sklearn.cluster import KMeans
-    from sklearn.datasets import make_blobs
-
-    X, y = make_blobs(n_samples=400, centers=4, cluster_std=0.5, random_state=3)
-    KMeans(n_clusters=2, n_init=5, random_state=0).fit(X)
-"""
-CLASSIFIER = """
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
-    model = LogisticRegression(C=1e-05, max_iter=200)
-    model.fit(Xtr, ytr)
-    print("<b>test accuracy</b>", model.score(Xte, yte))
-"""
-TWEAK = ["set_estimator_param", {"estimators": ["LogisticRegression"], "param": "C", "value": 1.0}]
-KERAS = """
-    import keras
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, random_state=0)
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.001), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(Xtr, ytr, epochs=4, batch_size=32, validation_split=0.2, verbose=0)
-    model.evaluate(Xte, yte, verbose=0)
-"""
 PNG = b"\x89PNG\r\n\x1a\n"
 JUNIT_XSD = Path(__file__).parent / "fixtures" / "junit.xsd"
 
@@ -72,15 +39,19 @@ def classifier_variants() -> list[Variant]:
     return [
         Variant(CLASSIFIER),
         Variant(better, ["C 1e-05 -> 1.0", "why: the model underfits"], [TWEAK]),
-        Variant(broken, ["solver lbfgs -> sgd"], [["set_estimator_param", {"param": "solver"}]]),
-        Variant(None, ["add a dense layer"], [["add_dense_layer", {}]], "caught before training: no Keras"),
+        Variant(
+            broken,
+            ["solver lbfgs -> sgd"],
+            [SetEstimatorParam(estimators=["LogisticRegression"], param="solver", value="sgd")],
+        ),
+        Variant(None, ["add a dense layer"], [AddDenseLayer()], "caught before training: no Keras"),
     ]
 
 
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory):
     """A KMeans repository tuned by the real pipeline, which writes the report and the JUnit XML."""
-    from tests.conftest import make_repo
+    from tests.support.repos import make_repo
 
     root = tmp_path_factory.mktemp("report")
     repo = make_repo(root / "repo", {"clusters.py": KMEANS})
@@ -139,6 +110,7 @@ def assert_self_contained(page: str) -> None:
     assert "<script" not in page and "<link" not in page
 
 
+@pytest.mark.slow
 def test_the_leaderboard_shows_each_trial_what_it_changed_and_why_it_failed(classifier_run):
     ledger, run = classifier_run
     trials = ledger.trials(run.id)
@@ -165,6 +137,7 @@ def test_the_leaderboard_shows_each_trial_what_it_changed_and_why_it_failed(clas
     assert "caught before training: no Keras" in rows[3][1]
 
 
+@pytest.mark.slow
 def test_the_verdict_says_whether_the_target_was_reached_and_by_how_much_tuning_lifted_it(classifier_run):
     ledger, run = classifier_run
     trials = ledger.trials(run.id)
@@ -179,6 +152,7 @@ def test_the_verdict_says_whether_the_target_was_reached_and_by_how_much_tuning_
     assert environment["image"] == "mlops-sklearn" and environment["seed"] == "0"
 
 
+@pytest.mark.slow
 def test_the_plots_are_embedded_pngs_and_the_page_needs_nothing_else(classifier_run, tuned_run):
     ledger, run = classifier_run
     page = write_report(ledger, run.id).read_text()
@@ -192,6 +166,7 @@ def test_the_plots_are_embedded_pngs_and_the_page_needs_nothing_else(classifier_
     assert_self_contained(page)
 
 
+@pytest.mark.slow
 def test_the_best_bar_is_green_when_it_reached_the_target(classifier_run):
     ledger, run = classifier_run
     image = Image.open(io.BytesIO(metric_plot_png(ledger, run.id))).convert("RGB")
@@ -199,6 +174,7 @@ def test_the_best_bar_is_green_when_it_reached_the_target(classifier_run):
     assert sum(1 for pixel in image.getdata() if pixel == green) > 500
 
 
+@pytest.mark.slow
 def test_the_diff_of_the_best_source_is_coloured_and_escaped(classifier_run):
     ledger, run = classifier_run
     page = write_report(ledger, run.id).read_text()
@@ -211,6 +187,7 @@ def test_the_diff_of_the_best_source_is_coloured_and_escaped(classifier_run):
     assert "<b>" not in diff and " < 1e-3" not in page
 
 
+@pytest.mark.slow
 def test_the_kmeans_report_shows_the_chosen_k_and_the_rule(tuned_run):
     ledger, run = tuned_run
     page = write_report(ledger, run.id).read_text()
@@ -220,6 +197,7 @@ def test_the_kmeans_report_shows_the_chosen_k_and_the_rule(tuned_run):
     assert '<span class="add">+KMeans(n_clusters=4' in page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tuned_run", "classifier_run"])
 def test_the_report_renders_in_chromium(fixture, request, tmp_path):
     ledger, run = request.getfixturevalue(fixture)
@@ -257,6 +235,7 @@ def test_the_report_renders_in_chromium(fixture, request, tmp_path):
         assert len(set(part.resize((320, 100)).getdata())) > 20, "part of the page is empty"
 
 
+@pytest.mark.slow
 def test_junit_xml_validates_and_has_a_case_per_trial_and_the_target(classifier_run):
     ledger, run = classifier_run
     trials = ledger.trials(run.id)

@@ -12,10 +12,10 @@ import pytest
 from mlops.domain import EndReason
 from mlops.runtime.base import TrialSpec
 from mlops.runtime.local import LocalRuntime
-from tests.conftest import trial_spec
+from tests.support.trials import trial_spec
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
 def runtime(request, tmp_path):
     if request.param == "local":
         yield LocalRuntime(tmp_path / "ws")
@@ -37,6 +37,7 @@ GOOD = """
 """
 
 
+@pytest.mark.slow
 def test_a_trial_that_succeeds_streams_its_log_and_writes_its_metric(runtime, tmp_path):
     spec = trial(tmp_path, "good", GOOD)
     handle = runtime.run(spec)
@@ -49,7 +50,7 @@ def test_a_trial_that_succeeds_streams_its_log_and_writes_its_metric(runtime, tm
 
 
 def test_a_script_that_raises_exits_1_and_keeps_its_traceback(runtime, tmp_path):
-    spec = trial(tmp_path, "raises", "import sklearn\nraise KeyError('label column')\n")
+    spec = trial(tmp_path, "raises", "import json\nraise KeyError('label column')\n")
     handle = runtime.run(spec)
     outcome = runtime.wait(handle)
     runtime.remove(handle)
@@ -59,7 +60,7 @@ def test_a_script_that_raises_exits_1_and_keeps_its_traceback(runtime, tmp_path)
 
 
 def test_the_time_limit_stops_a_trial(runtime, tmp_path):
-    spec = trial(tmp_path, "slow", "import time\ntime.sleep(600)\n", timeout_s=3)
+    spec = trial(tmp_path, "slow", "import time\ntime.sleep(600)\n", timeout_s=1)
     started = time.time()
     handle = runtime.run(spec)
     outcome = runtime.wait(handle)
@@ -93,6 +94,7 @@ def test_stop_ends_a_trial(runtime, tmp_path):
     assert outcome.reason is EndReason.SIGNAL
 
 
+@pytest.mark.slow
 def test_another_process_can_attach_to_a_running_trial(runtime, tmp_path):
     spec = trial(tmp_path, "attach", "import time\ntime.sleep(3)\n" + textwrap.dedent(GOOD))
     handle = runtime.run(spec)
@@ -108,6 +110,7 @@ def test_another_process_can_attach_to_a_running_trial(runtime, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_process_that_attaches_again_goes_on_with_the_log_without_repeating_it(runtime, tmp_path):
     script = "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second', flush=True)\n"
     spec = trial(tmp_path, "relog", script + textwrap.dedent(GOOD))

@@ -11,7 +11,9 @@ import pytest
 
 from jobs.views import print_classifications
 from mlops.classify import classify_paths
-from tests.test_classify import CORPUS, MODEL, TRAIN_NET, _tree, _write
+from tests.support.classify import CORPUS, MODEL, TRAIN_NET
+from tests.support.classify import tree as _tree
+from tests.support.classify import write as _write
 
 
 def command(paths: list[str], as_json: bool, out: TextIO) -> int:

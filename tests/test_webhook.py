@@ -13,7 +13,7 @@ import requests
 
 from mlops.errors import ConfigError
 from mlops.webhook import Push, PushQueue, Worker, make_server, watch
-from tests.conftest import git, make_repo
+from tests.support.repos import git, make_repo
 
 SECRET = "webhook-shared-secret"
 
@@ -33,7 +33,7 @@ def server(tmp_path):
     runs: list[tuple[str, str, str]] = []
     queue = PushQueue(tmp_path / "ws")
     httpd = make_server("127.0.0.1", 0, SECRET, "main", queue)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     worker = Worker(queue, lambda *push: runs.append(push))
     worker.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/hooks/github"

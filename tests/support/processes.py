@@ -1,0 +1,70 @@
+"""The ``mlops`` command and the harness, run as separate processes the way a user or a runtime runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.support.repos import ROOT
+
+HARNESS = ROOT / "mlops_harness"  # run as a folder: python HARNESS ARGS
+
+
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``mlops ARGS`` as a user runs it: a separate process, with its output captured."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_harness(
+    tmp_path: Path,
+    script: str,
+    name: str = "train.py",
+    extra_files: dict[str, str] | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / name).write_text(textwrap.dedent(script), encoding="utf-8", newline="")
+    for fname, text in (extra_files or {}).items():
+        (code / fname).parent.mkdir(parents=True, exist_ok=True)
+        (code / fname).write_text(textwrap.dedent(text), encoding="utf-8")
+    out = tmp_path / "trial"
+    source = tmp_path / "variant.py"
+    source.write_bytes((code / name).read_bytes())
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MLOPS_SEED="0")
+    full_env.update(env or {})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HARNESS),
+            "--code",
+            str(code),
+            "--script",
+            name,
+            "--source",
+            str(source),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, out
