@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlops_harness.protocol import ENV_CLUSTER_METRIC, accuracy_key
+from mlops_harness.protocol import ENV_CLUSTER_METRIC, WRITTEN_ACCURACY_KEYS, accuracy_key
 from mlops_harness.recorder import Recorder
 
 ACCURACY_FILES = ("accuracy.txt", "accuracy.json", "acc.txt", "result.txt", "score.txt")
@@ -18,7 +18,7 @@ ACCURACY_FILES = ("accuracy.txt", "accuracy.json", "acc.txt", "result.txt", "sco
 def normalize_accuracy(raw: Any) -> float | None:
     """A fraction between 0 and 1 from what a script wrote, or None if it is not an accuracy."""
     if isinstance(raw, dict):
-        for key in ("accuracy", "acc", "val_accuracy", "test_accuracy", "score"):
+        for key in WRITTEN_ACCURACY_KEYS:
             if key in raw:
                 return normalize_accuracy(raw[key])
         return None

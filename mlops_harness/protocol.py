@@ -55,6 +55,8 @@ ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
 ACCURACY_KEYS = ("accuracy", "acc")
 # The per-epoch accuracy a learning curve follows: validation when there is one.
 CURVE_KEYS = ("val_accuracy", "val_acc", "accuracy", "acc")
+# Keys of an accuracy in a JSON object a script wrote itself ({"accuracy": 0.93}), most wanted first.
+WRITTEN_ACCURACY_KEYS = ("accuracy", "acc", "val_accuracy", "test_accuracy", "score")
 
 
 def accuracy_key(logs: Mapping[str, Any], prefix: str = "") -> str | None:
