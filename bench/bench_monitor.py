@@ -97,7 +97,7 @@ def timed_run(root: Path, runtime_name: str, epochs: int, checkpoints: bool) -> 
     runtime = make_runtime(runtime_name, root / "ws")
 
     class Clock(Progress):
-        def trial_line(self, run_id, number, line):  # noqa: ANN001
+        def trial_line(self, run_id: str, number: int, line: str) -> None:
             if line.startswith("[mlops] epoch "):
                 stamps.append(time.monotonic())
 
@@ -112,7 +112,7 @@ def chaos(root: Path, runtime_name: str, epochs: int, kills: int) -> tuple[list[
     events: list[tuple[str, float]] = []
 
     class Watch(Progress):
-        def trial_line(self, run_id, number, line):  # noqa: ANN001
+        def trial_line(self, run_id: str, number: int, line: str) -> None:
             if line.startswith("[mlops] running"):
                 events.append(("started", time.monotonic()))
             elif line.startswith("[mlops] resumed"):

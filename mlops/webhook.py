@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import ConfigError
+from mlops_harness.protocol import write_atomic
 
 log = logging.getLogger("mlops.webhook")
 MAX_BODY = 1024 * 1024
@@ -59,13 +60,9 @@ class PushQueue:
             if push.commit in seen:
                 return False
             name = f"{time.time_ns()}-{push.commit[:12]}.json"
-            tmp = self.folder / f".{name}.tmp"
-            tmp.write_text(json.dumps(push.__dict__))
-            os.replace(tmp, self.folder / name)
+            write_atomic(self.folder / name, json.dumps(push.__dict__))
             seen.add(push.commit)
-            tmp = self.folder / ".seen.tmp"
-            tmp.write_text(json.dumps(sorted(seen)))
-            os.replace(tmp, self.seen_file)
+            write_atomic(self.seen_file, json.dumps(sorted(seen)))
             self.ready.notify_all()
             return True
 

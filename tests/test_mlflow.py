@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import epoch_metrics, log_run
 from mlops.report import write_junit, write_report
 from tests.support.processes import run_cli
@@ -16,7 +19,7 @@ from tests.support.scripts import KMEANS_LABELLED as KMEANS
 SKLEARN = {"kind": "other", "family": "classic", "framework": "sklearn", "image": "mlops-sklearn"}
 
 
-def logged(tmp_path, ledger, run):  # noqa: ANN001, ANN201
+def logged(tmp_path: Path, ledger: Ledger, run: RunRecord) -> tuple[Any, Any, list[Any]]:
     from mlflow.tracking import MlflowClient  # imported here: mlflow takes seconds to import
 
     write_report(ledger, run.id)

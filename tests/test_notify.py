@@ -10,6 +10,7 @@ import threading
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -92,7 +93,7 @@ def smtp_server(certificate):
     context.load_cert_chain(cert, key)
     inbox = Inbox()
 
-    def authenticate(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         ok = auth_data.login == b"mlops" and auth_data.password == SECRET.encode()
         return AuthResult(success=ok, handled=False)
 
@@ -253,7 +254,7 @@ class Flaky(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, *args):  # noqa: ANN002
+    def log_message(self, *args: Any) -> None:
         pass
 
 
@@ -284,7 +285,7 @@ class Hook(BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args):  # noqa: ANN002
+    def log_message(self, *args: Any) -> None:
         pass
 
 

@@ -79,7 +79,7 @@ class Tables(HTMLParser):
         self.cell: list[str] | None = None
         self.feed(page)
 
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "table":
             self.tables.append([])
         elif tag == "tr":
@@ -89,12 +89,12 @@ class Tables(HTMLParser):
         elif tag == "br" and self.cell is not None:
             self.cell.append("\n")
 
-    def handle_endtag(self, tag):  # noqa: ANN001
+    def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self.cell is not None:
             self.tables[-1][-1].append("".join(self.cell).strip())
             self.cell = None
 
-    def handle_data(self, data):  # noqa: ANN001
+    def handle_data(self, data: str) -> None:
         if self.cell is not None:
             self.cell.append(data)
 
