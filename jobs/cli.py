@@ -134,6 +134,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 "error": t.error,
                 "error_file": t.error_file,
                 "error_line": t.error_line,
+                "failure_class": t.failure_class,
+                "hint": t.hint,
                 "epochs": t.epochs,
                 "duration_s": t.duration_s,
                 "dir": str(run.dir / "trials" / str(t.number)),
@@ -154,7 +156,10 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     failed = [t for t in trials if t.error]
     for t in failed:
         where = f" ({t.error_file}:{t.error_line})" if t.error_line else ""
-        out.write(f"trial {t.number}: {t.error}{where}\n")
+        what = f"[{t.failure_class}] " if t.failure_class else ""
+        out.write(f"trial {t.number}: {what}{t.error}{where}\n")
+        if t.hint:
+            out.write(f"   hint: {t.hint}\n")
     return 0
 
 

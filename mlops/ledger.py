@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS trials (
     metric_name TEXT, metric REAL, metric_source TEXT,
     end_reason TEXT, exit_code INTEGER, error TEXT, error_file TEXT, error_line INTEGER,
     handle TEXT, restarts INTEGER NOT NULL DEFAULT 0, epochs INTEGER,
-    started_at REAL, finished_at REAL, duration_s REAL,
+    started_at REAL, finished_at REAL, duration_s REAL, failure_class TEXT, hint TEXT,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -111,7 +111,8 @@ class TrialRecord:
     started_at: float | None = None
     finished_at: float | None = None
     duration_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    failure_class: str | None = None  # mlops_harness.protocol.FailureClass of a failed trial
+    hint: str | None = None  # what to do about the failure (or a warning of a trial that succeeded)
 
 
 class Ledger:
@@ -127,6 +128,14 @@ class Ledger:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a workspace's ledger was made (``ALTER TABLE ... ADD COLUMN``, kept data)."""
+        have = {row["name"] for row in self.conn.execute("PRAGMA table_info(trials)")}
+        for column in ("failure_class", "hint"):
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE trials ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.conn.close()
@@ -414,12 +423,15 @@ class Ledger:
         error_line: int | None = None,
         epochs: int | None = None,
         duration_s: float | None = None,
+        failure_class: str | None = None,
+        hint: str | None = None,
     ) -> None:
         with self.transaction() as conn:
             conn.execute(
                 """UPDATE trials SET status = ?, metric_name = ?, metric = ?, metric_source = ?, end_reason = ?,
                    exit_code = ?, error = ?, error_file = ?, error_line = ?, epochs = ?, duration_s = ?,
-                   finished_at = ?, handle = NULL WHERE run_id = ? AND number = ?""",
+                   finished_at = ?, handle = NULL, failure_class = ?, hint = ?
+                   WHERE run_id = ? AND number = ?""",
                 (
                     status.value,
                     metric_name,
@@ -433,6 +445,8 @@ class Ledger:
                     epochs,
                     duration_s,
                     time.time(),
+                    failure_class,
+                    hint,
                     run_id,
                     number,
                 ),
@@ -447,7 +461,7 @@ class Ledger:
                 number,
                 f"trial-{status.value}",
                 message,
-                {"end_reason": end_reason, "exit_code": exit_code},
+                {"end_reason": end_reason, "exit_code": exit_code, "failure_class": failure_class},
             )
 
     def trial(self, run_id: str, number: int) -> TrialRecord:

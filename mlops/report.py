@@ -280,9 +280,14 @@ def _row(run: RunRecord, t: TrialRecord) -> str:
     changes = "<br>".join(html.escape(c) for c in t.changes) or '<span class="muted">as pushed</span>'
     if t.error and t.status is TrialStatus.FAILED:
         where = f"{t.error_file}:{t.error_line}: " if t.error_line else ""
-        changes += f'<br><span class="err">{html.escape(where + t.error)}</span>'
+        cls = f"[{t.failure_class}] " if t.failure_class else ""
+        changes += f'<br><span class="err">{html.escape(cls + where + t.error)}</span>'
+        if t.hint:
+            changes += f'<br><span class="note">{html.escape(t.hint)}</span>'
     elif t.error:  # why a trial was skipped or pruned
         changes += f'<br><span class="note">{html.escape(t.error)}</span>'
+    elif t.hint:  # a trial that succeeded, with a warning
+        changes += f'<br><span class="note">{html.escape(t.hint)}</span>'
     best = t.number == run.best_trial
     metric = f"{t.metric:.4f}" if t.metric is not None else "-"
     duration = f"{t.duration_s:.1f} s" if t.duration_s is not None else "-"

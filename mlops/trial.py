@@ -8,12 +8,25 @@ from typing import Any
 
 from mlops.domain import EndReason, TrialStatus
 from mlops.runtime.base import Outcome
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, read_json
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, FailureClass, read_json
+
+# Only these ends are worth a restart: the training itself may well succeed next time.
+RESTARTED = frozenset({FailureClass.CRASH, FailureClass.OOM})
+# A trial 0 that fails so cannot be fixed by any tweak of the model: the run stops there.
+NO_TWEAK_FIXES = frozenset(
+    {FailureClass.ENVIRONMENT, FailureClass.API, FailureClass.DATA, FailureClass.DOWNLOAD, FailureClass.INPUT}
+)
+END_CLASSES = {
+    EndReason.TIMEOUT: (FailureClass.TIMEOUT, "raise --timeout, or fewer epochs"),
+    EndReason.OOM: (FailureClass.OOM, "raise --memory, or a smaller model or batch"),
+    EndReason.SIGNAL: (FailureClass.CRASH, "killed from outside; restarted from its checkpoint"),
+    EndReason.LOST: (FailureClass.CRASH, "the process or container went away; restarted from its checkpoint"),
+}
 
 
 @dataclass(frozen=True)
 class LaunchResult:
-    """What one launch produced: a metric, or why not."""
+    """What one launch produced: a metric, or why not (its failure class and a hint)."""
 
     status: TrialStatus
     outcome: Outcome
@@ -25,18 +38,9 @@ class LaunchResult:
     error_file: str | None = None
     error_line: int | None = None
     traceback: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """Two failures with the same fingerprint failed the same way (the same traceback)."""
-        if self.traceback:
-            return self.traceback
-        return f"{self.outcome.reason}:{self.error or ''}"
-
-    @property
-    def own_fault(self) -> bool:
-        """The user's code decided this end (it raised, found no metric, hit a limit), not a crash."""
-        return not self.outcome.reason.is_crash()
+    failure: FailureClass | None = None
+    hint: str | None = None
+    warning: str | None = None  # the trial succeeded, but the script failed after its metric was measured
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -47,11 +51,21 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _failure(report: dict[str, Any]) -> FailureClass:
+    try:
+        return FailureClass(report.get("failure_class") or FailureClass.CODE)
+    except ValueError:
+        return FailureClass.CODE
+
+
 def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
     metrics: dict[str, Any] = read_json(trial_dir / METRICS_FILE) or {}
     report: dict[str, Any] = read_json(trial_dir / OUTCOME_FILE) or {}
     epochs = metrics.get("epochs")
     if outcome.ok and "value" in metrics:
+        after = report.get("failed_after_metric") or {}
+        where = f" at {after.get('file')}:{after.get('line')}" if after.get("line") else ""
+        warning = f"after the metric, the script failed{where}: {after.get('error')}" if after else None
         return LaunchResult(
             TrialStatus.SUCCEEDED,
             outcome,
@@ -59,11 +73,13 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
             float(metrics["value"]),
             metrics.get("source"),
             epochs,
+            warning=warning,
         )
     if outcome.reason is EndReason.EXITED and outcome.exit_code in (
         ExitCode.SCRIPT_ERROR,
         ExitCode.NO_METRIC,
     ):
+        no_metric = outcome.exit_code == ExitCode.NO_METRIC
         return LaunchResult(
             TrialStatus.FAILED,
             outcome,
@@ -72,11 +88,34 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
             error_file=report.get("file"),
             error_line=report.get("line"),
             traceback=report.get("traceback"),
+            failure=FailureClass.CODE if no_metric else _failure(report),
+            hint=(
+                "measure the model with evaluate(), score() or accuracy_score(), or write accuracy.txt"
+                if no_metric
+                else report.get("hint")
+            ),
         )
-    if outcome.reason is EndReason.EXITED and outcome.exit_code == ExitCode.OK:
-        return LaunchResult(TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics")
-    last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
-    hint = f" (last output: {last[-1][:200]})" if last and outcome.reason is EndReason.EXITED else ""
+    if outcome.reason is EndReason.EXITED:
+        code = FailureClass.CODE
+        if outcome.exit_code == ExitCode.OK:
+            return LaunchResult(
+                TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics", failure=code
+            )
+        last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
+        said = f" (last output: {last[-1][:200]})" if last else ""
+        return LaunchResult(
+            TrialStatus.FAILED,
+            outcome,
+            epochs=epochs,
+            error=f"the training {outcome.describe()}{said}",
+            failure=code,
+        )
+    cls, hint = END_CLASSES[outcome.reason]
     return LaunchResult(
-        TrialStatus.FAILED, outcome, epochs=epochs, error=f"the training {outcome.describe()}{hint}"
+        TrialStatus.FAILED,
+        outcome,
+        epochs=epochs,
+        error=f"the training {outcome.describe()}",
+        failure=cls,
+        hint=hint,
     )

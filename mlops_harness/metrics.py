@@ -6,12 +6,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mlops_harness.protocol import ENV_CLUSTER_METRIC, WRITTEN_ACCURACY_KEYS, accuracy_key
 from mlops_harness.recorder import Recorder
 
+NUMBER = re.compile(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?")
 ACCURACY_FILES = ("accuracy.txt", "accuracy.json", "acc.txt", "result.txt", "score.txt")
 
 
@@ -32,7 +34,7 @@ def normalize_accuracy(raw: Any) -> float | None:
             return normalize_accuracy(json.loads(text))
         except ValueError:
             pass
-        numbers = re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", text)
+        numbers = NUMBER.findall(text)
         if not numbers:
             return None
         value = float(numbers[-1])
@@ -54,17 +56,24 @@ def normalize_accuracy(raw: Any) -> float | None:
     return value
 
 
-def read_accuracy_file(folder: Path) -> tuple[float, str] | None:
-    """The accuracy a script wrote to a file of its own (``accuracy.txt`` and friends), and that file's name."""
-    for name in ACCURACY_FILES:
-        path = folder / name
-        if path.is_file():
-            try:
-                value = normalize_accuracy(path.read_text(encoding="utf-8", errors="replace")[:10000])
-            except OSError:
+def read_accuracy_file(folder: Path, outside: Sequence[tuple[str, Path]] = ()) -> tuple[float, str] | None:
+    """The accuracy a script wrote to a file of its own (``accuracy.txt`` and friends, in its folder; or a
+    file it wrote to an absolute path, ``/newdir/o.txt``, when that file holds nothing but an accuracy), and
+    the file's name."""
+    candidates = [(folder / name, name) for name in ACCURACY_FILES]
+    candidates += [(path, named) for named, path in reversed(outside)]
+    for path, name in candidates:
+        try:
+            if not path.is_file() or path.stat().st_size > 10000:
                 continue
-            if value is not None:
-                return value, name
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if path.name not in ACCURACY_FILES and len(NUMBER.findall(text)) != 1:
+            continue  # a file of any name counts only when it is one number ("0.93", "93%")
+        value = normalize_accuracy(text)
+        if value is not None:
+            return value, name
     return None
 
 

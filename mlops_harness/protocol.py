@@ -36,6 +36,20 @@ class ExitCode(enum.IntEnum):
     BAD_INVOCATION = 4  # the harness was called wrongly
 
 
+class FailureClass(enum.StrEnum):
+    """Why a trial failed. The harness classes what the script raised; the orchestrator, how a launch ended."""
+
+    ENVIRONMENT = "environment"  # a module the environment does not have
+    API = "api"  # code for another generation of its library (Keras 2, an older scikit-learn)
+    DATA = "data"  # a file or folder the script reads is not there
+    DOWNLOAD = "download"  # a data set or weights could not be fetched
+    INPUT = "input"  # the script asked for input()
+    CODE = "code"  # any other exception of the script
+    CRASH = "crash"  # killed by a signal, or the engine or machine went away
+    OOM = "oom"  # over its memory limit
+    TIMEOUT = "timeout"  # over its time limit
+
+
 # Files and folders the harness writes into the trial folder.
 METRICS_FILE = "metrics.json"
 ACCURACY_FILE = "accuracy.txt"
@@ -44,6 +58,7 @@ EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"  # the process's output; written by the runtime, not by the harness
 CHECKPOINT_DIR = "checkpoints"
 WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
+OUTSIDE_DIR = "_outside"  # in WORK_DIR: files the script wrote to absolute paths it could not write
 
 # Environment variables the harness reads.
 ENV_SEED = "MLOPS_SEED"  # an integer: Python's, numpy's and Keras's seeds

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import compat, sklearn_hooks
+from mlops_harness import compat, failures, sklearn_hooks
+from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
 from mlops_harness.metrics import choose_metric, read_accuracy_file
 from mlops_harness.protocol import (
@@ -36,6 +37,7 @@ from mlops_harness.protocol import (
     WORK_DIR,
     EventKind,
     ExitCode,
+    FailureClass,
     to_json,
     write_atomic,
 )
@@ -74,6 +76,14 @@ def isolate_path(script_dir: Path) -> None:
     sys.path.insert(0, str(script_dir))
 
 
+def measured(rec: Recorder, chosen: dict[str, Any]) -> bool:
+    """True when the chosen metric was measured by the script's own call (evaluate, score, a metric
+    function, a clustering), not read from the last epoch of a fit that the script never evaluated."""
+    return (
+        any(o["source"] == chosen.get("source") for o in rec.observations) or chosen.get("source") == "kmeans"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     code, out, source = Path(args.code).resolve(), Path(args.out).resolve(), Path(args.source).resolve()
     for label, path in (("code folder", code), ("source", source)):
@@ -97,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
+    guards = Guards(out, work_root, say)
+    guards.install()
     os.environ.setdefault("MPLBACKEND", "Agg")
     vars(builtins)["get_ipython"] = IPythonShim
     devnull = open(os.devnull)  # noqa: SIM115 (stays open for the script's lifetime)
@@ -115,19 +127,28 @@ def run(args: argparse.Namespace) -> int:
         runpy.run_path(str(script_path), run_name="__main__")
     except SystemExit as e:
         if e.code not in (None, 0):
-            outcome.update(status="error", error=f"the script called sys.exit({e.code!r})")
+            outcome.update(
+                status="error",
+                error=f"the script called sys.exit({e.code!r})",
+                failure_class=FailureClass.CODE.value,
+                hint=f"the script ended itself with exit status {e.code!r}",
+            )
             exit_code = ExitCode.SCRIPT_ERROR
     except BaseException as e:  # noqa: BLE001 (everything the user's code raises is a trial result)
         filename, line = error_location(e, script_path)
         message = f"{type(e).__name__}: {e}".strip()
         if isinstance(e, EOFError):
             message += " (the script asked for input, but a training has no standard input)"
+        where = relative_to(filename, work_root)
+        failure = failures.classify(e, work_root, script_path, where, line, guards.prompts)
         outcome.update(
             status="error",
             error=message.splitlines()[0] if message else type(e).__name__,
-            file=relative_to(filename, work_root),
+            file=where,
             line=line,
             traceback=traceback.format_exc(),
+            failure_class=failure.cls.value,
+            hint=failure.hint,
         )
         exit_code = ExitCode.SCRIPT_ERROR
         traceback.print_exc()
@@ -141,9 +162,20 @@ def run(args: argparse.Namespace) -> int:
         say(f"warning: could not measure the clustering: {e}")
     chosen = choose_metric(rec)
     if chosen is None and exit_code == ExitCode.OK:
-        found = read_accuracy_file(script_path.parent)
+        found = read_accuracy_file(script_path.parent, guards.written)
         if found:
             chosen = {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}
+    if chosen is not None and exit_code == ExitCode.SCRIPT_ERROR and measured(rec, chosen):
+        # It trained and measured, then failed (a plot, a save, a folder of its author's machine): the
+        # metric stands, and the failure is a warning of the trial.
+        after = {
+            k: outcome.pop(k) for k in ("error", "file", "line", "failure_class", "hint") if k in outcome
+        }
+        outcome.pop("traceback", None)
+        outcome.update(status="ok", failed_after_metric=after)
+        exit_code = ExitCode.OK
+        where = f" at {after.get('file')}:{after.get('line')}" if after.get("line") else ""
+        say(f"warning: the metric was measured, then the script failed{where}: {after.get('error')}")
 
     if chosen is None and exit_code == ExitCode.OK:
         outcome.update(

@@ -23,7 +23,7 @@ from mlops.domain import TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Runtime, TrialSpec, follow_file
-from mlops.trial import LaunchResult, read_result
+from mlops.trial import RESTARTED, LaunchResult, read_result
 from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, decode_events
 
 
@@ -48,16 +48,13 @@ class RestartPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
 
-    def decide(self, result: LaunchResult, earlier: list[LaunchResult], restarts: int) -> Decision:
+    def decide(self, result: LaunchResult, restarts: int) -> Decision:
         if result.status is TrialStatus.SUCCEEDED:
             return Decision(Action.FINISH, "produced its metric")
-        if (
-            result.own_fault
-            and earlier
-            and earlier[-1].own_fault
-            and earlier[-1].fingerprint == result.fingerprint
-        ):
-            return Decision(Action.FINISH, "failed the same way twice: a bug in the script, not a crash")
+        if result.failure not in RESTARTED:
+            # An exception of the script, a missing module, a timeout: the same code fails the same way.
+            what = result.failure.value if result.failure else "failure"
+            return Decision(Action.FINISH, f"a {what} failure is not restarted: it would fail the same way")
         if restarts >= self.max_restarts:
             return Decision(Action.GIVE_UP, f"still failing after {restarts} restarts")
         delay = min(self.max_delay_s, self.base_delay_s * (2**restarts))
@@ -116,7 +113,7 @@ class Supervisor:
         if handle is None and restart_reason is None:
             self.progress.trial_started(run.id, trial.number, trial.changes)
 
-        earlier: list[LaunchResult] = []
+        launches = 0
         restarts = trial.restarts
         while True:
             events_from = events_size(spec.trial_dir)
@@ -165,8 +162,8 @@ class Supervisor:
                 self.progress.trial_finished(run.id, trial.number, "pruned", "stopped early by the strategy")
                 return self.ledger.trial(run.id, trial.number)
 
-            decision = self.policy.decide(result, earlier, restarts)
-            earlier.append(result)
+            decision = self.policy.decide(result, restarts)
+            launches += 1
             if decision.action is Action.RESTART:
                 self.ledger.event(
                     run.id,
@@ -179,9 +176,7 @@ class Supervisor:
                 restart_reason = decision.reason
                 continue
             error = result.error
-            if decision.action is Action.GIVE_UP or (
-                result.status is TrialStatus.FAILED and len(earlier) > 1
-            ):
+            if decision.action is Action.GIVE_UP or (result.status is TrialStatus.FAILED and launches > 1):
                 error = f"{result.error} ({decision.reason})"
             self.ledger.finish_trial(
                 run.id,
@@ -197,6 +192,8 @@ class Supervisor:
                 error_line=result.error_line,
                 epochs=result.epochs,
                 duration_s=outcome.duration_s,
+                failure_class=result.failure.value if result.failure else None,
+                hint=result.hint or result.warning,
             )
             if result.status is TrialStatus.SUCCEEDED:
                 self.progress.trial_finished(
@@ -205,9 +202,14 @@ class Supervisor:
                     "succeeded",
                     f"{result.metric_name} {result.metric:.4f} in {outcome.duration_s:.1f} s",
                 )
+                if result.warning:
+                    self.progress.warn(f"trial {trial.number}: {result.warning}")
             else:
                 where = f" at {result.error_file}:{result.error_line}" if result.error_line else ""
-                self.progress.trial_finished(run.id, trial.number, "failed", f"{error}{where}")
+                what = f"[{result.failure.value}] " if result.failure else ""
+                self.progress.trial_finished(run.id, trial.number, "failed", f"{what}{error}{where}")
+                if result.hint:
+                    self.progress.info(f"   hint: {result.hint}")
             if decision.action is Action.GIVE_UP:
                 self.ledger.event(
                     run.id,

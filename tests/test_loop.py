@@ -40,7 +40,9 @@ def units_score(source: str) -> float:
 class FakeExecute:
     """The supervisor's ``execute``: records each trial as the ledger would after a training."""
 
-    def __init__(self, ledger: Ledger, score=units_score, fail: set[int] = frozenset()) -> None:
+    def __init__(
+        self, ledger: Ledger, score=units_score, fail: dict[int, str] | set[int] = frozenset()
+    ) -> None:
         self.ledger = ledger
         self.score = score
         self.fail = fail
@@ -50,7 +52,15 @@ class FakeExecute:
         self.ran.append(trial.number)
         self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
         if trial.number in self.fail:
-            self.ledger.finish_trial(run.id, trial.number, TrialStatus.FAILED, error="ValueError: boom")
+            cls = self.fail.get(trial.number, "code") if isinstance(self.fail, dict) else "code"
+            self.ledger.finish_trial(
+                run.id,
+                trial.number,
+                TrialStatus.FAILED,
+                error="ValueError: boom",
+                failure_class=cls,
+                hint="fix it",
+            )
         else:
             value = self.score(spec.source_file.read_text())
             self.ledger.finish_trial(
@@ -188,3 +198,25 @@ def test_stop_reason_is_a_pure_function_of_the_trials(tmp_path, ledger):
     time.sleep(0.15)
     status, why = stop_reason(ledger.run(run.id), [trial_record(0, ok, 0.5)], timed)
     assert status is RunStatus.EXHAUSTED and "wall-time budget" in why
+
+
+@pytest.mark.parametrize("cls", ["environment", "api", "data", "download", "input"])
+def test_a_trial_0_that_no_tweak_can_fix_ends_the_run_there_whatever_the_budget(tmp_path, ledger, cls):
+    run = make_run(tmp_path, ledger, max_trials=5)
+    execute = FakeExecute(ledger, fail={0: cls})
+    done = tuner(ledger, execute).tune(run)
+    assert execute.ran == [0]
+    assert (
+        done.status is RunStatus.FAILED
+        and f"cannot run here [{cls}]" in done.reason
+        and "fix it" in done.reason
+    )
+
+
+@pytest.mark.parametrize("max_trials", [1, 2])
+def test_a_run_in_which_no_trial_produced_a_metric_failed_whatever_its_budget(tmp_path, ledger, max_trials):
+    run = make_run(tmp_path, ledger, max_trials=max_trials)
+    execute = FakeExecute(ledger, fail={0: "code", 1: "code"})
+    done = tuner(ledger, execute, max_trials=max_trials).tune(run)
+    assert execute.ran == list(range(max_trials))
+    assert done.status is RunStatus.FAILED and "no trial produced a metric" in done.reason

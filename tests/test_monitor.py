@@ -16,35 +16,35 @@ from mlops.progress import Progress
 from mlops.runtime.base import Outcome
 from mlops.runtime.local import LocalRuntime
 from mlops.trial import LaunchResult
-from mlops_harness.protocol import EventKind, decode_event, encode_event
+from mlops_harness.protocol import EventKind, FailureClass, decode_event, encode_event
 from monitor.supervisor import Action, RestartPolicy, Supervisor, epoch_of
 from tests.support.trials import ledger_trial, trial_spec
 
 
-def result(reason: EndReason, traceback: str | None = None, status=TrialStatus.FAILED) -> LaunchResult:
-    return LaunchResult(
-        status, Outcome(reason, 1 if reason is EndReason.EXITED else None), traceback=traceback
-    )
+def result(reason: EndReason, failure: FailureClass | None, status=TrialStatus.FAILED) -> LaunchResult:
+    return LaunchResult(status, Outcome(reason, 1 if reason is EndReason.EXITED else None), failure=failure)
 
 
 def test_crashes_restart_with_growing_backoff_up_to_the_limit():
     policy = RestartPolicy(max_restarts=3, base_delay_s=0.5)
-    killed = result(EndReason.SIGNAL)
-    decisions = [policy.decide(killed, [killed] * n, n) for n in range(4)]
+    killed = result(EndReason.SIGNAL, FailureClass.CRASH)
+    decisions = [policy.decide(killed, n) for n in range(4)]
     assert [d.action for d in decisions] == [Action.RESTART] * 3 + [Action.GIVE_UP]
     assert [d.delay_s for d in decisions[:3]] == [0.5, 1.0, 2.0]
+    assert policy.decide(result(EndReason.OOM, FailureClass.OOM), 0).action is Action.RESTART
 
 
-def test_the_same_traceback_twice_is_a_bug_not_a_crash():
+def test_an_exception_of_the_script_is_not_trained_again_to_see_it_fail_the_same_way():
     policy = RestartPolicy()
-    boom = result(EndReason.EXITED, traceback="Traceback ... ValueError: x")
-    assert policy.decide(boom, [], 0).action is Action.RESTART  # once, it may be flaky
-    second = policy.decide(boom, [boom], 1)
-    assert second.action is Action.FINISH and "same way twice" in second.reason
-    other = result(EndReason.EXITED, traceback="Traceback ... KeyError: y")
-    assert policy.decide(other, [boom], 1).action is Action.RESTART
-    ok = result(EndReason.EXITED, status=TrialStatus.SUCCEEDED)
-    assert policy.decide(ok, [boom], 1).action is Action.FINISH
+    for failure in (FailureClass.CODE, FailureClass.ENVIRONMENT, FailureClass.DATA, FailureClass.INPUT):
+        decision = policy.decide(result(EndReason.EXITED, failure), 0)
+        assert (
+            decision.action is Action.FINISH
+            and f"a {failure.value} failure is not restarted" in decision.reason
+        )
+    assert policy.decide(result(EndReason.TIMEOUT, FailureClass.TIMEOUT), 0).action is Action.FINISH
+    ok = result(EndReason.EXITED, None, status=TrialStatus.SUCCEEDED)
+    assert policy.decide(ok, 2).action is Action.FINISH
 
 
 def test_epoch_events_are_decoded():

@@ -20,6 +20,7 @@ from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
+from mlops.trial import NO_TWEAK_FIXES
 from mlops_harness.protocol import CURVE_KEYS, METRICS_FILE, read_json, write_atomic
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
@@ -73,9 +74,27 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
         and "SyntaxError" in (trials[0].error or "")
     ):
         return RunStatus.FAILED, f"the code as pushed does not parse: {trials[0].error}"
+    first = trials[0] if trials else None
+    if first is not None and first.status is TrialStatus.FAILED and first.failure_class in NO_TWEAK_FIXES:
+        # A missing module, old library code, missing data, a download, a prompt: no tweak of the model fixes
+        # that, so no tuning trial is proposed to fail the same way.
+        where = f" ({first.error_file}:{first.error_line})" if first.error_line else ""
+        hint = f"; {first.hint}" if first.hint else ""
+        return (
+            RunStatus.FAILED,
+            f"the code as pushed cannot run here [{first.failure_class}]: {first.error}{where}{hint}",
+        )
     tail = done[-FAILURES_IN_A_ROW:]
     if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
         return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
+    if len(trials) >= budget.max_trials and not scored and done:
+        last = done[-1]
+        what = (
+            f"[{last.failure_class}] {last.error}"
+            if last.failure_class
+            else (last.error or last.status.value)
+        )
+        return RunStatus.FAILED, f"no trial produced a metric (trial {last.number}: {what})"
     if len(trials) >= budget.max_trials:
         what = f"best {best_metric:.4f}" if best_metric is not None else "no metric"
         return (

@@ -2,8 +2,8 @@
 
 The tweaks are given here instead of proposed by a strategy, so a test can choose a trial that fails or
 is skipped; everything else is the code a real run uses: each trial's variant is trained by the harness
-through ``Supervisor.execute`` on a ``LocalRuntime`` (in parallel, to keep the tests short; a failing
-trial is retried once and marked failed the same way twice, as in a real run), and the run is ended by
+through ``Supervisor.execute`` on a ``LocalRuntime`` (in parallel, to keep the tests short), and the run is
+ended by
 ``tweak.loop.finish_run``, so metrics.json, outcome.json, events.jsonl, log.txt, best.py and best.diff are
 what a real run leaves.
 """

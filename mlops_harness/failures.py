@@ -1,0 +1,175 @@
+"""Why a script failed, in one class with a one-line hint a person can act on.
+
+The harness gives every exception the user's script raises a :class:`~mlops_harness.protocol.FailureClass`
+(the runtime's own ends, a kill, the memory or the time limit, are classed by the orchestrator). The rules
+look at the exception's type, its message and where it was raised, nothing else, so each is a small pure
+function testable without running anything. The classes decide what the orchestrator does next: a missing
+module, old library code, missing data, a failed download or a prompt cannot be fixed by tuning the model,
+so the run stops there with the hint instead of proposing trials that fail the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_harness.protocol import FailureClass
+
+FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "sklearn", "torch", "torchvision")
+# Import names whose distribution is called otherwise on the package index.
+DISTRIBUTIONS = {
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "yaml": "PyYAML",
+    "bs4": "beautifulsoup4",
+    "tensorflow_datasets": "tensorflow-datasets",
+}
+# What old Keras, TensorFlow and scikit-learn code runs into on the current versions.
+API_MESSAGES = re.compile(
+    r"unexpected keyword argument|Unrecognized keyword argument|Invalid filepath extension|"
+    r"Cannot convert '?\d+'? to a shape|has no attribute '(?:predict_classes|predict_proba|fit_generator|"
+    r"evaluate_generator|predict_generator|np_utils|get_session|set_session)'|is deprecated|was removed|"
+    r"only supports the 'lbfgs'|does not support a multiclass|Solver \w+ supports only",
+)
+DOWNLOAD_MESSAGES = re.compile(r"URL fetch failure|urlopen error|Failed to establish a new connection|"
+                               r"Temporary failure in name resolution|Name or service not known|Max retries exceeded")  # fmt: skip
+DOWNLOAD_TYPES = {"URLError", "HTTPError", "ConnectionError", "gaierror", "RemoteDisconnected", "SSLError"}
+URL = re.compile(r"https?://[^\s'\"<>)]+")
+
+
+@dataclass(frozen=True)
+class Failure:
+    cls: FailureClass
+    hint: str
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return list(traceback.extract_tb(exc.__traceback__))
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing_module(exc: BaseException, user_line: str) -> Failure | None:
+    if not isinstance(exc, ImportError):
+        return None
+    name = getattr(exc, "name", None) or ""
+    top = name.split(".")[0]
+    message = str(exc)
+    if isinstance(exc, ModuleNotFoundError) and top and not (top in FRAMEWORKS and _importable(top)):
+        dist = DISTRIBUTIONS.get(top, top)
+        return Failure(
+            FailureClass.ENVIRONMENT,
+            f"the module {top!r} is not installed in this environment{user_line}: list {dist} in the "
+            "repository's requirements.txt",
+        )
+    if top in FRAMEWORKS or any(f"'{f}" in message or f" {f}." in message for f in FRAMEWORKS):
+        return Failure(
+            FailureClass.API,
+            f"{message}{user_line}: the code was written for another version of {top or 'the library'} "
+            "(a name that moved or went away)",
+        )
+    return None
+
+
+def _shadowing(exc: BaseException, work_root: Path, script: Path) -> Failure | None:
+    """A file of the repository that hides a module of the standard library or of an installed package."""
+    root = os.path.realpath(work_root)
+    stdlib = set(getattr(sys, "stdlib_module_names", ()))
+    for frame in _frames(exc):
+        path = os.path.realpath(frame.filename)
+        if not path.startswith(root) or path == os.path.realpath(script):
+            continue
+        stem = Path(path).stem
+        where = "the standard library's" if stem in stdlib else None
+        if where is None and _installed_elsewhere(stem, root):
+            where = "an installed package's"
+        if where:
+            rel = os.path.relpath(path, root)
+            return Failure(
+                FailureClass.CODE,
+                f"{rel} in the repository hides {where} module {stem!r}, and the code that imported "
+                f"{stem!r} ran it instead: rename {rel}",
+            )
+    return None
+
+
+def _installed_elsewhere(name: str, root: str) -> bool:
+    """True when a module of that name exists outside the repository (an installed package)."""
+    for entry in sys.path:
+        base = os.path.realpath(entry or ".")
+        if base.startswith(root):
+            continue
+        if os.path.isdir(os.path.join(base, name)) or os.path.isfile(os.path.join(base, f"{name}.py")):
+            return True
+    return False
+
+
+def classify(
+    exc: BaseException,
+    work_root: Path,
+    script: Path,
+    user_file: str | None,
+    user_line: int | None,
+    prompts: Sequence[str] = (),
+) -> Failure:
+    """The class and hint of an exception the script raised (``user_file:user_line``: where, in its code)."""
+    at = f" ({user_file}:{user_line})" if user_file and user_line else ""
+    shadow = _shadowing(exc, work_root, script)
+    if shadow is not None:
+        return shadow
+    if isinstance(exc, EOFError):
+        prompt = f" ({prompts[-1].strip()!r})" if prompts and prompts[-1].strip() else ""
+        return Failure(
+            FailureClass.INPUT,
+            f"the script asked for input{prompt}{at}, but a training has no keyboard: give the answers in "
+            "mlops.yaml (inputs: [...]) or set the value in the code",
+        )
+    missing = _missing_module(exc, at)
+    if missing is not None:
+        return missing
+    if isinstance(exc, MemoryError):
+        return Failure(
+            FailureClass.OOM, f"the script ran out of memory{at}: raise --memory or shrink the model"
+        )
+    message = str(exc)
+    url = URL.search(message)
+    if type(exc).__name__ in DOWNLOAD_TYPES or DOWNLOAD_MESSAGES.search(message):
+        what = url.group(0) if url else "a file"
+        return Failure(
+            FailureClass.DOWNLOAD,
+            f"could not download {what}{at}: trials here may not reach the internet; put the file in the "
+            "dataset cache (Keras's datasets folder, scikit-learn's data home) so nothing is downloaded",
+        )
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        path = exc.filename or message
+        return Failure(
+            FailureClass.DATA,
+            f"the script needs {path}{at}, which is not in the repository as pushed: commit it, or map the "
+            "path to a folder on the machine in mlops.yaml (data:)",
+        )
+    if isinstance(exc, KeyError) and message.strip("'\"") in ("accuracy", "acc", "val_accuracy", "val_acc"):
+        return Failure(
+            FailureClass.API,
+            f"KeyError: {message}{at}: Keras names the history's accuracy 'acc' or 'accuracy' after what "
+            "compile(metrics=[...]) was given, and older versions named it differently",
+        )
+    if isinstance(exc, AttributeError | TypeError | ValueError | KeyError) and API_MESSAGES.search(message):
+        return Failure(
+            FailureClass.API,
+            f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}{at}: the code was written "
+            "for another version of its library",
+        )
+    return Failure(FailureClass.CODE, f"{type(exc).__name__} in the script's own code{at}")

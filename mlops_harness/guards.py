@@ -1,0 +1,67 @@
+"""What the harness puts around habits of scripts written for their author's machine.
+
+- ``input()``: standard input is closed, so a prompt fails at once; the prompt is remembered so the
+  failure can say which question had no answer.
+- Files written to absolute paths (``/root/accuracy.txt``, ``/newdir/o.txt``, the classic Jenkins setup's
+  habit): when the folder does not exist or cannot be written here, the file goes into the trial's work
+  folder instead (``work/_outside/<the path>``), said once per path, so a script that trained and measured
+  does not die on its last line; what it wrote there is read like an accuracy file of its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlops_harness.protocol import OUTSIDE_DIR
+
+WRITE_MODES = frozenset("wax+")
+
+
+class Guards:
+    def __init__(self, trial_dir: Path, work_root: Path, say: Callable[[str], None]) -> None:
+        self.trial_dir = trial_dir
+        self.work_root = work_root
+        self.outside = work_root / OUTSIDE_DIR
+        self.say = say
+        self.prompts: list[str] = []
+        # Files the script wrote to absolute paths outside its folder: (the path it named, where the file is).
+        self.written: list[tuple[str, Path]] = []
+        self._open: Callable[..., Any] = builtins.open
+        self._input: Callable[..., str] = builtins.input
+
+    def install(self) -> None:
+        builtins.open = self.open
+        builtins.input = self.input
+
+    def input(self, prompt: object = "") -> str:
+        self.prompts.append(str(prompt))
+        return self._input(prompt)
+
+    def _ours(self, path: Path) -> bool:
+        bases = (self.trial_dir, Path(tempfile.gettempdir()), Path("/dev"), Path("/proc"))
+        return any(path.is_relative_to(base) for base in bases)
+
+    def open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, str | os.PathLike) or not WRITE_MODES & set(mode):
+            return self._open(file, mode, *args, **kwargs)
+        path = Path(os.path.abspath(os.fsdecode(file)))
+        if not Path(os.fsdecode(file)).is_absolute() or self._ours(path):
+            return self._open(file, mode, *args, **kwargs)
+        try:
+            handle = self._open(file, mode, *args, **kwargs)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, OSError):
+            target = self.outside / path.relative_to(path.anchor)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (str(path), target) not in self.written:
+                shown = target.relative_to(self.work_root)
+                self.say(f"note: {path} cannot be written here; the script writes it to work/{shown} instead")
+                self.written.append((str(path), target))
+            return self._open(target, mode, *args, **kwargs)
+        if (str(path), path) not in self.written:
+            self.written.append((str(path), path))
+        return handle
