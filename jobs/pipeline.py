@@ -216,6 +216,14 @@ def _find_or_create_run(
 # -- jobs 3 and 4 ---------------------------------------------------------------------------------------
 
 
+def trial_cpus(settings: Settings) -> float | None:
+    """The CPUs of one trial: as set, or this machine's cores split between the trials run at once (so
+    parallel trials do not fight over every core; Keras and numpy size their thread pools from it)."""
+    if settings.cpus is not None or settings.parallel <= 1:
+        return settings.cpus
+    return max(1.0, (os.cpu_count() or 1) / settings.parallel)
+
+
 def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
@@ -233,7 +241,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             source_file=folder / SOURCE,
             trial_dir=folder,
             image=run.image or "",
-            limits=Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=settings.cpus),
+            limits=Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings)),
             network=settings.network,
             env=env,
         )

@@ -7,6 +7,7 @@ a killed loop, and parallel batches.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -220,3 +221,26 @@ def test_a_run_in_which_no_trial_produced_a_metric_failed_whatever_its_budget(tm
     done = tuner(ledger, execute, max_trials=max_trials).tune(run)
     assert execute.ran == list(range(max_trials))
     assert done.status is RunStatus.FAILED and "no trial produced a metric" in done.reason
+
+
+def test_parallel_trials_share_the_machine_s_cores_unless_cpus_is_set():
+    from jobs.pipeline import trial_cpus
+    from mlops.config import load_settings
+
+    cores = os.cpu_count() or 1
+    assert trial_cpus(load_settings({"parallel": 2}, env={})) == max(1.0, cores / 2)
+    assert trial_cpus(load_settings({"parallel": 2, "cpus": 0.5}, env={})) == 0.5
+    assert trial_cpus(load_settings({}, env={})) is None
+
+
+def test_seconds_per_epoch_come_from_the_trial_s_epoch_events(tmp_path):
+    from mlops_harness.protocol import EVENTS_FILE, EventKind, encode_event
+    from tweak.loop import seconds_per_epoch
+
+    lines = [encode_event(EventKind.STARTED, at=100.0, script="x.py", pid=1)]
+    lines += [
+        encode_event(EventKind.EPOCH, at=110.0 + 2 * n, fit=0, epoch=n, epochs=3, logs={}) for n in (1, 2, 3)
+    ]
+    (tmp_path / EVENTS_FILE).write_text("\n".join(lines) + "\n")
+    assert seconds_per_epoch(tmp_path) == 2.0
+    assert seconds_per_epoch(tmp_path / "nothing") is None

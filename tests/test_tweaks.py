@@ -183,3 +183,28 @@ def test_tpe_regularizes_instead_of_adding_units_when_trial_0_overfits():
     assert "dropout, not units" in first.note
     fitting = [Past(0, [], TrialStatus.SUCCEEDED, 0.6, gap=0.02)]
     assert "add_dropout" not in [t.NAME for t in tpe.propose(state(number=1, past=fitting)).tweaks]
+
+
+CNN_30_FILTERS = """
+from keras import layers, models
+model = models.Sequential([
+    layers.Input(shape=(8, 8, 1)),
+    layers.Conv2D(30, (3, 3), activation="relu"),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=1)
+"""
+
+
+def test_tpe_does_not_propose_a_change_that_does_not_matter_and_sizes_epochs_to_the_budget():
+    facts = model_facts(CNN_30_FILTERS)
+    base = dict(kind=Kind.CNN, framework="keras", facts=facts, target=0.8, seed=0, number=1)
+    first = TPE().propose(SearchState(**base, past=[Past(0, [], TrialStatus.SUCCEEDED, 0.1)]))
+    assert not any(t.NAME == "scale_filters" for t in first.tweaks)  # 30 -> 32 filters: nothing that matters
+    assert SetEpochs(epochs=20) in first.tweaks
+    timed = SearchState(
+        **base, past=[Past(0, [], TrialStatus.SUCCEEDED, 0.1)], seconds_per_epoch=10.0, seconds_left=80.0
+    )
+    assert SetEpochs(epochs=4) in TPE().propose(timed).tweaks  # half of 80 s at 10 s an epoch

@@ -21,7 +21,15 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
 from mlops.trial import NO_TWEAK_FIXES
-from mlops_harness.protocol import CURVE_KEYS, METRICS_FILE, read_json, write_atomic
+from mlops_harness.protocol import (
+    CURVE_KEYS,
+    EVENTS_FILE,
+    METRICS_FILE,
+    EventKind,
+    read_events,
+    read_json,
+    write_atomic,
+)
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
 from tweak.strategies import (
@@ -48,6 +56,13 @@ SpecFor = Callable[[RunRecord, int], TrialSpec]
 
 def trial_dir(run: RunRecord, number: int) -> Path:
     return run.dir / "trials" / str(number)
+
+
+def seconds_per_epoch(folder: Path) -> float | None:
+    """The median time between a trial's epochs, from its epoch events (None with fewer than two)."""
+    times = [e.at for e in read_events(folder / EVENTS_FILE) if e.kind is EventKind.EPOCH]
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    return gaps[len(gaps) // 2] if gaps else None
 
 
 # -- stop conditions, each a callback like optuna's MaxTrialsCallback -------------------------------
@@ -122,11 +137,13 @@ class Tuner:
         """What a strategy knows: every trial so far (those under way have no metric yet)."""
         past = []
         kmeans = None
+        per_epoch = None
         for t in self.ledger.trials(run.id):
             folder = trial_dir(run, t.number)
             metrics = read_json(folder / METRICS_FILE) or {}
             if t.number == 0:
                 kmeans = metrics.get("kmeans")
+                per_epoch = seconds_per_epoch(folder)
             params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
             history = metrics.get("history") or []
@@ -142,7 +159,14 @@ class Tuner:
             number=number,
             past=past,
             kmeans=kmeans,
+            seconds_per_epoch=per_epoch,
+            seconds_left=self._seconds_left(run),
         )
+
+    def _seconds_left(self, run: RunRecord) -> float | None:
+        if self.budget.max_minutes is None:
+            return None
+        return max(0.0, self.budget.max_minutes * 60 - (time.time() - run.created_at))
 
     # -- the loop ----------------------------------------------------------------------------------
 

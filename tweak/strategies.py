@@ -39,6 +39,10 @@ Tweaks = list[Tweak]
 MLP = ("MLPClassifier", "MLPRegressor")
 # Trial 0 trained this much better than it validated: more capacity would only overfit more.
 OVERFIT_GAP = 0.15
+# A layer size changed by less than this factor (30 -> 32 filters) changes nothing that matters.
+SMALLEST_CHANGE = 1.5
+# The share of the time left in a run's budget that one trial may plan to use.
+TRIAL_SHARE_OF_BUDGET = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class SearchState:
     number: int  # the trial about to be proposed
     past: list[Past]
     kmeans: dict[str, Any] | None = None  # the harness's KMeans measurements of trial 0
+    seconds_per_epoch: float | None = None  # measured on trial 0
+    seconds_left: float | None = None  # in the run's wall-time budget, when it has one
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,18 @@ def _filters(facts: Any) -> list[int]:
         for ly in getattr(facts, "layers", [])
         if getattr(ly, "kind", "") == "conv" and isinstance(getattr(ly, "filters", None), int)
     ]
+
+
+def _matters(factor: float) -> bool:
+    """True when scaling a layer by ``factor`` is a change worth a trial (not 30 -> 32 filters)."""
+    return factor >= SMALLEST_CHANGE or factor <= 1 / SMALLEST_CHANGE
+
+
+def _affordable_epochs(state: SearchState) -> int | None:
+    """How many epochs of trial 0's speed fit in this trial's share of the time left, when both are known."""
+    if not state.seconds_per_epoch or state.seconds_left is None:
+        return None
+    return max(1, int(state.seconds_left * TRIAL_SHARE_OF_BUDGET / state.seconds_per_epoch))
 
 
 def _sklearn_estimators(facts: Any) -> list[Any]:
@@ -221,7 +239,8 @@ class TPE(Strategy):
         if "epochs" in space:
             # Enough epochs for a small dataset, with the user's own optimizer and rate: a rate that suits
             # Adam starves SGD, so the rate is left to the search.
-            point.update(epochs=min(max(epochs, 20), space["epochs"].high), extra_dense=0)
+            cap = min(max(epochs, 20), space["epochs"].high)
+            point.update(epochs=max(epochs, min(cap, _affordable_epochs(state) or cap)), extra_dense=0)
             if str(getattr(state.facts, "optimizer", "")).lower() == "sgd":
                 point["learning_rate"] = 0.05  # plain SGD at its default 0.01 barely moves in 20 epochs
         if "units" in space:
@@ -241,11 +260,11 @@ class TPE(Strategy):
         tweaks: Tweaks = []
         if "filters" in point:
             smallest = min(_filters(state.facts))
-            if point["filters"] != smallest:
+            if _matters(point["filters"] / smallest):
                 tweaks.append(ScaleFilters(factor=point["filters"] / smallest))
         if "units" in point:
             smallest = min(_hidden_units(state.facts))
-            if point["units"] != smallest:
+            if _matters(point["units"] / smallest):
                 tweaks.append(ScaleUnits(factor=point["units"] / smallest))
         if point.get("extra_dense"):
             tweaks.append(AddDenseLayer(units=point.get("units", 64)))
@@ -269,12 +288,23 @@ class TPE(Strategy):
         space = self.space(state)
         study = optuna.create_study(
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3),
+            # Trials under way (a parallel batch) count as "lies", so one batch's proposals differ.
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, constant_liar=True),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
         )
         for past in state.past:
             params = {k: v for k, v in past.params.items() if k in space}
-            if past.number == 0 or not params or past.metric is None:  # the first guess has no rate: fine
+            if past.number == 0 or not params:  # the first guess has no rate: fine
+                continue
+            if past.metric is None:
+                if not past.status.is_finished():
+                    state_running = optuna.trial.TrialState.RUNNING
+                    distributions = {k: space[k] for k in params}
+                    study.add_trial(
+                        optuna.trial.create_trial(
+                            params=params, distributions=distributions, state=state_running
+                        )
+                    )
                 continue
             study.add_trial(
                 optuna.trial.create_trial(
