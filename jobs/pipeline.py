@@ -241,7 +241,9 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             source_file=folder / SOURCE,
             trial_dir=folder,
             image=run.image or "",
-            limits=Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings)),
+            limits=Limits(
+                timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings)
+            ),
             network=settings.network,
             env=env,
         )

@@ -33,6 +33,7 @@ class Role(enum.StrEnum):
     RECURRENT = "recurrent"
     ATTENTION = "attention"
     TRANSFORMER = "transformer"  # a whole encoder or decoder block (PyTorch's nn.Transformer*)
+    PREPROCESSING = "preprocessing"  # scales or normalizes the model's input (Rescaling, Normalization)
 
 
 class Family(enum.StrEnum):
@@ -110,6 +111,7 @@ KERAS_LAYERS: dict[str, Role] = {
         _names("LSTM GRU SimpleRNN RNN CuDNNLSTM CuDNNGRU LSTMCell GRUCell SimpleRNNCell"), Role.RECURRENT
     ),
     **dict.fromkeys(_names("MultiHeadAttention GroupQueryAttention"), Role.ATTENTION),
+    **dict.fromkeys(_names("Rescaling Normalization"), Role.PREPROCESSING),
 }
 
 # PyTorch: the last part of torch.nn.X, torch.nn.modules.conv.X, torch.nn.functional.x.

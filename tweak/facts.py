@@ -32,6 +32,7 @@ KIND_OF_ROLE: dict[Role, str] = {
     Role.DENSE: "dense",
     Role.FLATTEN: "flatten",
     Role.DROPOUT: "dropout",
+    Role.PREPROCESSING: "preprocess",  # Rescaling(1/255), Normalization(): the model scales its own input
 }
 LAYER_KINDS: dict[str, str] = {
     name: KIND_OF_ROLE[role] for name, role in KERAS_LAYERS.items() if role in KIND_OF_ROLE
@@ -52,7 +53,7 @@ SKLEARN_ESTIMATORS_WITH_PARAMS = {
 
 @dataclass(frozen=True)
 class Layer:
-    kind: str  # conv, depthwise_conv, recurrent_conv, pool, global_pool, dense, flatten, dropout
+    kind: str  # conv, depthwise_conv, recurrent_conv, pool, global_pool, dense, flatten, dropout, preprocess
     name: str  # the class as written: Conv2D, Convolution2D, Dense, ...
     line: int
     units: int | None = None  # Dense

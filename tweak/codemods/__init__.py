@@ -9,6 +9,7 @@ from typing import Any
 from tweak.codemods.add_conv_block import AddConvBlock
 from tweak.codemods.add_dense_layer import AddDenseLayer
 from tweak.codemods.add_dropout import AddDropout
+from tweak.codemods.add_rescaling import AddRescaling
 from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
 from tweak.codemods.set_estimator_param import SetEstimatorParam
@@ -21,6 +22,7 @@ REGISTRY: dict[str, type[Tweak]] = {
         AddConvBlock,
         AddDenseLayer,
         AddDropout,
+        AddRescaling,
         ScaleUnits,
         ScaleFilters,
         SetEpochs,
@@ -34,6 +36,7 @@ __all__ = [
     "AddConvBlock",
     "AddDenseLayer",
     "AddDropout",
+    "AddRescaling",
     "Applied",
     "Edit",
     "ScaleFilters",

@@ -267,7 +267,12 @@ class InsertLayer(cst.CSTTransformer):
             if new_lines is None:
                 continue
             self.done = True
-            lines = [stmt.with_changes(body=[line], leading_lines=[]) for line in new_lines]
+            # New lines keep the statement's form but not its comment (that belongs to the anchor).
+            plain = cst.TrailingWhitespace()
+            lines = [
+                stmt.with_changes(body=[line], leading_lines=[], trailing_whitespace=plain)
+                for line in new_lines
+            ]
             if self.after:
                 return body[: i + 1] + lines + body[i + 1 :]
             kept = updated[i]
