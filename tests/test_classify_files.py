@@ -195,3 +195,45 @@ def test_truncated_and_garbled_corpus_files_never_raise() -> None:
                 c = classify_source(text, name)
                 assert isinstance(c, Classification)
                 assert c.error is None or c.error_line is None or c.error_line >= 1
+
+
+# ------------------------------------------------------------------------------- fragments and star imports
+FRAGMENT = """
+    model = Sequential()
+    model.add(Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
+    model.add(MaxPooling2D((2, 2)))
+    model.add(Flatten())
+    model.add(Dense(10, activation="softmax"))
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X_train, y_train, epochs=5)
+    """
+
+
+def test_a_fragment_without_imports_is_read_from_its_layer_names_with_low_confidence(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"cell_7.py": FRAGMENT})
+    c = classify_file(root / "cell_7.py")
+    assert (c.kind, c.framework, c.error) == (Kind.CNN, "keras", None)
+    assert c.confidence == 0.5
+    assert "nothing imports them" in c.reasons[0].text and "Conv2D" in c.reasons[0].text
+    assert find_entry_points(root) == [Path("cell_7.py")]  # it trains: it is an entry point
+
+
+def test_a_star_import_of_a_local_module_is_followed_to_the_framework(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "model_layers.py": "from keras.models import Sequential\nfrom keras.layers import *\n",
+            "train.py": "from model_layers import *\n" + src(FRAGMENT),
+        },
+    )
+    c = classify_file(root / "train.py", root=root)
+    assert (c.kind, c.framework) == (Kind.CNN, "keras") and c.confidence >= 0.9
+    assert any("through model_layers.py" in r.text for r in c.reasons)
+
+
+def test_a_star_import_of_a_module_missing_from_the_push_says_so(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"train.py": "from model_layers import *\n" + src(FRAGMENT)})
+    c = classify_file(root / "train.py", root=root)
+    assert c.kind is Kind.CNN and c.confidence == 0.5
+    assert "from model_layers import * names a module that is not in the push" in c.reasons[0].text
+    assert find_entry_points(root) == [Path("train.py")]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from mlops.classify.files import classify_file, facts_of, failed, follow, source_text
+from mlops.classify.fragments import guessed_refs
 from mlops.classify.rules import Classification, evidence_of, trains
 from mlops.errors import MlopsError, SourceError
 from mlops.project import read_project
@@ -56,7 +57,7 @@ def find_entry_points(root: Path | str) -> list[Path]:
         if not trains(facts):
             continue
         follow(facts, path, root, seen={path.resolve()}, depth=0)
-        if any(evidence_of(r) is not None for r in facts.refs):
+        if any(evidence_of(r) is not None for r in facts.refs) or guessed_refs(facts)[0]:
             found.append(path.relative_to(root))
     return sorted(found)
 

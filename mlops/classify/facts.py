@@ -60,6 +60,12 @@ class Facts:
     syntax_error: str | None = None  # set when the tree could not be built and tokens were scanned
     error_line: int | None = None
     followed: list[str] = field(default_factory=list)  # local modules whose facts were merged in
+    # What the module's own imports bind (name -> dotted path) and its star imports: what a
+    # ``from this_module import *`` elsewhere brings in.
+    bound: dict[str, str] = field(default_factory=dict)
+    stars: list[str] = field(default_factory=list)
+    # Calls of names nothing imports (``Conv2D(...)`` in a fragment without imports), as written.
+    unbound: list[Ref] = field(default_factory=list)
 
 
 class _Aliases:
@@ -185,8 +191,11 @@ def gather(tree: ast.AST) -> Facts:
         parts = _chain(node)
         if parts is None:
             continue
-        for name in aliases.resolve(parts):
+        names = aliases.resolve(parts)
+        for name in names:
             facts.refs.append(Ref(name, node.lineno, id(node) in called))
+        if not names and id(node) in called and parts[0][:1].isupper():
+            facts.unbound.append(Ref(".".join(parts), node.lineno, True))
     for call in calls:
         func = call.func
         parts = _chain(func)
@@ -199,8 +208,14 @@ def gather(tree: ast.AST) -> Facts:
         for kw in call.keywords:
             if kw.arg:
                 facts.keywords.append(KeywordArg(target, kw.arg, call.lineno))
-    _sort(facts)
+    _exports(facts, aliases)
     return facts
+
+
+def _exports(facts: Facts, aliases: _Aliases) -> None:
+    facts.bound = dict(aliases.names)
+    facts.stars = list(aliases.stars)
+    _sort(facts)
 
 
 def _sort(facts: Facts) -> None:
@@ -258,7 +273,7 @@ def gather_tokens(text: str, error: str, error_line: int | None) -> Facts:
             body.append(stmt)
     for stmt in body:
         _scan(stmt, aliases, facts)
-    _sort(facts)
+    _exports(facts, aliases)
     return facts
 
 

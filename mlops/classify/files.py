@@ -178,6 +178,21 @@ def _local_module(module: str, level: int, importer: Path, root: Path) -> Path |
     return None
 
 
+def _through_star(facts: Facts, module: str, sub: Facts, shown: str) -> None:
+    """``from module import *`` of a local module: the names the file uses from it (``module.Conv2D`` as the
+    file's facts hold them) resolved through what that module imports (``keras.layers.Conv2D``)."""
+    prefix = f"{module}."
+    for ref in list(facts.refs):
+        if not ref.name.startswith(prefix):
+            continue
+        parts = ref.name[len(prefix) :].split(".")
+        root = parts[0]
+        targets = [".".join([sub.bound[root], *parts[1:]])] if root in sub.bound else []
+        targets += [".".join([star, *parts]) for star in sub.stars] if not targets else []
+        for target in targets:
+            facts.refs.append(Ref(target, ref.line, ref.called, f"through {shown}"))
+
+
 def follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: int = 0) -> None:
     """Merge into ``facts`` the model evidence of the local modules the file imports, each use marked with
     where it was found and attached to the importing line."""
@@ -208,4 +223,6 @@ def follow(facts: Facts, importer: Path, root: Path, seen: set[Path], depth: int
                     continue
                 origin = ref.origin or f"{shown.as_posix()}:{ref.line}"
                 facts.refs.append(Ref(ref.name, imp.line, ref.called, origin))
+            if imp.names == ("*",):
+                _through_star(facts, module, sub, shown.as_posix())
             facts.methods += [m._replace(line=imp.line) for m in sub.methods if m.name in KERAS2_METHODS]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.classify.facts import Facts, Ref
+from mlops.classify.fragments import guessed_refs
 from mlops.domain import Image, Kind
 from mlops.vocabulary import (
     FAMILY_OF_ROLE,
@@ -306,6 +307,10 @@ def trains(facts: Facts) -> list[Reason]:
 def decide(facts: Facts, path: str = "<string>") -> Classification:
     """The classification the facts support, with the reasons for it. Pure: no file is read."""
     found = [e for e in (evidence_of(r) for r in facts.refs) if e is not None]
+    guess = ""
+    if not found and trains(facts):
+        guessed, guess = guessed_refs(facts)
+        found = [e for e in (evidence_of(r) for r in guessed) if e is not None]
     by_family: dict[Family, list[Evidence]] = {}
     for e in found:
         by_family.setdefault(e.family, []).append(e)
@@ -321,7 +326,7 @@ def decide(facts: Facts, path: str = "<string>") -> Classification:
         if e.ref.name in seen or len(seen) == 3:
             continue
         seen.add(e.ref.name)
-        where = f", in {e.ref.origin}" if e.ref.origin else ""
+        where = {None: "", "guessed": ", guessed from the name"}.get(e.ref.origin, f", in {e.ref.origin}")
         reasons.append(Reason(e.ref.line, f"{e.ref.name}: {e.what} ({family}){where}"))
     if deciding:
         framework = deciding[0].framework
@@ -342,6 +347,9 @@ def decide(facts: Facts, path: str = "<string>") -> Classification:
             confidence -= 0.05
     else:
         confidence = 0.9 if framework is Framework.NONE else 0.7
+    if guess:
+        confidence = 0.5
+        reasons.insert(0, Reason(0, guess))
     error = None
     if facts.syntax_error is not None:
         confidence *= 0.6
