@@ -23,11 +23,12 @@ from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
+from mlops.project import read_project
 from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
-from mlops_harness.protocol import write_atomic
+from mlops_harness.protocol import INPUTS_FILE, write_atomic
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
 from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
@@ -210,6 +211,9 @@ def _find_or_create_run(
     if script.endswith(".ipynb"):
         text = notebook_to_script(text)
     write_atomic(run.dir / ORIGINAL, text)
+    answers = read_project(checkout.code_dir).inputs
+    if answers:
+        write_atomic(run.dir / INPUTS_FILE, json.dumps({"answers": [str(a) for a in answers]}))
     return run
 
 

@@ -8,7 +8,7 @@ the file and the setting: it is the pushed code that is wrong, not mlops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,11 @@ class Project:
     """What the repository's mlops.yaml says; with no mlops.yaml, every setting has its default."""
 
     # The training scripts, relative to the root, as the file lists them. Empty: none named, so they are
-    # found from the code (an mlops.yaml must name at least one).
+    # found from the code.
     entry_points: tuple[Path, ...] = ()
+    # The answers to the scripts' input() prompts, in order (the classic setup's input.txt). A number whose
+    # prompt names a hyperparameter (epochs, layers, units, ...) is tuned like any other.
+    inputs: tuple[str | int | float, ...] = ()
 
 
 def read_project(root: Path | str) -> Project:
@@ -36,7 +39,11 @@ def read_project(root: Path | str) -> Project:
     if not config.is_file():
         return Project()
     data = _load(config)
-    return Project(entry_points=_entry_points(data.get("entry_points"), root))
+    entries = data.get("entry_points")
+    return Project(
+        entry_points=_entry_points(entries, root) if entries is not None else (),
+        inputs=_inputs(data.get("inputs")),
+    )
 
 
 def _load(config: Path) -> dict[Any, Any]:
@@ -46,7 +53,15 @@ def _load(config: Path) -> dict[Any, Any]:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SourceError(f"{CONFIG_FILE}{line}: not valid YAML") from e
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise SourceError(f"{CONFIG_FILE}: must be a mapping of settings (entry_points:, inputs:, ...)")
+    known = {f.name for f in fields(Project)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise SourceError(
+            f"{CONFIG_FILE}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    return data
 
 
 def _entry_points(value: object, root: Path) -> tuple[Path, ...]:
@@ -58,3 +73,18 @@ def _entry_points(value: object, root: Path) -> tuple[Path, ...]:
         if not (root / entry).is_file():
             raise SourceError(f"{CONFIG_FILE}: entry point {entry!r} does not exist")
     return tuple(Path(entry) for entry in entries)
+
+
+def _inputs(value: object) -> tuple[str | int | float, ...]:
+    """A list of answers, each a number or a line of text (one answer alone is a list of one)."""
+    if value is None:
+        return ()
+    answers = value if isinstance(value, list) else [value]
+    for n, answer in enumerate(answers, start=1):
+        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+            raise SourceError(
+                f"{CONFIG_FILE}: 'inputs' item {n} must be a number or a line of text, not {answer!r}"
+            )
+        if isinstance(answer, str) and "\n" in answer:
+            raise SourceError(f"{CONFIG_FILE}: 'inputs' item {n} must be one line (one answer per prompt)")
+    return tuple(answers)

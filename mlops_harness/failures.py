@@ -124,6 +124,7 @@ def classify(
     user_file: str | None,
     user_line: int | None,
     prompts: Sequence[str] = (),
+    answers: Sequence[str] = (),
 ) -> Failure:
     """The class and hint of an exception the script raised (``user_file:user_line``: where, in its code)."""
     at = f" ({user_file}:{user_line})" if user_file and user_line else ""
@@ -132,11 +133,23 @@ def classify(
         return shadow
     if isinstance(exc, EOFError):
         prompt = f" ({prompts[-1].strip()!r})" if prompts and prompts[-1].strip() else ""
+        given = (
+            f"mlops.yaml gives {len(answers)} answer(s) (inputs:) and the script asked more"
+            if answers
+            else ""
+        )
         return Failure(
             FailureClass.INPUT,
-            f"the script asked for input{prompt}{at}, but a training has no keyboard: give the answers in "
-            "mlops.yaml (inputs: [...]) or set the value in the code",
+            f"the script asked for input{prompt}{at}, but a training has no keyboard: "
+            + (given or "give the answers in mlops.yaml (inputs: [...]) or set the value in the code"),
         )
+    for index, answer in enumerate(answers[: len(prompts)]):
+        if isinstance(exc, ValueError) and repr(answer) in str(exc):
+            return Failure(
+                FailureClass.INPUT,
+                f"the answer {answer!r} that mlops.yaml gives to {prompts[index].strip()!r} (inputs: item "
+                f"{index + 1}){at} is not what the script expects: {exc}",
+            )
     missing = _missing_module(exc, at)
     if missing is not None:
         return missing

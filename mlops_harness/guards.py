@@ -1,7 +1,8 @@
 """What the harness puts around habits of scripts written for their author's machine.
 
-- ``input()``: standard input is closed, so a prompt fails at once; the prompt is remembered so the
-  failure can say which question had no answer.
+- ``input()``: the answers come from the trial's ``inputs.json`` (``inputs:`` in the pushed mlops.yaml,
+  varied by the tuner where a prompt names a hyperparameter), echoed as a terminal would show them;
+  standard input is closed, so a prompt beyond the answers fails at once, and the failure names it.
 - Files written to absolute paths (``/root/accuracy.txt``, ``/newdir/o.txt``, the classic Jenkins setup's
   habit): when the folder does not exist or cannot be written here, the file goes into the trial's work
   folder instead (``work/_outside/<the path>``), said once per path, so a script that trained and measured
@@ -12,19 +13,29 @@ from __future__ import annotations
 
 import builtins
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops_harness.protocol import OUTSIDE_DIR
+from mlops_harness.protocol import INPUTS_FILE, OUTSIDE_DIR, EventKind, read_json
 
 WRITE_MODES = frozenset("wax+")
 
 
 class Guards:
-    def __init__(self, trial_dir: Path, work_root: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        trial_dir: Path,
+        work_root: Path,
+        say: Callable[[str], None],
+        event: Callable[..., None] = lambda *a, **k: None,
+    ) -> None:
         self.trial_dir = trial_dir
+        self.event = event
+        answers = (read_json(trial_dir / INPUTS_FILE) or {}).get("answers")
+        self.answers: list[str] = [str(a) for a in answers] if isinstance(answers, list) else []
         self.work_root = work_root
         self.outside = work_root / OUTSIDE_DIR
         self.say = say
@@ -39,7 +50,14 @@ class Guards:
         builtins.input = self.input
 
     def input(self, prompt: object = "") -> str:
+        index = len(self.prompts)
         self.prompts.append(str(prompt))
+        if index < len(self.answers):
+            answer = self.answers[index]
+            sys.stdout.write(f"{prompt}{answer}\n")  # as a terminal shows a typed answer
+            self.event(EventKind.INPUT, index=index, prompt=str(prompt), answer=answer)
+            return answer
+        self.event(EventKind.INPUT, index=index, prompt=str(prompt), answer=None)
         return self._input(prompt)
 
     def _ours(self, path: Path) -> bool:

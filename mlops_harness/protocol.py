@@ -59,6 +59,7 @@ LOG_FILE = "log.txt"  # the process's output; written by the runtime, not by the
 CHECKPOINT_DIR = "checkpoints"
 WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
 OUTSIDE_DIR = "_outside"  # in WORK_DIR: files the script wrote to absolute paths it could not write
+INPUTS_FILE = "inputs.json"  # written by the orchestrator: {"answers": [...]}, the script's input() answers
 
 # Environment variables the harness reads.
 ENV_SEED = "MLOPS_SEED"  # an integer: Python's, numpy's and Keras's seeds
@@ -140,6 +141,7 @@ class EventKind(enum.StrEnum):
     RESUMED = "resumed"  # fit, epoch: a fit restored its checkpoint and goes on after that epoch
     CHECKPOINT = "checkpoint"  # fit, epoch, batch, name: a checkpoint was written whole
     METRIC = "metric"  # metric, value, source: the trial's metric, measured
+    INPUT = "input"  # index, prompt, answer (null when it had none): the script asked input()
     FINISHED = "finished"  # status, exit_code, duration_s: the launch ends
 
 

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
-    guards = Guards(out, work_root, say)
+    guards = Guards(out, work_root, say, rec.events.write)
     guards.install()
     os.environ.setdefault("MPLBACKEND", "Agg")
     vars(builtins)["get_ipython"] = IPythonShim
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(e, EOFError):
             message += " (the script asked for input, but a training has no standard input)"
         where = relative_to(filename, work_root)
-        failure = failures.classify(e, work_root, script_path, where, line, guards.prompts)
+        failure = failures.classify(e, work_root, script_path, where, line, guards.prompts, guards.answers)
         outcome.update(
             status="error",
             error=message.splitlines()[0] if message else type(e).__name__,

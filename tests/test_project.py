@@ -33,14 +33,33 @@ def test_one_entry_point_alone_is_a_list_of_one(tmp_path: Path) -> None:
     assert read_project(_repo(tmp_path, "entry_points: a.py\n", "a.py")).entry_points == (Path("a.py"),)
 
 
-@pytest.mark.parametrize(
-    "config",
-    ["", "entry_points: []\n", "entry_points: {a: 1}\n", "entry_points: [1, 2]\n", "- a.py\n", "other: 1\n"],
-)
+@pytest.mark.parametrize("config", ["entry_points: []\n", "entry_points: {a: 1}\n", "entry_points: [1, 2]\n"])
 def test_entry_points_must_be_a_list_of_paths(tmp_path: Path, config: str) -> None:
     with pytest.raises(SourceError) as e:
         read_project(_repo(tmp_path, config, "a.py"))
     assert str(e.value) == "mlops.yaml: 'entry_points' must be a list of file paths"
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("- a.py\n", "mlops.yaml: must be a mapping of settings"),
+        ("other: 1\n", "mlops.yaml: unknown setting 'other' (known: entry_points, inputs"),
+        ("inputs: [3, {a: 1}]\n", "mlops.yaml: 'inputs' item 2 must be a number or a line of text"),
+        ("inputs: [true]\n", "mlops.yaml: 'inputs' item 1 must be a number or a line of text"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_named(tmp_path: Path, config: str, says: str) -> None:
+    with pytest.raises(SourceError) as e:
+        read_project(_repo(tmp_path, config, "a.py"))
+    assert str(e.value).startswith(says)
+
+
+def test_an_mlops_yaml_may_give_only_the_answers_to_the_prompts(tmp_path: Path) -> None:
+    project = read_project(_repo(tmp_path, "inputs: [3, 32, 0.01, relu]\n", "a.py"))
+    assert project.entry_points == () and project.inputs == (3, 32, 0.01, "relu")
+    (tmp_path / "empty").mkdir()
+    assert read_project(_repo(tmp_path / "empty", "", "a.py")).inputs == ()
 
 
 def test_a_missing_entry_point_is_named(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from mlops.trial import NO_TWEAK_FIXES
 from mlops_harness.protocol import (
     CURVE_KEYS,
     EVENTS_FILE,
+    INPUTS_FILE,
     METRICS_FILE,
     EventKind,
     read_events,
@@ -32,6 +34,7 @@ from mlops_harness.protocol import (
 )
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
+from tweak.prompts import Prompt, prompts_of
 from tweak.strategies import (
     Past,
     Proposal,
@@ -45,6 +48,7 @@ from tweak.strategies import (
 ORIGINAL = "original.py"
 SOURCE = "source.py"
 PARAMS = "params.json"
+BEST_INPUTS = "best.inputs.yaml"
 FAILURES_IN_A_ROW = 3
 
 # The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
@@ -56,6 +60,12 @@ SpecFor = Callable[[RunRecord, int], TrialSpec]
 
 def trial_dir(run: RunRecord, number: int) -> Path:
     return run.dir / "trials" / str(number)
+
+
+def base_answers(run: RunRecord) -> list[str]:
+    """The answers to the script's input() prompts as pushed (``inputs:`` in its mlops.yaml), as text."""
+    answers = (read_json(run.dir / INPUTS_FILE) or {}).get("answers")
+    return [str(a) for a in answers] if isinstance(answers, list) else []
 
 
 def seconds_per_epoch(folder: Path) -> float | None:
@@ -138,12 +148,14 @@ class Tuner:
         past = []
         kmeans = None
         per_epoch = None
+        asked: list[Prompt] = []
         for t in self.ledger.trials(run.id):
             folder = trial_dir(run, t.number)
             metrics = read_json(folder / METRICS_FILE) or {}
             if t.number == 0:
                 kmeans = metrics.get("kmeans")
                 per_epoch = seconds_per_epoch(folder)
+                asked = prompts_of(folder)
             params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
             history = metrics.get("history") or []
@@ -161,6 +173,7 @@ class Tuner:
             kmeans=kmeans,
             seconds_per_epoch=per_epoch,
             seconds_left=self._seconds_left(run),
+            prompts=asked,
         )
 
     def _seconds_left(self, run: RunRecord) -> float | None:
@@ -220,8 +233,19 @@ class Tuner:
             applied = apply_tweaks(original, proposal.tweaks)
         except TweakNotApplicable as e:
             return self._record(run, number, original, proposal.tweaks, [], proposal.params, skipped=str(e))
-        changes = list(applied.applied) + [f"(not applied: {name}: {why})" for name, why in applied.skipped]
-        if not applied.applied:
+        answers = base_answers(run)
+        asked = {p.index: p for p in prompts_of(trial_dir(run, 0))}
+        answered = []
+        for index, answer in sorted(proposal.inputs.items()):
+            prompt = asked.get(index)
+            label = prompt.label() if prompt else f"input {index + 1}"
+            old = answers[index] if index < len(answers) else "-"
+            answered.append(f"answer to {label!r} {old} -> {answer}")
+            answers += [""] * (index + 1 - len(answers))
+            answers[index] = answer
+        changes = list(applied.applied) + answered
+        changes += [f"(not applied: {name}: {why})" for name, why in applied.skipped]
+        if not applied.applied and not answered:
             return self._record(
                 run,
                 number,
@@ -245,7 +269,9 @@ class Tuner:
         if proposal.note:
             self.progress.info(f"   strategy {run.strategy}: {proposal.note}")
             changes.append(f"why: {proposal.note}")
-        return self._record(run, number, applied.source, proposal.tweaks, changes, proposal.params)
+        return self._record(
+            run, number, applied.source, proposal.tweaks, changes, proposal.params, answers=answers
+        )
 
     def _record(
         self,
@@ -256,9 +282,13 @@ class Tuner:
         changes: list[str],
         params: dict[str, Any],
         skipped: str | None = None,
+        answers: list[str] | None = None,
     ) -> TrialRecord:
         folder = trial_dir(run, number)
         write_atomic(folder / SOURCE, source)
+        answers = base_answers(run) if answers is None else answers
+        if answers:
+            write_atomic(folder / INPUTS_FILE, json.dumps({"answers": answers}))
         write_atomic(folder / PARAMS, json.dumps(params, default=str))
         seed = trial_seed(int(run.settings.get("seed", 0)), number)
         status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
@@ -310,6 +340,9 @@ def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus,
             )
         )
         write_atomic(run.dir / "best.diff", diff)
+        best_answers = (read_json(trial_dir(run, best.number) / INPUTS_FILE) or {}).get("answers")
+        if best_answers:
+            write_atomic(run.dir / BEST_INPUTS, answers_yaml(best_answers, prompts_of(trial_dir(run, 0))))
         ledger.update_run(
             run.id,
             f"best trial {best.number}: {best.metric:.4f}",
@@ -320,3 +353,18 @@ def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus,
         )
     ledger.finish_run(run.id, status, reason)
     return ledger.run(run.id)
+
+
+def answers_yaml(answers: list[Any], asked: list[Prompt]) -> str:
+    """The best trial's answers as an mlops.yaml ``inputs:`` block, each with its prompt as a comment."""
+    prompt_of = {p.index: p.text.strip() for p in asked}
+    lines = [
+        "# The answers to the script's input() prompts that gave the best model, for mlops.yaml.",
+        "inputs:",
+    ]
+    for index, answer in enumerate(answers):
+        text = str(answer)
+        value = text if re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", text) else json.dumps(text)
+        comment = f"  # {prompt_of[index]}" if index in prompt_of else ""
+        lines.append(f"  - {value}{comment}")
+    return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
 from mlops_harness.protocol import CURVE_KEYS
+from tweak import prompts as prompts_mod
 from tweak.codemods import (
     AddConvBlock,
     AddDenseLayer,
@@ -70,6 +71,7 @@ class SearchState:
     kmeans: dict[str, Any] | None = None  # the harness's KMeans measurements of trial 0
     seconds_per_epoch: float | None = None  # measured on trial 0
     seconds_left: float | None = None  # in the run's wall-time budget, when it has one
+    prompts: list[prompts_mod.Prompt] = field(default_factory=list)  # the input() prompts of trial 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Proposal:
     tweaks: Tweaks
     params: dict[str, Any]
     note: str = ""
+    inputs: dict[int, str] = field(default_factory=dict)  # new answers to the script's input() prompts
 
 
 class Strategy:
@@ -110,6 +113,17 @@ def _filters(facts: Any) -> list[int]:
         for ly in getattr(facts, "layers", [])
         if getattr(ly, "kind", "") == "conv" and isinstance(getattr(ly, "filters", None), int)
     ]
+
+
+def _answers(state: SearchState, point: dict[str, Any]) -> dict[int, str]:
+    """The new answers of the point's prompt coordinates (those that differ from the answers given)."""
+    out = {}
+    for prompt in prompts_mod.tunable(state.prompts):
+        if prompt.key in point:
+            answer = prompts_mod.shown(point[prompt.key], prompt)
+            if answer != prompt.answer.strip():
+                out[prompt.index] = answer
+    return out
 
 
 def _matters(factor: float) -> bool:
@@ -199,10 +213,15 @@ class Ladder(Strategy):
         if state.kind is Kind.KMEANS:
             return _propose_kmeans(state)
         steps = self.steps(state)
-        if state.number > len(steps):
+        answers = {
+            p.index: prompts_mod.shown(value, p)
+            for p in prompts_mod.tunable(state.prompts)
+            if (value := prompts_mod.ladder_step(p, state.number)) is not None
+        }
+        if state.number > max(len(steps), 4 if answers else 0):
             return None
         chosen = steps[: state.number]
-        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}")
+        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}", answers)
 
 
 # -- TPE ----------------------------------------------------------------------------------------------
@@ -229,6 +248,19 @@ class TPE(Strategy):
         elif state.kind is Kind.ANN:
             space["hidden"] = d.CategoricalDistribution(["64", "128", "128,64", "256,128"])
             space["max_iter"] = d.CategoricalDistribution([300, 1000])
+        # What the script asks with input() is tuned through its answers, not by rewriting the code.
+        asked = {p.role for p in prompts_mod.tunable(state.prompts)}
+        replaced = {
+            prompts_mod.Role.EPOCHS: ("epochs", "max_iter"),
+            prompts_mod.Role.UNITS: ("units", "hidden"),
+            prompts_mod.Role.FILTERS: ("filters",),
+        }
+        for role, keys in replaced.items():
+            if role in asked:
+                for key in keys:
+                    space.pop(key, None)
+        for prompt in prompts_mod.tunable(state.prompts):
+            space[prompt.key] = prompts_mod.space(prompt)
         return space
 
     def first(self, state: SearchState) -> dict[str, Any]:
@@ -249,6 +281,10 @@ class TPE(Strategy):
             point["filters"] = 32
         if "hidden" in space:
             point["hidden"] = "128"  # max_iter stays as written: more iterations only cost time
+        for prompt in prompts_mod.tunable(state.prompts):
+            guess = prompts_mod.first_guess(prompt, min(20 * 1, _affordable_epochs(state) or 20))
+            if guess is not None:
+                point[prompt.key] = guess
         gap = state.past[0].gap if state.past else None
         if gap is not None and gap > OVERFIT_GAP and _hidden_units(state.facts):
             # Trial 0 trained far better than it validated: regularize instead of adding capacity.
@@ -327,11 +363,12 @@ class TPE(Strategy):
             note = "an informed first guess"
             if "dropout" in point:
                 note += f" (trial 0 trained {state.past[0].gap:.2f} above its validation: dropout, not units)"
-            return Proposal(self.tweaks_for(state, point), point, note)
+            return Proposal(self.tweaks_for(state, point), point, note, _answers(state, point))
         study, space = self._study(state, trial_seed(state.seed, state.number))
         trial = study.ask(space)
         point = dict(trial.params)
-        return Proposal(self.tweaks_for(state, point), point, "proposed by TPE from the trials so far")
+        note = "proposed by TPE from the trials so far"
+        return Proposal(self.tweaks_for(state, point), point, note, _answers(state, point))
 
     def should_prune(self, state: SearchState, curve: list[float]) -> bool:
         if not curve or curve[-1] >= state.target or state.kind is Kind.KMEANS or not self.space(state):

@@ -60,7 +60,9 @@ class AddRescaling(Tweak):
             if kept:
                 kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             anchor = first.with_changes(args=kept)
-            module = module.deep_replace(first, anchor)  # type: ignore[assignment]
+            replaced = module.deep_replace(first, anchor)
+            assert isinstance(replaced, cst.Module)  # a node inside it was replaced, not the module
+            module = replaced
         func = sibling(first.func, "Rescaling")
         needs_import(context, first.func, "Rescaling", module)
         module = insert_layers(module, anchor, [cst.Call(func=func, args=args)], tweak=self)
