@@ -50,6 +50,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--memory", dest="memory_mb", type=int, help="MB per trial (default 4096)")
     parser.add_argument("--cpus", type=float, help="CPUs per trial (default: no limit)")
+    parser.add_argument("--gpus", type=int, help="GPUs per trial (default 0; Docker and Ray runtimes)")
+    parser.add_argument(
+        "--ray-address",
+        dest="ray_address",
+        help="the Ray cluster of --runtime ray, host:port (default: none)",
+    )
     parser.add_argument(
         "--network",
         dest="network",

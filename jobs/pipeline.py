@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops import images
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
-from mlops.errors import LedgerError, SourceError
+from mlops.errors import LedgerError, RuntimeUnavailable, SourceError
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
@@ -98,6 +99,16 @@ def last_pull(settings: Settings) -> Checkout:
 
 def choose_runtime(ctx: Context) -> Runtime[Any]:
     wanted = ctx.settings.runtime
+    if wanted is RuntimeName.RAY:
+        try:
+            from mlops.runtime.ray_runtime import RayRuntime
+        except ImportError as e:
+            raise RuntimeUnavailable(
+                f"--runtime ray needs Ray installed here (pip install 'ray[default]'): {e}"
+            ) from e
+        cluster = RayRuntime.connect(ctx.settings.workspace, ctx.settings.ray_address)
+        ctx.progress.info(f"   runtime: ray ({cluster.describe()})")
+        return cluster
     if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):
         from mlops.runtime import docker as docker_runtime
 
@@ -244,7 +255,8 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             script=run.script,
             source_file=folder / SOURCE,
             trial_dir=folder,
-            image=run.image or "",
+            image=images.for_gpus(run.image or "", settings.gpus),
+            gpus=settings.gpus,
             limits=Limits(
                 timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings)
             ),

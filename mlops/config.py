@@ -40,6 +40,8 @@ class Settings:
     checkpoint_every_batches: int = 0
     max_restarts: int = 3
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
+    ray_address: str | None = None  # the Ray cluster of --runtime ray (host:port)
+    gpus: int = 0  # GPUs per trial
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.
@@ -132,6 +134,7 @@ def validate(settings: Settings) -> Settings:
             f"checkpoint_every_batches must be at least 0 but got {s.checkpoint_every_batches}",
         ),
         (s.seed >= 0, f"seed must be at least 0 but got {s.seed}"),
+        (s.gpus >= 0, f"gpus must be at least 0 but got {s.gpus}"),
     ]
     for ok, message in checks:
         if not ok:

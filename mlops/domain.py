@@ -63,6 +63,7 @@ class RuntimeName(enum.StrEnum):
     AUTO = "auto"  # Docker when an engine answers, else local processes
     LOCAL = "local"
     DOCKER = "docker"
+    RAY = "ray"  # a Ray cluster (ray_address)
 
 
 class ClusterMetric(enum.StrEnum):
@@ -84,3 +85,4 @@ class Image(enum.StrEnum):
     KERAS2 = "mlops-keras2"  # TensorFlow 2.15 with Keras 2: legacy code (np_utils, fit_generator, ...)
     SKLEARN = "mlops-sklearn"  # scikit-learn, numpy, pandas: KMeans and classic models
     PYTORCH = "mlops-pytorch"  # PyTorch CPU
+    KERAS3_GPU = "mlops-keras3-gpu"  # Keras 3 on TensorFlow with CUDA, for trials given GPUs

@@ -56,10 +56,26 @@ def tag(image: Image | str) -> str:
     return f"{image}:{content_hash(image)}"
 
 
-def buildable() -> list[Image]:
-    """The images this checkout has a Dockerfile for."""
+# The images whose frameworks use GPUs, for the CPU image a trial given GPUs would otherwise run in.
+GPU_VARIANTS: dict[Image, Image] = {Image.KERAS3: Image.KERAS3_GPU}
+
+
+def buildable(gpu: bool = False) -> list[Image]:
+    """The images this checkout has a Dockerfile for (the CUDA variants, several GB each, only with ``gpu``)."""
     return [
         image
         for image in Image
         if (DOCKERFILES / f"{str(image).removeprefix('mlops-')}.Dockerfile").is_file()
+        and (gpu or image not in GPU_VARIANTS.values())
     ]
+
+
+def for_gpus(image: Image | str, gpus: int) -> str:
+    """The image to run for ``image`` when the trial asks for ``gpus`` GPUs: its CUDA variant if it has one
+    (scikit-learn and the legacy Keras 2 image run on the CPU whatever is asked)."""
+    if gpus <= 0 or not image:
+        return str(image)
+    try:
+        return str(GPU_VARIANTS.get(Image(image), image))
+    except ValueError:
+        return str(image)

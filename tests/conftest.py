@@ -52,3 +52,13 @@ def docker_runtime(docker_images):
     yield make
     for runtime in made:
         runtime.cleanup(keep=set())
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster of two nodes on this machine (head node_a, worker node_b), stopped at the end."""
+    from tests.support.ray_cluster import start_cluster
+
+    cluster = start_cluster(workers=2)
+    yield cluster
+    cluster.stop()

@@ -295,3 +295,15 @@ def test_the_setup_script_leaves_a_running_engine_and_a_present_base_image_alone
     assert done.returncode == 0, done.stderr
     assert "answers" in done.stdout and "base image python:3.11-slim is present" in done.stdout
     assert "starting dockerd" not in done.stdout and "building" not in done.stdout
+
+
+def test_a_trial_that_asks_for_a_gpu_on_an_engine_without_one_is_a_clear_launch_error(
+    docker_runtime, tmp_path
+):
+    from dataclasses import replace
+
+    runtime = docker_runtime(tmp_path / "ws")
+    spec = replace(trial_spec(tmp_path, "gpu", "print(1)\n"), gpus=1)
+    with pytest.raises(TrialLaunchError, match=r"asks for 1 GPU\(s\) and this engine has none it can give"):
+        runtime.run(spec)
+    assert runtime.containers() == []  # nothing left behind

@@ -28,7 +28,7 @@ def pins(text: str) -> dict[str, str]:
 
 def test_every_buildable_image_is_a_domain_image_with_its_own_dockerfile():
     assert {p.name for p in DOCKERFILES} == {
-        f"{str(i).removeprefix('mlops-')}.Dockerfile" for i in images.buildable()
+        f"{str(i).removeprefix('mlops-')}.Dockerfile" for i in images.buildable(gpu=True)
     }
     assert {Image.KERAS3, Image.KERAS2, Image.SKLEARN} <= set(images.buildable())
 
@@ -124,3 +124,11 @@ def test_the_build_context_holds_only_the_harness_sources():
     ours = {p for p in sent if p.startswith("mlops_harness/")}
     assert ours == {f"mlops_harness/{p.name}" for p in images.harness_files()}
     assert sent - ours <= {".dockerignore", "dockerfiles/sklearn.Dockerfile"}
+
+
+def test_a_trial_given_gpus_runs_the_cuda_variant_of_keras_and_the_variant_is_built_only_when_named():
+    assert images.for_gpus("mlops-keras3", 1) == "mlops-keras3-gpu"
+    assert images.for_gpus("mlops-keras3", 0) == "mlops-keras3"
+    assert images.for_gpus("mlops-sklearn", 2) == "mlops-sklearn"  # scikit-learn runs on the CPU anyway
+    assert Image.KERAS3_GPU not in images.buildable() and Image.KERAS3_GPU in images.buildable(gpu=True)
+    assert images.dockerfile(Image.KERAS3_GPU).name == "keras3-gpu.Dockerfile"

@@ -18,6 +18,7 @@ from mlops.runtime.local import LocalRuntime
 from mlops.trial import LaunchResult
 from mlops_harness.protocol import EventKind, FailureClass, decode_event, encode_event
 from monitor.supervisor import Action, RestartPolicy, Supervisor, epoch_of
+from tests.support.scripts import SLOW_KERAS
 from tests.support.trials import ledger_trial, trial_spec
 
 
@@ -56,27 +57,6 @@ def test_epoch_events_are_decoded():
     assert epoch_of(decode_event(encode_event(EventKind.RESUMED, fit=0, epoch=3))) is None
     assert decode_event("[mlops] epoch 3/10 accuracy=0.9100") is None
     assert decode_event(line[: len(line) // 2]) is None  # cut short by a kill
-
-
-SLOW_KERAS = """
-import time
-import keras
-from sklearn.datasets import load_digits
-
-X, y = load_digits(return_X_y=True)
-X = X / 16.0
-
-
-class Pace(keras.callbacks.Callback):  # epochs long enough to be killed in the middle of
-    def on_train_batch_end(self, batch, logs=None):
-        time.sleep(0.04)
-
-
-model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
-                          keras.layers.Dense(10, activation="softmax")])
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(X, y, epochs=EPOCHS, batch_size=64, validation_split=0.2, callbacks=[Pace()])
-"""
 
 
 def chaos_trial(tmp_path: Path, epochs: int):

@@ -15,10 +15,24 @@ from mlops.runtime.local import LocalRuntime
 from tests.support.trials import trial_spec
 
 
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow]),
+    ]
+)
 def runtime(request, tmp_path):
     if request.param == "local":
         yield LocalRuntime(tmp_path / "ws")
+        return
+    if request.param == "ray":
+        from mlops.runtime.ray_runtime import RayRuntime
+
+        cluster = request.getfixturevalue("ray_cluster")
+        ray_runtime = RayRuntime.connect(tmp_path / "ws", cluster.address)
+        yield ray_runtime
+        ray_runtime.cleanup(keep=set())
         return
     docker_runtime = request.getfixturevalue("docker_runtime")
     yield docker_runtime(tmp_path / "ws")
@@ -98,7 +112,7 @@ def test_stop_ends_a_trial(runtime, tmp_path):
 def test_another_process_can_attach_to_a_running_trial(runtime, tmp_path):
     spec = trial(tmp_path, "attach", "import time\ntime.sleep(3)\n" + textwrap.dedent(GOOD))
     handle = runtime.run(spec)
-    fresh = type(runtime)(tmp_path / "ws") if isinstance(runtime, LocalRuntime) else runtime.fresh()
+    fresh = runtime.fresh() if hasattr(runtime, "fresh") else type(runtime)(tmp_path / "ws")
     again = fresh.attach(spec, handle.data)
     assert again is not None
     outcome = fresh.wait(again)
@@ -118,7 +132,7 @@ def test_a_process_that_attaches_again_goes_on_with_the_log_without_repeating_it
     for line in runtime.logs(handle):
         if line == "first":
             break
-    fresh = type(runtime)(tmp_path / "ws") if isinstance(runtime, LocalRuntime) else runtime.fresh()
+    fresh = runtime.fresh() if hasattr(runtime, "fresh") else type(runtime)(tmp_path / "ws")
     again = fresh.attach(spec, handle.data)
     lines = list(fresh.logs(again))
     outcome = fresh.wait(again)

@@ -43,6 +43,7 @@ class TrialSpec:
     limits: Limits = field(default_factory=Limits)
     network: bool = True
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...
+    gpus: int = 0  # GPUs the trial asks for (Docker device requests, Ray's num_gpus)
 
     @property
     def name(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from mlops import images
@@ -267,6 +268,8 @@ class DockerRuntime:
             kwargs["pids_limit"] = limits.pids
         if not spec.network:
             kwargs["network_mode"] = "none"
+        if spec.gpus:
+            kwargs["device_requests"] = [docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
         container = None
         try:
             self._ensure_cache_volume(tag)
@@ -276,7 +279,10 @@ class DockerRuntime:
             if container is not None:  # created but not started (a bad mount, a limit the engine refuses)
                 with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
-            raise TrialLaunchError(spec.name, e.explanation or str(e)) from e
+            said = str(e.explanation or e)
+            if spec.gpus and "device driver" in said:
+                said += f" (the trial asks for {spec.gpus} GPU(s) and this engine has none it can give)"
+            raise TrialLaunchError(spec.name, said) from e
         return DockerHandle(spec, str(container.id), time.time())
 
     def _ensure_cache_volume(self, tag: str) -> None:

@@ -68,3 +68,18 @@ def run_harness(
         stdin=subprocess.DEVNULL,
     )
     return done, out
+
+
+def run_cli_background(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``mlops ARGS`` started and left running (its output goes to a file beside ``cwd``)."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.update(env or {})
+    out = (cwd / "mlops-background.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -58,3 +58,24 @@ KERAS = """
     model.fit(Xtr, ytr, epochs=4, batch_size=32, validation_split=0.2, verbose=0)
     model.evaluate(Xte, yte, verbose=0)
 """
+
+# A Keras training whose epochs are long enough to be killed in the middle of (EPOCHS is replaced).
+SLOW_KERAS = """
+import time
+import keras
+from sklearn.datasets import load_digits
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+
+
+class Pace(keras.callbacks.Callback):  # epochs long enough to be killed in the middle of
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.04)
+
+
+model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(10, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=EPOCHS, batch_size=64, validation_split=0.2, callbacks=[Pace()])
+"""

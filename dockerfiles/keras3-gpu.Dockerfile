@@ -1,0 +1,15 @@
+# mlops-keras3-gpu: Keras 3 on TensorFlow with CUDA, for trials given GPUs (--gpus N on a machine with NVIDIA
+# GPUs and the NVIDIA container toolkit). TensorFlow's and-cuda extra brings the CUDA and cuDNN libraries as
+# wheels, so the same python:3.11-slim base serves. Several GB: `mlops images build` builds it only when named.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MPLBACKEND=Agg MPLCONFIGDIR=/tmp/matplotlib TF_CPP_MIN_LOG_LEVEL=2 HOME=/tmp \
+    KERAS_HOME=/cache/keras SCIKIT_LEARN_DATA=/cache/scikit_learn_data TORCH_HOME=/cache/torch
+# The .pyc files pip writes stay: a read-only container would compile every import on every trial.
+RUN pip install "tensorflow[and-cuda]==2.21.0" keras==3.15.1 scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1 \
+        pandas==3.1.1 matplotlib==3.11.2 kneed==0.9.0
+RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
+COPY mlops_harness/ /opt/mlops/mlops_harness/
+USER trainer
+WORKDIR /trial
+ENTRYPOINT ["python", "/opt/mlops/mlops_harness"]

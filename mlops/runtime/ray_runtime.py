@@ -1,0 +1,363 @@
+"""The Ray runtime: each trial is a detached Ray actor that runs the harness in a process of its own, on
+whichever node of the cluster Ray picks for the trial's CPUs, GPUs and memory. The only module that
+imports ray.
+
+The actor is named after the workspace, run and trial, so another orchestrator (a restarted ``mlops run``,
+Jenkins job 6) finds it again with ``ray.get_actor``. The trial's folder (log, events, metrics, outcome,
+checkpoints) is written where the harness runs, so the workspace must be on storage every node mounts at
+the same path (one machine, or a shared folder such as NFS): the actor checks that it can write there
+before it starts the training, and says which node could not. When a node dies under a trial, its actor
+is gone: ``wait`` reports the launch as lost, the supervisor starts it again (a crash), Ray places the new
+actor on a node that is alive, and the harness resumes from the last checkpoint in the shared folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+import ray.exceptions
+
+from mlops.domain import EndReason
+from mlops.envsafe import scrubbed
+from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.runtime.base import Outcome, TrialSpec, follow_file
+from mlops_harness.protocol import LOG_FILE
+
+HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"
+POLL_S = 0.5
+STOP_GRACE_S = 5.0
+SCHEDULE_TIMEOUT_S = 60.0  # a trial no node can take (64 CPUs, a GPU) fails after this, never hangs
+CONNECT_TIMEOUT_S = 5.0
+INIT_TIMEOUT_S = 60.0
+PREFIX = "mlops-trial"
+
+
+def _own_group_dying_with_parent() -> None:
+    """In the harness's process, before exec: its own process group (killed as one), and a SIGKILL when the
+    actor's worker dies (Linux PR_SET_PDEATHSIG): a raylet that dies takes its trials with it, instead of
+    leaving a harness that goes on writing into the trial folder a restarted launch now writes."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+class TrialActor:
+    """Lives on the node that runs one launch of a trial: starts the harness there, watches its memory."""
+
+    def __init__(
+        self, command: list[str], env: dict[str, str], trial_dir: str, memory_mb: int | None
+    ) -> None:
+        self.memory_mb = memory_mb
+        self.stop_reason: str | None = None
+        folder = Path(trial_dir)
+        probe = folder / f".probe-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            self.error: str | None = (
+                f"node {ray.get_runtime_context().get_node_id()[:12]} cannot write the trial folder {folder} "
+                f"({e.strerror or e}): put the workspace on storage every node mounts at the same path"
+            )
+            self.process: subprocess.Popen[bytes] | None = None
+            return
+        self.error = None
+        with (folder / LOG_FILE).open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (the command is ours; the script runs inside it)
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=folder,
+                preexec_fn=_own_group_dying_with_parent,  # noqa: PLW1509 (only setsid and prctl: async-signal-safe)
+            )
+
+    def started(self) -> tuple[str | None, str, int]:
+        """Why it could not start (or None), the node it runs on, the harness's process id."""
+        pid = self.process.pid if self.process else 0
+        return self.error, ray.get_runtime_context().get_node_id(), pid
+
+    def poll(self) -> tuple[int | None, str | None]:
+        """The harness's exit status (None while it runs) and why it was stopped, if it was."""
+        if self.process is None:
+            return 1, self.stop_reason
+        code = self.process.poll()
+        if code is None and self.memory_mb is not None and self._rss_mb() > self.memory_mb:
+            self.kill(EndReason.OOM.value)
+            code = self.process.poll()
+        return code, self.stop_reason
+
+    def _rss_mb(self) -> float:
+        assert self.process is not None
+        total = 0
+        try:
+            root = psutil.Process(self.process.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+        except psutil.Error:
+            return 0.0
+        return total / (1024 * 1024)
+
+    def kill(self, reason: str) -> None:
+        """End the harness's process group: TERM, then KILL after a grace period."""
+        self.stop_reason = self.stop_reason or reason
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        deadline = time.time() + STOP_GRACE_S
+        while time.time() < deadline and self.process.poll() is None:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+
+
+# Any: ray.remote's typing serves decorators, not a class made remote at run time.
+REMOTE_TRIAL: Any = ray.remote(TrialActor)
+NODES: Callable[[], list[dict[str, Any]]] = ray.nodes  # Ray leaves it untyped
+_CONNECTED: dict[str, str] = {}  # the address this process's Ray connection goes to (Ray allows one)
+
+
+@dataclass
+class RayHandle:
+    spec: TrialSpec
+    name: str
+    started: float
+    node: str = ""
+    actor: Any = None
+    stop_reason: EndReason | None = None
+    log_offset: int = 0
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"runtime": "ray", "actor": self.name, "node": self.node, "started": self.started}
+
+
+class RayRuntime:
+    name = "ray"
+
+    def __init__(self, workspace: Path, address: str, schedule_timeout_s: float = SCHEDULE_TIMEOUT_S) -> None:
+        self.workspace = workspace.resolve()
+        self.address = address
+        self.schedule_timeout_s = schedule_timeout_s
+        self.namespace = "mlops-" + hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
+
+    @classmethod
+    def connect(cls, workspace: Path, address: str | None) -> RayRuntime:
+        """A runtime on the Ray cluster at ``address`` (``ray_address``, ``MLOPS_RAY_ADDRESS``)."""
+        if not address:
+            raise RuntimeUnavailable(
+                "--runtime ray needs the cluster's address: ray_address in mlops.toml, MLOPS_RAY_ADDRESS or "
+                "--ray-address (e.g. 10.0.0.5:6379; start one with `ray start --head`)"
+            )
+        runtime = cls(workspace, address)
+        runtime._init()
+        return runtime
+
+    def _unavailable(self, why: str) -> RuntimeUnavailable:
+        return RuntimeUnavailable(
+            f"no Ray cluster answers at {self.address} ({why}); start one with `ray start --head`, "
+            "or run with --runtime local or docker"
+        )
+
+    def _init(self) -> None:
+        # Ray keeps one connection per process: a process that already talks to this cluster reuses it, and
+        # one that talks to another cluster (a test, a tool) disconnects first.
+        if ray.is_initialized():
+            if _CONNECTED.get("address") == self.address:
+                return
+            ray.shutdown()
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        if host and port.isdigit():  # ray.init waits minutes for a cluster that is not there: ask first
+            try:
+                socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+            except OSError as e:
+                raise self._unavailable(e.strerror or type(e).__name__) from e
+        failure: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                ray.init(
+                    address=self.address,
+                    namespace="mlops",
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    configure_logging=False,
+                )
+            except BaseException as e:  # noqa: BLE001 (reported below, in the caller's thread)
+                failure.append(e)
+
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(INIT_TIMEOUT_S)
+        if thread.is_alive():
+            raise self._unavailable(f"it did not answer within {INIT_TIMEOUT_S:g} s")
+        if failure:
+            error = failure[0]
+            raise self._unavailable(
+                f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:160]}"
+            ) from error
+        _CONNECTED["address"] = self.address
+
+    def fresh(self) -> RayRuntime:
+        """The same runtime as another orchestrator would make it (the contract suite's attach test)."""
+        return RayRuntime(self.workspace, self.address, self.schedule_timeout_s)
+
+    def describe(self) -> str:
+        nodes = [n for n in NODES() if n.get("Alive")]
+        cpus = sum(n.get("Resources", {}).get("CPU", 0) for n in nodes)
+        gpus = sum(n.get("Resources", {}).get("GPU", 0) for n in nodes)
+        return f"cluster at {self.address}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs"
+
+    def _actor_name(self, spec: TrialSpec) -> str:
+        return f"{PREFIX}-{spec.run_id}-{spec.trial}"
+
+    def run(self, spec: TrialSpec) -> RayHandle:
+        # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
+        log_path = spec.trial_dir / LOG_FILE
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        env = scrubbed(os.environ)
+        env.update(
+            PYTHONUNBUFFERED="1", MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        )
+        env.update(spec.env)
+        cpus = spec.limits.cpus or 1.0
+        threads = str(max(1, int(cpus)))
+        env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
+        command = [sys.executable, str(HARNESS)] + spec.harness_args(
+            code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
+        )
+        name = self._actor_name(spec)
+        with contextlib.suppress(ValueError):  # a dead launch of this trial still holding the name
+            ray.kill(ray.get_actor(name, namespace=self.namespace))
+        options: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,  # one per workspace: runs of two workspaces never meet
+            "lifetime": "detached",
+            "num_cpus": cpus,
+            "max_restarts": 0,
+        }
+        if spec.limits.memory_mb:
+            options["memory"] = spec.limits.memory_mb * 1024 * 1024
+        if spec.gpus:
+            options["num_gpus"] = spec.gpus
+        actor = REMOTE_TRIAL.options(**options).remote(
+            command, env, str(spec.trial_dir), spec.limits.memory_mb
+        )
+        try:
+            error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(actor)
+            asks = f"{cpus:g} CPUs" + (f", {spec.gpus} GPUs" if spec.gpus else "")
+            if spec.limits.memory_mb:
+                asks += f", {spec.limits.memory_mb} MB"
+            raise TrialLaunchError(
+                spec.name,
+                f"no node of the cluster at {self.address} took it within {self.schedule_timeout_s:g} s: it asks "
+                f"for {asks} ({self.describe()})",
+            ) from None
+        except ray.exceptions.RayError as e:
+            raise TrialLaunchError(spec.name, f"the cluster could not start it: {e}") from e
+        if error:
+            ray.kill(actor)
+            raise TrialLaunchError(spec.name, error)
+        return RayHandle(spec, name, time.time(), node, actor, log_offset=offset)
+
+    def attach(self, spec: TrialSpec, data: dict[str, Any]) -> RayHandle | None:
+        if data.get("runtime") != "ray":
+            return None
+        try:
+            actor = ray.get_actor(str(data.get("actor")), namespace=self.namespace)
+            ray.get(actor.poll.remote(), timeout=30)
+        except (ValueError, ray.exceptions.RayError):
+            return None
+        log = spec.trial_dir / LOG_FILE
+        offset = log.stat().st_size if log.exists() else 0
+        started = float(data.get("started", time.time()))
+        return RayHandle(
+            spec, str(data["actor"]), started, str(data.get("node", "")), actor, log_offset=offset
+        )
+
+    def _alive(self, handle: RayHandle) -> bool:
+        try:
+            code, _ = ray.get(handle.actor.poll.remote(), timeout=30)
+        except ray.exceptions.RayError:
+            return False
+        return code is None
+
+    def logs(self, handle: RayHandle, follow: bool = True) -> Iterator[str]:
+        alive = (lambda: self._alive(handle)) if follow else (lambda: False)
+        return follow_file(handle.spec.trial_dir / LOG_FILE, alive, start=handle.log_offset)
+
+    def wait(self, handle: RayHandle) -> Outcome:
+        limits = handle.spec.limits
+        while True:
+            try:
+                code, reason = ray.get(handle.actor.poll.remote(), timeout=60)
+            except ray.exceptions.RayError:
+                duration = time.time() - handle.started
+                where = f" (node {handle.node[:12]})" if handle.node else ""
+                return Outcome(EndReason.LOST, None, None, duration, f"its Ray actor{where} went away")
+            if code is not None:
+                break
+            if limits.timeout_s is not None and time.time() - handle.started > limits.timeout_s:
+                handle.stop_reason = handle.stop_reason or EndReason.TIMEOUT
+                self.stop(handle)
+            time.sleep(POLL_S)
+        duration = time.time() - handle.started
+        if handle.stop_reason is EndReason.TIMEOUT:
+            return Outcome(EndReason.TIMEOUT, None, None, duration, f"stopped after {limits.timeout_s:g} s")
+        if reason == EndReason.OOM.value:
+            return Outcome(EndReason.OOM, None, None, duration, f"over {limits.memory_mb} MB")
+        if reason is not None or code < 0:
+            return Outcome(EndReason.SIGNAL, None, -code if code < 0 else None, duration)
+        return Outcome(EndReason.EXITED, code, None, duration)
+
+    def stop(self, handle: RayHandle) -> None:
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.get(handle.actor.kill.remote(EndReason.SIGNAL.value), timeout=STOP_GRACE_S + 10)
+
+    def remove(self, handle: RayHandle) -> None:
+        with contextlib.suppress(ray.exceptions.RayError, ValueError):
+            ray.kill(handle.actor)
+
+    def cleanup(self, keep: set[str]) -> list[str]:
+        removed = []
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if not isinstance(entry, dict) or entry.get("namespace") != self.namespace:
+                continue
+            name = str(entry.get("name", ""))
+            if not name.startswith(PREFIX + "-"):
+                continue
+            run, _, trial = name[len(PREFIX) + 1 :].rpartition("-")
+            if f"{run}/{trial}" in keep:
+                continue
+            with contextlib.suppress(ValueError, ray.exceptions.RayError):
+                actor = ray.get_actor(name, namespace=self.namespace)
+                with contextlib.suppress(ray.exceptions.RayError):
+                    ray.get(actor.kill.remote(EndReason.SIGNAL.value), timeout=STOP_GRACE_S + 10)
+                ray.kill(actor)
+                removed.append(f"{run}/{trial}")
+        return removed

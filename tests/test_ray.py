@@ -1,0 +1,127 @@
+"""Trials on a real Ray cluster of two nodes started on this machine: the chain with parallel trials, a node
+killed under a training, and the bad input a cluster brings (no cluster, no node that fits, storage a node
+cannot write, a GPU nobody has). The runtime contract suite runs on Ray too (tests/test_runtime_contract.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.errors import TrialLaunchError
+from mlops.runtime.base import TrialSpec
+from tests.support.processes import run_cli, run_cli_background
+from tests.support.ray_cluster import free_port, start_cluster
+from tests.support.repos import ROOT, make_repo
+from tests.support.scripts import SLOW_KERAS
+from tests.support.trials import trial_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def test_no_cluster_at_the_address_is_exit_3_naming_it(tmp_path):
+    repo = make_repo(
+        tmp_path / "repo", {"k.py": "from sklearn.cluster import KMeans\nKMeans(2).fit([[0], [1]])\n"}
+    )
+    address = f"127.0.0.1:{free_port()}"
+    started = time.time()
+    done = run_cli(
+        "run",
+        str(repo),
+        "--runtime",
+        "ray",
+        "--ray-address",
+        address,
+        "--workspace",
+        str(tmp_path / "ws"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 3 and f"no Ray cluster answers at {address}" in done.stderr
+    assert time.time() - started < 30
+
+
+def test_the_example_models_run_two_trials_at_once_on_the_cluster(ray_cluster, tmp_path):
+    ws = tmp_path / "ws"
+    done = run_cli(
+        "run", str(ROOT / "models"), "--runtime", "ray", "--ray-address", ray_cluster.address,
+        "--parallel", "2", "--max-trials", "3", "--workspace", str(ws), cwd=tmp_path, timeout=1500,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "runtime: ray (cluster at" in done.stdout and "3 node(s), 4 CPUs" in done.stdout
+    runs = [
+        json.loads(line)
+        for line in run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
+    ]
+    assert {r["script"] for r in runs} == {"ann.py", "cnn.py", "kmeans.py"}
+    assert all(r["reached"] for r in runs) and all(r["runtime"] == "ray" for r in runs)
+
+
+def test_a_node_that_dies_under_a_trial_takes_nothing_with_it(tmp_path):
+    """The orchestrator is `mlops run` in a process of its own (a Ray driver dies with the raylet it is
+    attached to, and the node killed may be that one): if it dies too, the same command is run again."""
+    cluster = start_cluster(workers=2)
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "6")})
+    ws = tmp_path / "ws"
+    command = ["run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "1",
+               "--target", "0.999", "--max-restarts", "3", "--workspace", str(ws)]  # fmt: skip
+    try:
+        first = run_cli_background(*command, cwd=tmp_path)
+        log = ws / "runs" / "1-slow" / "trials" / "0" / "log.txt"
+        deadline = time.time() + 300
+        while "[mlops] epoch 2/" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+            time.sleep(0.2)
+        handle = json.loads(
+            sqlite3.connect(ws / "ledger.db").execute("SELECT handle FROM trials").fetchone()[0]
+        )
+        killed = cluster.label_of(handle["node"])
+        cluster.kill_node(killed)
+        if first.wait(timeout=600) != 0:  # its driver died with the node: the same command carries the run on
+            again = run_cli(*command, cwd=tmp_path, timeout=600)
+            assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    finally:
+        cluster.stop()
+    shown = run_cli("show", "1-slow", "--json", "--workspace", str(ws), cwd=tmp_path)
+    (trial,) = json.loads(shown.stdout)["trial_list"]
+    assert trial["status"] == "succeeded" and trial["restarts"] >= 1, trial
+    metrics = json.loads((Path(trial["dir"]) / "metrics.json").read_text())
+    assert (
+        metrics["resumed"] and metrics["resumed"][0]["epoch"] >= 2
+    )  # from its checkpoint, not from the start
+    assert sorted({h["epoch"] for h in metrics["history"]}) == list(range(1, 7))
+
+
+def test_a_trial_no_node_can_take_fails_with_what_it_asked_for(ray_cluster, tmp_path):
+    from mlops.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime(tmp_path / "ws", ray_cluster.address, schedule_timeout_s=5)
+    runtime._init()
+    for spec, says in [
+        (trial_spec(tmp_path / "cpus", "huge", "print(1)\n", cpus=64), "asks for 64 CPUs"),
+        (_with_gpus(trial_spec(tmp_path / "gpus", "gpu", "print(1)\n"), 1), "1 GPUs"),
+    ]:
+        started = time.time()
+        with pytest.raises(TrialLaunchError, match=says) as caught:
+            runtime.run(spec)
+        assert "no node of the cluster" in str(caught.value) and time.time() - started < 30
+    assert runtime.cleanup(keep=set()) == []  # nothing left waiting for a node
+
+
+def _with_gpus(spec: TrialSpec, gpus: int) -> TrialSpec:
+    from dataclasses import replace
+
+    return replace(spec, gpus=gpus)
+
+
+def test_a_trial_folder_a_node_cannot_write_is_a_launch_error_naming_the_node(ray_cluster, tmp_path):
+    from dataclasses import replace
+
+    from mlops.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime.connect(tmp_path / "ws", ray_cluster.address)
+    spec = trial_spec(tmp_path, "nowhere", "print(1)\n")
+    unwritable = Path("/proc/mlops-trial")  # no node can make a folder there, root or not
+    with pytest.raises(TrialLaunchError, match=r"node \w+ cannot write the trial folder /proc/mlops-trial"):
+        runtime.run(replace(spec, trial_dir=unwritable, source_file=spec.source_file))
