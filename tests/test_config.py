@@ -25,7 +25,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
     [
         ({"target": 80}, "target must be a fraction between 0 and 1 .* but got 80"),
         ({"max_trials": 0}, "max_trials must be at least 1 but got 0"),
-        ({"runtime": "k8s"}, "runtime must be one of auto, local, docker but got 'k8s'"),
+        ({"runtime": "k8s"}, "runtime must be one of auto, local, docker, ray but got 'k8s'"),
         ({"memory_mb": 10}, "memory must be at least 64 MB but got 10"),
         ({"strategy": "tpee"}, "strategy must be one of tpe, ladder but got 'tpee'"),
         ({"cluster_metric": "purity"}, "cluster_metric must be one of silhouette, ari but got 'purity'"),
