@@ -292,7 +292,7 @@ def leaderboard(ctx: Context, run: RunRecord) -> None:
         changes = "; ".join(t.changes) if t.changes else "as pushed"
         duration = f"{t.duration_s:.1f}s" if t.duration_s is not None else "-"
         mark = "*" if t.number == run.best_trial else ""
-        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes[:90]])
+        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes])
     ctx.progress.table(
         f"run {run.id}: {run.script} ({run.kind}) - {run.status.value}: {run.reason}",
         ["trial", "status", run.metric or "metric", "time", "restarts", "changes"],
