@@ -18,6 +18,7 @@ from mlops.classify import Classification, candidate_files, classify_file, find_
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
 from mlops.errors import LedgerError, SourceError
+from mlops.index_page import write_index
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
@@ -325,6 +326,12 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
                 ctx.progress.warn(line.removeprefix("warning: "))
             else:
                 ctx.progress.info(line)
+    # The page of all runs is a view of the ledger: when it cannot be written, the next run (or
+    # `mlops history --html`) writes it; the run's own results are not lost for it.
+    try:
+        ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
+    except OSError as e:
+        ctx.progress.warn(f"could not write the page of all runs: {e}")
 
 
 def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:

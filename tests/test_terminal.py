@@ -177,3 +177,5 @@ def test_mlops_run_at_a_terminal_shows_the_live_line_no_note_that_does_not_apply
     table = lines[next(i for i, line in enumerate(lines) if line.startswith(f"run {run.id}: net.py")) :]
     assert table_cells(table, 5) == ["changes"] + ["; ".join(t.changes) or "as pushed" for t in trials]
     assert max(len(line) for line in lines) <= 100
+    index = ws / "runs" / "index.html"  # job 5 rewrote the page of all runs, and said where it is
+    assert f"   all runs: {index}" in "\n".join(lines).replace("\n", "") and run.id in index.read_text()
