@@ -91,7 +91,9 @@ class Progress:
         # (printing takes the live display's lock, and its refresh takes this one).
         self.state_lock = threading.Lock()
         self.runs: dict[str, RunState] = {}
-        self.live_ok = self.console.is_terminal and not self.console.is_dumb_terminal
+        # A real terminal only: FORCE_COLOR (set for Jenkins's AnsiColor) makes rich take a log for a terminal,
+        # where a line redrawn in place would be a mess; TTY_INTERACTIVE=0 turns the line off.
+        self.live_ok = self.console.is_interactive and _isatty(self.stream)
         self.live: Live | None = None
         self.spinner = Spinner("dots", style="cyan")
 
@@ -236,6 +238,13 @@ class Progress:
         with self.lock:
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed file
+        return False
 
 
 def plain_table(cells: list[list[str]], width: int) -> list[str]:

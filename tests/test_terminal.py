@@ -78,6 +78,20 @@ def test_without_a_terminal_there_is_no_live_line_but_one_plain_line_per_event()
     assert "\x1b" not in out.getvalue()
 
 
+def test_a_log_that_asks_for_colours_gets_them_but_no_live_line(monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as Jenkins's AnsiColor plugin is often set up
+    out = io.StringIO()
+    progress = Progress(out)
+    progress.run_started("3-cnn", 0.8, 5, None, "accuracy", None)
+    progress.trial_started("3-cnn", 0, [])
+    progress.run_ended("3-cnn")
+    assert progress.live is None and "\x1b[1m-- 3-cnn trial 0 (1 of 5): as pushed" in out.getvalue()
+    term = Terminal(columns=100, rows=10)
+    monkeypatch.setenv("TTY_INTERACTIVE", "0")  # rich's switch, on a real terminal
+    assert on_terminal(term, monkeypatch).live_ok is False
+    term.close()
+
+
 def test_the_status_line_says_what_it_knows_and_nothing_it_does_not():
     state = RunState("7-kmeans", 0.8, 3, deadline=1000.0, metric="silhouette")
     assert state.line(now=1001.0) == (
