@@ -179,7 +179,8 @@ def test_mlops_run_at_a_terminal_shows_the_live_line_no_note_that_does_not_apply
     assert code == 0, "\n".join(lines)
     epochs = [line for line in term.live if re.search(r"trial 1 \(2 of 2\): epoch \d+ of \d+ ", line)]
     assert epochs, term.live
-    assert re.search(r"^. run 1-net, (29|30):\d\d left · trial 1 \(2 of 2\)", epochs[-1]), epochs[-1]
+    head = re.search(r"^. run 1-net, (\d+):\d\d left · trial 1 \(2 of 2\)", epochs[-1])
+    assert head and int(head.group(1)) < 30, epochs[-1]
     assert re.search(r"best accuracy 0\.\d{4} < target 0\.99$", epochs[-1]), epochs[-1]
     assert all(len(line) <= 100 for line in term.live)
     text = "\n".join(lines)
