@@ -8,7 +8,9 @@ checked before any work is done: a bad value exits 2 before anything is pulled.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,73 +19,136 @@ from mlops.domain import ClusterMetric, RuntimeName, StrategyName
 from mlops.errors import MlopsError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and the example's lines as written; the flags' help wraps as usual."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def example(command: str) -> str:
+    """The epilog that ends a command's help: one command line to copy."""
+    return f"example:\n  {command}"
+
+
+def version() -> str:
+    """mlops's version, from the installed package's metadata (or pyproject.toml in a bare checkout)."""
+    try:
+        return importlib.metadata.version("mlops")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+
+
 def _choices(kind: type[StrategyName] | type[RuntimeName] | type[ClusterMetric]) -> list[str]:
     return [member.value for member in kind]
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Where the workspace and the settings file are."""
-    parser.add_argument("--workspace", type=Path, help="where the ledger and runs live (default .mlops)")
-    parser.add_argument("--config", type=Path, help="a TOML settings file (default ./mlops.toml)")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="DIR",
+        help="the folder of the ledger, checkouts and runs (default .mlops)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML settings file, read before MLOPS_* variables and flags (default ./mlops.toml)",
+    )
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The settings of a run: what to reach, how to search, where and with what limits trials run."""
-    parser.add_argument("--target", type=float, help="the metric to reach, a fraction (default 0.8)")
-    parser.add_argument(
-        "--max-trials", dest="max_trials", type=int, help="trials per run, trial 0 included (default 5)"
+    flag = parser.add_argument
+    flag(
+        "--target",
+        type=float,
+        metavar="FRACTION",
+        help="the metric to reach; tuning stops there (default 0.8)",
     )
-    parser.add_argument(
-        "--max-minutes", dest="max_minutes", type=float, help="wall-time budget per run (default none)"
+    flag(
+        "--max-trials",
+        dest="max_trials",
+        type=int,
+        metavar="N",
+        help="trials per run, trial 0 included (default 5)",
     )
-    parser.add_argument(
+    flag(
+        "--max-minutes",
+        dest="max_minutes",
+        type=float,
+        metavar="MINUTES",
+        help="time budget per run; no trial starts after it (default: none)",
+    )
+    flag(
         "--runtime",
         choices=_choices(RuntimeName),
-        help="where trials run (default auto: Docker if it answers)",
+        help="where trials run: local processes, docker containers, a ray cluster (--ray-address), or auto: "
+        "Docker if an engine answers (default auto)",
     )
-    parser.add_argument(
-        "--strategy", choices=_choices(StrategyName), help="how trials are proposed (default tpe)"
+    flag(
+        "--strategy",
+        choices=_choices(StrategyName),
+        help="how the next trial is proposed: tpe (an informed guess, then Optuna's TPE) or ladder "
+        "(a fixed order) (default tpe)",
     )
-    parser.add_argument("--parallel", type=int, help="trials at once (default 1)")
-    parser.add_argument(
-        "--timeout", dest="timeout_s", type=float, help="seconds per trial launch (default 1800)"
+    flag("--parallel", type=int, metavar="N", help="trials trained at once (default 1)")
+    flag(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="how long a trial may train before it is stopped (default 1800)",
     )
-    parser.add_argument("--memory", dest="memory_mb", type=int, help="MB per trial (default 4096)")
-    parser.add_argument("--cpus", type=float, help="CPUs per trial (default: no limit)")
-    parser.add_argument("--gpus", type=int, help="GPUs per trial (default 0; Docker and Ray runtimes)")
-    parser.add_argument(
+    flag("--memory", dest="memory_mb", type=int, metavar="MB", help="memory limit per trial (default 4096)")
+    flag("--cpus", type=float, metavar="N", help="CPU limit per trial (default: no limit)")
+    flag("--gpus", type=int, metavar="N", help="GPUs per trial, on the Docker and Ray runtimes (default 0)")
+    flag(
         "--ray-address",
         dest="ray_address",
-        help="the Ray cluster of --runtime ray, host:port (default: none)",
+        metavar="HOST:PORT",
+        help="the Ray cluster that --runtime ray sends trials to (default: none)",
     )
-    parser.add_argument(
-        "--network",
+    flag("--network", action="store_true", default=None, help="give trials the network (the default)")
+    flag(
+        "--no-network",
         dest="network",
-        action="store_true",
-        default=None,
-        help="give trials the network (default)",
+        action="store_false",
+        help="trials get no network (default: they have it)",
     )
-    parser.add_argument("--no-network", dest="network", action="store_false", help="trials get no network")
-    parser.add_argument(
-        "--seed", type=int, help="base seed; the same seed proposes the same trials (default 0)"
+    flag(
+        "--seed", type=int, metavar="N", help="base seed; the same seed proposes the same trials (default 0)"
     )
-    parser.add_argument(
+    flag(
         "--cluster-metric",
         dest="cluster_metric",
         choices=_choices(ClusterMetric),
-        help="the metric of a clustering (default silhouette)",
+        help="the metric of a KMeans run: silhouette, or ari (the adjusted Rand index, when the data has "
+        "labels) (default silhouette)",
     )
-    parser.add_argument(
+    flag(
         "--checkpoint-every-batches",
         dest="checkpoint_every_batches",
         type=int,
-        help="also checkpoint every N batches (default: every epoch)",
+        metavar="N",
+        help="also checkpoint a Keras training every N batches (default: after each epoch only)",
     )
-    parser.add_argument(
-        "--max-restarts", dest="max_restarts", type=int, help="restarts of a dead trial (default 3)"
+    flag(
+        "--max-restarts",
+        dest="max_restarts",
+        type=int,
+        metavar="N",
+        help="restarts of a training that dies, each from its last checkpoint (default 3)",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", default=None, help="show the training's own output"
+    flag(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=None,
+        help="show every line the training prints (default: mlops's own lines only)",
     )
 
 
@@ -108,17 +173,25 @@ def guarded(body: Callable[[], int]) -> int:
         return 130
 
 
-def job_main(
-    description: str,
-    body: Callable[[Settings, argparse.Namespace], int],
-    extra: Callable[[argparse.ArgumentParser], None] | None = None,
-    argv: Sequence[str] | None = None,
-) -> int:
-    """The ``main`` of a Jenkins entry point: its own flags, the run flags, settings, the error boundary."""
-    parser = argparse.ArgumentParser(description=description)
+def job_parser(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None, command: str
+) -> argparse.ArgumentParser:
+    """A Jenkins entry point's flags: its own, then the run flags; its help ends with ``command``."""
+    parser = argparse.ArgumentParser(
+        description=description, epilog=example(command), formatter_class=HelpFormatter
+    )
     if extra:
         extra(parser)
     add_common(parser)
     add_run_flags(parser)
+    return parser
+
+
+def job_main(
+    parser: argparse.ArgumentParser,
+    body: Callable[[Settings, argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The ``main`` of a Jenkins entry point: its flags, settings, the error boundary."""
     args = parser.parse_args(argv)
     return guarded(lambda: body(settings_from(args), args))

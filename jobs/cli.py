@@ -14,63 +14,129 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from jobs.args import add_common, add_run_flags, guarded, settings_from
+from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded, settings_from, version
 from mlops.config import Settings
 from mlops.domain import RunStatus
+from mlops.index_page import write_index
 from mlops.ledger import Ledger
 from mlops.progress import Progress
 from mlops.report import run_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description="Push model code, get a tuned model back.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="the whole chain on a git URL or local path")
-    p.add_argument("source", help="a git URL, or a local repository, folder or file inside one")
-    p.add_argument("--ref", help="branch, tag or commit (default: what is checked out, or HEAD)")
-    p.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
-    add_common(p)
-    add_run_flags(p)
-
-    p = sub.add_parser("classify", help="what each file trains, from its syntax tree")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("history", help="one line (or JSON object) per run")
-    p.add_argument("--json", action="store_true")
-    add_common(p)
-
-    p = sub.add_parser("show", help="one run: its trials, best source and files")
-    p.add_argument("run")
-    p.add_argument("--json", action="store_true")
-    add_common(p)
-
-    p = sub.add_parser("serve", help="receive GitHub push webhooks and run each pushed commit")
-    p.add_argument(
-        "source", nargs="?", help="train this clone URL instead of the payload's (e.g. an SSH URL)"
+    parser = argparse.ArgumentParser(
+        prog="mlops",
+        description="Push model code, get a tuned model back.",
+        epilog=example("mlops run https://github.com/you/models.git --target 0.9"),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--branch", default="main", help="the branch whose pushes are trained")
+    parser.add_argument("--version", action="version", version=f"mlops {version()}", help="print the version")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do, one of:")
+
+    def command(name: str, summary: str, line: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=summary, epilog=example(line), formatter_class=HelpFormatter
+        )
+
+    p = command(
+        "run",
+        "the whole chain on a git URL or local path",
+        "mlops run models/ --runtime local --max-minutes 30",
+    )
+    p.add_argument(
+        "source",
+        help="a git URL, or a local repository, folder or file inside one (what is committed is trained)",
+    )
+    p.add_argument("--ref", help="branch, tag or commit (default: what is checked out, or HEAD)")
+    p.add_argument(
+        "--new-run",
+        action="store_true",
+        help="train again even if this commit was tuned (default: print its earlier result)",
+    )
     add_common(p)
     add_run_flags(p)
 
-    p = sub.add_parser("watch", help="poll a repository's branch and run each new commit")
-    p.add_argument("source")
-    p.add_argument("--branch", default="main")
-    p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
+    p = command(
+        "classify", "what each file trains, from its syntax tree", "mlops classify models/cnn.py models/"
+    )
+    p.add_argument("paths", nargs="+", help="Python files, notebooks, or folders of them")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (default: a table)")
+
+    p = command(
+        "history",
+        "every run: one line (or JSON object) each, or the page of all runs",
+        "mlops history --html",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per run (default: a table)")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="write the page of all runs (runs/index.html in the workspace) and print its path",
+    )
+    add_common(p)
+
+    p = command("show", "one run: its trials, best source and files", "mlops show 3-cnn")
+    p.add_argument("run", help="the run's id, as mlops history lists it")
+    p.add_argument("--json", action="store_true", help="the run and its trials as JSON (default: a table)")
+    add_common(p)
+
+    p = command(
+        "serve",
+        "receive GitHub push webhooks and run each pushed commit",
+        "MLOPS_WEBHOOK_SECRET=s3cret mlops serve --port 8080 --branch main",
+    )
+    p.add_argument(
+        "source",
+        nargs="?",
+        help="train this clone URL instead of the payload's, e.g. an SSH URL (default: the payload's)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument(
+        "--port", type=int, default=8080, metavar="PORT", help="the port to listen on (default 8080)"
+    )
+    p.add_argument("--branch", default="main", help="the branch whose pushes are trained (default main)")
     add_common(p)
     add_run_flags(p)
 
-    p = sub.add_parser("images", help="the training images")
-    p.add_argument("action", choices=["build", "list"])
-    p.add_argument("names", nargs="*", help="images to build (default: all that have a Dockerfile)")
-    p.add_argument("--force", action="store_true", help="build even when up to date")
+    p = command(
+        "watch",
+        "poll a repository's branch and run each new commit",
+        "mlops watch https://github.com/you/models.git --branch main --interval 60",
+    )
+    p.add_argument("source", help="a git URL or local repository to poll")
+    p.add_argument("--branch", default="main", help="the branch to poll (default main)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between two polls (default 60)",
+    )
+    add_common(p)
+    add_run_flags(p)
 
-    p = sub.add_parser("monitor", help="job 6: restart dead trainings of this workspace")
-    p.add_argument("--once", action="store_true", help="check once and exit")
-    p.add_argument("--interval", type=float, default=2.0)
+    p = command("images", "build or list the training images", "mlops images build mlops-sklearn")
+    p.add_argument(
+        "action",
+        choices=["build", "list"],
+        help="build what is missing or out of date, or list each image's state",
+    )
+    p.add_argument("names", nargs="*", help="the images (default: all that have a Dockerfile)")
+    p.add_argument(
+        "--force", action="store_true", help="build even when up to date (default: only what changed)"
+    )
+
+    p = command(
+        "monitor",
+        "job 6: restart dead trainings of this workspace",
+        "mlops monitor --once --workspace .mlops",
+    )
+    p.add_argument("--once", action="store_true", help="check once and exit (default: keep checking)")
+    p.add_argument(
+        "--interval", type=float, default=2.0, metavar="SECONDS", help="seconds between checks (default 2)"
+    )
     add_common(p)
     add_run_flags(p)
     return parser
@@ -82,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
     ledger = Ledger(settings.ledger_path)
+    if args.html:  # written afresh: it also shows runs still going, or carried on by job 6
+        out.write(f"{write_index(ledger, settings.runs_dir)}\n")
+        return 0
     runs = ledger.runs()
     if args.json:
         for run in runs:

@@ -6,13 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.args import job_main
+from jobs.args import job_main, job_parser
 from jobs.pipeline import Context, choose_runtime, ensure_runtime_ready, last_pull, step_plan
 from mlops.config import Settings
 
 
 def extra(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--new-run", action="store_true", help="train again even if this commit was tuned")
+    parser.add_argument(
+        "--new-run",
+        action="store_true",
+        help="train again even if this commit was tuned (default: keep its earlier result)",
+    )
 
 
 def body(settings: Settings, args: argparse.Namespace) -> int:
@@ -25,8 +29,15 @@ def body(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLE = "python -m jobs.job2_classify --workspace .mlops --runtime docker"
+
+
+def parser() -> argparse.ArgumentParser:
+    return job_parser(__doc__ or "", extra, EXAMPLE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main(__doc__ or "", body, extra, argv)
+    return job_main(parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.args import job_main
+from jobs.args import job_main, job_parser
 from jobs.pipeline import Context, choose_runtime, current_runs, step_train
 from mlops.config import Settings
 
@@ -17,8 +17,15 @@ def body(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLE = "python -m jobs.job3_train --workspace .mlops --runtime docker --target 0.8"
+
+
+def parser() -> argparse.ArgumentParser:
+    return job_parser(__doc__ or "", None, EXAMPLE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main(__doc__ or "", body, None, argv)
+    return job_main(parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from mlops.classify import Classification, candidate_files, classify_file, find_
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
 from mlops.errors import LedgerError, RuntimeUnavailable, SourceError
+from mlops.index_page import write_index
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
@@ -318,7 +319,7 @@ def leaderboard(ctx: Context, run: RunRecord) -> None:
         changes = "; ".join(t.changes) if t.changes else "as pushed"
         duration = f"{t.duration_s:.1f}s" if t.duration_s is not None else "-"
         mark = "*" if t.number == run.best_trial else ""
-        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes[:90]])
+        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes])
     ctx.progress.table(
         f"run {run.id}: {run.script} ({run.kind}) - {run.status.value}: {run.reason}",
         ["trial", "status", run.metric or "metric", "time", "restarts", "changes"],
@@ -351,6 +352,12 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
                 ctx.progress.warn(line.removeprefix("warning: "))
             else:
                 ctx.progress.info(line)
+    # The page of all runs is a view of the ledger: when it cannot be written, the next run (or
+    # `mlops history --html`) writes it; the run's own results are not lost for it.
+    try:
+        ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
+    except OSError as e:
+        ctx.progress.warn(f"could not write the page of all runs: {e}")
 
 
 def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:

@@ -161,7 +161,7 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
             return original(self, *args, **kwargs)
         index = rec.fit_calls
         rec.fit_calls += 1
-        kwargs = compat.fit_kwargs(kwargs)
+        kwargs = compat.fit_kwargs(kwargs, rec)
         extra: list[Any] = [EpochRecorder(rec, index)]
         if checkpoints_on:
             backup_dir = rec.out / CHECKPOINT_DIR / f"fit-{index}"

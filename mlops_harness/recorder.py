@@ -39,6 +39,7 @@ class Recorder:
         self.kmeans: list[dict[str, Any]] = []  # {"X", "model", "estimator"}
         self.datasets: list[tuple[Any, Any]] = []  # (X, y) returned by sklearn.datasets
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
+        self.noted: set[str] = set()
         self._replay(out / EVENTS_FILE)
         self.events = EventWriter(out / EVENTS_FILE)
 
@@ -61,6 +62,12 @@ class Recorder:
             h for h in self.history if not (h["fit"] == row["fit"] and h["epoch"] == row["epoch"])
         ]
         self.history.append(row)
+
+    def note(self, message: str) -> None:
+        """Say a note once per process (a script may call ``fit`` many times)."""
+        if message not in self.noted:
+            self.noted.add(message)
+            say(f"note: {message}")
 
     def called_from_user(self, depth: int = 2) -> bool:
         """True when the hooked function was called by the user's code, perhaps through library code.

@@ -57,7 +57,7 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
 
     table: dict[str, Hook] = {
         "keras": keras,
-        "keras.utils": compat.alias_np_utils,
+        "keras.utils": compat.lazy_np_utils,
         "sklearn.base": lambda m: sklearn_hooks.install_base(m, rec),
         "sklearn.metrics": lambda m: sklearn_hooks.install_metrics(m, rec),
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     rec = Recorder(out, work_root)
 
     sys.meta_path.insert(0, PostImportHooks(hooks(rec, seed)))
+    sys.meta_path.append(compat.NpUtilsAlias())  # last: only for a name no real module has
     if seed is not None:
         random.seed(seed)
         numpy = sys.modules.get("numpy")  # imported before us (a sitecustomize): its hook will not fire

@@ -5,8 +5,8 @@ started again after an exponential backoff, up to a limit; the harness's backup-
 it resume at the epoch where it stopped. A launch that fails from its own code is tried once more; when it
 fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed.
 
-Pruning follows the harness's structured events (``events.jsonl`` in the trial folder, see
-``mlops_harness.protocol``), never its human log lines.
+The person watching sees each epoch, and pruning decides on it, from the harness's structured events
+(``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``), never from its human log lines.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Supervisor:
         if trial.status is TrialStatus.RUNNING and trial.handle:
             handle = self.runtime.attach(spec, trial.handle)
             if handle is not None:
-                self.progress.info(f"   re-attached to {run.id} trial {trial.number}, still training")
+                self.progress.trial_attached(run.id, trial.number)
             else:
                 restart_reason = "its training was gone when mlops came back"
         elif trial.status is TrialStatus.RUNNING:
@@ -132,19 +132,25 @@ class Supervisor:
             pruned, ended = threading.Event(), threading.Event()
             follower = threading.Thread(target=self._follow, args=(run, trial.number, handle), daemon=True)
             follower.start()
-            watcher = None
-            if prune is not None:
-                watcher = threading.Thread(
-                    target=self._watch_epochs,
-                    args=(spec.trial_dir / EVENTS_FILE, events_from, handle, prune, pruned, ended),
-                    daemon=True,
-                )
-                watcher.start()
+            watcher = threading.Thread(
+                target=self._watch_epochs,
+                args=(
+                    run,
+                    trial.number,
+                    spec.trial_dir / EVENTS_FILE,
+                    events_from,
+                    handle,
+                    prune,
+                    pruned,
+                    ended,
+                ),
+                daemon=True,
+            )
+            watcher.start()
             outcome = self.runtime.wait(handle)
             ended.set()
             follower.join(timeout=10)
-            if watcher is not None:
-                watcher.join(timeout=10)
+            watcher.join(timeout=10)
             self.runtime.remove(handle)
             handle = None
             result = read_result(spec.trial_dir, outcome)
@@ -201,6 +207,7 @@ class Supervisor:
                     trial.number,
                     "succeeded",
                     f"{result.metric_name} {result.metric:.4f} in {outcome.duration_s:.1f} s",
+                    metric=result.metric,
                 )
                 if result.warning:
                     self.progress.warn(f"trial {trial.number}: {result.warning}")
@@ -226,22 +233,27 @@ class Supervisor:
 
     def _watch_epochs(
         self,
+        run: RunRecord,
+        number: int,
         path: Path,
         start: int,
         handle: Any,
-        prune: PruneCheck,
+        prune: PruneCheck | None,
         pruned: threading.Event,
         ended: threading.Event,
     ) -> None:
-        """Ask ``prune`` after every epoch the launch records; stop it when the answer is yes.
+        """Tell the person watching of every epoch the launch records, and ask ``prune`` (if any) after
+        each; stop the launch when the answer is yes.
 
         Reads the events file from where this launch's events start until the launch has ended (``ended``)
         and the file is drained.
         """
         for event in decode_events(follow_file(path, lambda: not ended.is_set(), start=start)):
-            if pruned.is_set():
-                continue
             epoch = epoch_of(event)
-            if epoch is not None and prune(*epoch):
+            if epoch is None or pruned.is_set():
+                continue
+            total = event.get("epochs")
+            self.progress.trial_epoch(run.id, number, epoch[0], total if isinstance(total, int) else None)
+            if prune is not None and prune(*epoch):
                 pruned.set()
                 self.runtime.stop(handle)

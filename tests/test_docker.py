@@ -189,6 +189,8 @@ def test_legacy_keras_2_code_runs_unchanged_in_the_keras2_image(docker_images, r
     ]
     assert run["image"] == "mlops-keras2"
     assert run["baseline_metric"] is not None  # np_utils, lr= and nb_epoch ran as written
+    notes = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("note:")]
+    assert any("keras.utils.np_utils" in n for n in notes) and any("nb_epoch" in n for n in notes), notes
     assert run["reached"] is True
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -343,3 +344,40 @@ def test_a_keras_fit_records_one_epoch_event_per_epoch_with_its_logs(tmp_path):
     assert [(e.get("epoch"), e.get("name")) for e in checkpoints] == [
         (n, f"ckpt-{n:06d}-000000") for n in (1, 2, 3)
     ]
+
+
+LEGACY_KERAS = """
+    import keras
+    from keras.utils import np_utils
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    Y = np_utils.to_categorical(y, 10)
+    model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X / 16.0, Y, nb_epoch=2, batch_size=128)
+    model.fit(X / 16.0, Y, nb_epoch=1, batch_size=128)
+    assert keras.utils.np_utils.to_categorical is keras.utils.to_categorical
+"""
+LEGACY_ASSERT = "assert keras.utils.np_utils.to_categorical is keras.utils.to_categorical"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_compatibility_alias_is_said_only_when_the_script_uses_the_old_name(tmp_path, legacy):
+    script = textwrap.dedent(LEGACY_KERAS)
+    if not legacy:  # the same training in today's names
+        script = (
+            script.replace("from keras.utils import np_utils\n", "")
+            .replace("Y = np_utils.", "Y = keras.utils.")
+            .replace("nb_epoch=", "epochs=")
+            .replace(LEGACY_ASSERT, "assert 'np_utils' not in vars(keras.utils)  # no alias was made")
+        )
+    done, out = run_harness(tmp_path, script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    notes = [line for line in done.stdout.splitlines() if line.startswith("[mlops] note:")]
+    if legacy:
+        assert len(notes) == 2, notes  # each said once, though fit got nb_epoch twice
+        assert "keras.utils.np_utils" in notes[0] and "nb_epoch" in notes[1]
+        assert [e.get("epochs") for e in events(out) if e.kind is EventKind.EPOCH] == [2, 2, 1]
+    else:
+        assert notes == []

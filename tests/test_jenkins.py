@@ -173,3 +173,53 @@ def test_the_jenkinsfile_archives_publishes_and_notifies_with_bound_credentials(
     assert "withCredentials(" in sender and "passwordVariable: 'MLOPS_SMTP_PASSWORD'" in sender
     assert "-m jobs.job5_notify" in sender and "--notify-only" in sender
     assert "MLOPS_SMTP_PASSWORD" not in text.replace(sender, "")  # bound only around the step that sends
+
+
+def test_job_5_publishes_the_page_of_all_runs_even_when_a_run_failed(rendered, tmp_path):
+    """Job 5's own shell step, run as Jenkins runs it (sh -xe), on a workspace with a failed run planned."""
+    from mlops.domain import RunStatus
+    from tests.support.history import record_week
+
+    notify = rendered["mlops-5-notify"]
+    (publisher,) = notify.iter("htmlpublisher.HtmlPublisherTarget")
+    assert (
+        publisher.findtext("reportFiles") == "index.html" and publisher.findtext("reportName") == "mlops runs"
+    )
+    assert publisher.findtext("keepAll") == "false"  # the page shows every run: the latest copy is enough
+    workspace = tmp_path / "mlops"
+    ledger, runs = record_week(workspace)
+    planned = [runs[5].id, runs[6].id]  # churn.py reached, net.py failed
+    assert [ledger.run(r).status for r in planned] == [RunStatus.REACHED, RunStatus.FAILED]
+    (workspace / "current-runs.json").write_text(json.dumps(planned))
+    script = notify.findtext("builders/hudson.tasks.Shell/command").replace(
+        "/opt/mlops/.venv/bin/python", sys.executable
+    )
+    job = tmp_path / "job"
+    job.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "MLOPS_WORKSPACE": str(workspace),
+        "MLOPS_TARGET": "0.8",
+        "MLOPS_MAX_TRIALS": "5",
+    }
+    done = subprocess.run(
+        ["sh", "-xe", "-c", script], cwd=job, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # the failed run fails the build, after the copies
+    page = job / publisher.findtext("reportDir") / "index.html"
+    assert page.exists() and all(run.id in page.read_text() for run in runs)
+    linked = set(re.findall(r'href="([^"]+)"', page.read_text()))
+    assert linked == {f"{run_id}/report.html" for run_id in planned}  # the reports job 5 wrote
+    assert all((page.parent / href).exists() for href in linked)
+    assert sorted(p.name for p in (job / "results").iterdir()) == sorted(planned)
+
+
+def test_the_jenkinsfile_publishes_the_page_of_all_runs():
+    text = (ROOT / "Jenkinsfile").read_text()
+    post = text[text.index("    post {") :]
+    always = post.split("always {", 1)[1].split("\n        }", 1)[0]
+    call = always.split("publishHTML(", 1)[1].split("])", 1)[0]
+    assert "reportDir: '.mlops/runs'" in call and "reportFiles: 'index.html'" in call
+    assert "includes: 'index.html,*/report.html'" in call  # not the trials' folders and checkpoints
+    assert "allowMissing: true" in call and "keepAll: false" in call

@@ -185,6 +185,17 @@ class Tuner:
 
     def tune(self, run: RunRecord, only_baseline: bool = False) -> RunRecord:
         """Run trials until a stop condition finishes the run (or, with only_baseline, after trial 0)."""
+        scored = [t.metric for t in self.ledger.trials(run.id) if t.metric is not None]
+        deadline = run.created_at + self.budget.max_minutes * 60 if self.budget.max_minutes else None
+        self.progress.run_started(
+            run.id, run.target, self.budget.max_trials, deadline, run.metric, max(scored, default=None)
+        )
+        try:
+            return self._tune(run, only_baseline)
+        finally:
+            self.progress.run_ended(run.id)
+
+    def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
         original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
         strategy = make_strategy(run.strategy)
         # First finish what a killed orchestrator left under way.
