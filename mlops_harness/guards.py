@@ -22,6 +22,24 @@ from typing import Any
 from mlops_harness.protocol import INPUTS_FILE, OUTSIDE_DIR, EventKind, read_json
 
 WRITE_MODES = frozenset("wax+")
+# Never redirected: the system, and the checkout (read-only on purpose: a write there fails as it should).
+SYSTEM = tuple(
+    Path(p)
+    for p in (
+        "/usr",
+        "/etc",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/sys",
+        "/proc",
+        "/boot",
+        "/run",
+        "/var",
+        "/opt",
+    )
+)
 
 
 class Guards:
@@ -31,8 +49,10 @@ class Guards:
         work_root: Path,
         say: Callable[[str], None],
         event: Callable[..., None] = lambda *a, **k: None,
+        code_dir: Path | None = None,
     ) -> None:
         self.trial_dir = trial_dir
+        self.kept = (*SYSTEM, code_dir) if code_dir is not None else SYSTEM
         self.event = event
         answers = (read_json(trial_dir / INPUTS_FILE) or {}).get("answers")
         self.answers: list[str] = [str(a) for a in answers] if isinstance(answers, list) else []
@@ -70,9 +90,11 @@ class Guards:
         path = Path(os.path.abspath(os.fsdecode(file)))
         if not Path(os.fsdecode(file)).is_absolute() or self._ours(path):
             return self._open(file, mode, *args, **kwargs)
+        if any(path.is_relative_to(base) for base in self.kept):
+            return self._open(file, mode, *args, **kwargs)
         try:
             handle = self._open(file, mode, *args, **kwargs)
-        except (FileNotFoundError, PermissionError, IsADirectoryError, OSError):
+        except OSError:
             target = self.outside / path.relative_to(path.anchor)
             target.parent.mkdir(parents=True, exist_ok=True)
             if (str(path), target) not in self.written:

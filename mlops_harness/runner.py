@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
-    guards = Guards(out, work_root, say, rec.events.write)
+    guards = Guards(out, work_root, say, rec.events.write, code_dir=code)
     guards.install()
     os.environ.setdefault("MPLBACKEND", "Agg")
     vars(builtins)["get_ipython"] = IPythonShim
