@@ -59,6 +59,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-network", dest="network", action="store_false", help="trials get no network")
     parser.add_argument(
+        "--no-install",
+        dest="install",
+        action="store_false",
+        default=None,
+        help="install nothing the code asks for (requirements, imports): run on the image or venv as it is",
+    )
+    parser.add_argument(
         "--seed", type=int, help="base seed; the same seed proposes the same trials (default 0)"
     )
     parser.add_argument(

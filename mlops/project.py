@@ -26,6 +26,9 @@ class Project:
     # The training scripts, relative to the root, as the file lists them. Empty: none named, so they are
     # found from the code (an mlops.yaml must name at least one).
     entry_points: tuple[Path, ...] = ()
+    # Install what the code asks for (requirement files, imports) before training: ``install: false`` runs
+    # it on the training image or the interpreter as they are.
+    install: bool = True
 
 
 def read_project(root: Path | str) -> Project:
@@ -36,7 +39,10 @@ def read_project(root: Path | str) -> Project:
     if not config.is_file():
         return Project()
     data = _load(config)
-    return Project(entry_points=_entry_points(data.get("entry_points"), root))
+    # A file that sets nothing else must name the entry points (an empty mlops.yaml is a mistake).
+    named = "entry_points" in data or "install" not in data
+    entries = _entry_points(data.get("entry_points"), root) if named else ()
+    return Project(entry_points=entries, install=_install(data.get("install", True)))
 
 
 def _load(config: Path) -> dict[Any, Any]:
@@ -58,3 +64,9 @@ def _entry_points(value: object, root: Path) -> tuple[Path, ...]:
         if not (root / entry).is_file():
             raise SourceError(f"{CONFIG_FILE}: entry point {entry!r} does not exist")
     return tuple(Path(entry) for entry in entries)
+
+
+def _install(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SourceError(f"{CONFIG_FILE}: 'install' must be true or false but got {value!r}")
+    return value
