@@ -48,7 +48,7 @@ class Environments:
         self.store = store
         self.uv = uv
 
-    def _request(self, run: RunRecord, generation: envs.Generation | None) -> envs.Request:
+    def _request(self, run: RunRecord, generation: envs.Generation | None, why: str) -> envs.Request:
         classification = self.ledger.events(run.id)[0].get("data") or {}
         api = (classification.get("classification") or {}).get("api", "")
         install = self.install and read_project(run.code_dir).install
@@ -63,7 +63,9 @@ class Environments:
             return Path(env.python).exists()
         return not env.image or self.builder.valid({"image": env.image})
 
-    def of(self, run: RunRecord, generation: envs.Generation | None = None) -> envs.Environment:
+    def of(
+        self, run: RunRecord, generation: envs.Generation | None = None, why: str = "recorded for this run"
+    ) -> envs.Environment:
         """The run's environment: as recorded (still there), else resolved now and recorded."""
         known = envs.recorded(self.ledger, run.id)
         if (
@@ -73,7 +75,9 @@ class Environments:
         ):
             return known
         wanted = generation or (known.generation if known is not None else None)
-        env = envs.resolve(self._request(run, wanted), self.builder, self.store, self.uv, self.progress.info)
+        env = envs.resolve(
+            self._request(run, wanted, why), self.builder, self.store, self.uv, self.progress.info
+        )
         self._say(env)
         envs.record(self.ledger, run.id, env, env.describe())
         return env
@@ -81,7 +85,7 @@ class Environments:
     def _say(self, env: envs.Environment) -> None:
         say = self.progress.info
         why = f" ({env.why})" if env.why else ""
-        say(f"   environment: {env.generation.describe()}{why}, over {env.base}")
+        say(f"   environment: the {env.generation.value} generation{why}, over {env.base}")
         for note in env.notes:
             say(f"   environment: {note}")
         if env.installed:
@@ -130,7 +134,11 @@ class Environments:
                 f"once in the {envs.Generation.LEGACY.describe()} environment"
             )
             try:
-                legacy = self.of(run, envs.Generation.LEGACY)
+                legacy = self.of(
+                    run,
+                    envs.Generation.LEGACY,
+                    f"trial 0 failed as {done.failure_class} code in the current one",
+                )
             except SourceError as e:
                 self.progress.warn(f"the legacy environment cannot be made for run {run.id}: {e}")
                 return done

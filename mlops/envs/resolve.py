@@ -58,6 +58,7 @@ class Request:
     legacy_api: bool  # job 2 found Keras 2 code
     install: bool = True
     generation: Generation | None = None  # forced: the fallback, or what the ledger recorded
+    why: str = "recorded for this run"  # why it was forced
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def plan(request: Request, builder: Builder) -> Plan:
     declared = read_declared(request.code_dir, script.parent)
     notes = list(declared.notes)
     if request.generation is not None:
-        generation, why = request.generation, "recorded for this run"
+        generation, why = request.generation, request.why
     else:
         generation, why = choose(list(declared.needs), request.legacy_api)
     base = builder.base(generation, request.image)
