@@ -71,10 +71,10 @@ def _usable(location: str) -> bool:
     return True
 
 
-def index_environment(env: Mapping[str, str]) -> dict[str, str]:
+def index_environment(env: Mapping[str, str], conf_files: list[Path] | None = None) -> dict[str, str]:
     """The variables that tell uv which index to use: uv's own, else pip's (its variables, then pip.conf)."""
     pip: dict[str, str] = {}
-    for path in pip_conf_files(env):
+    for path in pip_conf_files(env) if conf_files is None else conf_files:
         parser = configparser.ConfigParser()
         try:
             parser.read(path, encoding="utf-8")
