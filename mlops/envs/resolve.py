@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from mlops.envs.base import Base, Environment
 from mlops.envs.distributions import distribution_for, python2_modules
-from mlops.envs.generations import Generation, choose
+from mlops.envs.generations import FRAMEWORKS, Generation, choose
 from mlops.envs.needs import Need, read_declared, read_imports
 from mlops.envs.store import Store, key_of
 from mlops.envs.uv import Uv, UvFailed, parse_lock
@@ -106,11 +106,10 @@ def plan(request: Request, builder: Builder) -> Plan:
         req = Requirement(need.requirement)
         if req.marker is not None and not req.marker.evaluate():
             continue
-        if need.name in have:
-            if not _satisfied(req, have[need.name]):
-                notes.append(
-                    f"{need.origin}: {req} not installed; the base's {need.name} {have[need.name]} is kept"
-                )
+        name = need.name if need.name in have else FRAMEWORKS.get(need.name, need.name)  # tensorflow: -cpu
+        if name in have:
+            if not _satisfied(req, have[name]):
+                notes.append(f"{need.origin}: {req} not installed; the base's {name} {have[name]} is kept")
             continue
         install.append(need)
     names = {n.name for n in install}
