@@ -88,7 +88,10 @@ class OldLayerPaths(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         for package in PACKAGES:
             prefix = package + "."
-            if fullname.startswith(prefix) and fullname[len(prefix) :].split(".")[0] in OLD_MODULES:
+            parts = fullname[len(prefix) :].split(".") if fullname.startswith(prefix) else [""]
+            # Deeper old paths are modules (normalization.batch_normalization); a CamelCase name is a
+            # layer that ``from ... import`` looks for as a submodule once the alias lacks it: not ours.
+            if parts[0] in OLD_MODULES and all(part.islower() for part in parts[1:]):
                 return importlib.machinery.ModuleSpec(fullname, _Alias(package), is_package=True)
         return None
 
