@@ -28,7 +28,7 @@ REPOSITORY = "mlops-env"
 class Engine(Protocol):
     """What this module needs of the Docker runtime."""
 
-    def resolve(self, image: str) -> str: ...
+    def build(self, image: str, force: bool = False, say: Callable[[str], None] = print) -> tuple[str, bool]: ...
 
     def image_id(self, tag: str) -> str: ...
 
@@ -56,7 +56,7 @@ class ImageBuilder:
 
     def base(self, generation: Generation, image: str) -> Base:
         name = image if generation is Generation.CURRENT and image else str(IMAGE_OF[generation])
-        tag = self.engine.resolve(name)
+        tag, _ = self.engine.build(name, say=self.say)  # the legacy image may not have been needed so far
         image_id = self.engine.image_id(tag)
         facts = self.store.cached_json(
             f"image-{image_id.removeprefix('sha256:')[:16]}",
