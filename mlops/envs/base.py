@@ -11,13 +11,19 @@ from mlops.envs.generations import Generation
 
 # Run by the base's own interpreter: what it is and what it has. Standard library only.
 PROBE = r"""
-import importlib.metadata as m, json, pkgutil, platform, sys, sysconfig
+import importlib.metadata as m, json, os, pkgutil, platform, sys, sysconfig
 packages = {}
 for d in m.distributions():
     name = (d.metadata["Name"] or "").strip()
     if name and name.lower() not in packages:
         packages[name.lower()] = d.version
-modules = sorted({mod.name for mod in pkgutil.iter_modules()} | set(sys.builtin_module_names))
+modules = {mod.name for mod in pkgutil.iter_modules()} | set(sys.builtin_module_names)
+for entry in sys.path:  # namespace packages (mpl_toolkits) have no __init__.py: iter_modules misses them
+    try:
+        modules.update(d.name for d in os.scandir(entry or ".") if d.is_dir() and d.name.isidentifier())
+    except OSError:
+        pass
+modules = sorted(modules)
 libc = platform.libc_ver()[1]
 print(json.dumps({"python": "%d.%d" % sys.version_info[:2], "machine": platform.machine(), "libc": libc,
                   "purelib": sysconfig.get_paths()["purelib"], "packages": packages, "modules": modules}))

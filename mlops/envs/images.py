@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from mlops.envs.base import PROBE, Base
 from mlops.envs.generations import IMAGE_OF, Generation
-from mlops.envs.store import Store
+from mlops.envs.store import Store, key_of
 from mlops.envs.uv import Uv, UvFailed
 from mlops.errors import RuntimeUnavailable
 
@@ -28,7 +28,9 @@ REPOSITORY = "mlops-env"
 class Engine(Protocol):
     """What this module needs of the Docker runtime."""
 
-    def build(self, image: str, force: bool = False, say: Callable[[str], None] = print) -> tuple[str, bool]: ...
+    def build(
+        self, image: str, force: bool = False, say: Callable[[str], None] = print
+    ) -> tuple[str, bool]: ...
 
     def image_id(self, tag: str) -> str: ...
 
@@ -59,7 +61,7 @@ class ImageBuilder:
         tag, _ = self.engine.build(name, say=self.say)  # the legacy image may not have been needed so far
         image_id = self.engine.image_id(tag)
         facts = self.store.cached_json(
-            f"image-{image_id.removeprefix('sha256:')[:16]}",
+            f"image-{key_of(image_id)}",
             lambda: json.loads(self.engine.probe(tag, PROBE)),
         )
         label = (

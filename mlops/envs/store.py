@@ -22,7 +22,7 @@ from typing import Any
 from mlops_harness.protocol import read_json, write_atomic
 
 MANIFEST = "mlops-env.json"
-FORMAT = 1  # bump when the layout of a built environment changes: every key changes with it
+FORMAT = 2  # bump when the layout of a built environment or the probe changes: every key changes with it
 
 
 def key_of(*parts: object) -> str:
