@@ -120,6 +120,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="trials get no network (default: they have it)",
     )
     flag(
+        "--no-install",
+        dest="install",
+        action="store_false",
+        default=None,
+        help="install nothing the code asks for (requirements, imports): run on the image or venv as it is "
+        "(default: install)",
+    )
+    flag(
         "--seed", type=int, metavar="N", help="base seed; the same seed proposes the same trials (default 0)"
     )
     flag(

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.args import job_main, job_parser
-from jobs.pipeline import Context, choose_runtime, ensure_runtime_ready, last_pull, step_plan
+from jobs.pipeline import Context, choose_runtime, ensure_runtime_ready, environments, last_pull, step_plan
 from mlops.config import Settings
 
 
@@ -24,6 +24,7 @@ def body(settings: Settings, args: argparse.Namespace) -> int:
     runtime = choose_runtime(ctx)
     runs = step_plan(ctx, last_pull(settings), runtime.name, new_run=args.new_run)
     ensure_runtime_ready(runtime, runs, ctx.progress)
+    runs = environments(ctx, runtime).prepare(runs)
     for run in runs:
         print(run.id)
     return 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.environments import Environments
 from mlops import images
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
@@ -268,14 +269,19 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     return make
 
 
+def environments(ctx: Context, runtime: Runtime[Any]) -> Environments:
+    return Environments(ctx.ledger, ctx.progress, runtime, ctx.settings.workspace, ctx.settings.install)
+
+
 def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     s = ctx.settings
     supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
+    envs, plain = environments(ctx, runtime), spec_for(s)
     return Tuner(
         ctx.ledger,
         ctx.progress,
-        supervisor.execute,
-        spec_for(s),
+        envs.fallback(supervisor.execute),
+        lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
     )
 
@@ -397,6 +403,7 @@ def run_source(
     runtime = choose_runtime(ctx)
     runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)
     ensure_runtime_ready(runtime, runs, ctx.progress)
+    runs = environments(ctx, runtime).prepare(runs)
     runs = step_train(ctx, runs, runtime, only_baseline=False)
     step_report(ctx, runs)
     return [ctx.ledger.run(r.id) for r in runs]

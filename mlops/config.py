@@ -35,6 +35,7 @@ class Settings:
     memory_mb: int = 4096
     cpus: float | None = None
     network: bool = True
+    install: bool = True  # install what the pushed code needs (mlops/envs/); --no-install: the base only
     seed: int = 0
     cluster_metric: ClusterMetric = ClusterMetric.SILHOUETTE
     checkpoint_every_batches: int = 0

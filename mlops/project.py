@@ -29,6 +29,9 @@ class Project:
     # The answers to the scripts' input() prompts, in order (the classic setup's input.txt). A number whose
     # prompt names a hyperparameter (epochs, layers, units, ...) is tuned like any other.
     inputs: tuple[str | int | float, ...] = ()
+    # Install what the code asks for (requirement files, imports) before training: ``install: false`` runs
+    # it on the training image or the interpreter as they are.
+    install: bool = True
 
 
 def read_project(root: Path | str) -> Project:
@@ -43,6 +46,7 @@ def read_project(root: Path | str) -> Project:
     return Project(
         entry_points=_entry_points(entries, root) if entries is not None else (),
         inputs=_inputs(data.get("inputs")),
+        install=_install(data.get("install", True)),
     )
 
 
@@ -88,3 +92,9 @@ def _inputs(value: object) -> tuple[str | int | float, ...]:
         if isinstance(answer, str) and "\n" in answer:
             raise SourceError(f"{CONFIG_FILE}: 'inputs' item {n} must be one line (one answer per prompt)")
     return tuple(answers)
+
+
+def _install(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SourceError(f"{CONFIG_FILE}: 'install' must be true or false but got {value!r}")
+    return value

@@ -37,7 +37,7 @@ API_MESSAGES = re.compile(
     r"unexpected keyword argument|Unrecognized keyword argument|Invalid filepath extension|"
     r"Cannot convert '?\d+'? to a shape|has no attribute '(?:predict_classes|predict_proba|fit_generator|"
     r"evaluate_generator|predict_generator|np_utils|get_session|set_session)'|is deprecated|was removed|"
-    r"only supports the 'lbfgs'|does not support a multiclass|Solver \w+ supports only",
+    r"only supports the 'lbfgs'|does not support (?:a )?multiclass|Solver \w+ supports only",
 )
 DOWNLOAD_MESSAGES = re.compile(r"URL fetch failure|urlopen error|Failed to establish a new connection|"
                                r"Temporary failure in name resolution|Name or service not known|Max retries exceeded")  # fmt: skip

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import compat, failures, sklearn_hooks
+from mlops_harness import compat, failures, legacy_paths, sklearn_hooks
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
 from mlops_harness.metrics import choose_metric, read_accuracy_file
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     sys.meta_path.insert(0, PostImportHooks(hooks(rec, seed)))
     sys.meta_path.append(compat.NpUtilsAlias())  # last: only for a name no real module has
+    legacy_paths.install()  # asked last: old Keras 2 module paths, only when the real module is missing
     if seed is not None:
         random.seed(seed)
         numpy = sys.modules.get("numpy")  # imported before us (a sitecustomize): its hook will not fire

@@ -39,7 +39,8 @@ class TrialSpec:
     script: str  # the entry point, relative to code_dir (posix form)
     source_file: Path  # the variant's source text, inside trial_dir; it replaces the script
     trial_dir: Path  # read-write: log, metrics, outcome, checkpoints, work
-    image: str = ""  # the training image (Docker only)
+    image: str = ""  # the training image, or the run's environment's image tag (Docker only)
+    python: str = ""  # the run's environment's interpreter (local only); "" for the runtime's own
     limits: Limits = field(default_factory=Limits)
     network: bool = True
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...

@@ -209,10 +209,40 @@ class DockerRuntime:
     def _image_tag(self, spec: TrialSpec) -> str:
         if not spec.image:
             raise TrialLaunchError(spec.name, "no image was chosen for this trial")
+        if ":" in spec.image:  # a full tag: a run's environment (mlops/envs/images.py) or a build of ours
+            if not self.image_present(spec.image):
+                raise TrialLaunchError(spec.name, f"image {spec.image} is not on the engine (removed?)")
+            return spec.image
         try:
             return self.resolve(spec.image)
         except RuntimeUnavailable as e:
             raise TrialLaunchError(spec.name, str(e)) from e
+
+    # -- environments (mlops/envs/images.py asks; this module talks to the engine) -------------------
+
+    def image_id(self, tag: str) -> str:
+        return str(self.client.images.get(tag).id)
+
+    def probe(self, tag: str, code: str) -> str:
+        """What ``python -c code`` prints in a throwaway container of ``tag`` (no network, not root)."""
+        try:
+            out = self.client.containers.run(
+                tag,
+                ["-I", "-c", code],
+                entrypoint=["python"],
+                user=TRIAL_USER,
+                network_mode="none",
+                remove=True,
+            )
+        except docker.errors.DockerException as e:
+            raise RuntimeUnavailable(f"cannot look inside image {tag}: {e}") from e
+        return bytes(out).decode("utf-8", errors="replace")
+
+    def build_environment(
+        self, base: str, folder: Path, tag: str, say: Callable[[str], None] = print
+    ) -> None:
+        """Build ``folder`` (its Dockerfile derives from ``base``) as ``tag``: a run's environment."""
+        self.build_context(folder, "Dockerfile", tag, say, label=f"environment {tag}")
 
     # -- the verbs ------------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class LocalRuntime:
         if spec.limits.cpus:
             threads = str(max(1, int(spec.limits.cpus)))
             env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
-        command = [self.python, str(HARNESS)] + spec.harness_args(
+        command = [spec.python or self.python, str(HARNESS)] + spec.harness_args(
             code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
         )
         try:

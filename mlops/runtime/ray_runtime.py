@@ -246,7 +246,8 @@ class RayRuntime:
         cpus = spec.limits.cpus or 1.0
         threads = str(max(1, int(cpus)))
         env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
-        command = [sys.executable, str(HARNESS)] + spec.harness_args(
+        # The trial's environment (mlops/envs) names its interpreter; on shared storage, every node has it.
+        command = [spec.python or sys.executable, str(HARNESS)] + spec.harness_args(
             code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
         )
         name = self._actor_name(spec)

@@ -1,0 +1,42 @@
+"""The corpus of tests/fixtures/repos/, end to end on both runtimes: each repository trained as pushed
+gives the metric or the failure class its manifest expects, in the library generation it expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.corpus import manifest, train_as_pushed
+
+CASES = manifest()
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # One workspace per runtime for the whole corpus, as one mlops serves many pushes: environments
+    # (the legacy one included) are built once and shared by every run that needs them.
+    return {name: tmp_path_factory.mktemp(f"ws-{name}") for name in ("local", "docker")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_repository_as_pushed(
+    name: str, runtime: str, workspaces: dict[str, Path], tmp_path: Path, request
+):
+    if runtime == "docker":
+        request.getfixturevalue("docker_images")
+    expected = CASES[name]
+    got = train_as_pushed(name, tmp_path, workspaces[runtime], runtime)
+    if expected["expect"] == "metric":
+        assert got.metric is not None and got.metric >= expected["at_least"], got.log
+    else:
+        assert got.metric is None and got.failure == expected["expect"], got.log
+    for text in [expected.get("hint"), expected.get("reason")]:
+        if text:
+            assert text in got.reason, got.log
+    if "generation" in expected:
+        assert got.generation == expected["generation"], got.log
+    for package in expected.get("installs", []):
+        assert any(line.startswith(f"{package}==") for line in got.installed), got.log
