@@ -9,6 +9,7 @@ codes and the events are declared in ``mlops_harness.protocol``, the one module 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,10 +44,17 @@ class TrialSpec:
     limits: Limits = field(default_factory=Limits)
     network: bool = True
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...
+    repository: str = ""  # where the code came from: each repository has a dataset cache of its own
 
     @property
     def name(self) -> str:
         return f"{self.run_id}/{self.trial}"
+
+    @property
+    def cache_key(self) -> str:
+        """The name of this repository's dataset cache (one repository's trials never see another's)."""
+        origin = self.repository or str(self.code_dir)
+        return hashlib.sha256(origin.encode()).hexdigest()[:16]
 
     def harness_args(self, code: str, source: str, out: str) -> list[str]:
         """The harness's arguments, with paths as the process will see them."""
