@@ -42,6 +42,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="where trials run (default auto: Docker if it answers)",
     )
     parser.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        default=None,
+        help="with --runtime local: run trials as plain processes, without the bubblewrap sandbox",
+    )
+    parser.add_argument(
         "--strategy", choices=_choices(StrategyName), help="how trials are proposed (default tpe)"
     )
     parser.add_argument("--parallel", type=int, help="trials at once (default 1)")

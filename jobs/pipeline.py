@@ -23,6 +23,7 @@ from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
+from mlops.project import read_project
 from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
@@ -104,10 +105,15 @@ def choose_runtime(ctx: Context) -> Runtime[Any]:
             runtime = docker_runtime.DockerRuntime.from_env(workspace=ctx.settings.workspace)
             ctx.progress.info(f"   runtime: docker ({runtime.describe()})")
             return runtime
-        ctx.progress.info("   runtime: local (no Docker engine answers; --runtime docker to insist)")
+        why = " (no Docker engine answers; --runtime docker to insist)"
     else:
-        ctx.progress.info("   runtime: local processes")
-    return LocalRuntime(workspace=ctx.settings.workspace)
+        why = ""
+    local = LocalRuntime(workspace=ctx.settings.workspace, sandboxed=not ctx.settings.unsandboxed)
+    if local.sandboxed:
+        ctx.progress.info(f"   runtime: {local.describe()}{why}")
+    else:
+        ctx.progress.warn(f"runtime: {local.describe()} (--unsandboxed)")
+    return local
 
 
 def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool = False) -> list[RunRecord]:
@@ -217,9 +223,14 @@ def _find_or_create_run(
 
 
 def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
+    # The variables the operator lets trainings see, read once; nothing else of this environment is passed.
+    passed = {name: os.environ[name] for name in settings.trial_env if name in os.environ}
+
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
         env = {
+            **read_project(run.code_dir).env,  # the pushed repository's own constants (mlops.yaml)
+            **passed,
             "MLOPS_SEED": str(trial_seed(int(run.settings.get("seed", 0)), number)),
             "MLOPS_CLUSTER_METRIC": str(run.settings.get("cluster_metric", "silhouette")),
         }
@@ -236,6 +247,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             limits=Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=settings.cpus),
             network=settings.network,
             env=env,
+            repository=run.source,
         )
 
     return make

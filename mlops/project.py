@@ -8,12 +8,13 @@ the file and the setting: it is the pushed code that is wrong, not mlops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlops.envsafe import check_names
 from mlops.errors import SourceError
 
 CONFIG_FILE = "mlops.yaml"
@@ -26,6 +27,9 @@ class Project:
     # The training scripts, relative to the root, as the file lists them. Empty: none named, so they are
     # found from the code (an mlops.yaml must name at least one).
     entry_points: tuple[Path, ...] = ()
+    # Constants the training's environment gets (``env: {TF_ENABLE_ONEDNN_OPTS: "0"}``). Values only: the
+    # pushed code cannot ask for a variable of the environment mlops runs in.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def read_project(root: Path | str) -> Project:
@@ -36,7 +40,7 @@ def read_project(root: Path | str) -> Project:
     if not config.is_file():
         return Project()
     data = _load(config)
-    return Project(entry_points=_entry_points(data.get("entry_points"), root))
+    return Project(entry_points=_entry_points(data.get("entry_points"), root), env=_env(data.get("env", {})))
 
 
 def _load(config: Path) -> dict[Any, Any]:
@@ -58,3 +62,19 @@ def _entry_points(value: object, root: Path) -> tuple[Path, ...]:
         if not (root / entry).is_file():
             raise SourceError(f"{CONFIG_FILE}: entry point {entry!r} does not exist")
     return tuple(Path(entry) for entry in entries)
+
+
+def _env(value: object) -> dict[str, str]:
+    """A mapping of variable names to plain values (strings, numbers, booleans)."""
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in value.values()
+    ):
+        raise SourceError(f"{CONFIG_FILE}: 'env' must map variable names to plain values")
+    try:
+        names = check_names([str(k) for k in value], f"{CONFIG_FILE}: env")
+    except ValueError as e:
+        raise SourceError(str(e)) from None
+    for name in names:
+        if name.upper().startswith("MLOPS_"):
+            raise SourceError(f"{CONFIG_FILE}: env: {name} is mlops's own; the repository cannot set it")
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}

@@ -10,6 +10,9 @@ codes and the events are declared in ``mlops_harness.protocol``, the one module 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +21,9 @@ from typing import Any, Protocol, TypeVar
 
 from mlops.domain import EndReason
 from mlops_harness.protocol import ExitCode
+
+LOG_HEAD_BYTES = 4 * 1024 * 1024  # a trial's log keeps its first 4 MB ...
+LOG_TAIL_BYTES = 1024 * 1024  # ... and the last 1 MB of a launch's output past them
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,27 @@ class Runtime(Protocol[H]):
 
     def cleanup(self, keep: set[str]) -> list[str]:
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
+
+
+def open_log(path: Path) -> int:
+    """The trial's log, opened to append without following a link the training may have put there."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(2):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError:
+            fd = -1
+        if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        if fd >= 0:
+            os.close(fd)
+        # A link, a pipe or a folder planted by an earlier launch: it goes, and a plain file takes its place.
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    raise OSError(f"cannot open {path} as a plain file")
 
 
 def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: float = 0.2) -> Iterator[str]:

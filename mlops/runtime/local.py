@@ -15,9 +15,7 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -33,15 +31,13 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
-from mlops.runtime.base import Outcome, TrialSpec, follow_file
+from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
 from mlops_harness.protocol import LOG_FILE, OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 KEEPER = Path(__file__).resolve().parent / "keeper.py"
 POLL_S = 0.25
 STOP_GRACE_S = 5.0
-LOG_HEAD_BYTES = 4 * 1024 * 1024  # a log keeps its first 4 MB ...
-LOG_TAIL_BYTES = 1024 * 1024  # ... and the last 1 MB of a launch's output past them
 
 
 @dataclass
@@ -58,27 +54,6 @@ class LocalHandle:
     @property
     def data(self) -> dict[str, Any]:
         return {"runtime": "local", "pid": self.pid, "create_time": self.create_time, "started": self.started}
-
-
-def open_log(path: Path) -> int:
-    """The trial's log, opened to append without following a link the training may have put there."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    for _ in range(2):
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError:
-            fd = -1
-        if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
-            os.set_blocking(fd, True)
-            return fd
-        if fd >= 0:
-            os.close(fd)
-        # A link, a pipe or a folder planted by an earlier launch: it goes, and a plain file takes its place.
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    raise OSError(f"cannot open {path} as a plain file")
 
 
 class LocalRuntime:
