@@ -19,6 +19,7 @@ from mlops.config import Settings
 from mlops.domain import RunStatus
 from mlops.ledger import Ledger
 from mlops.progress import Progress
+from mlops.pull import failed_pulls
 from mlops.report import run_summary
 
 
@@ -81,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger(settings.ledger_path, read_only=True)
     runs = ledger.runs()
+    failures = failed_pulls(ledger)
     if args.json:
         for run in runs:
             out.write(json.dumps(run_summary(ledger, run)) + "\n")
+        for failure in failures:
+            out.write(json.dumps({"run": None, "status": "pull-failed", **failure}) + "\n")
         return 0
     rows = []
     for run in runs:
@@ -110,12 +114,15 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
         rows,
     )
+    for failure in failures:
+        at = failure.get("commit") or failure.get("ref") or "HEAD"
+        out.write(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}\n")
     return 0
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger(settings.ledger_path, read_only=True)
     run = ledger.run(args.run)
     summary = run_summary(ledger, run)
     trials = ledger.trials(run.id)
@@ -206,7 +213,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings, runner = _push_runner(args, train_from=args.source)
     queue = PushQueue(settings.workspace)
-    server = make_server(args.host, args.port, os.environ.get("MLOPS_WEBHOOK_SECRET"), args.branch, queue)
+    secret = os.environ.get("MLOPS_WEBHOOK_SECRET")
+    server = make_server(
+        args.host, args.port, secret, args.branch, queue, settings.repositories, fixed_source=args.source
+    )
     worker = Worker(queue, runner)
     worker.start()
     host, port = str(server.server_address[0]), server.server_address[1]
