@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TextIO
 from jobs.args import add_common, add_run_flags, guarded, settings_from
 from mlops.config import Settings
 from mlops.domain import RunStatus
+from mlops.envsafe import RedactingFilter, Redactor
 from mlops.ledger import Ledger
 from mlops.progress import Progress
 from mlops.pull import failed_pulls
@@ -286,8 +289,18 @@ COMMANDS = {
 }
 
 
+def _logging() -> None:
+    """What mlops logs (webhook deliveries, notifications) goes to stderr, secrets masked."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter(Redactor.from_env(os.environ)))
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("mlops.webhook").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _logging()
     return guarded(lambda: COMMANDS[args.command](args))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
-from mlops.errors import LedgerError, SourceError
+from mlops.errors import ConfigError, LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.notebook import notebook_to_script
@@ -98,6 +98,8 @@ def last_pull(settings: Settings) -> Checkout:
 
 def choose_runtime(ctx: Context) -> Runtime[Any]:
     wanted = ctx.settings.runtime
+    if ctx.settings.unsandboxed and wanted is not RuntimeName.LOCAL:
+        raise ConfigError("--unsandboxed is only taken with --runtime local, never chosen by auto")
     if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):
         from mlops.runtime import docker as docker_runtime
 
@@ -372,8 +374,8 @@ def run_source(
 ) -> list[RunRecord]:
     ctx = Context.open(settings, progress)
     Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
+    runtime = choose_runtime(ctx)  # an unusable runtime stops the command before anything is pulled
     checkout = step_pull(ctx, source, ref)
-    runtime = choose_runtime(ctx)
     runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)
     ensure_runtime_ready(runtime, runs, ctx.progress)
     runs = step_train(ctx, runs, runtime, only_baseline=False)

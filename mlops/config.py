@@ -152,9 +152,8 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Se
         ("seed", s.seed >= 0, f"seed must be at least 0 but got {s.seed}"),
         (
             "unsandboxed",
-            not s.unsandboxed or s.runtime is RuntimeName.LOCAL,
-            f"unsandboxed applies to the local runtime only: give --runtime local with it "
-            f"(runtime is {s.runtime.value})",
+            not s.unsandboxed or s.runtime is not RuntimeName.DOCKER,
+            "unsandboxed applies to the local runtime only, not to docker",
         ),
     ]
     for name, ok, message in checks:
@@ -184,7 +183,10 @@ def load_settings(
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})") from e
+            line = e.object[: e.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path}:{line}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})"
+            ) from e
         except (tomllib.TOMLDecodeError, OSError) as e:
             raise ConfigError(f"{path}: {e}") from e
         data = data.get("mlops", data)

@@ -23,7 +23,7 @@ import psutil
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.errors import LedgerError, LedgerUnavailable
-from mlops.ledger_db import connect
+from mlops.ledger_db import TIMEOUT_S, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pulls (
@@ -118,9 +118,9 @@ class TrialRecord:
 class Ledger:
     """One SQLite file per workspace. Safe to open from several processes at once."""
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, timeout_s: float = TIMEOUT_S) -> None:
         self.path = path
-        self.conn = connect(path, SCHEMA, read_only)  # LedgerUnavailable: corrupt, locked, read-only
+        self.conn = connect(path, SCHEMA, read_only, timeout_s)  # LedgerUnavailable: corrupt, locked, ...
         self.lock = threading.RLock()  # one connection shared by the threads of parallel trials
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ open it read-only, so they work on a workspace that cannot be written.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ from mlops.errors import LedgerUnavailable
 TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock
 
 
-def unusable(path: Path, error: sqlite3.Error | OSError) -> LedgerUnavailable:
+def unusable(path: Path, error: sqlite3.Error | OSError, waited_s: float = TIMEOUT_S) -> LedgerUnavailable:
     """Why the ledger at ``path`` cannot be used, from SQLite's error."""
     text = str(error)
     if "locked" in text or "busy" in text:
-        why = f"is locked by another process (waited {TIMEOUT_S:g} s); end the program that holds it"
-    elif "readonly" in text or "read-only" in text:
+        why = f"is locked by another process (waited {waited_s:g} s); end the program that holds it"
+    elif "readonly" in text or "read-only" in text or not _writable(path):
         why = "is read-only: mlops run needs to write it (mlops history and mlops show only read it)"
     elif "not a database" in text or "malformed" in text or "corrupt" in text:
         why = "is corrupt; move it away and mlops starts a new one (the run folders stay)"
@@ -31,13 +32,18 @@ def unusable(path: Path, error: sqlite3.Error | OSError) -> LedgerUnavailable:
     return LedgerUnavailable(f"the ledger {path} {why} (sqlite: {text})")
 
 
+def _writable(path: Path) -> bool:
+    """Whether the ledger and its folder (where SQLite keeps its -wal and -shm files) can be written."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
 # SQLite's errors that say the file cannot be used; constraint and programming errors stay what they are.
 UNUSABLE = (sqlite3.OperationalError,)
 
 
-def _converted(path: Path, error: sqlite3.DatabaseError) -> Exception:
+def _converted(path: Path, error: sqlite3.DatabaseError, waited_s: float) -> Exception:
     if isinstance(error, UNUSABLE) or type(error) is sqlite3.DatabaseError:
-        return unusable(path, error)
+        return unusable(path, error, waited_s)
     return error
 
 
@@ -45,21 +51,24 @@ class LedgerConnection(sqlite3.Connection):
     """A connection whose statements turn SQLite's "cannot use this file" errors into LedgerUnavailable."""
 
     ledger_path: Path = Path("ledger.db")
+    timeout_s: float = TIMEOUT_S
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:
             return super().execute(sql, parameters)
         except sqlite3.DatabaseError as e:
-            raise _converted(self.ledger_path, e) from e
+            raise _converted(self.ledger_path, e, self.timeout_s) from e
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         try:
             return super().executescript(sql_script)
         except sqlite3.DatabaseError as e:
-            raise _converted(self.ledger_path, e) from e
+            raise _converted(self.ledger_path, e, self.timeout_s) from e
 
 
-def connect(path: Path, schema: str, read_only: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, schema: str, read_only: bool = False, timeout_s: float = TIMEOUT_S
+) -> sqlite3.Connection:
     """The ledger at ``path``, in WAL mode with ``schema`` made; read-only: no write at all, not even the
     schema (a ledger that does not exist yet reads as an empty one)."""
     conn: sqlite3.Connection
@@ -68,7 +77,7 @@ def connect(path: Path, schema: str, read_only: bool = False) -> sqlite3.Connect
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 path,
-                timeout=TIMEOUT_S,
+                timeout=timeout_s,
                 isolation_level=None,
                 check_same_thread=False,
                 factory=LedgerConnection,
@@ -83,6 +92,7 @@ def connect(path: Path, schema: str, read_only: bool = False) -> sqlite3.Connect
         raise unusable(path, e) from e
     assert isinstance(conn, LedgerConnection)
     conn.ledger_path = path
+    conn.timeout_s = timeout_s
     conn.row_factory = sqlite3.Row
     if read_only and path.exists():
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a corrupt file says so now

@@ -5,6 +5,7 @@ On a terminal it uses rich (colours, a table); in Jenkins's console or a pipe it
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -13,19 +14,26 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
+from mlops.envsafe import Redactor
+
 HARNESS_PREFIX = "[mlops] "
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+    """Every line passes ``redact`` (by default: the values of this environment's secrets masked)."""
+
+    def __init__(
+        self, stream: TextIO | None = None, verbose: bool = False, redact: Redactor | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.verbose = verbose
+        self.redact = redact if redact is not None else Redactor.from_env(os.environ)
         self.lock = threading.RLock()
 
     def _print(self, text: str, style: str | None = None) -> None:
         with self.lock:
-            self.console.print(text, style=style, markup=False)
+            self.console.print(self.redact(text), style=style, markup=False)
 
     def job(self, number: int, title: str) -> None:
         self._print(f"== job {number}: {title}", style="bold cyan")
@@ -72,5 +80,5 @@ class Progress:
             "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells
         ]
         with self.lock:
-            self.stream.write("\n".join(lines) + "\n")
+            self.stream.write(self.redact("\n".join(lines)) + "\n")
             self.stream.flush()

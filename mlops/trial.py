@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,15 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
+def read_result(
+    trial_dir: Path, outcome: Outcome, redact: Callable[[str], str] = lambda text: text
+) -> LaunchResult:
+    """What the launch left; every text from the trial (its error, traceback, last line) passes ``redact``."""
     metrics: dict[str, Any] = read_json(trial_dir / METRICS_FILE) or {}
-    report: dict[str, Any] = read_json(trial_dir / OUTCOME_FILE) or {}
+    report: dict[str, Any] = {
+        key: redact(value) if isinstance(value, str) else value
+        for key, value in (read_json(trial_dir / OUTCOME_FILE) or {}).items()
+    }
     epochs = metrics.get("epochs")
     if outcome.ok and "value" in metrics:
         return LaunchResult(
@@ -75,7 +82,7 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
         )
     if outcome.reason is EndReason.EXITED and outcome.exit_code == ExitCode.OK:
         return LaunchResult(TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics")
-    last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
+    last = redact(tail(trial_dir / LOG_FILE, 3)).strip().splitlines()
     hint = f" (last output: {last[-1][:200]})" if last and outcome.reason is EndReason.EXITED else ""
     return LaunchResult(
         TrialStatus.FAILED, outcome, epochs=epochs, error=f"the training {outcome.describe()}{hint}"

@@ -282,3 +282,66 @@ def test_a_push_whose_pull_failed_is_recorded_and_runs_when_delivered_again(tmp_
     finally:
         worker.stopping.set()
         httpd.shutdown()
+
+
+@pytest.mark.slow
+def test_mlops_serve_trains_a_redelivery_of_a_push_whose_pull_failed(tmp_path):
+    """End to end: `mlops serve` gets a push of a commit its repository does not have yet; the failed pull
+    is in `mlops history`; the commit arrives, the same delivery comes again, and it is trained."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support.processes import run_cli
+    from tests.support.repos import ROOT
+
+    work = make_repo(tmp_path / "work", {"train.py": GOOD_MODEL})
+    commit = git(work, "rev-parse", "HEAD")
+    origin = make_repo(tmp_path / "origin", {"README.md": "not yet\n"})  # listed, without the commit
+    (tmp_path / "mlops.toml").write_text(f'repositories = ["{origin}"]\nmax_trials = 1\ntarget = 0.5\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLOPS_WEBHOOK_SECRET=SECRET, MLOPS_RUNTIME="local")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/hooks/github"
+    body = push_body(after=commit, clone_url=str(origin), full_name="")
+
+    def history() -> str:
+        return run_cli("history", cwd=tmp_path).stdout
+
+    try:
+        assert wait_for(lambda: _answers(url), 30)
+        assert post(url, body).status_code == 202
+        assert wait_for(lambda: f"pull failed: {origin} at {commit}" in history(), 60), history()
+        git(origin, "fetch", "-q", str(work), "main:refs/heads/arrived")
+        assert post(url, body).status_code == 202  # the same delivery again: not seen, so queued
+        assert wait_for(lambda: "reached" in history(), 120), history()
+        assert "pull failed" not in history()
+        assert post(url, body).status_code == 200  # now it has run: never twice
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
+GOOD_MODEL = """
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_iris(return_X_y=True)
+print(DecisionTreeClassifier(random_state=0).fit(X, y).score(X, y))
+"""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code > 0
+    except requests.RequestException:
+        return False

@@ -14,8 +14,9 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -180,3 +181,42 @@ def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: f
             return
         else:
             time.sleep(poll_s)
+
+
+def _nanoseconds(stamp: bytes) -> int | None:
+    """An engine's log time stamp (RFC 3339, nanoseconds, UTC) in nanoseconds since the epoch."""
+    text = stamp.decode("ascii", errors="replace").rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    try:
+        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    return int(seconds) * 10**9 + int((fraction + "000000000")[:9] or 0)
+
+
+def stamped_lines(chunks: Iterable[bytes], after: int | None) -> Iterator[tuple[list[bytes], int | None]]:
+    """Lines prefixed by an engine's time stamp (``docker logs --timestamps``), a chunk at a time: the
+    lines of each chunk (split at carriage returns too: a progress bar's redraws count as lines) and the
+    time stamp of the last one. Lines stamped at or before ``after`` (nanoseconds) are left out."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from _stamped(lines, after)
+    if pending:
+        yield from _stamped([pending], after)
+
+
+def _stamped(lines: list[bytes], after: int | None) -> Iterator[tuple[list[bytes], int | None]]:
+    parts: list[bytes] = []
+    last = b""
+    for line in lines:
+        stamp, _, text = line.partition(b" ")
+        if after is not None:
+            at = _nanoseconds(stamp)
+            if at is None or at <= after:
+                continue
+        parts += text.split(b"\r")
+        last = stamp
+    if parts:
+        yield parts, _nanoseconds(last)

@@ -25,8 +25,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,14 @@ from mlops import images
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, open_log
+from mlops.runtime.base import (
+    LOG_HEAD_BYTES,
+    LOG_TAIL_BYTES,
+    Outcome,
+    TrialSpec,
+    open_log,
+    stamped_lines,
+)
 from mlops.runtime.keeper import LogSink
 from mlops_harness.protocol import LOG_FILE
 
@@ -57,17 +62,6 @@ def _client_from_env(timeout: float) -> docker.DockerClient:
     ssh = os.environ.get("DOCKER_HOST", "").startswith("ssh://")
     use_ssh_client = ssh and importlib.util.find_spec("paramiko") is None
     return docker.from_env(timeout=int(timeout), use_ssh_client=use_ssh_client)
-
-
-def _nanoseconds(stamp: bytes) -> int | None:
-    """An engine's log time stamp (RFC 3339, nanoseconds, UTC) in nanoseconds since the epoch."""
-    text = stamp.decode("ascii", errors="replace").rstrip("Z")
-    whole, _, fraction = text.partition(".")
-    try:
-        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-    return int(seconds) * 10**9 + int((fraction + "000000000")[:9] or 0)
 
 
 def engine_available(timeout: float = 3.0) -> bool:
@@ -375,20 +369,12 @@ class DockerRuntime:
         try:
             container = self.client.containers.get(handle.container_id)
             stream = container.logs(stream=True, follow=follow, since=since, timestamps=True)
-            pending = b""
-            for chunk in chain(stream, [b"\n"]):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    stamp, _, text = line.partition(b" ")
-                    at = _nanoseconds(stamp)
-                    if at is None or (after is not None and at <= after):
-                        continue
-                    parts = text.split(b"\r")
-                    sink.write(b"".join(part + b"\n" for part in parts))
+            for parts, at in stamped_lines(stream, after):
+                sink.write(b"".join(part + b"\n" for part in parts))
+                if at is not None:
                     os.utime(fd, ns=(at, at))
-                    for part in parts:
-                        yield self.redact(part.decode("utf-8", errors="replace"))
+                for part in parts:
+                    yield self.redact(part.decode("utf-8", errors="replace"))
         except (docker.errors.NotFound, requests.exceptions.RequestException):
             return
         finally:
