@@ -12,7 +12,7 @@ address-space rlimit breaks TensorFlow, which reserves far more virtual memory t
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import math
 import os
 import signal
@@ -100,7 +100,7 @@ class LocalRuntime:
 
     # -- launching ------------------------------------------------------------------------------------
 
-    def _cache_dir(self, spec: TrialSpec) -> Path:
+    def cache_dir(self, spec: TrialSpec) -> Path:
         root = self.workspace / "cache" if self.workspace else spec.trial_dir.resolve().parent / ".cache"
         folder = root / spec.cache_key
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,6 +128,26 @@ class LocalRuntime:
             own.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
         return trial_env(self.caller_env, spec.env, own)
 
+    def sandbox_for(self, spec: TrialSpec, cache: Path) -> sandbox.Sandbox:
+        """What the trial may see and touch (the sandbox must be available)."""
+        assert self.bwrap is not None
+        trial_dir, code, source = (
+            spec.trial_dir.resolve(),
+            spec.code_dir.resolve(),
+            spec.source_file.resolve(),
+        )
+        inside = source.is_relative_to(trial_dir)
+        return sandbox.Sandbox(
+            bwrap=self.bwrap,
+            read_only=(*self.python_roots, HARNESS, code, *(() if inside else (source,))),
+            writable=(trial_dir, cache),
+            protected=(trial_dir / LOG_FILE, *((source,) if inside else ())),
+            network=spec.network,
+            tmp_mb=spec.limits.memory_mb or 1024,
+            uid=sandbox.TRIAL_UID if self.as_root else None,
+            workdir=trial_dir,
+        )
+
     def _command(self, spec: TrialSpec, cache: Path) -> list[str]:
         trial_dir, code, source = (
             spec.trial_dir.resolve(),
@@ -138,18 +158,7 @@ class LocalRuntime:
         harness += spec.harness_args(code=str(code), source=str(source), out=str(trial_dir))
         if self.bwrap is None:
             return harness
-        inside = source.is_relative_to(trial_dir)
-        box = sandbox.Sandbox(
-            bwrap=self.bwrap,
-            read_only=(*self.python_roots, HARNESS, code, *(() if inside else (source,))),
-            writable=(trial_dir, cache),
-            protected=(trial_dir / LOG_FILE, *((source,) if inside else ())),
-            network=spec.network,
-            tmp_mb=spec.limits.memory_mb or 1024,
-            uid=sandbox.TRIAL_UID if self.as_root else None,
-            workdir=trial_dir,
-        )
-        return sandbox.bwrap_argv(box, harness)
+        return sandbox.bwrap_argv(self.sandbox_for(spec, cache), harness)
 
     def _hand_over(self, spec: TrialSpec, cache: Path) -> None:
         """When mlops runs as root the training runs as nobody: it gets its trial folder and its cache."""
@@ -170,7 +179,7 @@ class LocalRuntime:
             raise TrialLaunchError(spec.name, str(e)) from e
         try:
             log_offset = os.fstat(log_fd).st_size
-            cache = self._cache_dir(spec)
+            cache = self.cache_dir(spec)
             self._hand_over(spec, cache)
             job = {
                 "argv": self._command(spec, cache),
@@ -194,7 +203,7 @@ class LocalRuntime:
             )
             assert process.stdin is not None
             with process.stdin:
-                process.stdin.write(json.dumps(job).encode())
+                process.stdin.write(marshal.dumps(job))
         except OSError as e:
             raise TrialLaunchError(spec.name, str(e)) from e
         finally:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+MOUNTED = {Path(p) for p in ("/", "/tmp", "/usr", "/dev", "/proc")}  # there before the binds
 TRIAL_UID = 65534  # nobody: the training's user when mlops runs as root
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr, or folders
 # What of /etc the dynamic linker, Python, TLS, name lookups and time zones read; no passwd, no shadow.
@@ -69,7 +70,7 @@ def _folders_above(paths: Iterable[Path]) -> list[Path]:
     """Every folder above the mount points, outermost first: bwrap makes them (world-readable)."""
     above: set[Path] = set()
     for path in paths:
-        above.update(p for p in path.parents if p != Path("/"))
+        above.update(p for p in path.parents if p not in MOUNTED)
     return sorted(above, key=lambda p: (len(p.parts), str(p)))
 
 
