@@ -32,7 +32,7 @@ test: setup-dev engine sandbox test-tools lint typecheck
 	$(PY) -m pytest -q -ra
 
 ## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (< 1 min).
-quick: setup-dev lint typecheck
+quick: setup-dev sandbox lint typecheck
 	$(PY) -m pytest -q -m "not slow and not docker"
 
 engine:

@@ -9,7 +9,7 @@ from typing import Any
 
 from mlops.domain import EndReason, TrialStatus
 from mlops.runtime.base import Outcome
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, read_json
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, read_json, read_plain
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class LaunchResult:
 
 def tail(path: Path, lines: int = 20) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_plain(path)
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -162,12 +162,13 @@ def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: f
     pending = ""
     while True:
         running = alive()
-        try:
-            with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        try:  # never through a link the trial put in its file's place
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with open(fd, encoding="utf-8", errors="replace", newline="") as fh:
                 fh.seek(pos)
                 chunk = fh.read()
                 pos = fh.tell()
-        except FileNotFoundError:
+        except OSError:
             chunk = ""
         if chunk:
             pending += chunk

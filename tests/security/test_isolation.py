@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.attacks import files_holding, pushed, run_pushed, runs, work_file
+from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -263,3 +264,32 @@ def test_a_log_swapped_for_a_link_is_never_followed(tmp_path, runtime):
     run_pushed(repo, workspace, runtime, "--max-restarts", "1")
     assert victim.read_text() == "precious\n"
     assert runs(workspace)[0]["restarts"] == 1  # the log was opened again after the swap
+
+
+LINK_TO_HOST = """
+import os
+here = os.path.dirname(os.getcwd())  # the trial folder (/trial in a container)
+for name in ("log.txt", "metrics.json", "events.jsonl", "outcome.json"):
+    path = os.path.join(here, name)
+    try:
+        if os.path.lexists(path):
+            os.replace(path, path + ".old")
+        os.symlink({host_file!r}, path)
+    except OSError as e:
+        print("cannot link", name, e, flush=True)
+os._exit(5)  # the trial fails: mlops reads its last output and its files to say why
+"""
+
+
+def test_trial_files_linked_to_a_host_file_are_never_read_back(tmp_path, runtime):
+    workspace = tmp_path / "ws"
+    host_file = tmp_path / "host-secret.txt"
+    host_file.write_text('{"value": 0.99, "metric": "accuracy", "x": "host-secret-7d1e"}\nhost-secret-7d1e\n')
+    done = run_pushed(
+        pushed(tmp_path, "linker", LINK_TO_HOST.format(host_file=str(host_file))), workspace, runtime
+    )
+    shown = run_cli("show", runs(workspace)[0]["run"], "--json", "--workspace", str(workspace), cwd=tmp_path)
+    assert "host-secret" not in done.stdout + done.stderr + shown.stdout
+    assert runs(workspace)[0]["best_metric"] is None  # the linked "metrics" were not believed
+    with sqlite3.connect(workspace / "ledger.db") as db:
+        assert not any("host-secret" in " ".join(map(str, row)) for row in db.execute("SELECT * FROM trials"))
