@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test quick setup setup-dev engine test-tools lint typecheck bench clean
+.PHONY: demo test quick setup setup-dev engine sandbox test-tools lint typecheck bench clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,20 +24,24 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 ## The whole pipeline on the example models, on this machine's processes (no Jenkins, no Docker needed).
-demo: setup
+demo: setup sandbox
 	$(MLOPS) run models/ --runtime local
 	$(MLOPS) history
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
-test: setup-dev engine test-tools lint typecheck
+test: setup-dev engine sandbox test-tools lint typecheck
 	$(PY) -m pytest -q -ra
 
 ## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (< 1 min).
-quick: setup-dev lint typecheck
+quick: setup-dev sandbox lint typecheck
 	$(PY) -m pytest -q -m "not slow and not docker"
 
 engine:
 	bash scripts/docker-setup.sh
+
+# bubblewrap for the local runtime's sandbox, and the cloud metadata address closed to trials.
+sandbox:
+	bash scripts/sandbox-setup.sh
 
 # Chromium renders the report in its test; npm-groovy-lint lints the Jenkinsfile (needs Java and Node.js).
 test-tools: .tools/node_modules/.bin/npm-groovy-lint
@@ -56,7 +60,7 @@ typecheck: setup-dev
 	$(VENV)/bin/mypy --strict mlops mlops_harness
 	$(VENV)/bin/mypy --check-untyped-defs tweak monitor jobs
 
-bench: setup-dev engine
+bench: setup-dev engine sandbox
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

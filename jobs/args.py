@@ -90,6 +90,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "Docker if an engine answers (default auto)",
     )
     flag(
+        "--unsandboxed",
+        action="store_true",
+        default=None,
+        help="with --runtime local: run trials as plain processes, without the bubblewrap sandbox "
+        "(default: sandboxed)",
+    )
+    flag(
         "--strategy",
         choices=_choices(StrategyName),
         help="how the next trial is proposed: tpe (an informed guess, then Optuna's TPE) or ladder "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import TextIO
 from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded, settings_from, version
 from mlops.config import Settings
 from mlops.domain import RunStatus
+from mlops.envsafe import RedactingFilter, Redactor
 from mlops.index_page import write_index
 from mlops.ledger import Ledger
 from mlops.progress import Progress
+from mlops.pull import failed_pulls
 from mlops.report import run_summary
 
 
@@ -147,14 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger(settings.ledger_path, read_only=True)  # --html writes the page, never the ledger
     if args.html:  # written afresh: it also shows runs still going, or carried on by job 6
         out.write(f"{write_index(ledger, settings.runs_dir)}\n")
         return 0
     runs = ledger.runs()
+    failures = failed_pulls(ledger)
     if args.json:
         for run in runs:
             out.write(json.dumps(run_summary(ledger, run)) + "\n")
+        for failure in failures:
+            out.write(json.dumps({"run": None, "status": "pull-failed", **failure}) + "\n")
         return 0
     rows = []
     for run in runs:
@@ -179,12 +186,15 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
         rows,
     )
+    for failure in failures:
+        at = failure.get("commit") or failure.get("ref") or "HEAD"
+        out.write(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}\n")
     return 0
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = settings_from(args)
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger(settings.ledger_path, read_only=True)
     run = ledger.run(args.run)
     summary = run_summary(ledger, run)
     trials = ledger.trials(run.id)
@@ -280,7 +290,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings, runner = _push_runner(args, train_from=args.source)
     queue = PushQueue(settings.workspace)
-    server = make_server(args.host, args.port, os.environ.get("MLOPS_WEBHOOK_SECRET"), args.branch, queue)
+    secret = os.environ.get("MLOPS_WEBHOOK_SECRET")
+    server = make_server(
+        args.host, args.port, secret, args.branch, queue, settings.repositories, fixed_source=args.source
+    )
     worker = Worker(queue, runner)
     worker.start()
     host, port = str(server.server_address[0]), server.server_address[1]
@@ -350,8 +363,18 @@ COMMANDS = {
 }
 
 
+def _logging() -> None:
+    """What mlops logs (webhook deliveries, notifications) goes to stderr, secrets masked."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter(Redactor.from_env(os.environ)))
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("mlops.webhook").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _logging()
     return guarded(lambda: COMMANDS[args.command](args))
 
 

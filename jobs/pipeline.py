@@ -19,7 +19,7 @@ from mlops import images
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
-from mlops.errors import LedgerError, RuntimeUnavailable, SourceError
+from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable, SourceError
 from mlops.index_page import write_index
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import log_run_once
@@ -101,6 +101,8 @@ def last_pull(settings: Settings) -> Checkout:
 
 def choose_runtime(ctx: Context) -> Runtime[Any]:
     wanted = ctx.settings.runtime
+    if ctx.settings.unsandboxed and wanted is not RuntimeName.LOCAL:
+        raise ConfigError("--unsandboxed is only taken with --runtime local, never chosen by auto")
     if wanted is RuntimeName.RAY:
         try:
             from mlops.runtime.ray_runtime import RayRuntime
@@ -118,10 +120,15 @@ def choose_runtime(ctx: Context) -> Runtime[Any]:
             runtime = docker_runtime.DockerRuntime.from_env(workspace=ctx.settings.workspace)
             ctx.progress.info(f"   runtime: docker ({runtime.describe()})")
             return runtime
-        ctx.progress.info("   runtime: local (no Docker engine answers; --runtime docker to insist)")
+        why = " (no Docker engine answers; --runtime docker to insist)"
     else:
-        ctx.progress.info("   runtime: local processes")
-    return LocalRuntime(workspace=ctx.settings.workspace)
+        why = ""
+    local = LocalRuntime(workspace=ctx.settings.workspace, sandboxed=not ctx.settings.unsandboxed)
+    if local.sandboxed:
+        ctx.progress.info(f"   runtime: {local.describe()}{why}")
+    else:
+        ctx.progress.warn(f"runtime: {local.describe()} (--unsandboxed)")
+    return local
 
 
 def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool = False) -> list[RunRecord]:
@@ -242,9 +249,14 @@ def trial_cpus(settings: Settings) -> float | None:
 
 
 def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
+    # The variables the operator lets trainings see, read once; nothing else of this environment is passed.
+    passed = {name: os.environ[name] for name in settings.trial_env if name in os.environ}
+
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
         env = {
+            **read_project(run.code_dir).env,  # the pushed repository's own constants (mlops.yaml)
+            **passed,
             "MLOPS_SEED": str(trial_seed(int(run.settings.get("seed", 0)), number)),
             "MLOPS_CLUSTER_METRIC": str(run.settings.get("cluster_metric", "silhouette")),
         }
@@ -264,6 +276,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             ),
             network=settings.network,
             env=env,
+            repository=run.source,
         )
 
     return make
@@ -399,8 +412,8 @@ def run_source(
 ) -> list[RunRecord]:
     ctx = Context.open(settings, progress)
     Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
+    runtime = choose_runtime(ctx)  # an unusable runtime stops the command before anything is pulled
     checkout = step_pull(ctx, source, ref)
-    runtime = choose_runtime(ctx)
     runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)
     ensure_runtime_ready(runtime, runs, ctx.progress)
     runs = environments(ctx, runtime).prepare(runs)

@@ -7,6 +7,7 @@ value is checked here, so a bad one stops the command (exit 2) before any work i
 from __future__ import annotations
 
 import enum
+import math
 import os
 import tomllib
 import types
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mlops.domain import ClusterMetric, RuntimeName, StrategyName
+from mlops.envsafe import check_names
 from mlops.errors import ConfigError
 
 CONFIG_FILE = "mlops.toml"
+FLAGS = {"timeout_s": "--timeout", "memory_mb": "--memory"}  # settings whose flag is not their name
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Settings:
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
     ray_address: str | None = None  # the Ray cluster of --runtime ray (host:port)
     gpus: int = 0  # GPUs per trial
+    unsandboxed: bool = False  # --runtime local without the sandbox: trials read what this user can
+    trial_env: tuple[str, ...] = ()  # variables of this environment a training may see (names)
+    repositories: tuple[str, ...] = ()  # what mlops serve trains: clone URLs or owner/name
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.
@@ -83,6 +89,11 @@ def _types() -> dict[str, Any]:
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     """``raw`` (text from a file or the environment, or a flag's value) as the setting's type."""
+    if typing.get_origin(kind) is tuple:  # a list: a TOML array, or comma-separated text
+        items = [item.strip() for item in raw.split(",")] if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"setting {name} must be a list of strings but got {raw!r}")
+        return tuple(item for item in items if item)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         try:
             return kind(str(raw).strip().lower())
@@ -114,32 +125,50 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
     return text
 
 
-def validate(settings: Settings) -> Settings:
-    """The settings if every value can work; else ConfigError naming the setting and the value."""
+def _positive(value: float | None) -> bool:
+    return value is None or (math.isfinite(value) and value > 0)
+
+
+def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Settings:
+    """The settings if every value can work; else ConfigError naming the setting, the value and, from
+    ``origins`` (setting -> the file, variable or flag that gave it), where it came from."""
     s = settings
-    if not 0 < s.target <= 1:
-        raise ConfigError(f"target must be a fraction between 0 and 1 (0.8 for 80%) but got {s.target:g}")
-    checks: list[tuple[bool, str]] = [
-        (s.max_trials >= 1, f"max_trials must be at least 1 but got {s.max_trials}"),
-        (s.parallel >= 1, f"parallel must be at least 1 but got {s.parallel}"),
-        (s.timeout_s > 0, f"timeout must be positive but got {s.timeout_s:g}"),
-        (s.memory_mb >= 64, f"memory must be at least 64 MB but got {s.memory_mb}"),
-        (s.cpus is None or s.cpus > 0, f"cpus must be positive but got {s.cpus}"),
+    checks: list[tuple[str, bool, str]] = [
         (
-            s.max_minutes is None or s.max_minutes > 0,
-            f"max_minutes must be positive but got {s.max_minutes}",
+            "target",
+            0 < s.target <= 1,
+            f"target must be a fraction between 0 and 1 (0.8 for 80%) but got {s.target:g}",
         ),
-        (s.max_restarts >= 0, f"max_restarts must be at least 0 but got {s.max_restarts}"),
+        ("max_trials", s.max_trials >= 1, f"max_trials must be at least 1 but got {s.max_trials}"),
+        ("parallel", s.parallel >= 1, f"parallel must be at least 1 but got {s.parallel}"),
+        ("timeout_s", _positive(s.timeout_s), f"timeout must be positive but got {s.timeout_s:g}"),
+        ("memory_mb", s.memory_mb >= 64, f"memory must be at least 64 MB but got {s.memory_mb}"),
+        ("cpus", _positive(s.cpus), f"cpus must be positive but got {s.cpus}"),
+        ("cpus", s.cpus is None or s.cpus >= 0.01, f"cpus must be at least 0.01 but got {s.cpus}"),
+        ("max_minutes", _positive(s.max_minutes), f"max_minutes must be positive but got {s.max_minutes}"),
+        ("max_restarts", s.max_restarts >= 0, f"max_restarts must be at least 0 but got {s.max_restarts}"),
         (
+            "checkpoint_every_batches",
             s.checkpoint_every_batches >= 0,
             f"checkpoint_every_batches must be at least 0 but got {s.checkpoint_every_batches}",
         ),
-        (s.seed >= 0, f"seed must be at least 0 but got {s.seed}"),
-        (s.gpus >= 0, f"gpus must be at least 0 but got {s.gpus}"),
+        ("seed", s.seed >= 0, f"seed must be at least 0 but got {s.seed}"),
+        ("gpus", s.gpus >= 0, f"gpus must be at least 0 but got {s.gpus}"),
+        (
+            "unsandboxed",
+            not s.unsandboxed or s.runtime is not RuntimeName.DOCKER,
+            "unsandboxed applies to the local runtime only, not to docker",
+        ),
     ]
-    for ok, message in checks:
+    for name, ok, message in checks:
         if not ok:
-            raise ConfigError(message)
+            where = (origins or {}).get(name)
+            raise ConfigError(f"{where}: {message}" if where else message)
+    try:
+        check_names(s.trial_env, "trial_env")
+    except ValueError as e:
+        where = (origins or {}).get("trial_env")
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
     return s
 
 
@@ -152,11 +181,17 @@ def load_settings(
     env = os.environ if env is None else env
     kinds = _types()
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     path = config_file or Path(env.get("MLOPS_CONFIG", CONFIG_FILE))
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            line = e.object[: e.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path}:{line}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})"
+            ) from e
+        except (tomllib.TOMLDecodeError, OSError) as e:
             raise ConfigError(f"{path}: {e}") from e
         data = data.get("mlops", data)
         for key, value in data.items():
@@ -167,6 +202,7 @@ def load_settings(
                 values[name] = _coerce(name, kinds[name], value)
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
+            origins[name] = str(path)
     for name, kind in kinds.items():
         raw = env.get(f"MLOPS_{name.upper()}")
         if raw is not None and raw != "":
@@ -174,9 +210,11 @@ def load_settings(
                 values[name] = _coerce(name, kind, raw)
             except ConfigError as e:
                 raise ConfigError(f"MLOPS_{name.upper()}: {e}") from None
+            origins[name] = f"MLOPS_{name.upper()}"
     for name, value in (flags or {}).items():
         if value is not None and name in kinds:
             values[name] = _coerce(name, kinds[name], value)
-    settings = validate(replace(Settings(), **values))
+            origins[name] = FLAGS.get(name, "--" + name.replace("_", "-"))
+    settings = validate(replace(Settings(), **values), origins)
     # Trials run in other working directories (their own folders, containers): paths must not be relative.
     return replace(settings, workspace=settings.workspace.expanduser().resolve())

@@ -48,6 +48,12 @@ class LedgerError(MlopsError):
     """The ledger refuses an operation (unknown run, a resume with different settings)."""
 
 
+class LedgerUnavailable(MlopsError):
+    """The ledger file cannot be used: corrupt, locked by another program, read-only."""
+
+    exit_code = 2
+
+
 class RuntimeUnavailable(MlopsError):
     """A runtime cannot be used here (no Docker engine answers, an image is missing)."""
 

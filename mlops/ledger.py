@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 import psutil
 
 from mlops.domain import RunStatus, TrialStatus
-from mlops.errors import LedgerError
+from mlops.errors import LedgerError, LedgerUnavailable
+from mlops.ledger_db import TIMEOUT_S, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pulls (
@@ -118,17 +119,12 @@ class TrialRecord:
 class Ledger:
     """One SQLite file per workspace. Safe to open from several processes at once."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, read_only: bool = False, timeout_s: float = TIMEOUT_S) -> None:
         self.path = path
-        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
+        self.conn = connect(path, SCHEMA, read_only, timeout_s)  # LedgerUnavailable: corrupt, locked, ...
         self.lock = threading.RLock()  # one connection shared by the threads of parallel trials
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
-        self._migrate()
+        if not read_only:
+            self._migrate()
 
     def _migrate(self) -> None:
         """Columns added since a workspace's ledger was made (``ALTER TABLE ... ADD COLUMN``, kept data)."""
@@ -148,7 +144,8 @@ class Ledger:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                with suppress(LedgerUnavailable):
+                    self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
 

@@ -21,12 +21,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from mlops.domain import RunStatus
-from mlops.envsafe import is_secret
+from mlops.envsafe import Redactor
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord
 from mlops.report import notification
@@ -66,29 +65,6 @@ class Delivery:
     ok: bool
     attempts: int
     detail: str
-
-
-@dataclass(frozen=True)
-class Redactor:
-    secrets: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Redactor:
-        values = []
-        for key, value in env.items():
-            if not is_secret(key) or len(value) < 4:
-                continue
-            values.append(value)
-            parts = urlsplit(value)
-            if parts.scheme and parts.netloc:  # errors quote a URL's parts, not always all of it
-                values += [p for p in (parts.path, parts.query, parts.password or "") if len(p) >= 4]
-                values += [seg for seg in parts.path.split("/") if len(seg) >= 6]
-        return cls(tuple(sorted(set(values), key=len, reverse=True)))
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "********")
-        return text
 
 
 def subject_of(summary: dict[str, Any], event: NotifyEvent) -> str:

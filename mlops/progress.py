@@ -9,6 +9,7 @@ there is no status line: plain lines, one per event, and plain tables wrapped to
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import textwrap
@@ -23,6 +24,8 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
+
+from mlops.envsafe import Redactor
 
 HARNESS_PREFIX = "[mlops] "
 PLAIN_WIDTH = 120  # a plain table's width when the output is no terminal (Jenkins's console, a file)
@@ -82,10 +85,15 @@ class RunState:
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+    """Every line passes ``redact`` (by default: the values of this environment's secrets masked)."""
+
+    def __init__(
+        self, stream: TextIO | None = None, verbose: bool = False, redact: Redactor | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.verbose = verbose
+        self.redact = redact if redact is not None else Redactor.from_env(os.environ)
         self.lock = threading.RLock()  # one line at a time on the stream
         # The status is read by the live display's own thread: a lock of its own, never held while printing
         # (printing takes the live display's lock, and its refresh takes this one).
@@ -99,7 +107,7 @@ class Progress:
 
     def _print(self, text: str, style: str | None = None) -> None:
         with self.lock:
-            self.console.print(text, style=style, markup=False)
+            self.console.print(self.redact(text), style=style, markup=False)
 
     # -- the status line -------------------------------------------------------------------------------
 
@@ -236,7 +244,7 @@ class Progress:
         width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns
         lines = [title, *plain_table([list(columns), *cells], width)]
         with self.lock:
-            self.stream.write("\n".join(lines) + "\n")
+            self.stream.write(self.redact("\n".join(lines)) + "\n")
             self.stream.flush()
 
 

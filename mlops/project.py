@@ -8,12 +8,13 @@ the file and the setting: it is the pushed code that is wrong, not mlops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlops.envsafe import check_names
 from mlops.errors import SourceError
 
 CONFIG_FILE = "mlops.yaml"
@@ -32,6 +33,9 @@ class Project:
     # Install what the code asks for (requirement files, imports) before training: ``install: false`` runs
     # it on the training image or the interpreter as they are.
     install: bool = True
+    # Constants the training's environment gets (``env: {TF_ENABLE_ONEDNN_OPTS: "0"}``). Values only: the
+    # pushed code cannot ask for a variable of the environment mlops runs in.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def read_project(root: Path | str) -> Project:
@@ -47,6 +51,7 @@ def read_project(root: Path | str) -> Project:
         entry_points=_entry_points(entries, root) if entries is not None else (),
         inputs=_inputs(data.get("inputs")),
         install=_install(data.get("install", True)),
+        env=_env(data.get("env", {})),
     )
 
 
@@ -98,3 +103,19 @@ def _install(value: object) -> bool:
     if not isinstance(value, bool):
         raise SourceError(f"{CONFIG_FILE}: 'install' must be true or false but got {value!r}")
     return value
+
+
+def _env(value: object) -> dict[str, str]:
+    """A mapping of variable names to plain values (strings, numbers, booleans)."""
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in value.values()
+    ):
+        raise SourceError(f"{CONFIG_FILE}: 'env' must map variable names to plain values")
+    try:
+        names = check_names([str(k) for k in value], f"{CONFIG_FILE}: env")
+    except ValueError as e:
+        raise SourceError(str(e)) from None
+    for name in names:
+        if name.upper().startswith("MLOPS_"):
+            raise SourceError(f"{CONFIG_FILE}: env: {name} is mlops's own; the repository cannot set it")
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}

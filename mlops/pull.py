@@ -2,11 +2,15 @@
 
 A source is a git URL or a local path (a repository, a folder or a file inside one). Each repository is
 kept as one bare mirror under ``<workspace>/repos``; each commit is exported once, read-only in spirit,
-under ``<workspace>/checkouts``. The same commit pulled twice is not cloned or exported twice.
+under ``<workspace>/checkouts``. The same commit pulled twice is not cloned or exported twice. Processes
+pulling into one workspace at once take turns per mirror (a file lock beside it). git gets ``--`` before
+every URL and speaks only the protocols of :data:`GIT_PROTOCOLS`. A pull that fails is an event in the
+ledger (``pull-failed``), which ``mlops history`` shows until the same source is pulled.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -14,14 +18,18 @@ import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops.errors import PullError
 from mlops.ledger import Ledger, RunRecord
 
 GIT_TIMEOUT_S = 300
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+GIT_PROTOCOLS = "file:git:http:https:ssh"  # GIT_ALLOW_PROTOCOL: no ext::, no fd::
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,10 @@ class Checkout:
 
 def _git(*args: str, cwd: Path | None = None, source: str = "", input_bytes: bytes | None = None) -> bytes:
     env = dict(
-        os.environ, GIT_TERMINAL_PROMPT="0", GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=15"
+        os.environ,
+        GIT_TERMINAL_PROMPT="0",
+        GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=15",
+        GIT_ALLOW_PROTOCOL=GIT_PROTOCOLS,
     )
     try:
         done = subprocess.run(  # noqa: S603
@@ -85,8 +96,51 @@ def _resolve_local(source: str) -> tuple[str, str, str | None, str | None, bool]
     return top, "" if rel == "." else rel, entry, head, bool(status.strip())
 
 
+@contextmanager
+def _turn(mirror: Path) -> Iterator[None]:
+    """This process's turn at a mirror and its checkouts: another one pulling the same waits."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror.with_name(mirror.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def failed_pulls(ledger: Ledger) -> list[dict[str, Any]]:
+    """The pulls that failed and whose source was not pulled since, oldest first."""
+    open_failures: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for event in ledger.events():
+        data = event["data"] or {}
+        if event["kind"] == "pull-failed":
+            open_failures[(data.get("source", ""), data.get("commit"))] = {**data, "at": event["at"]}
+        elif event["kind"] == "pull":
+            for key in [
+                k for k in open_failures if k[0] == data.get("source") and k[1] in (None, data.get("commit"))
+            ]:
+                del open_failures[key]
+    return list(open_failures.values())
+
+
 def pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Checkout:
-    """Fetch ``source`` at ``ref`` (a branch, tag or commit; default: what is checked out, or HEAD)."""
+    """Fetch ``source`` at ``ref`` (a branch, tag or commit; default: what is checked out, or HEAD).
+
+    A failure is recorded in the ledger (``pull-failed``) before PullError goes up."""
+    try:
+        return _pull(source, ref, workspace, ledger)
+    except PullError as e:
+        commit = ref if ref and SHA_RE.match(ref) else None
+        data = {"source": source, "ref": ref, "commit": commit, "reason": e.reason}
+        ledger.event(None, None, "pull-failed", str(e), data)
+        raise
+
+
+def _pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Checkout:
+    if source.startswith("-") or "\0" in source:
+        raise PullError(source, "not a git URL or a path (it starts with '-' or holds a NUL byte)")
+    if ref is not None and (not ref or ref.startswith("-") or any(c < " " for c in ref)):
+        raise PullError(source, f"{ref!r} is not a branch, tag or commit name")
     is_local = "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source)
     subdir, entry, local_head, dirty = "", None, None, False
     if is_local:
@@ -114,19 +168,35 @@ def pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Check
             )
 
     mirror = workspace / "repos" / f"{_repo_key(url)}.git"
+    with _turn(mirror):
+        return _fetch(
+            source, ref, workspace, ledger, url, mirror, (source_id, subdir, entry, local_head, dirty)
+        )
+
+
+def _fetch(
+    source: str,
+    ref: str | None,
+    workspace: Path,
+    ledger: Ledger,
+    url: str,
+    mirror: Path,
+    local: tuple[str, str, str | None, str | None, bool],
+) -> Checkout:
+    source_id, subdir, entry, local_head, dirty = local
     if mirror.exists():
         _git("remote", "update", "--prune", cwd=mirror, source=source)
     else:
         mirror.parent.mkdir(parents=True, exist_ok=True)
         tmp = mirror.with_name(mirror.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        _git("clone", "--mirror", "--quiet", url, str(tmp), source=source)
+        _git("clone", "--mirror", "--quiet", "--", url, str(tmp), source=source)
         tmp.rename(mirror)
     if local_head and ref is None:
         try:
             _git("cat-file", "-e", f"{local_head}^{{commit}}", cwd=mirror, source=source)
         except PullError:  # a detached HEAD that no branch holds
-            _git("fetch", "--quiet", url, local_head, cwd=mirror, source=source)
+            _git("fetch", "--quiet", "--", url, local_head, cwd=mirror, source=source)
 
     target = local_head if (ref is None and local_head) else (ref or "HEAD")
     try:

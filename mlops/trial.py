@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops.domain import EndReason, TrialStatus
 from mlops.runtime.base import Outcome
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, OUTCOME_FILE, ExitCode, FailureClass, read_json
+from mlops_harness.protocol import (
+    LOG_FILE,
+    METRICS_FILE,
+    OUTCOME_FILE,
+    ExitCode,
+    FailureClass,
+    read_json,
+    read_plain,
+)
 
 # Only these ends are worth a restart: the training itself may well succeed next time.
 RESTARTED = frozenset({FailureClass.CRASH, FailureClass.OOM})
@@ -45,7 +54,7 @@ class LaunchResult:
 
 def tail(path: Path, lines: int = 20) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_plain(path)
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
@@ -58,9 +67,21 @@ def _failure(report: dict[str, Any]) -> FailureClass:
         return FailureClass.CODE
 
 
-def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, redact) for key, item in value.items()}
+    return value
+
+
+def read_result(
+    trial_dir: Path, outcome: Outcome, redact: Callable[[str], str] = lambda text: text
+) -> LaunchResult:
+    """What the launch left; every text from the trial (its error, traceback, hint, last line) passes
+    ``redact``."""
     metrics: dict[str, Any] = read_json(trial_dir / METRICS_FILE) or {}
-    report: dict[str, Any] = read_json(trial_dir / OUTCOME_FILE) or {}
+    report: dict[str, Any] = _redacted(read_json(trial_dir / OUTCOME_FILE) or {}, redact)
     epochs = metrics.get("epochs")
     if outcome.ok and "value" in metrics:
         after = report.get("failed_after_metric") or {}
@@ -101,7 +122,7 @@ def read_result(trial_dir: Path, outcome: Outcome) -> LaunchResult:
             return LaunchResult(
                 TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics", failure=code
             )
-        last = tail(trial_dir / LOG_FILE, 3).strip().splitlines()
+        last = redact(tail(trial_dir / LOG_FILE, 3)).strip().splitlines()
         said = f" (last output: {last[-1][:200]})" if last else ""
         return LaunchResult(
             TrialStatus.FAILED,

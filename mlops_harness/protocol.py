@@ -91,20 +91,31 @@ def accuracy_key(logs: Mapping[str, Any], prefix: str = "") -> str | None:
 # Files
 
 
+def read_plain(path: Path) -> str:
+    """A file's text; OSError when it is a link (a trial folder is written by someone else's code, which
+    could point its files at files of the machine that reads them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file, or None if it is missing, half-written or not an object."""
+    """A JSON object from a file, or None if it is missing, half-written, a link or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_plain(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, renamed into place."""
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, renamed into place.
+    The temporary file is made anew, never opened through a link left in its place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.unlink(missing_ok=True)
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w", encoding="utf-8") as fh:
+        fh.write(text)
     os.replace(tmp, path)
 
 

@@ -153,7 +153,7 @@ class Supervisor:
             watcher.join(timeout=10)
             self.runtime.remove(handle)
             handle = None
-            result = read_result(spec.trial_dir, outcome)
+            result = read_result(spec.trial_dir, outcome, self.progress.redact)
 
             if pruned.is_set():
                 self.ledger.finish_trial(

@@ -72,3 +72,25 @@ def test_invalid_yaml_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as e:
         read_project(_repo(tmp_path, "entry_points: [a.py\nfoo: : :\n", "a.py"))
     assert str(e.value) == "mlops.yaml:2: not valid YAML"
+
+
+def test_env_gives_the_training_constants_never_the_callers_variables(tmp_path: Path) -> None:
+    config = "entry_points: [a.py]\nenv: {TF_ENABLE_ONEDNN_OPTS: 0, WANDB_MODE: offline, FAST: true}\n"
+    env = read_project(_repo(tmp_path, config, "a.py")).env
+    assert env == {"TF_ENABLE_ONEDNN_OPTS": "0", "WANDB_MODE": "offline", "FAST": "true"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("[A, B]", "'env' must map variable names to plain values"),
+        ("{A: {from: MLOPS_SMTP_PASSWORD}}", "'env' must map variable names to plain values"),
+        ("{PATH: /evil}", "PATH is set by the sandbox"),
+        ("{LD_PRELOAD: /x.so}", "LD_PRELOAD is set by the sandbox"),
+        ("{MLOPS_SEED: 1}", "MLOPS_SEED is mlops's own"),
+        ("{'not a name': 1}", "'not a name' is not an environment variable name"),
+    ],
+)
+def test_env_that_cannot_work_names_the_setting(tmp_path: Path, env: str, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        read_project(_repo(tmp_path, f"entry_points: [a.py]\nenv: {env}\n", "a.py"))

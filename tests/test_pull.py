@@ -6,7 +6,7 @@ import pytest
 
 from mlops.errors import PullError
 from mlops.ledger import Ledger
-from mlops.pull import pull
+from mlops.pull import failed_pulls, pull
 from tests.support.repos import git, make_repo
 
 
@@ -81,7 +81,11 @@ def test_an_unreachable_url_or_unknown_ref_is_a_clear_error(tmp_path, ledger):
     repo = make_repo(tmp_path / "r", {"train.py": "x\n"})
     with pytest.raises(PullError, match="no branch, tag or commit named 'nope'"):
         pull(f"file://{repo}", "nope", tmp_path / "ws", ledger)
-    assert [e["kind"] for e in ledger.events()] == []  # nothing half-recorded
+    # Nothing half-recorded: no pull, only each failure, which mlops history shows until a pull succeeds.
+    assert [e["kind"] for e in ledger.events()] == ["pull-failed", "pull-failed"]
+    assert [f["reason"] for f in failed_pulls(ledger)][1] == "no branch, tag or commit named 'nope'"
+    pull(f"file://{repo}", "main", tmp_path / "ws", ledger)
+    assert [f["source"] for f in failed_pulls(ledger)] == ["http://127.0.0.1:9/nothing.git"]
 
 
 def test_the_best_source_is_committed_to_its_own_branch_without_touching_the_work_tree(tmp_path, ledger):

@@ -16,11 +16,12 @@ from mlops.webhook import Push, PushQueue, Worker, make_server, watch
 from tests.support.repos import git, make_repo
 
 SECRET = "webhook-shared-secret"
+CLONE_URL = "https://example.com/t/m.git"
 
 
-def push_body(ref="refs/heads/main", after="b" * 40):
+def push_body(ref="refs/heads/main", after="b" * 40, clone_url=CLONE_URL, full_name="t/m"):
     return json.dumps(
-        {"ref": ref, "after": after, "repository": {"clone_url": "https://example.com/t/m.git"}}
+        {"ref": ref, "after": after, "repository": {"clone_url": clone_url, "full_name": full_name}}
     )
 
 
@@ -32,7 +33,7 @@ def sign(body: str, secret: str = SECRET) -> str:
 def server(tmp_path):
     runs: list[tuple[str, str, str]] = []
     queue = PushQueue(tmp_path / "ws")
-    httpd = make_server("127.0.0.1", 0, SECRET, "main", queue)
+    httpd = make_server("127.0.0.1", 0, SECRET, "main", queue, repositories=(CLONE_URL,))
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     worker = Worker(queue, lambda *push: runs.append(push))
     worker.start()
@@ -149,3 +150,198 @@ def test_watch_queues_each_new_commit_of_the_branch(tmp_path):
     poller.join(timeout=5)
     commits = [json.loads(p.read_text())["commit"] for p in queue.pending()]
     assert commits[0] == first and commits[1] == git(repo, "rev-parse", "HEAD")
+
+
+def raw_post(url: str, payload: object) -> requests.Response:
+    body = json.dumps(payload)
+    return post(url, body)
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["", "b" * 39, "b" * 41, "B" * 40, "bbbb/../" + "b" * 32, "b" * 39 + "\x00", 12345, ["b" * 40], None],
+)
+def test_an_after_that_is_not_a_commit_id_gets_400_and_nothing_runs(server, after):
+    url, runs, queue = server
+    payload = {"ref": "refs/heads/main", "after": after, "repository": {"clone_url": CLONE_URL}}
+    response = raw_post(url, payload)  # an answer, never a dropped connection
+    assert response.status_code == 400 and "'after' must be a commit id" in response.json()["message"]
+    time.sleep(0.2)
+    assert runs == [] and queue.pending() == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"ref": "refs/heads/../main", "after": "b" * 40}, "'ref'"),
+        ({"ref": "main", "after": "b" * 40}, "'ref'"),
+        ({"ref": "refs/heads/ma\x00in", "after": "b" * 40}, "'ref'"),
+        ({"ref": ["refs/heads/main"], "after": "b" * 40}, "'ref'"),
+        ({"ref": "refs/heads/main", "after": "b" * 40, "repository": {"clone_url": 5}}, "clone_url"),
+        ({"ref": "refs/heads/main", "after": "b" * 40, "repository": "t/m"}, "clone_url"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_a_bad_ref_or_repository_gets_400_naming_the_field(server, payload, field):
+    url, runs, queue = server
+    if isinstance(payload, dict):
+        payload = {"repository": {"clone_url": CLONE_URL}, **payload}
+    response = raw_post(url, payload)
+    assert response.status_code == 400 and field in response.json()["message"]
+    assert runs == [] and queue.pending() == []
+
+
+def test_a_sha256_commit_id_is_accepted(server):
+    url, runs, _ = server
+    assert post(url, push_body(after="c" * 64)).status_code == 202
+    assert wait_for(lambda: runs == [(CLONE_URL, "main", "c" * 64)])
+
+
+@pytest.fixture
+def by_name(tmp_path):
+    """A server whose allow-list names the repository t/m (owner/name) and one local path."""
+    runs: list[tuple[str, str, str]] = []
+    queue = PushQueue(tmp_path / "ws")
+    listed = str(tmp_path / "listed-repo")
+    httpd = make_server("127.0.0.1", 0, SECRET, "main", queue, repositories=("t/m", listed))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    worker = Worker(queue, lambda *push: runs.append(push))
+    worker.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/hooks/github", runs, queue, listed
+    worker.stopping.set()
+    httpd.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("clone_url", "full_name"),
+    [
+        ("https://example.com/other/repo.git", "other/repo"),  # not on the list
+        ("/etc", "t/m"),  # a local path under a listed name
+        ("file:///etc", "t/m"),
+        ("--upload-pack=touch /tmp/pwned", "t/m"),  # an option for git
+        ("-u", "x/y"),
+        ("https://example.com/other/repo.git", ""),
+    ],
+)
+def test_repositories_not_on_the_allow_list_local_paths_and_options_are_refused(
+    by_name, clone_url, full_name
+):
+    url, runs, queue, _ = by_name
+    response = post(url, push_body(clone_url=clone_url, full_name=full_name))
+    assert response.status_code == 403 and "not in repositories" in response.json()["message"]
+    time.sleep(0.2)
+    assert runs == [] and queue.pending() == []
+
+
+def test_a_listed_name_trains_its_clone_url_and_a_listed_path_is_trained_as_listed(by_name):
+    url, runs, _, listed = by_name
+    assert post(url, push_body(clone_url="https://github.com/T/M.git", full_name="T/M")).status_code == 202
+    assert post(url, push_body(after="e" * 40, clone_url=listed + "/", full_name="")).status_code == 202
+    assert wait_for(lambda: len(runs) == 2)
+    assert runs == [("https://github.com/T/M.git", "main", "b" * 40), (listed, "main", "e" * 40)]
+
+
+def test_a_server_without_an_allow_list_or_a_source_refuses_to_start(tmp_path):
+    with pytest.raises(ConfigError, match="repositories"):
+        make_server("127.0.0.1", 0, SECRET, "main", PushQueue(tmp_path))
+
+
+def test_a_push_whose_pull_failed_is_recorded_and_runs_when_delivered_again(tmp_path):
+    """The runner pulls for real: the first delivery's pull fails (the repository is not there yet), the
+    failure is a ledger event that mlops history shows, and the same delivery again is pulled and run."""
+    from mlops.ledger import Ledger
+    from mlops.pull import failed_pulls, pull
+
+    source = str(tmp_path / "model")
+    ledger = Ledger(tmp_path / "ws" / "ledger.db")
+    pulled: list[str] = []
+
+    def runner(src: str, ref: str, commit: str) -> None:
+        pulled.append(pull(src, commit, tmp_path / "ws", ledger).commit)
+
+    queue = PushQueue(tmp_path / "ws")
+    httpd = make_server("127.0.0.1", 0, SECRET, "main", queue, repositories=(source,))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    worker = Worker(queue, runner)
+    worker.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/hooks/github"
+    try:
+        commit = "a" * 40
+        assert post(url, push_body(after=commit, clone_url=source, full_name="")).status_code == 202
+        assert wait_for(lambda: queue.pending() == [] and failed_pulls(ledger))
+        assert failed_pulls(ledger)[0]["source"] == source and pulled == []
+        repo = make_repo(tmp_path / "model", {"train.py": "print(1)\n"})
+        commit = git(repo, "rev-parse", "HEAD")
+        body = push_body(after=commit, clone_url=source, full_name="")
+        assert post(url, body).status_code == 202  # the first try of this commit
+        assert wait_for(lambda: pulled == [commit])
+        assert post(url, body).status_code == 200  # recorded now: a redelivery is not run twice
+        failed = post(url, push_body(after="a" * 40, clone_url=source, full_name=""))
+        assert failed.status_code == 202  # the commit whose pull failed is tried again
+        assert wait_for(lambda: queue.pending() == [])
+    finally:
+        worker.stopping.set()
+        httpd.shutdown()
+
+
+@pytest.mark.slow
+def test_mlops_serve_trains_a_redelivery_of_a_push_whose_pull_failed(tmp_path):
+    """End to end: `mlops serve` gets a push of a commit its repository does not have yet; the failed pull
+    is in `mlops history`; the commit arrives, the same delivery comes again, and it is trained."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support.processes import run_cli
+    from tests.support.repos import ROOT
+
+    work = make_repo(tmp_path / "work", {"train.py": GOOD_MODEL})
+    commit = git(work, "rev-parse", "HEAD")
+    origin = make_repo(tmp_path / "origin", {"README.md": "not yet\n"})  # listed, without the commit
+    (tmp_path / "mlops.toml").write_text(f'repositories = ["{origin}"]\nmax_trials = 1\ntarget = 0.5\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLOPS_WEBHOOK_SECRET=SECRET, MLOPS_RUNTIME="local")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/hooks/github"
+    body = push_body(after=commit, clone_url=str(origin), full_name="")
+
+    def history() -> str:
+        return run_cli("history", cwd=tmp_path).stdout
+
+    try:
+        assert wait_for(lambda: _answers(url), 30)
+        assert post(url, body).status_code == 202
+        assert wait_for(lambda: f"pull failed: {origin} at {commit}" in history(), 60), history()
+        git(origin, "fetch", "-q", str(work), "main:refs/heads/arrived")
+        assert post(url, body).status_code == 202  # the same delivery again: not seen, so queued
+        assert wait_for(lambda: "reached" in history(), 120), history()
+        assert "pull failed" not in history()
+        assert post(url, body).status_code == 200  # now it has run: never twice
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
+GOOD_MODEL = """
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_iris(return_X_y=True)
+print(DecisionTreeClassifier(random_state=0).fit(X, y).score(X, y))
+"""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code > 0
+    except requests.RequestException:
+        return False

@@ -9,14 +9,22 @@ codes and the events are declared in ``mlops_harness.protocol``, the one module 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mlops.domain import EndReason
 from mlops_harness.protocol import ExitCode
+
+LOG_HEAD_BYTES = 4 * 1024 * 1024  # a trial's log keeps its first 4 MB ...
+LOG_TAIL_BYTES = 1024 * 1024  # ... and the last 1 MB of a launch's output past them
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,17 @@ class TrialSpec:
     network: bool = True
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...
     gpus: int = 0  # GPUs the trial asks for (Docker device requests, Ray's num_gpus)
+    repository: str = ""  # where the code came from: each repository has a dataset cache of its own
 
     @property
     def name(self) -> str:
         return f"{self.run_id}/{self.trial}"
+
+    @property
+    def cache_key(self) -> str:
+        """The name of this repository's dataset cache (one repository's trials never see another's)."""
+        origin = self.repository or str(self.code_dir)
+        return hashlib.sha256(origin.encode()).hexdigest()[:16]
 
     def harness_args(self, code: str, source: str, out: str) -> list[str]:
         """The harness's arguments, with paths as the process will see them."""
@@ -122,18 +137,40 @@ class Runtime(Protocol[H]):
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
 
 
+def open_log(path: Path) -> int:
+    """The trial's log, opened to append without following a link the training may have put there."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(2):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError:
+            fd = -1
+        if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        if fd >= 0:
+            os.close(fd)
+        # A link, a pipe or a folder planted by an earlier launch: it goes, and a plain file takes its place.
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    raise OSError(f"cannot open {path} as a plain file")
+
+
 def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: float = 0.2) -> Iterator[str]:
     """Yield lines appended to ``path`` after offset ``start`` until ``alive()`` is false and it is drained."""
     pos = start
     pending = ""
     while True:
         running = alive()
-        try:
-            with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        try:  # never through a link the trial put in its file's place
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with open(fd, encoding="utf-8", errors="replace", newline="") as fh:
                 fh.seek(pos)
                 chunk = fh.read()
                 pos = fh.tell()
-        except FileNotFoundError:
+        except OSError:
             chunk = ""
         if chunk:
             pending += chunk
@@ -147,3 +184,42 @@ def follow_file(path: Path, alive: Callable[[], bool], start: int = 0, poll_s: f
             return
         else:
             time.sleep(poll_s)
+
+
+def _nanoseconds(stamp: bytes) -> int | None:
+    """An engine's log time stamp (RFC 3339, nanoseconds, UTC) in nanoseconds since the epoch."""
+    text = stamp.decode("ascii", errors="replace").rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    try:
+        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    return int(seconds) * 10**9 + int((fraction + "000000000")[:9] or 0)
+
+
+def stamped_lines(chunks: Iterable[bytes], after: int | None) -> Iterator[tuple[list[bytes], int | None]]:
+    """Lines prefixed by an engine's time stamp (``docker logs --timestamps``), a chunk at a time: the
+    lines of each chunk (split at carriage returns too: a progress bar's redraws count as lines) and the
+    time stamp of the last one. Lines stamped at or before ``after`` (nanoseconds) are left out."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from _stamped(lines, after)
+    if pending:
+        yield from _stamped([pending], after)
+
+
+def _stamped(lines: list[bytes], after: int | None) -> Iterator[tuple[list[bytes], int | None]]:
+    parts: list[bytes] = []
+    last = b""
+    for line in lines:
+        stamp, _, text = line.partition(b" ")
+        if after is not None:
+            at = _nanoseconds(stamp)
+            if at is None or at <= after:
+                continue
+        parts += text.split(b"\r")
+        last = stamp
+    if parts:
+        yield parts, _nanoseconds(last)

@@ -5,11 +5,15 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 
 - runs the training image's entry point (the harness) as a non-root user, all capabilities dropped,
   ``no-new-privileges``, a read-only root file system with a private /tmp;
-- sees the checkout read-only at /code and its trial folder read-write at /trial, and a volume shared by
-  every trial of the host at /cache (Keras, scikit-learn and PyTorch dataset caches: a dataset is
-  downloaded once per host, and a site without internet can pre-seed it);
+- sees the checkout read-only at /code and its trial folder read-write at /trial, and at /cache the dataset
+  cache volume of its repository (Keras, scikit-learn and PyTorch dataset caches: a dataset is downloaded
+  once per repository, and no repository's trial can plant a file another repository's trial reads);
 - has limits on memory (swap included, so going over is an OOM kill, not a slowdown), CPUs, processes and
-  time; the network on by default, none with ``network=False``;
+  time; the network on by default, on the bridge ``mlops0`` of its own network (trials cannot reach each
+  other; ``scripts/docker-setup.sh`` rejects its traffic to the cloud metadata address), none with
+  ``network=False``;
+- writes its output to the trial's log through the same :class:`~mlops.runtime.keeper.LogSink` as the
+  local runtime (secrets masked, capped), opened without following a link the container may have planted;
 - carries labels with the workspace, run and trial, so any process can find a run's containers.
 """
 
@@ -31,11 +35,22 @@ import requests.exceptions
 
 from mlops import images
 from mlops.domain import EndReason
+from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import Outcome, TrialSpec
+from mlops.runtime.base import (
+    LOG_HEAD_BYTES,
+    LOG_TAIL_BYTES,
+    Outcome,
+    TrialSpec,
+    open_log,
+    stamped_lines,
+)
+from mlops.runtime.keeper import LogSink
 from mlops_harness.protocol import LOG_FILE
 
-CACHE_VOLUME = "mlops-cache"
+CACHE_VOLUME = "mlops-cache"  # the prefix of each repository's cache volume
+TRIALS_NETWORK = "mlops-trials"
+TRIALS_BRIDGE = "mlops0"  # the host interface of that network, which the firewall rule names
 TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root
 STOP_GRACE_S = 5
 KEEP_BUILDS = 3  # builds of each image kept on the engine, newest first
@@ -67,7 +82,7 @@ class DockerHandle:
     container_id: str
     started: float
     stop_reason: EndReason | None = None
-    log_since: float | None = None  # set on attach: the log lines before it are in log.txt already
+    log_since_ns: int | None = None  # set on attach: the lines logged until then are in log.txt already
 
     @property
     def data(self) -> dict[str, Any]:
@@ -78,11 +93,16 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(
-        self, client: docker.DockerClient, workspace: Path, cache_volume: str = CACHE_VOLUME
+        self,
+        client: docker.DockerClient,
+        workspace: Path,
+        cache_volume: str = CACHE_VOLUME,
+        redact: Redactor | None = None,
     ) -> None:
         self.client = client
         self.workspace = workspace.resolve()
         self.cache_volume = cache_volume
+        self.redact = redact if redact is not None else Redactor.from_env(os.environ)
 
     @classmethod
     def from_env(cls, workspace: Path, cache_volume: str = CACHE_VOLUME) -> DockerRuntime:
@@ -102,6 +122,10 @@ class DockerRuntime:
     def fresh(self) -> DockerRuntime:
         """The same runtime with a client of its own, as another process would have."""
         return DockerRuntime.from_env(self.workspace, self.cache_volume)
+
+    def cache_of(self, spec: TrialSpec) -> str:
+        """The dataset cache volume of the trial's repository."""
+        return f"{self.cache_volume}-{spec.cache_key}"
 
     def describe(self) -> str:
         info = self.client.version()
@@ -280,7 +304,7 @@ class DockerRuntime:
             "volumes": {
                 str(spec.code_dir.resolve()): {"bind": "/code", "mode": "ro"},
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
-                self.cache_volume: {"bind": "/cache", "mode": "rw"},
+                self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -302,7 +326,9 @@ class DockerRuntime:
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
         container = None
         try:
-            self._ensure_cache_volume(tag)
+            if spec.network:
+                kwargs["network"] = self._trials_network()
+            self._ensure_cache_volume(tag, self.cache_of(spec), spec.repository)
             container = self.client.containers.create(**kwargs)
             container.start()
         except docker.errors.APIError as e:
@@ -315,11 +341,29 @@ class DockerRuntime:
             raise TrialLaunchError(spec.name, said) from e
         return DockerHandle(spec, str(container.id), time.time())
 
-    def _ensure_cache_volume(self, tag: str) -> None:
+    def _trials_network(self) -> str:
+        """The network of trials with the network on: its own bridge, no traffic between containers."""
         try:
-            self.client.volumes.get(self.cache_volume)
+            self.client.networks.get(TRIALS_NETWORK)
         except docker.errors.NotFound:
-            volume = self.client.volumes.create(self.cache_volume, labels={"mlops.cache": "datasets"})
+            with contextlib.suppress(docker.errors.APIError):  # another process made it meanwhile
+                self.client.networks.create(
+                    TRIALS_NETWORK,
+                    driver="bridge",
+                    options={
+                        "com.docker.network.bridge.name": TRIALS_BRIDGE,
+                        "com.docker.network.bridge.enable_icc": "false",
+                    },
+                    labels={"mlops.network": "trials"},
+                )
+        return TRIALS_NETWORK
+
+    def _ensure_cache_volume(self, tag: str, name: str, repository: str) -> None:
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            labels = {"mlops.cache": "datasets", "mlops.repository": repository[:200]}
+            volume = self.client.volumes.create(name, labels=labels)
             # Every trial's user (the host's uid, or the images' user) must write the cache: a throwaway
             # root container of the trial's own image opens it, so no other image is needed.
             self.client.containers.run(
@@ -343,33 +387,35 @@ class DockerRuntime:
             return None
         log = spec.trial_dir / LOG_FILE
         # The lines streamed before the other process went away are in log.txt already: go on after them.
-        since = log.stat().st_mtime if log.exists() else None
+        # The log's modification time is the engine's time stamp of the last line written (see logs).
+        since = log.stat().st_mtime_ns if log.exists() else None
         started = float(data.get("started", time.time()))
-        return DockerHandle(spec, str(container.id), started, log_since=since)
+        return DockerHandle(spec, str(container.id), started, log_since_ns=since)
 
     def logs(self, handle: DockerHandle, follow: bool = True) -> Iterator[str]:
+        """The container's output, line by line (secrets masked), also appended to the trial's log.
+
+        Each line written sets the log's modification time to the engine's time stamp of that line, so a
+        process that attaches later goes on exactly after it.
+        """
+        fd = open_log(handle.spec.trial_dir / LOG_FILE)
+        sink = LogSink(fd, self.redact.secrets, LOG_HEAD_BYTES, LOG_TAIL_BYTES)
+        after = handle.log_since_ns
+        since = after // 10**9 if after else None
         try:
             container = self.client.containers.get(handle.container_id)
-            stream = container.logs(stream=True, follow=follow, since=handle.log_since)
-            pending = b""
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-                for line in lines:
-                    text = line.decode("utf-8", errors="replace")
-                    self._append_log(handle, text)
-                    yield text
-            if pending:
-                text = pending.decode("utf-8", errors="replace")
-                self._append_log(handle, text)
-                yield text
+            stream = container.logs(stream=True, follow=follow, since=since, timestamps=True)
+            for parts, at in stamped_lines(stream, after):
+                sink.write(b"".join(part + b"\n" for part in parts))
+                if at is not None:
+                    os.utime(fd, ns=(at, at))
+                for part in parts:
+                    yield self.redact(part.decode("utf-8", errors="replace"))
         except (docker.errors.NotFound, requests.exceptions.RequestException):
             return
-
-    @staticmethod
-    def _append_log(handle: DockerHandle, line: str) -> None:
-        with (handle.spec.trial_dir / LOG_FILE).open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        finally:
+            sink.close()
+            os.close(fd)
 
     def wait(self, handle: DockerHandle) -> Outcome:
         limits = handle.spec.limits

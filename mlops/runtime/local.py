@@ -1,21 +1,26 @@
-"""The local runtime: one process group per trial on this machine, with a time and a memory limit.
+"""The local runtime: each trial in a bubblewrap sandbox on this machine, with a time and a memory limit.
 
-The trial's output goes straight to its log file, not through a pipe to us, so the training survives the
-orchestrator being killed and a restarted orchestrator can attach to it again by its process id.
-The memory limit is watched from here (the resident memory of the whole process group), because an
+A trial is started by a keeper (``keeper.py``), a small process in a session of its own that writes the
+trial's output to its log file (secrets masked, capped), so the training survives the orchestrator being
+killed and a restarted orchestrator attaches to it again by the keeper's process id. The keeper runs the
+harness inside the sandbox :mod:`mlops.runtime.sandbox` describes (``--unsandboxed``: as a plain process).
+The memory limit is watched from here, on every process of the sandbox (its PID namespace keeps even a
+double-forked grandchild inside the keeper's tree) plus what its private ``/tmp`` holds, because an
 address-space rlimit breaks TensorFlow, which reserves far more virtual memory than it uses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import marshal
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +28,14 @@ from typing import Any
 import psutil
 
 from mlops.domain import EndReason
-from mlops.envsafe import scrubbed
-from mlops.errors import TrialLaunchError
-from mlops.runtime.base import Outcome, TrialSpec, follow_file
+from mlops.envsafe import Redactor, trial_env
+from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.runtime import sandbox
+from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
 from mlops_harness.protocol import LOG_FILE, OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
+KEEPER = Path(__file__).resolve().parent / "keeper.py"
 POLL_S = 0.25
 STOP_GRACE_S = 5.0
 
@@ -36,7 +43,7 @@ STOP_GRACE_S = 5.0
 @dataclass
 class LocalHandle:
     spec: TrialSpec
-    pid: int
+    pid: int  # the keeper's
     create_time: float
     started: float
     process: subprocess.Popen[bytes] | None = None  # None when attached from another orchestrator
@@ -50,45 +57,163 @@ class LocalHandle:
 
 
 class LocalRuntime:
-    """Runs the harness with this interpreter, in the trial's own process group."""
+    """Runs the harness with this interpreter, in a sandbox (unless ``sandboxed=False``), through a keeper."""
 
     name = "local"
 
-    def __init__(self, workspace: Path | None = None, python: str | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Path | None = None,
+        python: str | None = None,
+        *,
+        sandboxed: bool = True,
+        caller_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.workspace = workspace.resolve() if workspace else None
         self.python = python or sys.executable
+        self.caller_env = dict(os.environ if caller_env is None else caller_env)
+        self.redact = Redactor.from_env(self.caller_env)
+        self.as_root = os.geteuid() == 0
+        self.bwrap: str | None = None
+        self.python_roots: tuple[Path, ...] = ()
+        if sandboxed:
+            bwrap = sandbox.find_bwrap()
+            why = sandbox.problem(bwrap, self.as_root)
+            if why is not None:
+                raise RuntimeUnavailable(
+                    f"the local runtime runs every trial in a sandbox, but {why}; "
+                    "or run with --runtime local --unsandboxed to run trials as plain processes"
+                )
+            self.bwrap = bwrap
+            self.python_roots = sandbox.python_roots(self.python)
         self._handles: dict[str, LocalHandle] = {}
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.bwrap is not None
+
+    def describe(self) -> str:
+        if not self.sandboxed:
+            return "local processes, unsandboxed: trials can read and write what this user can"
+        who = f"as uid {sandbox.TRIAL_UID}" if self.as_root else "as this user, in a user namespace"
+        return f"local processes in a bubblewrap sandbox ({who})"
+
+    # -- launching ------------------------------------------------------------------------------------
+
+    def cache_dir(self, spec: TrialSpec) -> Path:
+        root = self.workspace / "cache" if self.workspace else spec.trial_dir.resolve().parent / ".cache"
+        folder = root / spec.cache_key
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _environment(self, spec: TrialSpec, cache: Path) -> dict[str, str]:
+        home = "/tmp" if self.sandboxed else self.caller_env.get("HOME", "/tmp")  # noqa: S108 (private)
+        own = {
+            "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": home,
+            "TMPDIR": "/tmp" if self.sandboxed else self.caller_env.get("TMPDIR", "/tmp"),  # noqa: S108
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(cache / "matplotlib"),
+            "KERAS_HOME": str(cache / "keras"),
+            "SCIKIT_LEARN_DATA": str(cache / "scikit_learn_data"),
+            "TORCH_HOME": str(cache / "torch"),
+            "HF_HOME": str(cache / "huggingface"),
+        }
+        if "TF_CPP_MIN_LOG_LEVEL" not in self.caller_env:
+            own["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        if spec.limits.cpus:
+            threads = str(max(1, int(spec.limits.cpus)))
+            own.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
+        return trial_env(self.caller_env, spec.env, own)
+
+    def _roots(self, spec: TrialSpec) -> tuple[Path, ...]:
+        """What the trial's interpreter needs to see: this one's install, and the run's environment's."""
+        if not spec.python or spec.python == self.python:
+            return self.python_roots
+        return (*self.python_roots, *sandbox.python_roots(spec.python))
+
+    def sandbox_for(self, spec: TrialSpec, cache: Path) -> sandbox.Sandbox:
+        """What the trial may see and touch (the sandbox must be available)."""
+        assert self.bwrap is not None
+        trial_dir, code, source = (
+            spec.trial_dir.resolve(),
+            spec.code_dir.resolve(),
+            spec.source_file.resolve(),
+        )
+        inside = source.is_relative_to(trial_dir)
+        return sandbox.Sandbox(
+            bwrap=self.bwrap,
+            read_only=(*self._roots(spec), HARNESS, code, *(() if inside else (source,))),
+            writable=(trial_dir, cache),
+            protected=(trial_dir / LOG_FILE, *((source,) if inside else ())),
+            network=spec.network,
+            tmp_mb=spec.limits.memory_mb or 1024,
+            uid=sandbox.TRIAL_UID if self.as_root else None,
+            workdir=trial_dir,
+        )
+
+    def _command(self, spec: TrialSpec, cache: Path) -> list[str]:
+        trial_dir, code, source = (
+            spec.trial_dir.resolve(),
+            spec.code_dir.resolve(),
+            spec.source_file.resolve(),
+        )
+        harness = [spec.python or self.python, str(HARNESS)]  # the run's environment's, when it has one
+        harness += spec.harness_args(code=str(code), source=str(source), out=str(trial_dir))
+        if self.bwrap is None:
+            return harness
+        return sandbox.bwrap_argv(self.sandbox_for(spec, cache), harness)
+
+    def _hand_over(self, spec: TrialSpec, cache: Path) -> None:
+        """When mlops runs as root the training runs as nobody: it gets its trial folder and its cache."""
+        if not (self.sandboxed and self.as_root):
+            return
+        uid = gid = sandbox.TRIAL_UID
+        for top in (spec.trial_dir, cache):
+            os.lchown(top, uid, gid)
+            for root, dirs, files in os.walk(top):
+                for name in dirs + files:
+                    os.lchown(os.path.join(root, name), uid, gid)
 
     def run(self, spec: TrialSpec) -> LocalHandle:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
-        log_path = spec.trial_dir / LOG_FILE
-        log_offset = log_path.stat().st_size if log_path.exists() else 0
-        env = scrubbed(os.environ)  # the user's code never sees mail passwords, tokens, webhook URLs
-        env.update(
-            PYTHONUNBUFFERED="1",
-            MPLBACKEND="Agg",
-            TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        )
-        env.update(spec.env)
-        if spec.limits.cpus:
-            threads = str(max(1, int(spec.limits.cpus)))
-            env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
-        command = [spec.python or self.python, str(HARNESS)] + spec.harness_args(
-            code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
-        )
         try:
-            with log_path.open("ab") as log:
-                process = subprocess.Popen(  # noqa: S603 (the command is ours; the script runs inside it)
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=spec.trial_dir,
-                    start_new_session=True,  # its own process group: killed as one, survives us
-                )
+            log_fd = open_log(spec.trial_dir / LOG_FILE)
         except OSError as e:
             raise TrialLaunchError(spec.name, str(e)) from e
+        try:
+            log_offset = os.fstat(log_fd).st_size
+            cache = self.cache_dir(spec)
+            self._hand_over(spec, cache)
+            job = {
+                "argv": self._command(spec, cache),
+                "env": self._environment(spec, cache),
+                "cwd": str(spec.trial_dir.resolve()),
+                "secrets": list(self.redact.secrets),
+                "head": LOG_HEAD_BYTES,
+                "tail": LOG_TAIL_BYTES,
+                "cpus": math.ceil(spec.limits.cpus) if spec.limits.cpus else None,
+                "nproc": spec.limits.pids if (self.sandboxed and self.as_root) else None,
+                "pdeathsig": not self.sandboxed,
+            }
+            process = subprocess.Popen(  # noqa: S603 (the keeper is ours; the script runs inside it)
+                [self.python, "-I", "-S", str(KEEPER), "--trial", str(spec.trial_dir.resolve())],
+                stdin=subprocess.PIPE,
+                stdout=log_fd,
+                stderr=log_fd,
+                env={},
+                cwd=spec.trial_dir,
+                start_new_session=True,  # its own session: killed as one, survives us
+            )
+            assert process.stdin is not None
+            with process.stdin:
+                process.stdin.write(marshal.dumps(job))
+        except OSError as e:
+            raise TrialLaunchError(spec.name, str(e)) from e
+        finally:
+            os.close(log_fd)
         try:
             create_time = psutil.Process(process.pid).create_time()
         except psutil.Error:
@@ -116,6 +241,8 @@ class LocalRuntime:
         self._handles[spec.name] = handle
         return handle
 
+    # -- watching -------------------------------------------------------------------------------------
+
     def _alive(self, handle: LocalHandle) -> bool:
         if handle.process is not None:
             return handle.process.poll() is None
@@ -130,17 +257,35 @@ class LocalRuntime:
         alive = (lambda: self._alive(handle)) if follow else (lambda: False)
         return follow_file(path, alive, start=handle.log_offset)
 
-    def _group_rss_mb(self, handle: LocalHandle) -> float:
-        total = 0
+    @staticmethod
+    def _tree(handle: LocalHandle) -> list[psutil.Process]:
+        """Every process the keeper started, down to the last grandchild (the sandbox keeps them all)."""
         try:
-            root = psutil.Process(handle.pid)
-            for proc in [root, *root.children(recursive=True)]:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    continue
+            return list(psutil.Process(handle.pid).children(recursive=True))
         except psutil.Error:
-            return 0.0
+            return []
+
+    @staticmethod
+    def _is_harness(proc: psutil.Process) -> bool:
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            return False
+        return len(cmdline) >= 2 and cmdline[1] == str(HARNESS)
+
+    def _memory_mb(self, handle: LocalHandle) -> float:
+        total = 0
+        tree = self._tree(handle)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        inside = [p for p in tree if self._is_harness(p)]
+        if self.sandboxed and inside:  # the private /tmp and /dev/shm are memory too
+            root = f"/proc/{inside[0].pid}/root"
+            for folder in ("tmp", "dev/shm"):
+                with contextlib.suppress(OSError):
+                    fs = os.statvfs(f"{root}/{folder}")
+                    total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize
         return total / (1024 * 1024)
 
     def wait(self, handle: LocalHandle) -> Outcome:
@@ -149,7 +294,7 @@ class LocalRuntime:
             elapsed = time.time() - handle.started
             if limits.timeout_s is not None and elapsed > limits.timeout_s:
                 self._kill(handle, EndReason.TIMEOUT)
-            elif limits.memory_mb is not None and self._group_rss_mb(handle) > limits.memory_mb:
+            elif limits.memory_mb is not None and self._memory_mb(handle) > limits.memory_mb:
                 self._kill(handle, EndReason.OOM)
             time.sleep(POLL_S)
         duration = time.time() - handle.started
@@ -163,27 +308,33 @@ class LocalRuntime:
         if handle.process is not None:
             code = handle.process.returncode
             if code < 0:
-                return Outcome(EndReason.SIGNAL, None, -code, duration)
+                return Outcome(EndReason.SIGNAL, None, -code, duration, "the keeper was killed")
+            if code >= 128:  # the keeper reports a training killed by signal N as 128 + N
+                return Outcome(EndReason.SIGNAL, None, code - 128, duration)
             return Outcome(EndReason.EXITED, code, None, duration)
-        # Attached to a process we did not start: its exit status is lost to us; the harness's file says.
+        # Attached to a keeper we did not start: its exit status is lost to us; the harness's file says.
         outcome = read_json(handle.spec.trial_dir / OUTCOME_FILE)
         if outcome is not None and "exit_code" in outcome:
             return Outcome(EndReason.EXITED, int(outcome["exit_code"]), None, duration)
         return Outcome(EndReason.SIGNAL, None, None, duration, "ended without writing its outcome")
 
+    # -- ending ---------------------------------------------------------------------------------------
+
     def _kill(self, handle: LocalHandle, reason: EndReason) -> None:
         with handle.lock:
             if handle.stop_reason is None:
                 handle.stop_reason = reason
-        try:
-            os.killpg(handle.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            return
+        tree = self._tree(handle)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(handle.pid, signal.SIGTERM)  # the keeper ends the training and writes the log's tail
         deadline = time.time() + STOP_GRACE_S
         while time.time() < deadline and self._alive(handle):
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)
+        for proc in tree:  # unsandboxed, a child may have left the keeper's session
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         if handle.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 handle.process.wait(timeout=5)
@@ -197,23 +348,30 @@ class LocalRuntime:
             self._kill(handle, EndReason.SIGNAL)
 
     def cleanup(self, keep: set[str]) -> list[str]:
-        """Harness processes of this workspace whose trial is not in ``keep`` (strays of a crash) are ended."""
+        """Keepers and harnesses of this workspace whose trial is not in ``keep`` (strays of a crash) end."""
         removed: list[str] = []
         if self.workspace is None:
             return removed
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmdline = proc.info.get("cmdline") or []
-            if len(cmdline) < 2 or cmdline[1] != str(HARNESS) or "--out" not in cmdline:
+            if str(KEEPER) in cmdline and "--trial" in cmdline:
+                out = Path(cmdline[cmdline.index("--trial") + 1])
+            elif len(cmdline) >= 2 and cmdline[1] == str(HARNESS) and "--out" in cmdline:
+                out = Path(cmdline[cmdline.index("--out") + 1])  # an unsandboxed harness whose keeper died
+            else:
                 continue
-            out = Path(cmdline[cmdline.index("--out") + 1]).resolve()
-            if not out.is_relative_to(self.workspace):
+            if not out.resolve().is_relative_to(self.workspace):
                 continue
             name = f"{out.parent.parent.name}/{out.name}"  # runs/<run>/trials/<n>
             if name in keep:
                 continue
+            with contextlib.suppress(psutil.Error):
+                for child in proc.children(recursive=True):
+                    child.kill()
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
-                removed.append(name)
             except (ProcessLookupError, PermissionError):
                 continue
+            if name not in removed:
+                removed.append(name)
         return removed

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import hashlib
 import logging
+import marshal
 import os
 import signal
 import socket
@@ -34,12 +35,13 @@ import ray
 import ray.exceptions
 
 from mlops.domain import EndReason
-from mlops.envsafe import scrubbed
+from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import Outcome, TrialSpec, follow_file
+from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
 from mlops_harness.protocol import LOG_FILE
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"
+KEEPER = Path(__file__).resolve().parent / "keeper.py"
 POLL_S = 0.5
 STOP_GRACE_S = 5.0
 SCHEDULE_TIMEOUT_S = 60.0  # a trial no node can take (64 CPUs, a GPU) fails after this, never hangs
@@ -60,9 +62,7 @@ def _own_group_dying_with_parent() -> None:
 class TrialActor:
     """Lives on the node that runs one launch of a trial: starts the harness there, watches its memory."""
 
-    def __init__(
-        self, command: list[str], env: dict[str, str], trial_dir: str, memory_mb: int | None
-    ) -> None:
+    def __init__(self, job: bytes, trial_dir: str, memory_mb: int | None) -> None:
         self.memory_mb = memory_mb
         self.stop_reason: str | None = None
         folder = Path(trial_dir)
@@ -79,16 +79,24 @@ class TrialActor:
             self.process: subprocess.Popen[bytes] | None = None
             return
         self.error = None
-        with (folder / LOG_FILE).open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (the command is ours; the script runs inside it)
-                command,
-                stdin=subprocess.DEVNULL,
+        # The keeper (mlops/runtime/keeper.py), as on the local runtime: between the training and its log,
+        # it masks the caller's secrets, caps the log, and takes the training with it when it dies.
+        log = open_log(folder / LOG_FILE)
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 (the keeper is ours; the script runs inside it)
+                [sys.executable, "-I", "-S", str(KEEPER), "--trial", str(folder)],
+                stdin=subprocess.PIPE,
                 stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
+                stderr=log,
+                env={},
                 cwd=folder,
                 preexec_fn=_own_group_dying_with_parent,  # noqa: PLW1509 (only setsid and prctl: async-signal-safe)
             )
+        finally:
+            os.close(log)
+        assert self.process.stdin is not None
+        with self.process.stdin:
+            self.process.stdin.write(job)
 
     def started(self) -> tuple[str | None, str, int]:
         """Why it could not start (or None), the node it runs on, the harness's process id."""
@@ -238,16 +246,22 @@ class RayRuntime:
         # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
         log_path = spec.trial_dir / LOG_FILE
         offset = log_path.stat().st_size if log_path.exists() else 0
-        env = scrubbed(os.environ)
-        env.update(
-            PYTHONUNBUFFERED="1", MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        )
-        env.update(spec.env)
         cpus = spec.limits.cpus or 1.0
         threads = str(max(1, int(cpus)))
-        env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
+        python = spec.python or sys.executable
+        own = {
+            "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(spec.trial_dir / "work"),
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": threads,
+            "TF_NUM_INTRAOP_THREADS": threads,
+        }
+        if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+            own["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env = trial_env(os.environ, spec.env, own)  # an allow-list: the caller's secrets never travel
         # The trial's environment (mlops/envs) names its interpreter; on shared storage, every node has it.
-        command = [spec.python or sys.executable, str(HARNESS)] + spec.harness_args(
+        command = [python, str(HARNESS)] + spec.harness_args(
             code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
         )
         name = self._actor_name(spec)
@@ -264,8 +278,19 @@ class RayRuntime:
             options["memory"] = spec.limits.memory_mb * 1024 * 1024
         if spec.gpus:
             options["num_gpus"] = spec.gpus
+        job = {
+            "argv": command,
+            "env": env,
+            "cwd": str(spec.trial_dir),
+            "secrets": list(Redactor.from_env(os.environ).secrets),  # masked in the log, on the node
+            "head": LOG_HEAD_BYTES,
+            "tail": LOG_TAIL_BYTES,
+            "cpus": None,
+            "nproc": None,
+            "pdeathsig": True,
+        }
         actor = REMOTE_TRIAL.options(**options).remote(
-            command, env, str(spec.trial_dir), spec.limits.memory_mb
+            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb
         )
         try:
             error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)

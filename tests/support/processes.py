@@ -14,13 +14,14 @@ HARNESS = ROOT / "mlops_harness"  # run as a folder: python HARNESS ARGS
 
 
 def run_cli(
-    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
+    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None, wrap: list[str] | None = None
 ) -> subprocess.CompletedProcess:
-    """``mlops ARGS`` as a user runs it: a separate process, with its output captured."""
+    """``mlops ARGS`` as a user runs it: a separate process, with its output captured (``wrap``: a
+    command it runs under, such as a bwrap that mounts the workspace read-only)."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [*(wrap or []), sys.executable, "-m", "jobs.cli", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

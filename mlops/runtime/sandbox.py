@@ -1,0 +1,164 @@
+"""The local runtime's sandbox: bubblewrap's command line for one trial, and whether bwrap works here.
+
+A trial runs in new PID, IPC, UTS and cgroup namespaces (and a network namespace with only loopback when
+the network is off), in a session of its own, and dies with the keeper that started it. Its file system is
+built from nothing: the system (``/usr`` and the few files of ``/etc`` that Python, TLS and name lookups
+read) and the interpreter with its virtual environment, read-only; the harness and the code, read-only; its
+trial folder, read-write (except its log and its source, which it may read but not replace); the dataset
+cache of its repository, read-write; a private ``/tmp``. The workspace's ledger, the other runs, the other
+checkouts, the caller's home and the Docker socket are not there at all. When mlops runs as root the
+training runs as ``nobody`` (``setpriv`` drops the user, groups and capabilities after bwrap has made the
+mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
+
+:func:`bwrap_argv` is the whole policy: one short function that builds the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNTED = {Path(p) for p in ("/", "/tmp", "/usr", "/dev", "/proc")}  # there before the binds
+TRIAL_UID = 65534  # nobody: the training's user when mlops runs as root
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr, or folders
+# What of /etc the dynamic linker, Python, TLS, name lookups and time zones read; no passwd, no shadow.
+ETC = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "crypto-policies",
+    "resolv.conf",
+    "hosts",
+    "host.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "fonts",
+    "os-release",
+)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What one trial may see. Every path appears inside at the same place as outside."""
+
+    bwrap: str
+    read_only: tuple[Path, ...]  # the interpreter and its environment, the harness, the code
+    writable: tuple[Path, ...]  # the trial folder, the repository's dataset cache
+    protected: tuple[Path, ...] = ()  # files inside a writable folder the training may read, not replace
+    network: bool = True
+    tmp_mb: int = 1024  # size of the private /tmp (memory)
+    uid: int | None = None  # the user to drop to (mlops runs as root); None: the caller's, namespaced
+    workdir: Path = Path("/tmp")
+
+
+def _folders_above(paths: Iterable[Path]) -> list[Path]:
+    """Every folder above the mount points, outermost first: bwrap makes them (world-readable)."""
+    above: set[Path] = set()
+    for path in paths:
+        above.update(p for p in path.parents if p not in MOUNTED)
+    return sorted(above, key=lambda p: (len(p.parts), str(p)))
+
+
+def bwrap_argv(box: Sandbox, command: Sequence[str]) -> list[str]:
+    """The bubblewrap command line that runs ``command`` in the sandbox ``box``."""
+    argv = [box.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+    argv += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "trial"]
+    if box.uid is None:
+        argv.append("--unshare-user")  # an unprivileged bwrap needs it; the caller's uid, no capabilities
+    if not box.network:
+        argv.append("--unshare-net")  # only a loopback interface
+    size = str(box.tmp_mb * 1024 * 1024)
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    argv += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for link in SYSTEM_LINKS:
+        if os.path.islink(link):
+            argv += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            argv += ["--ro-bind", link, link]
+    for name in ETC:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    mounts = sorted(
+        [(p, "--ro-bind") for p in box.read_only] + [(p, "--bind") for p in box.writable],
+        key=lambda m: len(m[0].parts),  # a folder before what is mounted inside it
+    )
+    for folder in _folders_above(p for p, _ in mounts):
+        argv += ["--perms", "0755", "--dir", str(folder)]
+    for path, how in mounts:
+        argv += [how, str(path), str(path)]
+    for path in box.protected:
+        argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--chdir", str(box.workdir)]
+    if box.uid is not None:
+        user = str(box.uid)
+        argv += ["--", "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        argv += ["--inh-caps=-all", "--bounding-set=-all"]
+    return [*argv, "--", *command]
+
+
+def python_roots(python: str) -> tuple[Path, ...]:
+    """The folders an interpreter needs: its installation and its virtual environment, outermost only."""
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    else:
+        done = subprocess.run(  # noqa: S603 (the interpreter the runtime was given)
+            [python, "-I", "-c", "import sys; print(sys.prefix, sys.base_prefix, sep='\\n')"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        found = set(done.stdout.split("\n")) - {""}
+    found.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(python))))  # a venv whose python is a link
+    roots = sorted({Path(os.path.realpath(p)) for p in found}, key=lambda p: len(p.parts))
+    outer: list[Path] = []
+    for root in roots:
+        if root == Path("/usr") or root.is_relative_to("/usr"):
+            continue  # the system's python: /usr is there anyway
+        if not any(root.is_relative_to(o) for o in outer):
+            outer.append(root)
+    return tuple(outer)
+
+
+def problem(bwrap: str | None, as_root: bool) -> str | None:
+    """Why the sandbox cannot run here (in one line), or None when it can."""
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
+    box = Sandbox(bwrap, (), (), network=False, uid=TRIAL_UID if as_root else None)
+    try:
+        done = subprocess.run(  # noqa: S603
+            bwrap_argv(box, ["true"]), capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{bwrap} does not run: {e}"
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit code {done.returncode}"
+        hint = (
+            ""
+            if as_root
+            else " (are unprivileged user namespaces turned off? sysctl kernel.unprivileged_userns_clone)"
+        )
+        return f"bubblewrap cannot make a sandbox here: {why}{hint}"
+    return None
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
