@@ -4,7 +4,7 @@ A tag is a hash of the Dockerfile (whose ``pip install`` line holds the image's 
 the harness, so an image that is up to date is found by its tag and not rebuilt, and a change to either
 makes a new one. The user's code is never in an image (it is mounted), so pushing new model code rebuilds
 nothing. This module only names things (the Dockerfile of an image, the tag of its inputs); building and
-running them is the Docker runtime's job (``mlops/runtime/docker.py``, the one module that imports docker).
+running them is the Docker runtime's job (``mlops/runtime/docker/``, the one package that imports docker).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ uv installs the resolved packages on this machine into a folder (``--target``, f
 version and platform, with the machine's index and uv's warm cache), and the Docker runtime builds
 ``FROM <base image>`` with that folder copied to ``/opt/mlops/env`` and put first on ``PYTHONPATH``. The
 container keeps its read-only root file system: nothing is installed when a trial starts. The image build
-goes through ``mlops/runtime/docker.py``, the one module that talks to Docker; this one only asks it.
+goes through ``mlops/runtime/docker/``, the one package that talks to Docker; this one only asks it.
 """
 
 from __future__ import annotations

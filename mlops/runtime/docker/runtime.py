@@ -1,4 +1,5 @@
-"""The Docker runtime: one container per trial, through docker-py. The only module that imports docker.
+"""The Docker runtime: one container per trial, through docker-py (this package is the one that imports docker;
+its images are built by :class:`~mlops.runtime.docker.images.Images`).
 
 Like docker-py's ``ContainerCollection.run``, a trial is create -> start -> wait, here split into the
 runtime verbs so the orchestrator can stream logs and enforce the time limit in between. Each container:
@@ -23,7 +24,7 @@ import contextlib
 import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from mlops import images
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -45,15 +45,14 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
+from mlops.runtime.docker.images import TRIAL_USER, Images
 from mlops.runtime.keeper import LogSink
 from mlops_harness.protocol import LOG_FILE
 
 CACHE_VOLUME = "mlops-cache"  # the prefix of each repository's cache volume
 TRIALS_NETWORK = "mlops-trials"
 TRIALS_BRIDGE = "mlops0"  # the host interface of that network, which the firewall rule names
-TRIAL_USER = "1000:1000"  # the images' non-root user, used when mlops itself runs as root
 STOP_GRACE_S = 5
-KEEP_BUILDS = 3  # builds of each image kept on the engine, newest first
 LABEL = "mlops.workspace"
 
 
@@ -89,7 +88,7 @@ class DockerHandle:
         return {"runtime": "docker", "container": self.container_id, "started": self.started}
 
 
-class DockerRuntime:
+class DockerRuntime(Images):
     name = "docker"
 
     def __init__(
@@ -130,143 +129,6 @@ class DockerRuntime:
     def describe(self) -> str:
         info = self.client.version()
         return f"engine {info.get('Version', '?')} at {os.environ.get('DOCKER_HOST', 'the local socket')}"
-
-    # -- images -------------------------------------------------------------------------------------
-
-    def image_present(self, tag: str) -> bool:
-        try:
-            self.client.images.get(tag)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
-
-    def image_size(self, tag: str) -> int | None:
-        """The image's size in bytes, or None when it is not built."""
-        try:
-            return int(self.client.images.get(tag).attrs["Size"])
-        except docker.errors.ImageNotFound:
-            return None
-
-    def build(self, image: str, force: bool = False, say: Callable[[str], None] = print) -> tuple[str, bool]:
-        """Build one training image unless a build of the same inputs exists; (tag, built now)."""
-        tag = images.tag(image)
-        if not force and self.image_present(tag):
-            return tag, False
-        dockerfile = images.dockerfile(image)
-        say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
-        self.build_context(images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image)
-        self.client.images.get(tag).tag(image, "latest")
-        self._prune(image)
-        return tag, True
-
-    def _prune(self, image: str) -> None:
-        # Older builds go, but not the last few: checkouts of other branches (Jenkins agents build several
-        # on one engine) would otherwise remove each other's tags and rebuild on every run.
-        builds = sorted(self.client.images.list(name=image), key=lambda i: i.attrs["Created"], reverse=True)
-        for old in builds[KEEP_BUILDS:]:
-            for old_tag in old.tags:
-                if old_tag != f"{image}:latest":
-                    with contextlib.suppress(docker.errors.APIError):  # in use by a container: next time
-                        self.client.images.remove(old_tag)
-
-    def build_context(
-        self,
-        context: Path,
-        dockerfile: str,
-        tag: str,
-        say: Callable[[str], None] = print,
-        nocache: bool = False,
-        label: str = "",
-    ) -> list[str]:
-        """Build ``context`` with its ``dockerfile`` (relative) as ``tag``, streaming the steps to ``say``.
-
-        Returns the build's log. A failed build raises RuntimeUnavailable with the last lines of the log.
-        """
-        label = label or tag
-        log: list[str] = []
-        try:
-            for chunk in self.client.api.build(
-                path=str(context),
-                dockerfile=dockerfile,
-                tag=tag,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                pull=False,
-                nocache=nocache,
-            ):
-                for line in chunk.get("stream", "").splitlines():
-                    if line.strip():
-                        log.append(line)
-                        if line.startswith("Step "):
-                            say(f"   {label}: {line}")
-                if "error" in chunk:
-                    raise docker.errors.BuildError(chunk["error"], iter([{"stream": line} for line in log]))
-        except docker.errors.BuildError as e:
-            tail = "\n".join(log[-12:])
-            raise RuntimeUnavailable(
-                f"building {label} failed: {e.msg.strip()}\nlast lines of the build:\n{tail}"
-            ) from e
-        except docker.errors.APIError as e:
-            raise RuntimeUnavailable(f"building {label} failed: {e.explanation or e}") from e
-        return log
-
-    def build_all(self, force: bool = False, say: Callable[[str], None] = print) -> dict[str, str]:
-        """Build every image this checkout has a Dockerfile for (what is not up to date); name -> tag."""
-        return {str(image): self.build(str(image), force=force, say=say)[0] for image in images.buildable()}
-
-    def resolve(self, image: str) -> str:
-        """The tag to run for ``image``; RuntimeUnavailable when this checkout's build of it is missing."""
-        wanted = images.tag(image)
-        if not self.image_present(wanted):
-            raise RuntimeUnavailable(
-                f"image {wanted} is not built; build it with `mlops images build {image}`"
-            )
-        return wanted
-
-    def prepare(self, names: list[str], progress: Any) -> None:
-        """Make sure the images the runs need exist (build what is missing); job 2 calls it."""
-        for name in names:
-            tag, built = self.build(name, say=progress.info)
-            progress.info(f"   image {tag} {'built' if built else 'up to date'}")
-
-    def _image_tag(self, spec: TrialSpec) -> str:
-        if not spec.image:
-            raise TrialLaunchError(spec.name, "no image was chosen for this trial")
-        if ":" in spec.image:  # a full tag: a run's environment (mlops/envs/images.py) or a build of ours
-            if not self.image_present(spec.image):
-                raise TrialLaunchError(spec.name, f"image {spec.image} is not on the engine (removed?)")
-            return spec.image
-        try:
-            return self.resolve(spec.image)
-        except RuntimeUnavailable as e:
-            raise TrialLaunchError(spec.name, str(e)) from e
-
-    # -- environments (mlops/envs/images.py asks; this module talks to the engine) -------------------
-
-    def image_id(self, tag: str) -> str:
-        return str(self.client.images.get(tag).id)
-
-    def probe(self, tag: str, code: str) -> str:
-        """What ``python -c code`` prints in a throwaway container of ``tag`` (no network, not root)."""
-        try:
-            out = self.client.containers.run(
-                tag,
-                ["-I", "-c", code],
-                entrypoint=["python"],
-                user=TRIAL_USER,
-                network_mode="none",
-                remove=True,
-            )
-        except docker.errors.DockerException as e:
-            raise RuntimeUnavailable(f"cannot look inside image {tag}: {e}") from e
-        return bytes(out).decode("utf-8", errors="replace")
-
-    def build_environment(
-        self, base: str, folder: Path, tag: str, say: Callable[[str], None] = print
-    ) -> None:
-        """Build ``folder`` (its Dockerfile derives from ``base``) as ``tag``: a run's environment."""
-        self.build_context(folder, "Dockerfile", tag, say, label=f"environment {tag}")
 
     # -- the verbs ------------------------------------------------------------------------------------
 
