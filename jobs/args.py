@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops.config import Settings, load_settings
-from mlops.domain import ClusterMetric, RuntimeName, StrategyName
+from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.errors import MlopsError
 
 
-def _choices(kind: type[StrategyName] | type[RuntimeName] | type[ClusterMetric]) -> list[str]:
+def _choices(
+    kind: type[StrategyName] | type[RuntimeName] | type[ClusterMetric] | type[KeepModels],
+) -> list[str]:
     return [member.value for member in kind]
 
 
@@ -75,6 +77,19 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-restarts", dest="max_restarts", type=int, help="restarts of a dead trial (default 3)"
+    )
+    parser.add_argument(
+        "--keep-models",
+        dest="keep_models",
+        choices=_choices(KeepModels),
+        help="which trials keep their model once the run ends (default best)",
+    )
+    parser.add_argument(
+        "--keep-checkpoints",
+        dest="keep_checkpoints",
+        action="store_true",
+        default=None,
+        help="keep a finished trial's checkpoints after its model is saved",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=None, help="show the training's own output"

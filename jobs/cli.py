@@ -17,9 +17,12 @@ from typing import TextIO
 from jobs.args import add_common, add_run_flags, guarded, settings_from
 from mlops.config import Settings
 from mlops.domain import RunStatus
+from mlops.errors import LedgerError
 from mlops.ledger import Ledger
+from mlops.model_store import copy_out, human, model_file, read_card, workspace_space
 from mlops.progress import Progress
 from mlops.report import run_summary
+from mlops_harness.protocol import MODEL_CARD, ModelFormat
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="one run: its trials, best source and files")
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
+    add_common(p)
+
+    p = sub.add_parser("model", help="a run's trained model: where it is, or a copy of it (--to)")
+    p.add_argument("run")
+    p.add_argument("--to", type=Path, help="a folder to copy the model file and its card model.json into")
     add_common(p)
 
     p = sub.add_parser("serve", help="receive GitHub push webhooks and run each pushed commit")
@@ -110,6 +118,12 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
         rows,
     )
+    space = workspace_space(settings.workspace)
+    out.write(
+        f"space: {settings.workspace} uses {human(space['total'])} (models {human(space['models'])}, "
+        f"checkpoints {human(space['checkpoints'])}, checkouts {human(space['checkouts'])}, "
+        f"repository mirrors {human(space['repos'])})\n"
+    )
     return 0
 
 
@@ -142,19 +156,48 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ]
         summary["best_source"] = str(run.dir / "best.py") if (run.dir / "best.py").exists() else None
         summary["best_diff"] = str(run.dir / "best.diff") if (run.dir / "best.diff").exists() else None
+        summary["model_card"] = read_card(run)
         out.write(json.dumps(summary, indent=2) + "\n")
         return 0
-    from jobs.pipeline import Context, leaderboard
+    from jobs.pipeline import Context, leaderboard, model_line
 
     progress = Progress(out)
     leaderboard(Context(settings, ledger, progress), run)
     for name in ("report.html", "best.py", "best.diff"):
         if (run.dir / name).exists():
             out.write(f"{name}: {run.dir / name}\n")
+    model_line(progress, run, read_card(run))
     failed = [t for t in trials if t.error]
     for t in failed:
         where = f" ({t.error_file}:{t.error_line})" if t.error_line else ""
         out.write(f"trial {t.number}: {t.error}{where}\n")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Where a run's model is and how to load it, or (--to) a copy of it and its card in a folder."""
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    if args.to is not None:
+        for copied in copy_out(ledger, args.run, args.to):
+            out.write(f"{copied}\n")
+        return 0
+    run = ledger.run(args.run)
+    card, path = read_card(run), model_file(run)
+    if card is None or path is None:
+        why = (card or {}).get("error") or "no trial produced a metric, or it ran before mlops saved models"
+        raise LedgerError(f"run {run.id} has no model: {why}")
+    check = card.get("check") or {}
+    loaded = (
+        "loads and predicts"
+        if check.get("loaded") and check.get("predicted") is not False
+        else "did not pass"
+    )
+    out.write(f"{path}\n")
+    out.write(f"  {card['class']} ({card['framework']}), {card['metric']['name']} {card['metric']['value']:.4f}, "
+              f"trial {card['trial']['number']}; load check: {loaded}\n")  # fmt: skip
+    out.write(f"  load it: {ModelFormat(card['format']).load_code(str(path))}\n")
+    out.write(f"  card: {path.parent / MODEL_CARD}\n")
     return 0
 
 
@@ -269,6 +312,7 @@ COMMANDS = {
     "classify": cmd_classify,
     "history": cmd_history,
     "show": cmd_show,
+    "model": cmd_model,
     "monitor": cmd_monitor,
     "images": cmd_images,
     "serve": cmd_serve,

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.model_store import ModelPolicy, after_trial, publish
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
 from mlops_harness.protocol import CURVE_KEYS, METRICS_FILE, read_json, write_atomic
@@ -89,13 +90,20 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
 
 class Tuner:
     def __init__(
-        self, ledger: Ledger, progress: Progress, execute: Execute, spec_for: SpecFor, budget: Budget
+        self,
+        ledger: Ledger,
+        progress: Progress,
+        execute: Execute,
+        spec_for: SpecFor,
+        budget: Budget,
+        models: ModelPolicy | None = None,
     ) -> None:
         self.ledger = ledger
         self.progress = progress
         self.execute = execute
         self.spec_for = spec_for
         self.budget = budget
+        self.models = models or ModelPolicy()
 
     # -- state for the strategy --------------------------------------------------------------------
 
@@ -242,15 +250,25 @@ class Tuner:
                         break
                 return strategy.should_prune(state, curve)
 
-        return self.execute(run, trial, spec, prune)
+        finished = self.execute(run, trial, spec, prune)
+        after_trial(trial_dir(run, trial.number), finished, self.models)
+        return finished
 
     def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
-        return finish_run(self.ledger, run, original, status, reason)
+        return finish_run(self.ledger, run, original, status, reason, self.models)
 
 
-def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
+def finish_run(
+    ledger: Ledger,
+    run: RunRecord,
+    original: str,
+    status: RunStatus,
+    reason: str,
+    models: ModelPolicy | None = None,
+) -> RunRecord:
     """End a run: its best trial (highest metric, earliest on a tie), ``best.py`` and ``best.diff``
-    against the source as pushed, the baseline, and the status with its reason."""
+    against the source as pushed, its model in ``model/`` (checked to load when ``models`` has a check),
+    the baseline, and the status with its reason."""
     trials = ledger.trials(run.id)
     scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
     best = max(scored, key=lambda t: (t.metric or 0.0, -t.number), default=None)
@@ -275,5 +293,7 @@ def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus,
             baseline_metric=baseline,
             metric=best.metric_name,
         )
+        publish(ledger, ledger.run(run.id), best, models or ModelPolicy())  # before the run is finished:
+        # an orchestrator that dies while publishing publishes again when the run is resumed
     ledger.finish_run(run.id, status, reason)
     return ledger.run(run.id)

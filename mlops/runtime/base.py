@@ -43,6 +43,7 @@ class TrialSpec:
     limits: Limits = field(default_factory=Limits)
     network: bool = True
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...
+    check_model: bool = False  # not a training: load the saved model in code_dir and predict (see load_check)
 
     @property
     def name(self) -> str:
@@ -50,6 +51,8 @@ class TrialSpec:
 
     def harness_args(self, code: str, source: str, out: str) -> list[str]:
         """The harness's arguments, with paths as the process will see them."""
+        if self.check_model:
+            return ["--check-model", "--model", code, "--out", out]
         return ["--code", code, "--script", self.script, "--source", source, "--out", out]
 
 
