@@ -109,7 +109,7 @@ def _card(run: RunRecord, best: TrialRecord, saved: dict[str, Any] | None) -> di
         },
         "input": saved.get("input"),
         "versions": saved.get("versions") or {},
-        "environment": {"runtime": run.runtime, "image": run.image},
+        "environment": {"runtime": run.runtime, "image": run.image if run.runtime == "docker" else None},
         "run": run.id,
         "source": run.source,
         "ref": run.ref,
@@ -118,6 +118,7 @@ def _card(run: RunRecord, best: TrialRecord, saved: dict[str, Any] | None) -> di
         "trial": {"number": best.number, "changes": best.changes, "seed": best.seed},
         "size_bytes": saved.get("size_bytes"),
         "sha256": saved.get("sha256"),
+        "reload_error": saved.get("reload_error"),  # the harness could not load it back right after saving
         "saved_at": round(time.time(), 3),
         "check": None,
     }

@@ -220,6 +220,18 @@ def _save_keras(model: Any, folder: Path) -> ModelFormat:
     return fmt
 
 
+def _keras_reload_error(path: Path) -> str | None:
+    """Why the saved file does not load back (Keras saves a custom layer it cannot rebuild without a word:
+    one that lacks get_config, or is not registered); None when it does."""
+    keras = sys.modules.get("keras")
+    try:
+        keras.models.load_model(str(path))  # type: ignore[union-attr]
+    except Exception as e:  # noqa: BLE001
+        lines = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+    return None
+
+
 def _pickler() -> Any:
     """cloudpickle; the copy older joblib versions ship; else plain pickle (the script's classes by name)."""
     for name in ("cloudpickle", "joblib.externals.cloudpickle", "pickle"):
@@ -265,14 +277,17 @@ def save(
     for stale in folder.iterdir():  # an earlier launch of this trial saved one
         if stale.is_file():
             stale.unlink()
+    reloads: str | None = None
     if framework == "keras":
         fmt = _save_keras(model, folder)
         input_spec = input_spec or _keras_inputs(model)
+        reloads = _keras_reload_error(folder / fmt.file_name)
     else:
         fmt = _save_pickle(model, folder, work_root)
     path = folder / fmt.file_name
     return {
         "saved": True,
+        "reload_error": reloads,
         "file": f"{MODEL_DIR}/{fmt.file_name}",
         "format": fmt.value,
         "framework": framework,
@@ -314,6 +329,11 @@ def save_chosen(
     if fields["saved"]:
         size = fields["size_bytes"]
         say(f"model saved: {fields['file']} ({fields['class']}, {size / 1024:.0f} KB)")
+        if fields["reload_error"]:
+            say(
+                f"warning: the saved model does not load back ({fields['reload_error']}); a custom layer "
+                "needs get_config() and @keras.saving.register_keras_serializable() to be rebuilt"
+            )
     else:
         say(f"warning: the model was not saved: {fields['error']}; the trial keeps its metric")
     try:

@@ -169,7 +169,10 @@ class EventKind(enum.StrEnum):
 # {"kind": "list"|"dict", "items": ...} for a model with several inputs, or null when it is not known.
 # ``examples`` holds one value seen at fit for each text or category column (a batch of random numbers
 # cannot stand in for those); numbers are never recorded.
-MODEL_FIELDS = ("file", "format", "framework", "class", "origin", "input", "versions", "size_bytes", "sha256")
+# ``reload_error`` says why a saved Keras model did not load back in the harness (null when it did).
+MODEL_FIELDS = (
+    "file", "format", "framework", "class", "origin", "input", "versions", "size_bytes", "sha256", "reload_error"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
