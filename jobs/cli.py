@@ -19,7 +19,7 @@ from mlops.config import Settings
 from mlops.domain import RunStatus
 from mlops.errors import LedgerError
 from mlops.ledger import Ledger
-from mlops.model_store import copy_out, human, model_file, read_card, workspace_space
+from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
 from mlops.progress import Progress
 from mlops.report import run_summary
 from mlops_harness.protocol import MODEL_CARD, ModelFormat
@@ -187,15 +187,10 @@ def cmd_model(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if card is None or path is None:
         why = (card or {}).get("error") or "no trial produced a metric, or it ran before mlops saved models"
         raise LedgerError(f"run {run.id} has no model: {why}")
-    check = card.get("check") or {}
-    loaded = (
-        "loads and predicts"
-        if check.get("loaded") and check.get("predicted") is not False
-        else "did not pass"
-    )
+    _, loaded = check_summary(card)
     out.write(f"{path}\n")
     out.write(f"  {card['class']} ({card['framework']}), {card['metric']['name']} {card['metric']['value']:.4f}, "
-              f"trial {card['trial']['number']}; load check: {loaded}\n")  # fmt: skip
+              f"trial {card['trial']['number']}; {loaded}\n")  # fmt: skip
     out.write(f"  load it: {ModelFormat(card['format']).load_code(str(path))}\n")
     out.write(f"  card: {path.parent / MODEL_CARD}\n")
     return 0

@@ -21,7 +21,7 @@ from mlops.errors import LedgerError, SourceError
 from mlops.ledger import Ledger, RunRecord
 from mlops.load_check import check_model
 from mlops.mlflow_log import log_run_once
-from mlops.model_store import ModelPolicy, read_card
+from mlops.model_store import ModelPolicy, check_summary, read_card
 from mlops.notebook import notebook_to_script
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
@@ -346,12 +346,12 @@ def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) 
     if not card.get("file"):
         progress.warn(f"run {run.id}: no model: {card.get('error')}")
         return
-    check = card.get("check") or {}
+    passed, said = check_summary(card)
     path = run.dir / "model" / str(card["file"])
-    if check.get("loaded") and check.get("predicted") is not False:
-        progress.info(f"   model: {path} (loads and predicts in a fresh process; card: model.json)")
+    if passed:
+        progress.info(f"   model: {path} ({said}; card: model.json)")
     else:
-        progress.warn(f"run {run.id}: model {path} did not pass its load check: {check.get('error')}")
+        progress.warn(f"run {run.id}: model {path} {said}")
 
 
 def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:

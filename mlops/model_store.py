@@ -190,6 +190,18 @@ def _record(ledger: Ledger, run: RunRecord, card: dict[str, Any]) -> None:
         )
 
 
+def check_summary(card: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the model passed its load check, and that in words."""
+    check = card.get("check")
+    if check is None:
+        return True, "not checked"
+    if check.get("loaded") and check.get("predicted"):
+        return True, "loads and predicts in a fresh process"
+    if check.get("loaded") and check.get("predicted") is None:
+        return True, "loads in a fresh process (no input recorded to predict on)"
+    return False, f"did not pass its load check: {check.get('error')}"
+
+
 def verdict(card: dict[str, Any] | None) -> str | None:
     """One sentence when the run's model is not usable as it is (not saved, did not load); else None."""
     if card is None:

@@ -334,8 +334,8 @@ by {html.escape(run.author or "?")}</div>
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>what changed</th><th>{html.escape(run.metric or "metric")}</th><th>status</th>
 <th>time</th><th>epochs</th><th>restarts</th></tr>{"".join(_row(run, t) for t in trials)}</table>
-{plots}
 {model_section(run)}
+{plots}
 <h2>What won: the source of {best_what} against what was pushed</h2>{_diff_html(diff)}
 <h2>Environment</h2><table>{env_rows}</table>
 </body></html>"""

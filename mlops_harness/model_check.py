@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_harness.model_saver import versions
+from mlops_harness.model_saver import describe_error, versions
 from mlops_harness.protocol import (
     CHECK_FILE,
     MODEL_CARD,
@@ -123,7 +123,7 @@ def check(model_dir: Path) -> dict[str, Any]:
         fmt = ModelFormat(card["format"])
         model = load(path, fmt)
     except Exception as e:  # noqa: BLE001 (whatever stops it loading is the answer)
-        return {**result, "error": _error(e)}
+        return {**result, "error": describe_error(e)}
     result.update(loaded=True, load_s=round(time.time() - started, 3), **{"class": type(model).__name__})
     spec = card.get("input")
     if not spec:
@@ -135,15 +135,13 @@ def check(model_dir: Path) -> dict[str, Any]:
     try:
         output = predict(model, fmt, make_batch(spec))
     except Exception as e:  # noqa: BLE001
-        return {**result, "error": f"it loaded, but predicting on a batch of its input failed: {_error(e)}"}
+        return {
+            **result,
+            "error": f"it loaded, but predicting on a batch of its input failed: {describe_error(e)}",
+        }
     result.update(predicted=True, batch_rows=BATCH_ROWS, output_shape=_shape(output))
     result["versions"] = versions()  # the framework is imported by now
     return result
-
-
-def _error(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 def main(argv: list[str]) -> int:

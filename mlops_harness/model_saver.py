@@ -227,9 +227,19 @@ def _keras_reload_error(path: Path) -> str | None:
     try:
         keras.models.load_model(str(path))  # type: ignore[union-attr]
     except Exception as e:  # noqa: BLE001
-        lines = str(e).strip().splitlines()
-        return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+        return describe_error(e)
     return None
+
+
+def describe_error(e: BaseException) -> str:
+    """One line on why something failed: the exception at the root of the chain (Keras wraps "could not
+    locate class 'Scale'" in a TypeError about the whole model), its first line."""
+    root, depth = e, 0
+    while depth < 8 and (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        depth += 1
+    lines = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 def _pickler() -> Any:
@@ -320,12 +330,8 @@ def save_chosen(
         try:
             fields = save(model, source, tracker.input_of(model), out, work_root)
         except Exception as e:  # noqa: BLE001 (a custom layer, an unpicklable object, a full disk...)
-            reason = str(getattr(e, "strerror", None) or e).strip().splitlines()
-            fields = {
-                "saved": False,
-                "error": f"{type(e).__name__}: {reason[0][:300] if reason else ''}".rstrip(": "),
-                "class": describe_class(model),
-            }
+            error = f"{type(e).__name__}: {e.strerror}" if isinstance(e, OSError) and e.strerror else None
+            fields = {"saved": False, "error": error or describe_error(e), "class": describe_class(model)}
     if fields["saved"]:
         size = fields["size_bytes"]
         say(f"model saved: {fields['file']} ({fields['class']}, {size / 1024:.0f} KB)")

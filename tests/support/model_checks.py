@@ -110,17 +110,22 @@ def program(script: str) -> str:
     return LOAD + RECIPES[script] + "\nprint(repr(value))\n"
 
 
-def measure(model_path: Path, script: str) -> float:
-    """The metric of the saved model on ``script``'s own test split, measured in a fresh process."""
+def fresh_python(code: str, *args: str) -> str:
+    """Run ``code`` (with ``args`` as sys.argv[1:]) in a new interpreter; the last line it printed."""
     done = subprocess.run(
-        [sys.executable, "-c", program(script), str(model_path)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return float(done.stdout.strip().splitlines()[-1])
+    return done.stdout.strip().splitlines()[-1]
+
+
+def measure(model_path: Path, script: str) -> float:
+    """The metric of the saved model on ``script``'s own test split, measured in a fresh process."""
+    return float(fresh_python(program(script), str(model_path)))
 
 
 def assert_model_gives_its_metric(run: dict, measure_with=measure) -> dict:
