@@ -53,17 +53,13 @@ def check_model(runtime: Runtime[Any], run: RunRecord, model_dir: Path, limits: 
     try:
         try:
             handle = runtime.run(spec)
-        except TrialLaunchError as e:
-            return {
-                "loaded": None,
-                "predicted": None,
-                "error": f"the check could not start: {e.reason}",
-                **where,
-            }
-        outcome = runtime.wait(handle)
-        for _ in runtime.logs(handle, follow=False):  # a container's output goes to the log file
-            pass
-        runtime.remove(handle)
+            outcome = runtime.wait(handle)
+            for _ in runtime.logs(handle, follow=False):  # a container's output goes to the log file
+                pass
+            runtime.remove(handle)
+        except Exception as e:  # noqa: BLE001 (it could not start, the engine went away: the model stays, unchecked)
+            why = e.reason if isinstance(e, TrialLaunchError) else f"{type(e).__name__}: {e}"
+            return {"loaded": None, "predicted": None, "error": f"the check did not run: {why}", **where}
         result = read_json(scratch / CHECK_FILE)
         if result is None:
             last = tail(scratch / LOG_FILE, 5).strip().splitlines()

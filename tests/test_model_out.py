@@ -17,8 +17,11 @@ import pytest
 
 from mlops.domain import KeepModels, RunStatus, TrialStatus
 from mlops.ledger import Ledger
+from mlops.load_check import check_model
 from mlops.model_store import ModelPolicy, publish, read_card, verdict
 from mlops.report import write_report
+from mlops.runtime.base import Limits
+from mlops.runtime.local import LocalRuntime
 from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter
 from tests.support.model_checks import fresh_python
 from tests.support.processes import run_cli
@@ -159,6 +162,21 @@ def test_a_best_trial_whose_model_could_not_be_saved_gets_a_card_saying_why(tmp_
     assert done.stderr.strip() == (
         f"mlops: error: run {run.id} has no model: the model was not saved: PicklingError: cannot pickle 'generator'"
     )
+
+
+def test_a_load_check_that_cannot_run_leaves_the_model_and_says_it_is_unchecked(tmp_path):
+    runtime = LocalRuntime(tmp_path / "ws", python=str(tmp_path / "no-such-python"))
+
+    def check(run, folder):
+        return check_model(runtime, run, folder, Limits(timeout_s=60, memory_mb=512))
+
+    ledger, run = finished_run(tmp_path, [b"the model"], ModelPolicy(check=check))
+    card = read_card(run)
+    assert card["file"] == "model.pkl" and (run.dir / "model" / "model.pkl").read_bytes() == b"the model"
+    assert card["check"]["loaded"] is None and card["check"]["error"].startswith("the check did not run: ")
+    assert "no-such-python" in card["check"]["error"]
+    assert verdict(card).startswith("The model could not be checked: the check did not run")
+    assert not (run.dir / ".model-check").exists() and ledger.run(run.id).status is RunStatus.EXHAUSTED
 
 
 def test_the_mlops_command_shows_the_model_copies_it_out_and_counts_the_space(tmp_path):

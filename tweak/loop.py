@@ -293,7 +293,9 @@ def finish_run(
             baseline_metric=baseline,
             metric=best.metric_name,
         )
-        publish(ledger, ledger.run(run.id), best, models or ModelPolicy())  # before the run is finished:
-        # an orchestrator that dies while publishing publishes again when the run is resumed
+        try:  # before the run is finished: one that dies while publishing publishes again when resumed
+            publish(ledger, ledger.run(run.id), best, models or ModelPolicy())
+        except OSError as e:  # a full disk: the run keeps its result, and says why it has no model
+            ledger.event(run.id, best.number, "model-missing", f"could not publish the model: {e}")
     ledger.finish_run(run.id, status, reason)
     return ledger.run(run.id)
