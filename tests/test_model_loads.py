@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.model_checks import RECIPES, assert_model_gives_its_metric, program
 from tests.support.processes import run_cli
-from tests.support.repos import ROOT
+from tests.support.repos import ROOT, make_repo
 
 WEAK = ROOT / "bench" / "weak_models"
 
@@ -26,18 +26,22 @@ def history(ws, cwd) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+# One of each way a metric is measured: Keras's validation accuracy (tf.keras, a CNN), Keras's evaluate (the
+# functional API), a classifier's score, a clustering's silhouette. (All nine recipes pass; four keep it short.)
+CHOSEN = ("cnn_4_filters.py", "functional_api.py", "sklearn_mlp.py", "kmeans_iris.py")
+
+
 @pytest.mark.slow
-def test_every_weak_model_gives_back_a_model_that_measures_what_was_reported(tmp_path):
+def test_weak_models_give_back_a_model_that_measures_what_was_reported(tmp_path):
+    repo = make_repo(tmp_path / "weak", {name: (WEAK / name).read_text() for name in CHOSEN})
     ws = tmp_path / "ws"
     done = run_cli(
-        "run", str(WEAK), "--runtime", "local", "--workspace", str(ws), "--max-trials", "2", "--target", "0.99",
-        cwd=tmp_path, timeout=1500,
+        "run", str(repo), "--runtime", "local", "--workspace", str(ws), "--max-trials", "2", "--target", "0.99",
+        cwd=tmp_path, timeout=1200,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     runs = history(ws, tmp_path)
-    assert {r["script"] for r in runs} == {p.name for p in WEAK.glob("*.py")} and set(RECIPES) >= {
-        r["script"] for r in runs
-    }
+    assert sorted(r["script"] for r in runs) == sorted(CHOSEN) and set(RECIPES) >= set(CHOSEN)
     frameworks = set()
     for run in runs:
         card = assert_model_gives_its_metric(run)
