@@ -57,7 +57,7 @@ def model_section(run: RunRecord) -> str:
     rows = [
         ("file", f'<a href="{html.escape(name)}">{html.escape(name)}</a> ({human(int(card.get("size_bytes") or 0))})'),
         ("load it", f"<code>{html.escape(str(card.get('load')))}</code>"),
-        ("what", html.escape(f"{card.get('class')} ({card.get('framework')}, {card.get('format')} format)")),
+        ("what", html.escape(f"{card.get('class')}: a {card.get('framework')} model in the {card.get('format')} format")),
         ("metric", html.escape(f"{metric.get('name')} {metric.get('value'):.4f} from {metric.get('source')}, "
                                f"target {metric.get('target')}" if metric.get("value") is not None else "-")),
         ("input at fit", html.escape(_input(card.get("input")))),
