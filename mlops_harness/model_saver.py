@@ -51,6 +51,22 @@ class ModelTracker:
         self.last_predicted: Any = None
         self._predictions: list[tuple[Any, Any]] = []  # (what predict returned, the model), newest last
         self._inputs: dict[int, tuple[Callable[[], Any], dict[str, Any] | None]] = {}
+        self._hooked: list[tuple[Any, str, Any]] = []  # (class, method name, what its own dict had)
+
+    def hooked(self, cls: Any, name: str, own: Any) -> None:
+        """A hook replaced ``cls.<name>``; ``own`` is what the class itself defined (None: it inherited it)."""
+        self._hooked.append((cls, name, own))
+
+    def unhook(self) -> None:
+        """Give the classes back their own methods (the script has ended): a class pickled by value (one of
+        the script's or of its local modules) must carry the user's code, not the harness's wrappers."""
+        for cls, name, own in reversed(self._hooked):
+            with contextlib.suppress(AttributeError, TypeError):
+                if own is None:
+                    delattr(cls, name)
+                else:
+                    setattr(cls, name, own)
+        self._hooked.clear()
 
     def fitted(self, model: Any, x: Any, fit: int | None = None) -> None:
         """``model`` was fitted (by the user's code) on ``x``; Keras fits also have their number."""
@@ -321,6 +337,7 @@ def save_chosen(
 ) -> dict[str, Any]:
     """Save the model behind the chosen metric and write its MODEL event; a failure is said, not raised."""
     model = tracker.model_for(origin)
+    tracker.unhook()
     if model is None:
         fields: dict[str, Any] = {
             "saved": False,

@@ -61,6 +61,7 @@ def _follow_subclasses(root: Any, rec: Recorder) -> None:
             if inspect.isfunction(method) and not getattr(method, "_mlops_hooked", False):
                 wrapped = functools.wraps(method)(wrap(method, rec, depth))
                 wrapped._mlops_hooked = True  # type: ignore[attr-defined]
+                rec.models.hooked(cls, name, cls.__dict__.get(name))
                 setattr(cls, name, wrapped)
 
     root.__init_subclass__ = classmethod(init_subclass)

@@ -329,3 +329,45 @@ def test_check_model_on_a_folder_without_a_card_fails_clearly(tmp_path):
     assert done.returncode == ExitCode.MODEL_NOT_LOADED
     result = json.loads((tmp_path / "check" / CHECK_FILE).read_text())
     assert result["loaded"] is False and "no model card" in result["error"]
+
+
+@pytest.mark.slow
+def test_classes_and_functions_of_the_script_and_its_local_modules_travel_with_the_model(tmp_path):
+    done, out = run_harness(
+        tmp_path,
+        """
+        from sklearn.datasets import load_digits
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import train_test_split
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+        from features import Scaled
+
+        X, y = load_digits(return_X_y=True)
+        Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+        pipe = make_pipeline(FunctionTransformer(lambda a: a + 1.0), Scaled(), LogisticRegression(max_iter=500))
+        pipe.fit(Xtr, ytr)
+        print(pipe.score(Xte, yte))
+        """,
+        extra_files={
+            "features.py": """
+                from sklearn.base import BaseEstimator, TransformerMixin
+
+                class Scaled(TransformerMixin, BaseEstimator):
+                    def fit(self, X, y=None):
+                        self.top_ = X.max()
+                        return self
+
+                    def transform(self, X):
+                        return X / self.top_
+            """
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = model_event(out)
+    assert saved["class"] == "Pipeline(FunctionTransformer, Scaled, LogisticRegression)"
+    elsewhere = tmp_path / "elsewhere"  # no script, no features.py: only the file
+    elsewhere.mkdir()
+    (elsewhere / "model.pkl").write_bytes((out / saved["file"]).read_bytes())
+    name, score = fresh_python(SKLEARN_SCORE, str(elsewhere / "model.pkl")).split()
+    assert name == "Pipeline" and abs(float(score) - metric_of(out)["value"]) <= 1e-6
