@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops.config import Settings, load_settings
-from mlops.domain import ClusterMetric, RuntimeName, StrategyName
+from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.errors import MlopsError
 
 
@@ -40,7 +40,9 @@ def version() -> str:
         return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
 
 
-def _choices(kind: type[StrategyName] | type[RuntimeName] | type[ClusterMetric]) -> list[str]:
+def _choices(
+    kind: type[StrategyName] | type[RuntimeName] | type[ClusterMetric] | type[KeepModels],
+) -> list[str]:
     return [member.value for member in kind]
 
 
@@ -157,6 +159,19 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="restarts of a training that dies, each from its last checkpoint (default 3)",
+    )
+    flag(
+        "--keep-models",
+        dest="keep_models",
+        choices=_choices(KeepModels),
+        help="which trials keep their trained model once the run ends: best or all (default best)",
+    )
+    flag(
+        "--keep-checkpoints",
+        dest="keep_checkpoints",
+        action="store_true",
+        default=None,
+        help="keep a finished trial's checkpoints after its model is saved (default: removed)",
     )
     flag(
         "-v",

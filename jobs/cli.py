@@ -20,11 +20,14 @@ from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded
 from mlops.config import Settings
 from mlops.domain import RunStatus
 from mlops.envsafe import RedactingFilter, Redactor
+from mlops.errors import LedgerError
 from mlops.index_page import write_index
 from mlops.ledger import Ledger
+from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
 from mlops.progress import Progress
 from mlops.pull import failed_pulls
 from mlops.report import run_summary
+from mlops_harness.protocol import MODEL_CARD, ModelFormat
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("show", "one run: its trials, best source and files", "mlops show 3-cnn")
     p.add_argument("run", help="the run's id, as mlops history lists it")
     p.add_argument("--json", action="store_true", help="the run and its trials as JSON (default: a table)")
+    add_common(p)
+
+    p = command(
+        "model",
+        "a run's trained model: where it is and how to load it, or a copy of it (--to)",
+        "mlops model 3-cnn --to ./model",
+    )
+    p.add_argument("run", help="the run's id, as mlops history lists it")
+    p.add_argument(
+        "--to",
+        type=Path,
+        metavar="FOLDER",
+        help="copy the model file and its card model.json into this folder (default: print where they are)",
+    )
     add_common(p)
 
     p = command(
@@ -189,6 +206,12 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     for failure in failures:
         at = failure.get("commit") or failure.get("ref") or "HEAD"
         out.write(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}\n")
+    space = workspace_space(settings.workspace)
+    out.write(
+        f"space: {settings.workspace} uses {human(space['total'])} (models {human(space['models'])}, "
+        f"checkpoints {human(space['checkpoints'])}, checkouts {human(space['checkouts'])}, "
+        f"repository mirrors {human(space['repos'])})\n"
+    )
     return 0
 
 
@@ -223,15 +246,17 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ]
         summary["best_source"] = str(run.dir / "best.py") if (run.dir / "best.py").exists() else None
         summary["best_diff"] = str(run.dir / "best.diff") if (run.dir / "best.diff").exists() else None
+        summary["model_card"] = read_card(run)
         out.write(json.dumps(summary, indent=2) + "\n")
         return 0
-    from jobs.pipeline import Context, leaderboard
+    from jobs.pipeline import Context, leaderboard, model_line
 
     progress = Progress(out)
     leaderboard(Context(settings, ledger, progress), run)
     for name in ("report.html", "best.py", "best.diff"):
         if (run.dir / name).exists():
             out.write(f"{name}: {run.dir / name}\n")
+    model_line(progress, run, read_card(run))
     failed = [t for t in trials if t.error]
     for t in failed:
         where = f" ({t.error_file}:{t.error_line})" if t.error_line else ""
@@ -239,6 +264,28 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         out.write(f"trial {t.number}: {what}{t.error}{where}\n")
         if t.hint:
             out.write(f"   hint: {t.hint}\n")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Where a run's model is and how to load it, or (--to) a copy of it and its card in a folder."""
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    if args.to is not None:
+        for copied in copy_out(ledger, args.run, args.to):
+            out.write(f"{copied}\n")
+        return 0
+    run = ledger.run(args.run)
+    card, path = read_card(run), model_file(run)
+    if card is None or path is None:
+        why = (card or {}).get("error") or "no trial produced a metric, or it ran before mlops saved models"
+        raise LedgerError(f"run {run.id} has no model: {why}")
+    _, loaded = check_summary(card)
+    out.write(f"{path}\n")
+    out.write(f"  {card['class']} ({card['framework']}), {card['metric']['name']} {card['metric']['value']:.4f}, "
+              f"trial {card['trial']['number']}; {loaded}\n")  # fmt: skip
+    out.write(f"  load it: {ModelFormat(card['format']).load_code(str(path))}\n")
+    out.write(f"  card: {path.parent / MODEL_CARD}\n")
     return 0
 
 
@@ -356,6 +403,7 @@ COMMANDS = {
     "classify": cmd_classify,
     "history": cmd_history,
     "show": cmd_show,
+    "model": cmd_model,
     "monitor": cmd_monitor,
     "images": cmd_images,
     "serve": cmd_serve,

@@ -22,7 +22,9 @@ from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable, SourceError
 from mlops.index_page import write_index
 from mlops.ledger import Ledger, RunRecord
+from mlops.load_check import check_model
 from mlops.mlflow_log import log_run_once
+from mlops.model_store import ModelPolicy, check_summary, read_card
 from mlops.notebook import notebook_to_script
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
@@ -290,12 +292,21 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     s = ctx.settings
     supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
     envs, plain = environments(ctx, runtime), spec_for(s)
+    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus)
+
+    def check(run: RunRecord, folder: Path) -> dict[str, Any]:
+        ctx.progress.info(
+            f"   checking that the model of run {run.id} loads in a fresh {runtime.name} process"
+        )
+        return check_model(runtime, run, folder, limits, envs.spec)
+
     return Tuner(
         ctx.ledger,
         ctx.progress,
         envs.fallback(supervisor.execute),
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
+        ModelPolicy(s.keep_models, s.keep_checkpoints, check),
     )
 
 
@@ -355,6 +366,7 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         leaderboard(ctx, run)
         if run.best_trial is not None and (run.dir / "best.diff").exists():
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+        model_line(ctx.progress, run, read_card(run))
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
         lines: list[str | None] = []
@@ -377,6 +389,21 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
     except OSError as e:
         ctx.progress.warn(f"could not write the page of all runs: {e}")
+
+
+def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) -> None:
+    """Where the run's model is and whether it loaded; or why there is none."""
+    if card is None:
+        return
+    if not card.get("file"):
+        progress.warn(f"run {run.id}: no model: {card.get('error')}")
+        return
+    passed, said = check_summary(card)
+    path = run.dir / "model" / str(card["file"])
+    if passed:
+        progress.info(f"   model: {path} ({said}; card: model.json)")
+    else:
+        progress.warn(f"run {run.id}: model {path} {said}")
 
 
 def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlops.domain import ClusterMetric, RuntimeName, StrategyName
+from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.envsafe import check_names
 from mlops.errors import ConfigError
 
@@ -43,6 +43,8 @@ class Settings:
     cluster_metric: ClusterMetric = ClusterMetric.SILHOUETTE
     checkpoint_every_batches: int = 0
     max_restarts: int = 3
+    keep_models: KeepModels = KeepModels.BEST  # which trials keep their model once the run ends
+    keep_checkpoints: bool = False  # keep a finished trial's checkpoints after its model is saved
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
     ray_address: str | None = None  # the Ray cluster of --runtime ray (host:port)
     gpus: int = 0  # GPUs per trial

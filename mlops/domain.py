@@ -73,6 +73,13 @@ class ClusterMetric(enum.StrEnum):
     ARI = "ari"  # the adjusted Rand index, when the data came with labels
 
 
+class KeepModels(enum.StrEnum):
+    """Which trials keep their saved model once the run is over (the best one is always in ``model/``)."""
+
+    BEST = "best"  # only the best: the others' models are removed when the run ends
+    ALL = "all"
+
+
 def trial_seed(base: int, number: int) -> int:
     """The seed of trial ``number`` of a run whose base seed is ``base``: the one formula for it."""
     return base * 1000 + number

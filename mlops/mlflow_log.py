@@ -1,7 +1,8 @@
 """Optional: every run and its trials logged to MLflow too, when MLFLOW_TRACKING_URI is set.
 
 A run becomes an MLflow run (its settings as parameters, its best and baseline metric, the report, the JUnit
-XML, the best source and its diff as artifacts) with one nested run per trial (the tweaks and the strategy's
+XML, the best source and its diff as artifacts, and its model as an MLflow model of the Keras or
+scikit-learn flavour, see ``mlflow_model.py``) with one nested run per trial (the tweaks and the strategy's
 parameters, its metric, the per-epoch metrics, its source). Times are the ledger's, so MLflow shows when
 the training really ran. MLflow is imported only here, and only when asked for (``pip install
 mlflow-skinny``); the caller reads the tracking URI once and passes it in.
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.mlflow_model import log_model
 from mlops_harness.protocol import METRICS_FILE, read_json
 
 EXPERIMENT = "mlops"
@@ -142,6 +144,7 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
     for name in RUN_FILES:
         if (run.dir / name).exists():
             client.log_artifact(parent, str(run.dir / name))
+    log_model(client, experiment_id, parent, run)
     for trial in ledger.trials(run.id):
         folder = run.dir / "trials" / str(trial.number)
         child = client.create_run(

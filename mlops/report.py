@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.model_store import model_file
+from mlops.report_model import model_section, model_verdict
 from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, read_json
 
 if TYPE_CHECKING:
@@ -333,10 +335,11 @@ def write_report(ledger: Ledger, run_id: str) -> Path:
 <h1>Run {html.escape(run.id)}: {html.escape(run.script)}</h1>
 <div class="muted">{html.escape(run.kind or "?")} model from {html.escape(run.source)} at {run.commit[:12]}
 by {html.escape(run.author or "?")}</div>
-<div class="verdict {run.status.value}">{_verdict(run, trials)}{_figures(run, trials)}</div>
+<div class="verdict {run.status.value}">{_verdict(run, trials)}{model_verdict(run)}{_figures(run, trials)}</div>
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>what changed</th><th>{html.escape(run.metric or "metric")}</th><th>status</th>
 <th>time</th><th>epochs</th><th>restarts</th></tr>{"".join(_row(run, t) for t in trials)}</table>
+{model_section(run)}
 {plots}
 <h2>What won: the source of {best_what} against what was pushed</h2>{_diff_html(diff)}
 <h2>Environment</h2><table>{env_rows}</table>
@@ -444,6 +447,7 @@ def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
         "trials": len(trials),
         "restarts": sum(t.restarts for t in trials),
         "report": str(report) if report.exists() else None,
+        "model": str(model) if (model := model_file(run)) else None,
         "dir": str(run.dir),
     }
 

@@ -122,17 +122,18 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 class EvaluateCapture(keras.callbacks.Callback):  # type: ignore[misc]
-    """The accuracy of an ``evaluate`` the user's code called."""
+    """The accuracy of an ``evaluate`` the user's code called, and the model it evaluated."""
 
-    def __init__(self, rec: Recorder) -> None:
+    def __init__(self, rec: Recorder, evaluated: Any) -> None:
         super().__init__()
         self.rec = rec
+        self.evaluated = evaluated
 
     def on_test_end(self, logs: Logs = None) -> None:
         values = dict(logs or {})
         key = accuracy_key(values)
         if key:
-            self.rec.observe("accuracy", values[key], "evaluate")
+            self.rec.observe("accuracy", values[key], "evaluate", model=self.evaluated)
 
 
 def install(module: Any, rec: Recorder, seed: int | None) -> None:
@@ -145,6 +146,7 @@ def install(module: Any, rec: Recorder, seed: int | None) -> None:
             module.utils.set_random_seed(seed)
     model_cls.fit = _wrap_fit(model_cls.fit, rec, _major(module))
     model_cls.evaluate = _wrap_evaluate(model_cls.evaluate, rec)
+    model_cls.predict = _wrap_predict(model_cls.predict, rec)
     model_cls._mlops_hooked = True
 
 
@@ -176,23 +178,65 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
             extra.insert(0, backup)
         quiet = not sys.stdout.isatty()
         args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
+        rec.models.fitted(self, _argument(original, self, args, kwargs, "x"), index)
         rec.fit_depth += 1
         try:
-            return original(self, *args, **kwargs)
+            history = original(self, *args, **kwargs)
         finally:
             rec.fit_depth -= 1
+        restored = _restored_epoch(self, _argument(original, self, args, kwargs, "callbacks"))
+        if restored is not None:
+            rec.models.restored[index] = restored
+            say(f"fit {index} ended with the weights of its best epoch, {restored}")
+        return history
 
     return fit
+
+
+def _restored_epoch(model: Any, callbacks: Any) -> int | None:
+    """The epoch (from 1) whose weights an EarlyStopping(restore_best_weights=True) put back, if it did."""
+    import numpy as np
+
+    for callback in callbacks or []:
+        best = getattr(callback, "best_weights", None)
+        if not isinstance(callback, keras.callbacks.EarlyStopping) or best is None:
+            continue
+        weights = model.get_weights()
+        if len(weights) == len(best) and all(
+            np.array_equal(a, b) for a, b in zip(weights, best, strict=True)
+        ):
+            return int(getattr(callback, "best_epoch", 0)) + 1
+    return None
+
+
+def _wrap_predict(original: Callable[..., Any], rec: Recorder) -> Callable[..., Any]:
+    def predict(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        if not rec.fit_depth and rec.called_from_user():
+            rec.models.predicted(self, result)
+        return result
+
+    return predict
 
 
 def _wrap_evaluate(original: Callable[..., Any], rec: Recorder) -> Callable[..., Any]:
     def evaluate(self: Any, *args: Any, **kwargs: Any) -> Any:
         if rec.fit_depth or not rec.called_from_user():
             return original(self, *args, **kwargs)
-        args, kwargs = _add_callbacks(original, self, args, kwargs, [EvaluateCapture(rec)])
+        args, kwargs = _add_callbacks(original, self, args, kwargs, [EvaluateCapture(rec, self)])
         return original(self, *args, **kwargs)
 
     return evaluate
+
+
+def _argument(
+    function: Callable[..., Any], model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+) -> Any:
+    """The value of the argument ``name`` in a call of ``function``, wherever the caller put it."""
+    try:
+        return inspect.signature(function).bind(model, *args, **kwargs).arguments.get(name)
+    except (TypeError, ValueError):
+        return kwargs.get(name, args[0] if name == "x" and args else None)
 
 
 def _add_callbacks(

@@ -77,31 +77,52 @@ def read_accuracy_file(folder: Path, outside: Sequence[tuple[str, Path]] = ()) -
     return None
 
 
+Origin = tuple[str, int | None]  # ("observation", index), ("fit", number) or ("file", None)
+
+
 def choose_metric(rec: Recorder) -> dict[str, Any] | None:
-    """The metric of the trial, from what the script did. Pure but for reading the recorder.
+    """The metric of the trial, from what the script did (see :func:`choose_metric_and_origin`)."""
+    chosen = choose_metric_and_origin(rec)
+    return chosen[0] if chosen else None
+
+
+def choose_metric_and_origin(rec: Recorder) -> tuple[dict[str, Any], Origin] | None:
+    """The metric of the trial, and where it came from (so the model behind it can be saved). Pure but for
+    reading the recorder.
 
     Order: an accuracy the user's code measured itself (Keras evaluate, accuracy_score, a classifier's
     score; the last one, which is the test one in scripts that score train then test), a clustering's
-    silhouette, the last validation accuracy of fit, the last training accuracy of fit.
+    silhouette, the last validation accuracy of fit, the last training accuracy of fit. A fit whose
+    early stopping put back the weights of its best epoch is judged on that epoch, the model it ended with.
     """
+
+    def observed(found: dict[str, Any]) -> tuple[dict[str, Any], Origin]:
+        index = next(i for i, o in enumerate(rec.observations) if o is found)
+        return {"metric": found["name"], "value": found["value"], "source": found["source"]}, (
+            "observation",
+            index,
+        )
+
     measured = [o for o in rec.observations if o["name"] in ("accuracy", "r2")]
     if measured:
-        last = measured[-1]
-        return {"metric": last["name"], "value": last["value"], "source": last["source"]}
+        return observed(measured[-1])
     if os.environ.get(ENV_CLUSTER_METRIC) == "ari":  # the run declared the adjusted Rand index
         aris = [o for o in rec.observations if o["name"] == "ari"]
         if aris:
-            return {"metric": "ari", "value": aris[-1]["value"], "source": aris[-1]["source"]}
+            return observed(aris[-1])
     silhouettes = [o for o in rec.observations if o["name"] == "silhouette"]
     if silhouettes:
-        last = silhouettes[-1]
-        return {"metric": "silhouette", "value": last["value"], "source": last["source"]}
+        return observed(silhouettes[-1])
     if rec.history:
         last_fit = max(h["fit"] for h in rec.history)
         rows = sorted((h for h in rec.history if h["fit"] == last_fit), key=lambda h: h["epoch"])
-        row = rows[-1]
+        restored = rec.models.restored.get(last_fit)
+        row = next((h for h in rows if h["epoch"] == restored), rows[-1])
         for prefix, source in (("val_", "val_accuracy"), ("", "train_accuracy")):
             key = accuracy_key(row, prefix)
             if key:
-                return {"metric": "accuracy", "value": row[key], "source": source}
+                chosen = {"metric": "accuracy", "value": row[key], "source": source}
+                if restored is not None and row["epoch"] == restored:
+                    chosen["epoch"] = restored
+                return chosen, ("fit", last_fit)
     return None

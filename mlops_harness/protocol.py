@@ -16,6 +16,7 @@ fields depend on the kind (see :class:`EventKind`). A line cut short by a kill i
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import os
@@ -34,6 +35,7 @@ class ExitCode(enum.IntEnum):
     SCRIPT_ERROR = 1  # the script raised (or called sys.exit with an error)
     NO_METRIC = 3  # the script ran to its end but produced no metric
     BAD_INVOCATION = 4  # the harness was called wrongly
+    MODEL_NOT_LOADED = 5  # --check-model: the saved model did not load, or did not predict
 
 
 class FailureClass(enum.StrEnum):
@@ -60,6 +62,28 @@ CHECKPOINT_DIR = "checkpoints"
 WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
 OUTSIDE_DIR = "_outside"  # in WORK_DIR: files the script wrote to absolute paths it could not write
 INPUTS_FILE = "inputs.json"  # written by the orchestrator: {"answers": [...]}, the script's input() answers
+MODEL_DIR = "model"  # the trained model: in a trial folder, and the best one in the run folder
+MODEL_CARD = "model.json"  # in the run's model folder: what the model is, where it came from, that it loads
+CHECK_FILE = "check.json"  # written by ``--check-model``: did the model load and predict
+
+
+class ModelFormat(enum.StrEnum):
+    """How a model is saved; each has one file name in MODEL_DIR and one way to load it."""
+
+    KERAS = "keras"  # Keras's native format (Keras 3, and tf.keras >= 2.13)
+    H5 = "h5"  # older Keras 2, which has no native format
+    PICKLE = "pickle"  # scikit-learn: a pickle (written with cloudpickle), read by joblib.load or pickle.load
+
+    @property
+    def file_name(self) -> str:
+        return {"keras": "model.keras", "h5": "model.h5", "pickle": "model.pkl"}[self.value]
+
+    def load_code(self, path: str) -> str:
+        """The line of Python that loads a model saved in this format from ``path``."""
+        if self is ModelFormat.PICKLE:
+            return f"import joblib; model = joblib.load({path!r})"
+        return f"import keras; model = keras.models.load_model({path!r})"
+
 
 # Environment variables the harness reads.
 ENV_SEED = "MLOPS_SEED"  # an integer: Python's, numpy's and Keras's seeds
@@ -119,6 +143,15 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (a model can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def to_json(data: object) -> str:
     """JSON text of what the harness writes; numpy scalars become numbers, anything else odd a string."""
     return json.dumps(data, indent=2, default=_json_default)
@@ -153,7 +186,21 @@ class EventKind(enum.StrEnum):
     CHECKPOINT = "checkpoint"  # fit, epoch, batch, name: a checkpoint was written whole
     METRIC = "metric"  # metric, value, source: the trial's metric, measured
     INPUT = "input"  # index, prompt, answer (null when it had none): the script asked input()
+    MODEL = "model"  # saved (bool), file, format, framework, class, origin, input, versions, size_bytes,
+    # sha256; or saved false and error: the model that produced the metric, saved (see MODEL_FIELDS)
     FINISHED = "finished"  # status, exit_code, duration_s: the launch ends
+
+
+# What a MODEL event says besides saved/error. ``input`` describes what ``fit`` was given, so a batch of
+# the same form can be made: {"kind": "array", "shape": [null, 8, 8, 1], "dtype": "float32"} (null: any
+# size), {"kind": "frame", "columns": [...], "dtypes": [...], "examples": {...}} for a pandas DataFrame,
+# {"kind": "list"|"dict", "items": ...} for a model with several inputs, or null when it is not known.
+# ``examples`` holds one value seen at fit for each text or category column (a batch of random numbers
+# cannot stand in for those); numbers are never recorded.
+# ``reload_error`` says why a saved Keras model did not load back in the harness (null when it did).
+MODEL_FIELDS = (
+    "file", "format", "framework", "class", "origin", "input", "versions", "size_bytes", "sha256", "reload_error"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -203,6 +250,12 @@ def read_events(path: Path) -> list[Event]:
     except OSError:
         return []
     return list(decode_events(text.splitlines()))
+
+
+def last_model(path: Path) -> dict[str, Any] | None:
+    """The fields of the last MODEL event of an events file (the launch that finished), or None."""
+    models = [e for e in read_events(path) if e.kind is EventKind.MODEL]
+    return dict(models[-1].fields) if models else None
 
 
 class EventWriter:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mlops_harness.model_saver import ModelTracker
 from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter, as_float, read_events
 
 
@@ -40,6 +41,7 @@ class Recorder:
         self.datasets: list[tuple[Any, Any]] = []  # (X, y) returned by sklearn.datasets
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
         self.noted: set[str] = set()
+        self.models = ModelTracker()  # which model was fitted on what, predicted what, measured where
         self._replay(out / EVENTS_FILE)
         self.events = EventWriter(out / EVENTS_FILE)
 
@@ -80,11 +82,27 @@ class Recorder:
             frame = frame.f_back
         return frame is not None and os.path.realpath(frame.f_code.co_filename).startswith(self.work_root)
 
+    def outermost_model(self, model: Any, depth: int = 2) -> Any:
+        """The model the user's code called, when ``model`` was called by a library on its behalf.
+
+        ``pipeline.score(X, y)`` runs the classifier's ``score`` from inside scikit-learn: the model that
+        was measured is the pipeline (its preprocessing included), the ``self`` of the outermost library
+        frame that is a model, not the classifier at its end.
+        """
+        frame: Any = sys._getframe(depth)
+        while frame is not None and _is_library(frame.f_code.co_filename):
+            owner = frame.f_locals.get("self")
+            if owner is not None and hasattr(owner, "fit") and hasattr(owner, "predict"):
+                model = owner
+            frame = frame.f_back
+        return model
+
     def measuring(self) -> Nesting:
         """A context in which nested metric calls (accuracy_score inside score) are not recorded again."""
         return Nesting()
 
-    def observe(self, name: str, value: Any, source: str) -> None:
+    def observe(self, name: str, value: Any, source: str, model: Any = None) -> None:
+        """A metric the script measured, and the model it measured (when known)."""
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -93,6 +111,8 @@ class Recorder:
             return
         with self.lock:
             self.observations.append({"name": name, "value": number, "source": source})
+            if model is not None:
+                self.models.measured(len(self.observations) - 1, model)
 
     def epoch(self, fit: int, epoch: int, epochs: int | None, logs: dict[str, Any]) -> None:
         values = _numbers(logs)

@@ -3,10 +3,12 @@
 Usage::
 
     python mlops_harness --code CODE_DIR --script REL/PATH.py --source VARIANT.py --out TRIAL_DIR
+    python mlops_harness --check-model --model MODEL_DIR --out CHECK_DIR     (see model_check.py)
 
 Files written into TRIAL_DIR (names and exit codes in ``protocol``): ``work/`` (a copy of the code, the
 working directory), ``metrics.json``, ``accuracy.txt``, ``outcome.json``, ``events.jsonl`` (what happened,
-one JSON object per line, kept across restarts) and ``checkpoints/``.
+one JSON object per line, kept across restarts), ``checkpoints/`` and ``model/`` (the model behind the
+metric, see model_saver.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import compat, failures, legacy_paths, sklearn_hooks
+from mlops_harness import compat, failures, legacy_paths, model_saver, sklearn_hooks
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
-from mlops_harness.metrics import choose_metric, read_accuracy_file
+from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
 from mlops_harness.protocol import (
     ACCURACY_FILE,
     CHECKPOINT_DIR,
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         kmeans = sklearn_hooks.measure_kmeans(rec, seed)
     except Exception as e:  # noqa: BLE001
         say(f"warning: could not measure the clustering: {e}")
-    chosen = choose_metric(rec)
+    chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
     if chosen is None and exit_code == ExitCode.OK:
         found = read_accuracy_file(script_path.parent, guards.written)
         if found:
@@ -202,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(out / ACCURACY_FILE, f"{chosen['value']:.6f}\n")
         rec.events.write(EventKind.METRIC, **chosen)
         say(f"metric {chosen['metric']}={chosen['value']:.4f} (from {chosen['source']})")
+        if exit_code == ExitCode.OK:
+            save_model(rec, origin, chosen["source"], out)
     elif exit_code != ExitCode.OK:
         write_atomic(out / METRICS_FILE, to_json(metrics))
     if outcome["status"] != "ok":
@@ -219,7 +223,20 @@ def run(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def save_model(rec: Recorder, origin: Origin, source: str, out: Path) -> None:
+    """The model behind the metric into out/model/ (a failure is a warning: the metric stands)."""
+    try:
+        model_saver.save_chosen(rec.models, origin, source, rec.events, out, rec.work_root, say)
+    except Exception as e:  # noqa: BLE001 (saving never fails a trial)
+        say(f"warning: the model was not saved: {type(e).__name__}: {e}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--check-model"]:
+        from mlops_harness import model_check
+
+        return model_check.main(argv[1:])
     parser = argparse.ArgumentParser(prog="harness", description="Run a training script, collect its metric.")
     parser.add_argument("--code", required=True, help="the checkout (read-only)")
     parser.add_argument("--script", required=True, help="the entry point, relative to --code")

@@ -7,6 +7,8 @@ for, and ``measure_kmeans`` imports numpy and scikit-learn itself, after the scr
 from __future__ import annotations
 
 import functools
+import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,23 +22,80 @@ METRIC_FUNCTIONS = (
     ("adjusted_rand_score", "ari"),
     ("r2_score", "r2"),
 )
+PREDICTED = ("accuracy", "r2")  # metrics of a model's predictions (not of a clustering's labels)
 
 
 def install_base(base: Any, rec: Recorder) -> None:
-    """A classifier's ``score`` (accuracy) and a regressor's (R²), when the user's code calls them."""
+    """A classifier's ``score`` (accuracy) and a regressor's (R²), when the user's code calls them, with
+    the model measured; and every estimator class defined from now on has its ``fit`` and ``predict``
+    followed (what it was fitted on, which prediction it made)."""
 
     def wrap_score(original: Callable[..., Any], name: str, source: str) -> Callable[..., Any]:
         def score(self: Any, *args: Any, **kwargs: Any) -> Any:
             with rec.measuring() as outermost:
                 value = original(self, *args, **kwargs)
             if outermost and rec.called_from_user():
-                rec.observe(name, value, source)
+                rec.observe(name, value, source, model=rec.outermost_model(self))
             return value
 
         return score
 
     base.ClassifierMixin.score = wrap_score(base.ClassifierMixin.score, "accuracy", "score")
     base.RegressorMixin.score = wrap_score(base.RegressorMixin.score, "r2", "score")
+    _follow_subclasses(base.BaseEstimator, rec)
+
+
+def _follow_subclasses(root: Any, rec: Recorder) -> None:
+    """Wrap ``fit`` and ``predict`` of every class derived from ``root`` after this (scikit-learn's own
+    estimators are defined when the script imports them, after ``sklearn.base``; so are the user's)."""
+    own = root.__dict__.get("__init_subclass__")
+    depth = threading.local()
+
+    def init_subclass(cls: Any, /, **kwargs: Any) -> None:
+        if own is not None:
+            own.__func__(cls, **kwargs)
+        else:
+            super(root, cls).__init_subclass__(**kwargs)
+        for name, wrap in (("fit", _wrap_fit), ("predict", _wrap_predict)):
+            method = inspect.getattr_static(cls, name, None)
+            if inspect.isfunction(method) and not getattr(method, "_mlops_hooked", False):
+                wrapped = functools.wraps(method)(wrap(method, rec, depth))
+                wrapped._mlops_hooked = True  # type: ignore[attr-defined]
+                rec.models.hooked(cls, name, cls.__dict__.get(name))
+                setattr(cls, name, wrapped)
+
+    root.__init_subclass__ = classmethod(init_subclass)
+
+
+def _outermost_call(depth: threading.local, call: Callable[[], Any]) -> tuple[Any, bool]:
+    """``call()``'s result, and whether it was the outermost followed call on this thread (a pipeline's
+    ``fit`` fits its steps: only the pipeline's counts)."""
+    level: int = getattr(depth, "level", 0)
+    depth.level = level + 1
+    try:
+        return call(), level == 0
+    finally:
+        depth.level = level
+
+
+def _wrap_fit(original: Callable[..., Any], rec: Recorder, depth: threading.local) -> Callable[..., Any]:
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result, outermost = _outermost_call(depth, lambda: original(self, *args, **kwargs))
+        if outermost and not rec.in_harness and rec.called_from_user():
+            rec.models.fitted(rec.outermost_model(self), args[0] if args else kwargs.get("X"))
+        return result
+
+    return fit
+
+
+def _wrap_predict(original: Callable[..., Any], rec: Recorder, depth: threading.local) -> Callable[..., Any]:
+    def predict(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result, outermost = _outermost_call(depth, lambda: original(self, *args, **kwargs))
+        if outermost and not rec.in_harness and rec.called_from_user():
+            rec.models.predicted(rec.outermost_model(self), result)
+        return result
+
+    return predict
 
 
 def install_metrics(metrics: Any, rec: Recorder) -> None:
@@ -47,7 +106,9 @@ def install_metrics(metrics: Any, rec: Recorder) -> None:
             with rec.measuring() as outermost:
                 value = original(*args, **kwargs)
             if outermost and not rec.in_harness and rec.called_from_user():
-                rec.observe(name, value, original.__name__)
+                # accuracy_score(y, model.predict(X)): the model whose prediction was scored
+                model = rec.models.producer(*args, *kwargs.values()) if name in PREDICTED else None
+                rec.observe(name, value, original.__name__, model=model)
             return value
 
         return functools.update_wrapper(metric, original, assigned=("__name__",), updated=())
@@ -64,6 +125,7 @@ def install_cluster(cluster: Any, rec: Recorder) -> None:
         def fit(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N803
             model = original(self, X, *args, **kwargs)
             if not rec.in_harness:
+                rec.models.fitted(self, X)
                 rec.kmeans.append({"X": X, "model": self, "estimator": estimator})
                 if len(rec.kmeans) > 50:  # a user's own elbow loop; keep the first and the last
                     del rec.kmeans[1:-1]
@@ -138,9 +200,9 @@ def measure_kmeans(rec: Recorder, seed: int | None) -> dict[str, Any] | None:
     finally:
         rec.in_harness = False
     if "silhouette" in result:
-        rec.observe("silhouette", result["silhouette"], "kmeans")
+        rec.observe("silhouette", result["silhouette"], "kmeans", model=model)
     if "ari" in result:
-        rec.observe("ari", result["ari"], "kmeans")
+        rec.observe("ari", result["ari"], "kmeans", model=model)
     return result
 
 

@@ -32,6 +32,8 @@ def test_flags_beat_environment_beat_file(tmp_path):
         ({"cpus": 0}, "cpus must be positive but got 0"),
         ({"cpus": -1}, "cpus must be positive but got -1"),
         ({"max_minutes": 0}, "max_minutes must be positive but got 0"),
+        ({"keep_models": "latest"}, "keep_models must be one of best, all but got 'latest'"),
+        ({"keep_checkpoints": "maybe"}, "keep_checkpoints must be of type bool but got 'maybe'"),
     ],
 )
 def test_bad_values_are_named(flags, message):
@@ -63,3 +65,11 @@ def test_a_bad_strategy_in_the_file_or_the_environment_names_where_it_came_from(
         load_settings({}, env={}, config_file=config)
     with pytest.raises(ConfigError, match="MLOPS_STRATEGY: strategy must be one of tpe, ladder"):
         load_settings({}, env={"MLOPS_STRATEGY": "tpee"})
+
+
+def test_models_settings_come_from_the_file_too(tmp_path):
+    config = tmp_path / "mlops.toml"
+    config.write_text('keep_models = "all"\nkeep_checkpoints = true\n')
+    settings = load_settings({}, env={}, config_file=config)
+    assert settings.keep_models == "all" and settings.keep_checkpoints is True
+    assert load_settings({}, env={}).keep_models == "best"  # the default: only the best model is kept

@@ -267,7 +267,10 @@ def test_the_harness_runs_a_plain_script_in_a_bare_interpreter(tmp_path):
     assert done.returncode == ExitCode.OK, done.stdout + done.stderr
     metrics = read(out, METRICS_FILE)
     assert metrics["source"] == "file:accuracy.txt" and 0.5 <= metrics["value"] <= 0.6
-    assert [e.kind for e in events(out)] == [EventKind.STARTED, EventKind.METRIC, EventKind.FINISHED]
+    kinds = [e.kind for e in events(out)]
+    assert kinds == [EventKind.STARTED, EventKind.METRIC, EventKind.MODEL, EventKind.FINISHED]
+    model = events(out)[2]
+    assert model.get("saved") is False and "no Keras model or scikit-learn estimator" in model.get("error")
     assert "[mlops] running train.py" in done.stdout
 
 
@@ -312,8 +315,9 @@ def test_a_restarted_harness_keeps_the_history_and_resumes_of_the_events_and_ski
     ]
     assert metrics["resumed"] == [{"fit": 0, "epoch": 1}] and metrics["epochs"] == 2
     kinds = [e.kind for e in events(out)]
-    assert kinds[-3:] == [EventKind.STARTED, EventKind.METRIC, EventKind.FINISHED]  # after the cut line
-    assert len(kinds) == len(earlier) + 3
+    after_the_cut = [EventKind.STARTED, EventKind.METRIC, EventKind.MODEL, EventKind.FINISHED]
+    assert kinds[-4:] == after_the_cut
+    assert len(kinds) == len(earlier) + 4
 
 
 @pytest.mark.slow

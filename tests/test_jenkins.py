@@ -97,7 +97,10 @@ def test_each_job_runs_its_entry_point_and_job_5_publishes_results(rendered):
         assert f"-m jobs.job{number}_" in command
     notify = rendered["mlops-5-notify"]
     assert notify.find("publishers/hudson.tasks.junit.JUnitResultArchiver") is not None
-    assert notify.find("publishers/hudson.tasks.ArtifactArchiver") is not None
+    archiver = notify.find("publishers/hudson.tasks.ArtifactArchiver")
+    assert archiver.findtext("artifacts") == "results/**" and archiver.findtext("fingerprint") == "true"
+    copies = notify.findtext("builders/hudson.tasks.Shell/command")
+    assert 'cp -r "$MLOPS_WORKSPACE/runs/$run/model" "results/$run/"' in copies  # the model and its card
     bindings = ET.tostring(notify.find("buildWrappers"), encoding="unicode")
     assert "MLOPS_SMTP_PASSWORD" in bindings and "mlops-smtp" in bindings
 
@@ -166,6 +169,11 @@ def test_the_jenkinsfile_archives_publishes_and_notifies_with_bound_credentials(
     for pattern in (".mlops/runs/**/report.html", ".mlops/runs/**/best.py", ".mlops/runs/**/best.diff"):
         assert pattern in post.split("archiveArtifacts", 1)[1].split("\n", 1)[0]
     assert "junit testResults: '.mlops/runs/**/junit.xml'" in post
+    # the run's model folder (the model and its card), not the trials' own copies, fingerprinted
+    assert (
+        "archiveArtifacts artifacts: '.mlops/runs/*/model/**', allowEmptyArchive: true, fingerprint: true"
+        in post
+    )
     for condition in ("success", "failure"):
         block = post.split(f"{condition} {{", 1)[1].split("}", 1)[0]
         assert "sendNotifications(" in block

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from mlops.ledger import Ledger, RunRecord
 from mlops.mlflow_log import epoch_metrics, log_run
 from mlops.report import write_junit, write_report
+from tests.support.model_checks import fresh_python
 from tests.support.processes import run_cli
 from tests.support.recorded import Variant, record_run
 from tests.support.scripts import CLASSIFIER, KERAS, TWEAK
@@ -52,7 +54,7 @@ def test_a_run_and_its_trials_are_logged_as_nested_runs_with_tweaks_metrics_and_
     assert parent.data.metrics == {"best_accuracy": run.best_metric, "baseline_accuracy": trials[0].metric}
     assert parent.info.start_time == int(run.created_at * 1000)
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert files == {"report.html", "junit.xml", "best.py", "best.diff"}
+    assert files == {"report.html", "junit.xml", "best.py", "best.diff", "model"}
 
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED", "FAILED"]
     assert [c.data.metrics.get("accuracy") for c in children] == [t.metric for t in trials]
@@ -127,3 +129,45 @@ def test_mlops_run_logs_to_mlflow_once_when_a_tracking_uri_is_set(repo_factory, 
     )
     assert again.returncode == 0
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)  # a run is logged once
+
+
+@pytest.mark.slow
+def test_the_best_model_is_logged_as_an_mlflow_model_of_the_sklearn_flavour(tmp_path, monkeypatch):
+    import mlflow.sklearn
+
+    # MLflow resolves runs:/ and models:/ addresses with the tracking URI of the environment, as a user has it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    better = CLASSIFIER.replace("C=1e-05", "C=1.0")
+    variants = [Variant(CLASSIFIER), Variant(better, ["C 1e-05 -> 1.0"], [TWEAK])]
+    ledger, run = record_run(tmp_path / "run", "clf.py", variants, SKLEARN, target=0.9)
+    client, parent, _ = logged(tmp_path, ledger, run)
+    (output,) = client.get_run(parent.info.run_id).outputs.model_outputs
+    model_info = client.get_logged_model(output.model_id)
+    assert model_info.name == "model" and model_info.source_run_id == parent.info.run_id
+    assert str(model_info.status).endswith("READY") and model_info.tags["mlops.run"] == run.id
+    flavours = {a.path for a in client.list_artifacts(parent.info.run_id, "model")}
+    assert {"model/MLmodel", "model/model.pkl", "model/requirements.txt"} <= flavours
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    _, Xte, _, yte = train_test_split(X, y, random_state=0)
+    for uri in (f"runs:/{parent.info.run_id}/model", f"models:/{output.model_id}"):
+        model = mlflow.sklearn.load_model(uri)
+        assert abs(model.score(Xte, yte) - run.best_metric) <= 1e-6
+
+
+@pytest.mark.slow
+def test_a_keras_model_is_logged_with_the_keras_flavour_and_loads_with_mlflow(tmp_path):
+    keras = {"kind": "ann", "family": "dense", "framework": "keras", "image": "mlops-keras3"}
+    ledger, run = record_run(tmp_path / "run", "net.py", [Variant(KERAS)], keras)
+    _, parent, _ = logged(tmp_path, ledger, run)
+    accuracy = fresh_python(
+        textwrap.dedent(KERAS).split("model = ")[0]
+        + "import sys, mlflow.keras, numpy as np\n"
+        + "model = mlflow.keras.load_model(sys.argv[1])\n"
+        + "print(repr(float(np.mean(np.argmax(model.predict(Xte, verbose=0), axis=1) == yte))))\n",
+        f"runs:/{parent.info.run_id}/model",
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
+    assert abs(float(accuracy) - run.best_metric) <= 1e-4

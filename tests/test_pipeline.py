@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.model_checks import assert_model_gives_its_metric
 from tests.support.processes import run_cli
 from tests.support.repos import ROOT
 from tests.support.scripts import KMEANS
@@ -225,6 +226,8 @@ def test_the_example_models_all_reach_the_target(tmp_path):
     for script, run in runs.items():
         assert run["reached"] is True, (script, run)
         assert run["baseline_metric"] < 0.8, f"{script} should start below the target to show the loop"
+        # what it gives back: a model that loads in a fresh process and measures what was reported
+        assert_model_gives_its_metric(run)
     assert runs["cnn.py"]["kind"] == "cnn" and runs["ann.py"]["kind"] == "ann"
 
 

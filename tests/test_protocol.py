@@ -74,7 +74,7 @@ def test_atomic_writes_and_tolerant_json_reads(tmp_path):
 
 
 def test_exit_codes_and_accuracy_keys():
-    assert [int(c) for c in ExitCode] == [0, 1, 3, 4]
+    assert [int(c) for c in ExitCode] == [0, 1, 3, 4, 5]
     logs = {"loss": 1.0, "sparse_categorical_accuracy": 0.8, "val_sparse_categorical_accuracy": 0.7}
     assert accuracy_key(logs) == "sparse_categorical_accuracy"
     assert accuracy_key(logs, "val_") == "val_sparse_categorical_accuracy"

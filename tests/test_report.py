@@ -146,7 +146,7 @@ def test_the_verdict_says_whether_the_target_was_reached_and_by_how_much_tuning_
     verdict = re.search(r'<div class="verdict reached">(.*?)<div class="figures">', page, re.S).group(1)
     assert "Target reached" in verdict and f"<b>{run.best_metric:.4f}</b> (trial 1)" in verdict
     assert f"{run.best_metric - trials[0].metric:+.4f}" in verdict and f"{trials[0].metric:.4f}" in verdict
-    environment = dict(Tables(page).tables[1])
+    environment = dict(Tables(page).tables[-1])  # the last table; the model's card is before it
     assert environment["commit"] == run.commit and environment["author"] == run.author
     assert environment["runtime"] == "local" and environment["strategy"] == "tpe"
     assert environment["image"] == "mlops-sklearn" and environment["seed"] == "0"

@@ -19,6 +19,7 @@ from typing import Any
 
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.model_store import ModelPolicy, after_trial, publish
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
 from mlops.trial import NO_TWEAK_FIXES
@@ -133,13 +134,20 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
 
 class Tuner:
     def __init__(
-        self, ledger: Ledger, progress: Progress, execute: Execute, spec_for: SpecFor, budget: Budget
+        self,
+        ledger: Ledger,
+        progress: Progress,
+        execute: Execute,
+        spec_for: SpecFor,
+        budget: Budget,
+        models: ModelPolicy | None = None,
     ) -> None:
         self.ledger = ledger
         self.progress = progress
         self.execute = execute
         self.spec_for = spec_for
         self.budget = budget
+        self.models = models or ModelPolicy()
 
     # -- state for the strategy --------------------------------------------------------------------
 
@@ -326,15 +334,25 @@ class Tuner:
                         break
                 return strategy.should_prune(state, curve)
 
-        return self.execute(run, trial, spec, prune)
+        finished = self.execute(run, trial, spec, prune)
+        after_trial(trial_dir(run, trial.number), finished, self.models)
+        return finished
 
     def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
-        return finish_run(self.ledger, run, original, status, reason)
+        return finish_run(self.ledger, run, original, status, reason, self.models)
 
 
-def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
+def finish_run(
+    ledger: Ledger,
+    run: RunRecord,
+    original: str,
+    status: RunStatus,
+    reason: str,
+    models: ModelPolicy | None = None,
+) -> RunRecord:
     """End a run: its best trial (highest metric, earliest on a tie), ``best.py`` and ``best.diff``
-    against the source as pushed, the baseline, and the status with its reason."""
+    against the source as pushed, its model in ``model/`` (checked to load when ``models`` has a check),
+    the baseline, and the status with its reason."""
     trials = ledger.trials(run.id)
     scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
     best = max(scored, key=lambda t: (t.metric or 0.0, -t.number), default=None)
@@ -362,6 +380,10 @@ def finish_run(ledger: Ledger, run: RunRecord, original: str, status: RunStatus,
             baseline_metric=baseline,
             metric=best.metric_name,
         )
+        try:  # before the run is finished: one that dies while publishing publishes again when resumed
+            publish(ledger, ledger.run(run.id), best, models or ModelPolicy())
+        except OSError as e:  # a full disk: the run keeps its result, and says why it has no model
+            ledger.event(run.id, best.number, "model-missing", f"could not publish the model: {e}")
     ledger.finish_run(run.id, status, reason)
     return ledger.run(run.id)
 

@@ -54,6 +54,7 @@ class TrialSpec:
     env: dict[str, str] = field(default_factory=dict)  # seed, checkpoint cadence, ...
     gpus: int = 0  # GPUs the trial asks for (Docker device requests, Ray's num_gpus)
     repository: str = ""  # where the code came from: each repository has a dataset cache of its own
+    check_model: bool = False  # not a training: load the saved model in code_dir and predict (see load_check)
 
     @property
     def name(self) -> str:
@@ -67,6 +68,8 @@ class TrialSpec:
 
     def harness_args(self, code: str, source: str, out: str) -> list[str]:
         """The harness's arguments, with paths as the process will see them."""
+        if self.check_model:
+            return ["--check-model", "--model", code, "--out", out]
         return ["--code", code, "--script", self.script, "--source", source, "--out", out]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -37,7 +38,10 @@ def run_harness(
     extra_files: dict[str, str] | None = None,
     env: dict | None = None,
     timeout: float = 300,
+    max_file_bytes: int | None = None,
 ) -> tuple[subprocess.CompletedProcess, Path]:
+    """The harness on ``script`` (saved as code/<name>), trial folder tmp_path/trial. ``max_file_bytes``: no
+    file may grow beyond it (RLIMIT_FSIZE: the kernel refuses the write, as with a full disk)."""
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
     (code / name).write_text(textwrap.dedent(script), encoding="utf-8", newline="")
@@ -67,6 +71,7 @@ def run_harness(
         env=full_env,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        preexec_fn=None if max_file_bytes is None else lambda: _limit_files(max_file_bytes),
     )
     return done, out
 
@@ -84,3 +89,7 @@ def run_cli_background(*args: str, cwd: Path, env: dict[str, str] | None = None)
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _limit_files(size: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))

@@ -3,9 +3,8 @@
 The tweaks are given here instead of proposed by a strategy, so a test can choose a trial that fails or
 is skipped; everything else is the code a real run uses: each trial's variant is trained by the harness
 through ``Supervisor.execute`` on a ``LocalRuntime`` (in parallel, to keep the tests short), and the run is
-ended by
-``tweak.loop.finish_run``, so metrics.json, outcome.json, events.jsonl, log.txt, best.py and best.diff are
-what a real run leaves.
+ended by ``tweak.loop.finish_run`` (with the load check on the local runtime), so metrics.json,
+outcome.json, events.jsonl, log.txt, best.py, best.diff and model/ are what a real run leaves.
 """
 
 from __future__ import annotations
@@ -16,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops.domain import RunStatus, TrialStatus
+from mlops.domain import KeepModels, RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord
+from mlops.load_check import check_model
+from mlops.model_store import ModelPolicy
 from mlops.progress import Progress
 from mlops.runtime.base import Limits, TrialSpec
 from mlops.runtime.local import LocalRuntime
@@ -41,6 +42,8 @@ def record_run(
     variants: list[Variant],
     classification: dict[str, str],
     target: float = 0.8,
+    keep: KeepModels = KeepModels.BEST,
+    keep_checkpoints: bool = False,
 ) -> tuple[Ledger, RunRecord]:
     original = textwrap.dedent(variants[0].source or "")
     repo = make_repo(root / "repo", {script: original})
@@ -98,4 +101,10 @@ def record_run(
         status, reason = RunStatus.REACHED, f"reached {best:.4f}"
     else:
         status, reason = RunStatus.EXHAUSTED, f"{len(variants)} trials used, target not reached"
-    return ledger, finish_run(ledger, run, original, status, reason)
+    runtime = LocalRuntime(workspace)
+
+    def check(run: RunRecord, folder: Path) -> dict:
+        return check_model(runtime, run, folder, Limits(timeout_s=600, memory_mb=4096))
+
+    models = ModelPolicy(keep, keep_checkpoints, check)
+    return ledger, finish_run(ledger, run, original, status, reason, models)
