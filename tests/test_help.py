@@ -48,8 +48,10 @@ ALL = parsers()
 
 
 def test_there_are_the_commands_and_the_jobs_a_person_can_ask_for_help():
-    assert len(ALL) == 1 + 8 + 6
-    assert {"mlops run", "mlops watch", "mlops history", "python -m jobs.job5_notify"} <= set(ALL)
+    assert len(ALL) == 1 + 9 + 6
+    assert {"mlops run", "mlops watch", "mlops history", "mlops model", "python -m jobs.job5_notify"} <= set(
+        ALL
+    )
 
 
 @pytest.mark.parametrize("name", ALL)

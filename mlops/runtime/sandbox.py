@@ -117,14 +117,17 @@ def python_roots(python: str) -> tuple[Path, ...]:
     if os.path.abspath(python) == os.path.abspath(sys.executable):
         found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     else:
-        done = subprocess.run(  # noqa: S603 (the interpreter the runtime was given)
-            [python, "-I", "-c", "import sys; print(sys.prefix, sys.base_prefix, sep='\\n')"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        found = set(done.stdout.split("\n")) - {""}
+        try:
+            done = subprocess.run(  # noqa: S603 (the interpreter the runtime was given)
+                [python, "-I", "-c", "import sys; print(sys.prefix, sys.base_prefix, sep='\\n')"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            found = set(done.stdout.split("\n")) - {""}
+        except (OSError, subprocess.SubprocessError):  # it cannot run: its launch will say so
+            found = set()
     found.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
     found.add(os.path.dirname(os.path.dirname(os.path.abspath(python))))  # a venv whose python is a link
     roots = sorted({Path(os.path.realpath(p)) for p in found}, key=lambda p: len(p.parts))
