@@ -195,7 +195,7 @@ def test_legacy_keras_2_code_runs_unchanged_in_the_keras2_image(docker_images, r
     assert run["reached"] is True
     card = json.loads((Path(run["model"]).parent / "model.json").read_text())  # Keras 2's model, loaded
     assert card["versions"]["keras"].startswith("2.") and card["format"] == "keras"  # in its own image
-    assert card["check"]["loaded"] is True and card["check"]["image"] == "mlops-keras2"
+    assert card["check"]["loaded"] is True and card["check"]["image"] == docker_images["mlops-keras2"]
 
 
 def test_the_monitor_sees_container_deaths_on_the_event_stream(docker_runtime, tmp_path):

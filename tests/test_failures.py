@@ -146,7 +146,10 @@ def test_a_run_whose_code_lacks_a_module_ends_at_trial_0_with_the_class_and_hint
             "plots.py": "import seaborn\nfrom sklearn.cluster import KMeans\nKMeans(3).fit([[0], [1], [2], [3]])\n"
         },
     )
-    done = run_cli("run", str(repo), "--runtime", "local", "--workspace", str(tmp_path / "ws"), cwd=tmp_path)
+    # --no-install: the run's environment is the venv as it is (with install, seaborn would be installed)
+    done = run_cli(
+        "run", str(repo), "--runtime", "local", "--no-install", "--workspace", str(tmp_path / "ws"), cwd=tmp_path
+    )  # fmt: skip
     assert done.returncode == 1
     assert (
         "[environment]" in done.stderr and "list seaborn in the repository's requirements.txt" in done.stderr

@@ -81,6 +81,8 @@ def test_on_docker_the_model_is_checked_and_measured_in_its_own_image(
         return float(output.decode().strip().splitlines()[-1])
 
     card = assert_model_gives_its_metric(run, measure_with=in_the_image)
-    assert card["check"]["runtime"] == "docker" and card["check"]["image"] == "mlops-sklearn"
+    assert (
+        card["check"]["runtime"] == "docker" and card["check"]["image"] == tag
+    )  # the exact image it was checked in
     assert card["environment"] == {"runtime": "docker", "image": "mlops-sklearn"}
     assert card["versions"]["scikit-learn"] == "1.9.1" and card["check"]["versions"] == card["versions"]

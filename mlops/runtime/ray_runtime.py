@@ -170,6 +170,9 @@ class RayRuntime:
         self.address = address
         self.schedule_timeout_s = schedule_timeout_s
         self.namespace = "mlops-" + hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
+        # Run environments are built over this interpreter into the workspace, which every node mounts at
+        # the same path; a trial without one runs on its node's own interpreter.
+        self.python = sys.executable
 
     @classmethod
     def connect(cls, workspace: Path, address: str | None) -> RayRuntime:

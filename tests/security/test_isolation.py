@@ -207,9 +207,20 @@ open("found.txt", "w").write("\\n".join(done))
 def test_the_system_the_home_folder_and_the_docker_socket_are_out_of_reach(tmp_path, runtime):
     workspace = tmp_path / "ws"
     tag = f"mlops-planted-{tmp_path.name}"
+    bashrc = Path("/root/.bashrc")
+    before = bashrc.read_bytes() if bashrc.exists() else None
     done = run_pushed(pushed(tmp_path, "intruder", SYSTEM_ATTACK.format(tag=tag)), workspace, runtime)
     assert done.returncode == 0, done.stderr
-    assert work_file(workspace, runs(workspace)[0], "found.txt") == ""
+    (run,) = runs(workspace)
+    found = work_file(workspace, run, "found.txt")
+    assert found is not None
+    # A write to the home folder, out of reach, is caught like an author's `/root/accuracy.txt`: it lands in
+    # the trial's own work/_outside/, never in the host's home. The system is never redirected: it refuses.
+    for line in found.splitlines():
+        assert line.startswith("wrote /root/"), found
+        kept = work_file(workspace, run, "_outside/" + line.removeprefix("wrote /"))
+        assert kept is not None and kept.endswith(tag), found
+    assert (bashrc.read_bytes() if bashrc.exists() else None) == before
     for path in (Path("/usr/lib") / tag, Path("/etc") / tag, Path("/root") / tag, Path("/var/tmp") / tag):
         assert not path.exists()
 
