@@ -252,7 +252,9 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
             extra.insert(0, backup)
         quiet = not sys.stdout.isatty()
         args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
-        rec.models.fitted(self, _argument(original, self, args, kwargs, "x"), index)
+        x = _argument(original, self, args, kwargs, "x")
+        rec.models.fitted(self, x, index)
+        rec.fit_inputs(index, x)
         rec.fit_depth += 1
         try:
             history = original(self, *args, **kwargs)

@@ -186,6 +186,8 @@ class EventKind(enum.StrEnum):
     EPOCH = "epoch"  # fit, epoch (from 1), epochs (or null), logs {name: number}
     RESUMED = "resumed"  # fit, epoch: a fit restored its checkpoint and goes on after that epoch
     CHECKPOINT = "checkpoint"  # fit, epoch, batch, name: a checkpoint was written whole
+    INPUTS = "inputs"  # fit, samples, dtype, min, max: the array a fit trained on (a tuner's evidence:
+    # pixels in 0..255 that the model never scales); numbers only, never the data itself
     STOPPED = "stopped"  # fit, epoch, why (StopReason), monitor, value, patience, best_epoch (from 1): a fit
     # stopped before its last epoch (with the weights of best_epoch, when the patience ran out)
     METRIC = "metric"  # metric, value, source: the trial's metric, measured

@@ -46,6 +46,7 @@ class Recorder:
         self.history: list[dict[str, Any]] = []  # {"fit", "epoch", <log name>: number}, across restarts
         self.resumed: list[dict[str, int]] = []  # {"fit", "epoch"}: every restore, across restarts
         self.stopped: list[dict[str, Any]] = []  # the STOPPED events' fields: fits that stopped early
+        self.inputs: list[dict[str, Any]] = []  # the INPUTS events' fields: what each fit trained on
         self.kmeans: list[dict[str, Any]] = []  # {"X", "model", "estimator"}
         self.datasets: list[tuple[Any, Any]] = []  # (X, y) returned by sklearn.datasets
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
@@ -66,6 +67,8 @@ class Recorder:
                     self.resumed.append({"fit": int(event.get("fit")), "epoch": int(event.get("epoch"))})
                 elif event.kind is EventKind.STOPPED:
                     self._add_stop(dict(event.fields))
+                elif event.kind is EventKind.INPUTS:
+                    self._add_inputs(dict(event.fields))
             except (TypeError, ValueError):
                 continue  # an event missing its fields: not ours to trust
 
@@ -154,6 +157,26 @@ class Recorder:
 
     def _add_stop(self, fields: dict[str, Any]) -> None:
         self.stopped = [s for s in self.stopped if s.get("fit") != fields.get("fit")] + [fields]
+
+    def fit_inputs(self, fit: int, x: Any) -> None:
+        """The size, type and range of the array fit number ``fit`` trains on (nothing for other inputs:
+        a generator, a dataset, a list of arrays)."""
+        try:
+            size = getattr(x, "size", 0) if hasattr(x, "dtype") and hasattr(x, "min") else 0
+            if not isinstance(size, int) or size <= 0:
+                return
+            fields = {"fit": fit, "samples": int(x.shape[0]), "dtype": str(x.dtype),
+                      "min": float(x.min()), "max": float(x.max())}  # fmt: skip
+        except Exception:  # noqa: BLE001 (an array-like of a kind this cannot summarize: no evidence)
+            return
+        if any(i == fields for i in self.inputs):
+            return  # the same fit, restarted
+        with self.lock:
+            self._add_inputs(fields)
+            self.events.write(EventKind.INPUTS, **fields)
+
+    def _add_inputs(self, fields: dict[str, Any]) -> None:
+        self.inputs = [i for i in self.inputs if i.get("fit") != fields.get("fit")] + [fields]
 
     def checkpoint(self, fit: int, epoch: int, batch: int, name: str) -> None:
         self.events.write(EventKind.CHECKPOINT, fit=fit, epoch=epoch, batch=batch, name=name)

@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs": len(rec.history),
         "resumed": rec.resumed,
         "stopped": rec.stopped,
+        "inputs": rec.inputs,
     }
     if kmeans is not None:
         metrics["kmeans"] = kmeans

@@ -55,6 +55,8 @@ def test_a_training_that_stops_improving_stops_with_its_best_weights(tmp_path):
     assert stop["best_epoch"] <= 6 and stop["epoch"] == stop["best_epoch"] + 2  # two epochs without better
     assert len(metrics["history"]) == stop["epoch"] < 14
     assert metrics["stopped"] == [stop]
+    # What the fit trained on, for the tuner: its size, type and range (the digits scaled to 0..1).
+    assert metrics["inputs"] == [{"fit": 0, "samples": 1257, "dtype": "float64", "min": 0.0, "max": 1.0}]
     # The weights of the best epoch were put back: the zeroed ones would score about a tenth.
     curve = [row["val_accuracy"] for row in metrics["history"]]
     assert max(curve) > 0.6 and curve[-1] < 0.3
