@@ -61,6 +61,7 @@ typecheck: setup-dev
 	$(VENV)/bin/mypy --check-untyped-defs tweak monitor jobs
 
 bench: setup-dev engine sandbox
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

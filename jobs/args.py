@@ -154,6 +154,26 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="also checkpoint a Keras training every N batches (default: after each epoch only)",
     )
     flag(
+        "--patience",
+        type=int,
+        metavar="EPOCHS",
+        help="stop a Keras training after this many epochs without a better validation accuracy (else "
+        "accuracy, else loss), with the best epoch's weights; 0: never (default 3)",
+    )
+    flag(
+        "--stop-at-target",
+        dest="stop_at_target",
+        action="store_true",
+        default=None,
+        help="stop a Keras training once its validation accuracy is 0.02 past the target (the default)",
+    )
+    flag(
+        "--no-stop-at-target",
+        dest="stop_at_target",
+        action="store_false",
+        help="train every epoch asked for, past the target too (default: stop there)",
+    )
+    flag(
         "--max-restarts",
         dest="max_restarts",
         type=int,

@@ -17,7 +17,7 @@ from typing import Any
 from jobs.environments import Environments
 from mlops import images
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
-from mlops.config import Settings
+from mlops.config import STOP_MARGIN, Settings
 from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable, SourceError
 from mlops.index_page import write_index
@@ -33,7 +33,7 @@ from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
-from mlops_harness.protocol import INPUTS_FILE, write_atomic
+from mlops_harness.protocol import ENV_PATIENCE, ENV_STOP_AT, INPUTS_FILE, write_atomic
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
 from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
@@ -264,6 +264,9 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         }
         if settings.checkpoint_every_batches:
             env["MLOPS_CHECKPOINT_EVERY_BATCHES"] = str(settings.checkpoint_every_batches)
+        env[ENV_PATIENCE] = str(settings.patience)
+        if settings.stop_at_target:
+            env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
         return TrialSpec(
             run_id=run.id,
             trial=number,

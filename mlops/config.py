@@ -22,6 +22,9 @@ from mlops.envsafe import check_names
 from mlops.errors import ConfigError
 
 CONFIG_FILE = "mlops.toml"
+# How far past the target a validation accuracy stops a training (stop_at_target): a test set measures a
+# little below the validation split as often as above it, and one more epoch costs less than one more trial.
+STOP_MARGIN = 0.02
 FLAGS = {"timeout_s": "--timeout", "memory_mb": "--memory"}  # settings whose flag is not their name
 
 
@@ -43,6 +46,10 @@ class Settings:
     cluster_metric: ClusterMetric = ClusterMetric.SILHOUETTE
     checkpoint_every_batches: int = 0
     max_restarts: int = 3
+    # A Keras fit stops after this many epochs without a better monitored value (best weights kept); 0: never.
+    patience: int = 3
+    # A Keras fit stops once its validation accuracy is STOP_MARGIN past the target (see README).
+    stop_at_target: bool = True
     keep_models: KeepModels = KeepModels.BEST  # which trials keep their model once the run ends
     keep_checkpoints: bool = False  # keep a finished trial's checkpoints after its model is saved
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
@@ -149,6 +156,7 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Se
         ("cpus", s.cpus is None or s.cpus >= 0.01, f"cpus must be at least 0.01 but got {s.cpus}"),
         ("max_minutes", _positive(s.max_minutes), f"max_minutes must be positive but got {s.max_minutes}"),
         ("max_restarts", s.max_restarts >= 0, f"max_restarts must be at least 0 but got {s.max_restarts}"),
+        ("patience", s.patience >= 0, f"patience must be at least 0 but got {s.patience}"),
         (
             "checkpoint_every_batches",
             s.checkpoint_every_batches >= 0,

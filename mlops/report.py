@@ -20,7 +20,7 @@ from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, read_json
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, describe_stop, read_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,11 +104,21 @@ def _last_fit(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r.get("fit", 0) == last), key=lambda r: r["epoch"])
 
 
+def _stop_of(metrics: dict[str, Any], rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The early stop of the fit a trial's curves show (its last), if it stopped before its last epoch."""
+    if not rows:
+        return None
+    fit = rows[-1].get("fit", 0)
+    found = [s for s in metrics.get("stopped") or [] if isinstance(s, dict) and s.get("fit", 0) == fit]
+    return found[-1] if found and isinstance(found[-1].get("epoch"), int) else None
+
+
 def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
     """Accuracy and loss per epoch, one colour per trial; solid is training, dashed is validation."""
     histories = {
         t.number: _last_fit(rows) for t in trials if (rows := _metrics(run, t.number).get("history"))
     }
+    stops = {t.number: _stop_of(_metrics(run, t.number), histories.get(t.number)) for t in trials}
     if not histories:
         return None
     from matplotlib.lines import Line2D
@@ -130,11 +140,15 @@ def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | No
             if key and all(key in r for r in rows):
                 ax.plot(epochs, [r[key] for r in rows], style, color=colour, linewidth=width, alpha=alpha,
                         marker="." if len(rows) < 30 else None)  # fmt: skip
-        handles.append(
-            Line2D(
-                [], [], color=colour, linewidth=width, label=f"trial {number}" + (" (best)" if best else "")
-            )
-        )
+        label = f"trial {number}" + (" (best)" if best else "")
+        stop = stops.get(number)
+        if stop is not None:  # where the fit stopped, and why, on the curve it watched
+            key = val_acc or acc
+            at = next((r for r in rows if r["epoch"] == stop["epoch"]), None)
+            if key and at is not None and key in at:
+                acc_ax.plot([stop["epoch"]], [at[key]], "X", color=colour, markersize=9)
+            label += f"\nstopped at epoch {stop['epoch']}: {describe_stop(stop)}"
+        handles.append(Line2D([], [], color=colour, linewidth=width, label=label))
     if (run.metric or "accuracy") == "accuracy":
         acc_ax.axhline(run.target, color=ORANGE, linestyle=":", linewidth=1.2)
         handles.append(Line2D([], [], color=ORANGE, linestyle=":", label=f"target {run.target:g}"))

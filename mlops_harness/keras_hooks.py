@@ -25,6 +25,9 @@ from mlops_harness.protocol import (
     CHECKPOINT_DIR,
     ENV_CHECKPOINT_EVERY_BATCHES,
     ENV_CHECKPOINTS,
+    ENV_PATIENCE,
+    ENV_STOP_AT,
+    StopReason,
     accuracy_key,
 )
 from mlops_harness.recorder import Recorder, say
@@ -121,6 +124,71 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
         self.rec.epoch(self.fit_index, epoch + 1, epochs, dict(logs or {}))
 
 
+class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keras's ``EarlyStopping(restore_best_weights=True)`` on the best value the fit reports, chosen at its
+    first epoch (the validation accuracy, else the accuracy, else the validation loss, else the loss);
+    and a stop as soon as the validation accuracy reaches ``stop_at`` (the run's target and a margin).
+
+    Keras decides when the patience has run out and puts the best weights back; this only chooses what
+    it watches, which a script's metrics decide and cannot be known before the first epoch.
+    """
+
+    def __init__(
+        self, rec: Recorder, fit_index: int, patience: int, stop_at: float | None, user_stops: bool
+    ) -> None:
+        super().__init__()
+        self.rec = rec
+        self.fit_index = fit_index
+        self.patience = 0 if user_stops else patience  # the script's own EarlyStopping is respected
+        self.stop_at = stop_at
+        self.inner: Any = None
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self.inner = None
+
+    def _watch(self, logs: dict[str, Any]) -> None:
+        monitor = (
+            accuracy_key(logs, "val_")
+            or accuracy_key(logs)
+            or next((key for key in ("val_loss", "loss") if key in logs), None)
+        )
+        if monitor is None or self.patience <= 0:
+            return
+        self.inner = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            mode="min" if monitor.endswith("loss") else "max",
+            patience=self.patience,
+            restore_best_weights=True,
+        )
+        self.inner.set_model(self.model)
+        self.inner.on_train_begin()
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        values = dict(logs or {})
+        if self.inner is None:
+            self._watch(values)
+        if self.inner is not None and not self.model.stop_training:
+            self.inner.on_epoch_end(epoch, values)
+            if self.model.stop_training:
+                self._stopped(epoch, StopReason.PATIENCE, self.inner.monitor, values, self.inner.best_epoch)
+                return
+        val = accuracy_key(values, "val_")
+        if self.stop_at is not None and val and not self.model.stop_training and values[val] >= self.stop_at:
+            self.model.stop_training = True
+            self._stopped(epoch, StopReason.TARGET, val, values, epoch)
+
+    def _stopped(self, epoch: int, why: StopReason, monitor: str, logs: dict[str, Any], best: int) -> None:
+        if epoch + 1 >= int((self.params or {}).get("epochs") or 0):
+            return  # it was the last epoch anyway
+        value = logs.get(monitor)
+        number = float(value) if isinstance(value, int | float) else None
+        self.rec.stop(self.fit_index, epoch + 1, why, monitor, number, self.patience, int(best) + 1)
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        if self.inner is not None:
+            self.inner.on_train_end(logs)
+
+
 class EvaluateCapture(keras.callbacks.Callback):  # type: ignore[misc]
     """The accuracy of an ``evaluate`` the user's code called, and the model it evaluated."""
 
@@ -157,6 +225,8 @@ def _major(module: Any) -> int:
 def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> Callable[..., Any]:
     every = int(os.environ.get(ENV_CHECKPOINT_EVERY_BATCHES, "0") or 0)
     checkpoints_on = os.environ.get(ENV_CHECKPOINTS, "1") != "0"
+    patience = int(os.environ.get(ENV_PATIENCE, "0") or 0)
+    stop_at = float(os.environ[ENV_STOP_AT]) if os.environ.get(ENV_STOP_AT) else None
 
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
         if rec.fit_depth:
@@ -165,6 +235,10 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
         rec.fit_calls += 1
         kwargs = compat.fit_kwargs(kwargs, rec)
         extra: list[Any] = [EpochRecorder(rec, index)]
+        if patience > 0 or stop_at is not None:
+            own = _argument(original, self, args, kwargs, "callbacks") or []
+            user_stops = any(isinstance(c, keras.callbacks.EarlyStopping) for c in own)
+            extra.append(EarlyStop(rec, index, patience, stop_at, user_stops))
         if checkpoints_on:
             backup_dir = rec.out / CHECKPOINT_DIR / f"fit-{index}"
             backup_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +252,9 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
             extra.insert(0, backup)
         quiet = not sys.stdout.isatty()
         args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
-        rec.models.fitted(self, _argument(original, self, args, kwargs, "x"), index)
+        x = _argument(original, self, args, kwargs, "x")
+        rec.models.fitted(self, x, index)
+        rec.fit_inputs(index, x)
         rec.fit_depth += 1
         try:
             history = original(self, *args, **kwargs)
@@ -197,7 +273,8 @@ def _restored_epoch(model: Any, callbacks: Any) -> int | None:
     """The epoch (from 1) whose weights an EarlyStopping(restore_best_weights=True) put back, if it did."""
     import numpy as np
 
-    for callback in callbacks or []:
+    for given in callbacks or []:
+        callback = given.inner if isinstance(given, EarlyStop) else given
         best = getattr(callback, "best_weights", None)
         if not isinstance(callback, keras.callbacks.EarlyStopping) or best is None:
             continue

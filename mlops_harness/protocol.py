@@ -90,6 +90,8 @@ ENV_SEED = "MLOPS_SEED"  # an integer: Python's, numpy's and Keras's seeds
 ENV_CLUSTER_METRIC = "MLOPS_CLUSTER_METRIC"  # "ari": a clustering's metric is its adjusted Rand index
 ENV_CHECKPOINT_EVERY_BATCHES = "MLOPS_CHECKPOINT_EVERY_BATCHES"  # also checkpoint every N batches
 ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
+ENV_PATIENCE = "MLOPS_PATIENCE"  # epochs without a better monitored value before a fit stops; "0": never
+ENV_STOP_AT = "MLOPS_STOP_AT"  # a validation accuracy at which a fit stops (the target and a margin)
 
 # Accuracy keys among Keras's logs, most wanted first.
 ACCURACY_KEYS = ("accuracy", "acc")
@@ -184,11 +186,35 @@ class EventKind(enum.StrEnum):
     EPOCH = "epoch"  # fit, epoch (from 1), epochs (or null), logs {name: number}
     RESUMED = "resumed"  # fit, epoch: a fit restored its checkpoint and goes on after that epoch
     CHECKPOINT = "checkpoint"  # fit, epoch, batch, name: a checkpoint was written whole
+    INPUTS = "inputs"  # fit, samples, dtype, min, max: the array a fit trained on (a tuner's evidence:
+    # pixels in 0..255 that the model never scales); numbers only, never the data itself
+    STOPPED = "stopped"  # fit, epoch, why (StopReason), monitor, value, patience, best_epoch (from 1): a fit
+    # stopped before its last epoch (with the weights of best_epoch, when the patience ran out)
     METRIC = "metric"  # metric, value, source: the trial's metric, measured
     INPUT = "input"  # index, prompt, answer (null when it had none): the script asked input()
     MODEL = "model"  # saved (bool), file, format, framework, class, origin, input, versions, size_bytes,
     # sha256; or saved false and error: the model that produced the metric, saved (see MODEL_FIELDS)
     FINISHED = "finished"  # status, exit_code, duration_s: the launch ends
+
+
+class StopReason(enum.StrEnum):
+    """Why a fit stopped before its last epoch (a STOPPED event's ``why``)."""
+
+    PATIENCE = "patience"  # the monitored value did not improve for the patience's epochs
+    TARGET = "target"  # the validation accuracy passed the target with its margin
+
+
+def describe_stop(stop: Mapping[str, Any]) -> str:
+    """A STOPPED event's fields in words: 'no better val_accuracy in 3 epochs, weights of epoch 4'."""
+    monitor, value = stop.get("monitor"), stop.get("value")
+    if stop.get("why") == StopReason.PATIENCE:
+        return (
+            f"no better {monitor} in {stop.get('patience')} epochs, weights of epoch {stop.get('best_epoch')}"
+        )
+    if stop.get("why") == StopReason.TARGET:
+        shown = f" ({value:.4f})" if isinstance(value, int | float) else ""
+        return f"{monitor}{shown} past the target"
+    return str(stop.get("why"))
 
 
 # What a MODEL event says besides saved/error. ``input`` describes what ``fit`` was given, so a batch of

@@ -15,7 +15,15 @@ from types import TracebackType
 from typing import Any
 
 from mlops_harness.model_saver import ModelTracker
-from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter, as_float, read_events
+from mlops_harness.protocol import (
+    EVENTS_FILE,
+    EventKind,
+    EventWriter,
+    StopReason,
+    as_float,
+    describe_stop,
+    read_events,
+)
 
 
 def say(message: str) -> None:
@@ -37,6 +45,8 @@ class Recorder:
         self.fit_depth = 0
         self.history: list[dict[str, Any]] = []  # {"fit", "epoch", <log name>: number}, across restarts
         self.resumed: list[dict[str, int]] = []  # {"fit", "epoch"}: every restore, across restarts
+        self.stopped: list[dict[str, Any]] = []  # the STOPPED events' fields: fits that stopped early
+        self.inputs: list[dict[str, Any]] = []  # the INPUTS events' fields: what each fit trained on
         self.kmeans: list[dict[str, Any]] = []  # {"X", "model", "estimator"}
         self.datasets: list[tuple[Any, Any]] = []  # (X, y) returned by sklearn.datasets
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
@@ -55,6 +65,10 @@ class Recorder:
                     self._add_row(row)
                 elif event.kind is EventKind.RESUMED:
                     self.resumed.append({"fit": int(event.get("fit")), "epoch": int(event.get("epoch"))})
+                elif event.kind is EventKind.STOPPED:
+                    self._add_stop(dict(event.fields))
+                elif event.kind is EventKind.INPUTS:
+                    self._add_inputs(dict(event.fields))
             except (TypeError, ValueError):
                 continue  # an event missing its fields: not ours to trust
 
@@ -130,6 +144,39 @@ class Recorder:
             self.resumed.append({"fit": fit, "epoch": epoch})
             self.events.write(EventKind.RESUMED, fit=fit, epoch=epoch)
         say(f"resumed fit {fit} from its checkpoint at epoch {epoch}")
+
+    def stop(self, fit: int, epoch: int, why: StopReason, monitor: str, value: float | None, patience: int,
+             best_epoch: int) -> None:  # fmt: skip
+        """Fit number ``fit`` stopped after ``epoch`` epochs (before its last), for ``why``."""
+        fields = {"fit": fit, "epoch": epoch, "why": why.value, "monitor": monitor, "value": value,
+                  "patience": patience, "best_epoch": best_epoch}  # fmt: skip
+        with self.lock:
+            self._add_stop(fields)
+            self.events.write(EventKind.STOPPED, **fields)
+        say(f"fit {fit} stopped at epoch {epoch}: {describe_stop(fields)}")
+
+    def _add_stop(self, fields: dict[str, Any]) -> None:
+        self.stopped = [s for s in self.stopped if s.get("fit") != fields.get("fit")] + [fields]
+
+    def fit_inputs(self, fit: int, x: Any) -> None:
+        """The size, type and range of the array fit number ``fit`` trains on (nothing for other inputs:
+        a generator, a dataset, a list of arrays)."""
+        try:
+            size = getattr(x, "size", 0) if hasattr(x, "dtype") and hasattr(x, "min") else 0
+            if not isinstance(size, int) or size <= 0:
+                return
+            fields = {"fit": fit, "samples": int(x.shape[0]), "dtype": str(x.dtype),
+                      "min": float(x.min()), "max": float(x.max())}  # fmt: skip
+        except Exception:  # noqa: BLE001 (an array-like of a kind this cannot summarize: no evidence)
+            return
+        if any(i == fields for i in self.inputs):
+            return  # the same fit, restarted
+        with self.lock:
+            self._add_inputs(fields)
+            self.events.write(EventKind.INPUTS, **fields)
+
+    def _add_inputs(self, fields: dict[str, Any]) -> None:
+        self.inputs = [i for i in self.inputs if i.get("fit") != fields.get("fit")] + [fields]
 
     def checkpoint(self, fit: int, epoch: int, batch: int, name: str) -> None:
         self.events.write(EventKind.CHECKPOINT, fit=fit, epoch=epoch, batch=batch, name=name)

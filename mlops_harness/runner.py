@@ -195,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
         "duration_s": round(duration, 3),
         "epochs": len(rec.history),
         "resumed": rec.resumed,
+        "stopped": rec.stopped,
+        "inputs": rec.inputs,
     }
     if kmeans is not None:
         metrics["kmeans"] = kmeans

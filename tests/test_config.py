@@ -34,6 +34,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
         ({"max_minutes": 0}, "max_minutes must be positive but got 0"),
         ({"keep_models": "latest"}, "keep_models must be one of best, all but got 'latest'"),
         ({"keep_checkpoints": "maybe"}, "keep_checkpoints must be of type bool but got 'maybe'"),
+        ({"patience": -1}, "patience must be at least 0 but got -1"),
     ],
 )
 def test_bad_values_are_named(flags, message):
@@ -73,3 +74,13 @@ def test_models_settings_come_from_the_file_too(tmp_path):
     settings = load_settings({}, env={}, config_file=config)
     assert settings.keep_models == "all" and settings.keep_checkpoints is True
     assert load_settings({}, env={}).keep_models == "best"  # the default: only the best model is kept
+
+
+def test_early_stopping_is_on_by_default_and_set_from_the_file_the_environment_or_flags(tmp_path):
+    config = tmp_path / "mlops.toml"
+    config.write_text("patience = 5\nstop_at_target = false\n")
+    assert load_settings({}, env={}).patience == 3 and load_settings({}, env={}).stop_at_target is True
+    settings = load_settings({}, env={}, config_file=config)
+    assert settings.patience == 5 and settings.stop_at_target is False
+    settings = load_settings({"patience": 0}, env={"MLOPS_STOP_AT_TARGET": "1"}, config_file=config)
+    assert settings.patience == 0 and settings.stop_at_target is True

@@ -13,6 +13,7 @@ from mlops_harness.protocol import (
     accuracy_key,
     decode_event,
     decode_events,
+    describe_stop,
     encode_event,
     read_events,
     read_json,
@@ -79,3 +80,10 @@ def test_exit_codes_and_accuracy_keys():
     assert accuracy_key(logs) == "sparse_categorical_accuracy"
     assert accuracy_key(logs, "val_") == "val_sparse_categorical_accuracy"
     assert accuracy_key({"acc": 1, "val_acc": 1}) == "acc" and accuracy_key({"loss": 1}) is None
+
+
+def test_an_early_stop_is_said_with_its_reason():
+    patience = {"why": "patience", "monitor": "val_accuracy", "patience": 3, "best_epoch": 4, "value": 0.8}
+    assert describe_stop(patience) == "no better val_accuracy in 3 epochs, weights of epoch 4"
+    target = {"why": "target", "monitor": "val_acc", "value": 0.8312, "best_epoch": 2}
+    assert describe_stop(target) == "val_acc (0.8312) past the target"

@@ -17,6 +17,7 @@ from tweak.codemods import (
     REGISTRY,
     AddConvBlock,
     AddDenseLayer,
+    AddRescaling,
     ScaleUnits,
     SetEpochs,
     TweakNotApplicable,
@@ -208,3 +209,19 @@ def test_tpe_does_not_propose_a_change_that_does_not_matter_and_sizes_epochs_to_
         **base, past=[Past(0, [], TrialStatus.SUCCEEDED, 0.1)], seconds_per_epoch=10.0, seconds_left=80.0
     )
     assert SetEpochs(epochs=4) in TPE().propose(timed).tweaks  # half of 80 s at 10 s an epoch
+
+
+def test_tpe_puts_a_rescaling_layer_in_front_of_pixels_trial_0_trained_on_unscaled():
+    tpe = TPE()
+    pixels = {"fit": 0, "samples": 60000, "dtype": "uint8", "min": 0.0, "max": 255.0}
+    past = [Past(0, [], TrialStatus.SUCCEEDED, 0.09)]
+    first = tpe.propose(state(number=1, past=past, inputs=pixels))
+    assert AddRescaling(divisor=255.0) in first.tweaks
+    assert "inputs in 0..255: a Rescaling layer in front" in first.note
+    variant = apply_tweaks((GOLDEN / "seq_list.before.py").read_text(), first.tweaks).source
+    assert "Rescaling(1.0 / 255" in variant
+    # Every later proposal keeps it; inputs already in 0..1 (or 0..16 digits) get none.
+    tried = [*past, Past(1, first.tweaks, TrialStatus.SUCCEEDED, 0.7, first.params)]
+    assert AddRescaling(divisor=255.0) in tpe.propose(state(number=2, past=tried, inputs=pixels)).tweaks
+    for scaled in ({"min": 0.0, "max": 1.0}, {"min": 0.0, "max": 16.0}, {"min": -3.2, "max": 200.0}):
+        assert not any(t.NAME == "add_rescaling" for t in tpe.propose(state(number=1, inputs=scaled)).tweaks)

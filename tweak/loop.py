@@ -156,6 +156,7 @@ class Tuner:
         past = []
         kmeans = None
         per_epoch = None
+        inputs: dict[str, Any] | None = None
         asked: list[Prompt] = []
         for t in self.ledger.trials(run.id):
             folder = trial_dir(run, t.number)
@@ -163,6 +164,8 @@ class Tuner:
             if t.number == 0:
                 kmeans = metrics.get("kmeans")
                 per_epoch = seconds_per_epoch(folder)
+                seen = metrics.get("inputs") or []
+                inputs = seen[-1] if seen and isinstance(seen[-1], dict) else None
                 asked = prompts_of(folder)
             params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
@@ -182,6 +185,7 @@ class Tuner:
             seconds_per_epoch=per_epoch,
             seconds_left=self._seconds_left(run),
             prompts=asked,
+            inputs=inputs,
         )
 
     def _seconds_left(self, run: RunRecord) -> float | None:

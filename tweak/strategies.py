@@ -25,6 +25,7 @@ from tweak.codemods import (
     AddConvBlock,
     AddDenseLayer,
     AddDropout,
+    AddRescaling,
     ScaleFilters,
     ScaleUnits,
     SetEpochs,
@@ -42,6 +43,9 @@ MLP = ("MLPClassifier", "MLPRegressor")
 OVERFIT_GAP = 0.15
 # A layer size changed by less than this factor (30 -> 32 filters) changes nothing that matters.
 SMALLEST_CHANGE = 1.5
+# Inputs that reach past this (and not past 255) are taken for unscaled pixels: gradients that large
+# stall a network that expects values near 0..1, and a Rescaling layer in front fixes it.
+UNSCALED_MAX = 16.0
 # The share of the time left in a run's budget that one trial may plan to use.
 TRIAL_SHARE_OF_BUDGET = 0.5
 
@@ -72,6 +76,7 @@ class SearchState:
     seconds_per_epoch: float | None = None  # measured on trial 0
     seconds_left: float | None = None  # in the run's wall-time budget, when it has one
     prompts: list[prompts_mod.Prompt] = field(default_factory=list)  # the input() prompts of trial 0
+    inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,17 @@ def _answers(state: SearchState, point: dict[str, Any]) -> dict[int, str]:
 def _matters(factor: float) -> bool:
     """True when scaling a layer by ``factor`` is a change worth a trial (not 30 -> 32 filters)."""
     return factor >= SMALLEST_CHANGE or factor <= 1 / SMALLEST_CHANGE
+
+
+def _unscaled(state: SearchState) -> float | None:
+    """The divisor of inputs that trial 0 trained on unscaled (pixels in 0..255: 255), else None."""
+    seen = state.inputs or {}
+    low, high = seen.get("min"), seen.get("max")
+    if state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
+        return None
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None
+    return 255.0 if low >= 0 and UNSCALED_MAX < high <= 255 else None
 
 
 def _affordable_epochs(state: SearchState) -> int | None:
@@ -294,6 +310,9 @@ class TPE(Strategy):
 
     def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
         tweaks: Tweaks = []
+        divisor = _unscaled(state)
+        if divisor is not None:  # every trial: the evidence does not change with the other coordinates
+            tweaks.append(AddRescaling(divisor=divisor))
         if "filters" in point:
             smallest = min(_filters(state.facts))
             if _matters(point["filters"] / smallest):
@@ -363,6 +382,11 @@ class TPE(Strategy):
             note = "an informed first guess"
             if "dropout" in point:
                 note += f" (trial 0 trained {state.past[0].gap:.2f} above its validation: dropout, not units)"
+            if _unscaled(state) is not None and state.inputs is not None:
+                note += (
+                    f" (trial 0 trained on inputs in {state.inputs['min']:g}..{state.inputs['max']:g}: "
+                    "a Rescaling layer in front)"
+                )
             return Proposal(self.tweaks_for(state, point), point, note, _answers(state, point))
         study, space = self._study(state, trial_seed(state.seed, state.number))
         trial = study.ask(space)

@@ -1,0 +1,493 @@
+"""Time to target: mlops (tpe, ladder) against KerasTuner (Hyperband, random search) and Optuna, side by side.
+
+    python bench/bench_time_to_target.py [--quick] [--only NAME] [--max-trials 6] [--max-minutes 10]
+
+Models: the weak Keras models of bench/weak_models/ and the MNIST-shaped ones of bench/large_models/ (60,000
+28x28 images made from scikit-learn's digits, raw 0..255 pixels, one epoch of SGD: about 0.1 as pushed).
+mlops runs the script as pushed (`mlops run --runtime local`, each trial its own process); KerasTuner and
+Optuna tune hypermodels written here by hand over the same space as mlops's TPE (epochs, learning rate,
+units, an extra dense layer, filters; a Rescaling layer for 0..255 inputs), in this process, TensorFlow
+imported once and the data loaded once (neither counted). They validate on the split the script measures
+(its test set, or its validation split), with the same early stop as the harness (patience 3, best
+weights), and stop the search at the first epoch at or above the target. Each contender stops at the
+target, after --max-trials trials (Hyperband: its own schedule) or after --max-minutes.
+
+For each: the wall time until the target (mlops: from the command's start, and from the end of trial 0, the
+code as pushed), the trials until the target (mlops counts trial 0), and the best metric; "-" when never
+reached. For mlops also the median time from a trial's start to its first epoch (interpreter, TensorFlow,
+harness, data and model set-up: the per-trial overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WEAK = ROOT / "bench" / "weak_models"
+LARGE = ROOT / "bench" / "large_models"
+TARGET = 0.80
+PATIENCE = 3  # the harness's default (mlops/config.py)
+QUICK_TRAIN = 10_000
+
+
+@dataclass
+class Spec:
+    """A model as the benchmark knows it: its script, and what the hand-written hypermodel needs."""
+
+    name: str
+    folder: Path
+    kind: str  # "cnn" or "dense"
+    epochs: int  # as the script asks
+    optimizer: str
+    batch_size: int
+    units: int | None  # the script's hidden units (None: no hidden Dense layer)
+    filters: int | None
+    load: Callable[[], tuple[Any, Any, Any]]  # (x, y, validation: a split fraction or (x_val, y_val))
+
+    @property
+    def script(self) -> Path:
+        return self.folder / f"{self.name}.py"
+
+    @property
+    def unscaled(self) -> bool:  # inputs in 0..255, made by a module next to the script
+        return self.folder == LARGE
+
+    @property
+    def extra(self) -> tuple[Path, ...]:
+        return (LARGE / "mnist_like.py",) if self.unscaled else ()
+
+
+def _digits_cnn():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images[..., np.newaxis] / 16.0, digits.target, 0.25
+
+
+def _digits_dense():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x / 16.0, y, test_size=0.25, random_state=1)
+    return x_tr, y_tr, (x_te, y_te)
+
+
+def _wine():
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_wine(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        StandardScaler().fit_transform(x), y, test_size=0.3, random_state=0
+    )
+    return x_tr, y_tr, (x_te, y_te)
+
+
+def _mnist_like(flat: bool):
+    def load():
+        sys.path.insert(0, str(LARGE))
+        from mnist_like import load_data
+
+        (x_tr, y_tr), (x_te, y_te) = load_data()
+        shape = (-1, 784) if flat else (-1, 28, 28, 1)
+        return x_tr.reshape(shape), y_tr, (x_te.reshape(shape), y_te)
+
+    return load
+
+
+SPECS = [
+    Spec("cnn_4_filters", WEAK, "cnn", 1, "sgd", 128, None, 4, _digits_cnn),
+    Spec("dense_3_units", WEAK, "dense", 30, "adam", 32, 3, None, _digits_dense),
+    Spec("functional_api", WEAK, "dense", 3, "sgd", 16, 2, None, _wine),
+    Spec("dense_mnist", LARGE, "dense", 1, "sgd", 32, 64, None, _mnist_like(flat=True)),
+    Spec("cnn_mnist", LARGE, "cnn", 1, "sgd", 128, 64, 30, _mnist_like(flat=False)),
+]
+
+
+@dataclass
+class Result:
+    reached_s: float | None = None  # wall time from the contender's start to the target
+    after0_s: float | None = None  # mlops: from the end of trial 0
+    trials: int | None = None  # trials until the target (mlops: trial 0 included)
+    ran: int = 0  # trials run in all
+    best: float | None = None
+    overhead_s: float | None = None  # mlops: median start of a trial -> start of its first fit
+    note: str = ""
+
+
+# ---- mlops: the script as pushed, through the CLI ------------------------------------------------------
+
+
+def _git_repo(folder: Path, spec: Spec, quick: bool) -> Path:
+    folder.mkdir(parents=True)
+    for path in (spec.script, *spec.extra):
+        shutil.copy(path, folder / path.name)
+    if spec.extra:  # the data maker is a module next to the script, not a training script
+        env = f"\nenv:\n  MNIST_LIKE_TRAIN: '{QUICK_TRAIN}'\n" if quick else "\n"
+        (folder / "mlops.yaml").write_text(f"entry_points: [{spec.script.name}]{env}")
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-q", "-m", spec.name],
+    ):
+        subprocess.run(["git", *args], cwd=folder, check=True)
+    return folder
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def _fit_start(events: Path) -> float | None:
+    """When the trial's first fit began (its `inputs` event), else its first epoch event."""
+    if not events.is_file():
+        return None
+    for line in events.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") in ("inputs", "epoch"):
+            return float(event["at"])
+    return None
+
+
+def run_mlops(spec: Spec, strategy: str, args: argparse.Namespace, tmp: Path) -> Result:
+    repo = _git_repo(tmp / f"{spec.name}-{strategy}", spec, args.quick)
+    ws = tmp / f"ws-{spec.name}-{strategy}"
+    started = time.time()
+    done = _cli(
+        *("run", str(repo), "--runtime", "local", "--strategy", strategy, "--target", str(TARGET)),
+        *("--max-trials", str(args.max_trials), "--max-minutes", str(args.max_minutes)),
+        *("--workspace", str(ws)),
+        cwd=tmp,
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{spec.name} ({strategy}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    run = json.loads(_cli("history", "--json", "--workspace", str(ws), cwd=tmp).stdout.splitlines()[0])
+    with sqlite3.connect(f"file:{ws / 'ledger.db'}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT number, metric, started_at, finished_at FROM trials WHERE run_id = ? ORDER BY number",
+            (run["run"],),
+        ).fetchall()
+    result = Result(ran=len(rows))
+    result.best = max((m for _, m, _, _ in rows if m is not None), default=None)
+    end0 = rows[0][3] if rows else None
+    for number, metric, _, finished in rows:
+        if metric is not None and metric >= TARGET and finished is not None:
+            result.reached_s, result.trials = finished - started, number + 1
+            result.after0_s = finished - end0 if end0 is not None else None
+            break
+    overheads = []
+    for number, _, began, _ in rows:
+        fit = _fit_start(Path(run["dir"]) / "trials" / str(number) / "events.jsonl")
+        if fit is not None and began is not None:
+            overheads.append(fit - began)
+    result.overhead_s = statistics.median(overheads) if overheads else None
+    return result
+
+
+# ---- the in-process contenders: one hypermodel, written by hand over TPE's space -------------------------
+
+
+def space(spec: Spec) -> dict[str, Any]:
+    """tweak/strategies.py TPE.space for this model, as plain ranges; plus the rescaling choice."""
+    out: dict[str, Any] = {
+        "epochs": (max(1, spec.epochs), max(40, spec.epochs * 10)),
+        "learning_rate": (5e-4, 5e-2),
+        "extra_dense": (0, 1),
+    }
+    if spec.units:
+        out["units"] = [32, 64, 128, 256]
+    if spec.kind == "cnn" and spec.filters:
+        out["filters"] = [8, 16, 32, 64]
+    if spec.unscaled:
+        out["rescale"] = [True, False]
+    return out
+
+
+def build(spec: Spec, shape: tuple[int, ...], classes: int, p: dict[str, Any]):
+    import keras
+
+    layers = keras.layers
+    x = inputs = keras.Input(shape=shape)
+    if p.get("rescale"):
+        x = layers.Rescaling(1.0 / 255)(x)
+    if spec.kind == "cnn":
+        x = layers.Conv2D(p.get("filters", spec.filters), (3, 3), activation="relu")(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+        x = layers.Flatten()(x)
+    if spec.units:
+        x = layers.Dense(p.get("units", spec.units), activation="relu")(x)
+    if p.get("extra_dense"):
+        x = layers.Dense(p.get("units", 64), activation="relu")(x)
+    outputs = layers.Dense(classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    optimizer = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[spec.optimizer]
+    model.compile(
+        optimizer=optimizer(learning_rate=p["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class Budget:
+    """The target's watch: it records the first epoch at or above the target and says when to stop."""
+
+    def __init__(self, max_minutes: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + max_minutes * 60
+        self.trials = 0
+        self.result = Result()
+
+    def callbacks(self):
+        import keras
+
+        budget = self
+
+        class Watch(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                value = (logs or {}).get("val_accuracy")
+                if value is None:
+                    return
+                budget.result.best = max(budget.result.best or 0.0, float(value))
+                if value >= TARGET and budget.result.reached_s is None:
+                    budget.result.reached_s = time.monotonic() - budget.started
+                    budget.result.trials = budget.trials
+                if budget.done():
+                    self.model.stop_training = True
+
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=PATIENCE, restore_best_weights=True
+        )
+        return [Watch(), stop]
+
+    def done(self) -> bool:
+        return self.result.reached_s is not None or time.monotonic() > self.deadline
+
+
+def _fit_args(spec: Spec, data) -> dict[str, Any]:
+    x, y, validation = data
+    args: dict[str, Any] = {"x": x, "y": y, "batch_size": spec.batch_size, "verbose": 0}
+    if isinstance(validation, float):
+        args["validation_split"] = validation
+    else:
+        args["validation_data"] = validation
+    return args
+
+
+def run_kerastuner(spec: Spec, data, algorithm: str, args: argparse.Namespace, tmp: Path) -> Result:
+    import keras_tuner as kt
+
+    sp = space(spec)
+    shape, classes = data[0].shape[1:], int(data[1].max()) + 1
+    budget = Budget(args.max_minutes)
+
+    class Done(kt.errors.FatalError):
+        pass
+
+    class HyperModel(kt.HyperModel):
+        def build(self, hp):
+            p = {"learning_rate": hp.Float("learning_rate", *sp["learning_rate"], sampling="log")}
+            p["extra_dense"] = hp.Int("extra_dense", *sp["extra_dense"])
+            for key in ("units", "filters", "rescale"):
+                if key in sp:
+                    p[key] = hp.Choice(key, sp[key])
+            return build(spec, shape, classes, p)
+
+        def fit(self, hp, model, *fit_args, **kwargs):
+            if algorithm == "random":  # Hyperband sets the epochs itself
+                kwargs["epochs"] = hp.Int("epochs", *sp["epochs"], sampling="log")
+            return model.fit(*fit_args, **kwargs)
+
+    common = {"objective": "val_accuracy", "directory": str(tmp), "project_name": f"{spec.name}-{algorithm}"}
+    common |= {"seed": 0, "overwrite": True}
+    base: Any = kt.RandomSearch
+    if algorithm == "hyperband":
+        base = kt.Hyperband
+        common |= {"max_epochs": sp["epochs"][1], "factor": 3, "hyperband_iterations": 1}
+    else:
+        common["max_trials"] = args.max_trials
+
+    class Timed(base):
+        def on_trial_begin(self, trial):
+            budget.trials += 1
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            if budget.done():
+                raise Done("target reached or out of time")
+
+    tuner = Timed(HyperModel(), **common)
+    with contextlib.suppress(Done):
+        tuner.search(**_fit_args(spec, data), epochs=sp["epochs"][0], callbacks=budget.callbacks())
+    budget.result.ran = budget.trials
+    return budget.result
+
+
+def run_optuna(spec: Spec, data, args: argparse.Namespace) -> Result:
+    import keras
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sp = space(spec)
+    shape, classes = data[0].shape[1:], int(data[1].max()) + 1
+    budget = Budget(args.max_minutes)
+
+    def objective(trial: optuna.Trial) -> float:
+        budget.trials += 1
+        p: dict[str, Any] = {
+            "epochs": trial.suggest_int("epochs", *sp["epochs"], log=True),
+            "learning_rate": trial.suggest_float("learning_rate", *sp["learning_rate"], log=True),
+            "extra_dense": trial.suggest_int("extra_dense", *sp["extra_dense"]),
+        }
+        for key in ("units", "filters", "rescale"):
+            if key in sp:
+                p[key] = trial.suggest_categorical(key, sp[key])
+        keras.utils.set_random_seed(trial.number)
+        model = build(spec, shape, classes, p)
+
+        class Report(keras.callbacks.Callback):  # the median pruner, as mlops's tpe uses it
+            pruned = False
+
+            def on_epoch_end(self, epoch, logs=None):
+                trial.report(float((logs or {}).get("val_accuracy", 0.0)), epoch)
+                if trial.should_prune() and not budget.done():
+                    Report.pruned = True
+                    self.model.stop_training = True
+
+        history = model.fit(
+            **_fit_args(spec, data), epochs=p["epochs"], callbacks=[*budget.callbacks(), Report()]
+        )
+        best = max(history.history.get("val_accuracy", [0.0]))
+        if Report.pruned:
+            raise optuna.TrialPruned()
+        return float(best)
+
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+    )
+    study.optimize(
+        objective,
+        n_trials=args.max_trials,
+        callbacks=[lambda study, trial: study.stop() if budget.done() else None],
+    )
+    budget.result.ran = budget.trials
+    return budget.result
+
+
+# ---- the table -------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    ram = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal"):
+            ram = f"{int(line.split()[1]) / 2**20:.0f} GiB"
+    return f"machine: {os.cpu_count()} CPUs, {model}, {ram} RAM, Python {sys.version.split()[0]}"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"one weak, one large model ({QUICK_TRAIN} images)"
+    )
+    parser.add_argument("--only", help="one model's name (comma-separated for several)")
+    parser.add_argument("--max-trials", type=int, default=6, help="trials per contender (default 6)")
+    parser.add_argument("--max-minutes", type=float, default=10, help="per contender and model (default 10)")
+    parser.add_argument("--contenders", default="tpe,ladder,hyperband,random,optuna")
+    args = parser.parse_args()
+    specs = SPECS
+    if args.quick:
+        os.environ["MNIST_LIKE_TRAIN"] = str(QUICK_TRAIN)
+        specs = [s for s in SPECS if s.name in ("dense_3_units", "dense_mnist")]
+    if args.only:
+        wanted = set(args.only.split(","))
+        specs = [s for s in SPECS if s.name in wanted]
+        if not specs:
+            raise SystemExit(f"--only {args.only}: no such model; known: {', '.join(s.name for s in SPECS)}")
+    contenders = args.contenders.split(",")
+    print(machine(), flush=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    began = time.monotonic()
+    import keras  # noqa: F401  (imported once for the in-process contenders, not counted in their times)
+
+    print(f"TensorFlow/Keras import (in-process contenders, not counted): {time.monotonic() - began:.1f} s")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-ttt-") as folder:
+        tmp = Path(folder)
+        for spec in specs:
+            data = spec.load()
+            for name in contenders:
+                print(f"  {spec.name}: {name} ...", flush=True)
+                if name in ("tpe", "ladder"):
+                    got = run_mlops(spec, name, args, tmp)
+                elif name in ("hyperband", "random"):
+                    got = run_kerastuner(spec, data, name, args, tmp)
+                else:
+                    got = run_optuna(spec, data, args)
+                rows.append((spec.name, name, got))
+    header = ("model", "contender", "to target s", "after trial 0 s", "trials", "ran", "best", "overhead s")
+    table = [header] + [
+        (
+            model,
+            {"tpe": "mlops tpe", "ladder": "mlops ladder", "random": "KT random"}.get(c, f"KT {c}")
+            if c != "optuna"
+            else "optuna",
+            _s(r.reached_s),
+            _s(r.after0_s) if c in ("tpe", "ladder") else "",
+            str(r.trials) if r.trials else "-",
+            str(r.ran),
+            f"{r.best:.3f}" if r.best is not None else "-",
+            _s(r.overhead_s) if c in ("tpe", "ladder") else "",
+        )
+        for model, c, r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    print(f"\ntarget {TARGET}; '-' = not reached within {args.max_trials} trials / {args.max_minutes:g} min")
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(
+        "to target: wall time from the contender's start (mlops: the command, trial 0 included; KT and optuna:\n"
+        "the search, TensorFlow and data loaded before). trials: until the target (mlops counts trial 0).\n"
+        "overhead: median time from a trial's start to its first fit (interpreter, TensorFlow, harness, data)."
+    )
+    print(f"(bench wall time {time.monotonic() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
