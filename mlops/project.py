@@ -36,7 +36,7 @@ HIDDEN = (
 CREDENTIALS = (".ssh", ".aws", ".docker", ".gnupg", ".kube", ".netrc", ".config", ".git-credentials")
 # Where a script's path may not be mapped to: the system's own folders, and the trial's own mount points.
 SYSTEM_TARGETS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys", "/dev",
-                  "/boot", "/run", "/var", "/opt", "/code", "/trial", "/cache")  # fmt: skip
+                  "/boot", "/run", "/var/run", "/opt", "/code", "/trial", "/cache")  # fmt: skip
 EXACT_TARGETS = ("/", "/tmp", "/root", "/home")
 RELATIVE_MOUNTS = "/mlops-data"  # where a runtime that mounts puts the folders of relative paths
 
