@@ -270,3 +270,24 @@ def test_a_missing_source_stops_the_run_before_any_trial(tmp_path: Path) -> None
         assert ledger.runs() == []
     finally:
         ledger.close()
+
+
+def test_the_sandbox_binds_each_folder_at_the_path_the_script_uses(tmp_path: Path) -> None:
+    from mlops.runtime import sandbox
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    box = sandbox.Sandbox(
+        "/usr/bin/bwrap",
+        (),
+        (tmp_path / "trial",),
+        mapped=((data, Path("/root/train_set"), False), (out, Path("/newdir"), True)),
+    )
+    argv = sandbox.bwrap_argv(box, ["python"])
+    triples = [tuple(argv[i : i + 3]) for i in range(len(argv) - 2)]
+    assert ("--ro-bind", str(data), "/root/train_set") in triples
+    assert ("--bind", str(out), "/newdir") in triples
+    assert (
+        "--perms",
+        "0755",
+        "--dir",
+    ) in triples and "/root" in argv  # the trial's user passes through /root
