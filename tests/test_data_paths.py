@@ -291,3 +291,38 @@ def test_the_sandbox_binds_each_folder_at_the_path_the_script_uses(tmp_path: Pat
         "0755",
         "--dir",
     ) in triples and "/root" in argv  # the trial's user passes through /root
+
+
+RELATIVE = """
+import os
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+
+rows = np.loadtxt(os.path.join("data", "train.csv"), delimiter=",", skiprows=1)
+X, y = rows[:, :-1], rows[:, -1]
+print("accuracy", DecisionTreeClassifier(random_state=0).fit(X, y).score(X, y))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "runtime", ["local", "local --unsandboxed", pytest.param("docker", marks=pytest.mark.docker)]
+)
+def test_a_relative_folder_that_was_never_committed_is_mapped(tmp_path: Path, runtime: str, request) -> None:
+    from tests.support.processes import run_cli
+    from tests.support.repos import make_repo
+
+    if runtime == "docker":
+        request.getfixturevalue("docker_images")
+    data = tmp_path / "team-data"
+    data.mkdir()
+    (data / "train.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    repo = make_repo(tmp_path / "repo", {"train.py": RELATIVE, "mlops.yaml": f"data:\n  data: {data}\n"})
+    ws = tmp_path / "ws"
+    done = run_cli("run", str(repo), "--workspace", str(ws), "--runtime", *runtime.split(), "--max-trials", "1",
+                   "--target", "0.5", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (folder,) = ws.glob("runs/*/trials/0")
+    said = json.loads((folder / REWRITES_FILE).read_text())
+    assert [(r["line"], r["was"]) for r in said["rewritten"]] == [(6, "data")]
+    assert 'os.path.join("data", "train.csv")' in (folder / "source.py").read_text()
