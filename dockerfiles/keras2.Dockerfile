@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 # The .pyc files pip writes stay: a read-only container would compile every import on every trial.
 RUN pip install tensorflow-cpu==2.15.1 "numpy==1.26.4" scikit-learn==1.5.2 scipy==1.13.1 pandas==2.2.3 \
         matplotlib==3.9.4 kneed==0.8.5
-RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial
+RUN useradd --create-home --uid 1000 trainer && mkdir -p /cache /code /trial && chown trainer /cache /trial \
+    && chmod 0755 /root  # the trainer reaches the data mounted at /root/train_set (mlops.yaml data:)
 COPY mlops_harness/ /opt/mlops/mlops_harness/
 USER trainer
 WORKDIR /trial

@@ -28,7 +28,7 @@ from mlops.model_store import ModelPolicy, check_summary, read_card
 from mlops.notebook import notebook_to_script
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress
-from mlops.project import read_project
+from mlops.project import mapped_data, read_project
 from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
@@ -137,6 +137,7 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
     """Classify the pushed code and create (or find, to resume) one run per training entry point."""
     ctx.progress.job(2, "classify")
     code = checkout.code_dir
+    mapped_data(code, ctx.settings.data, ctx.settings.workspace)  # a bad data: entry stops before any trial
     if checkout.entry:
         entries = [Path(checkout.entry).relative_to(checkout.subdir or ".")]
     else:
@@ -282,6 +283,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             network=settings.network,
             env=env,
             repository=run.source,
+            data=mapped_data(run.code_dir, settings.data, settings.workspace),
         )
 
     return make

@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.envsafe import check_names
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, SourceError
+from mlops.project import DataPath, read_data
 
 CONFIG_FILE = "mlops.toml"
 # How far past the target a validation accuracy stops a training (stop_at_target): a test set measures a
@@ -58,6 +61,7 @@ class Settings:
     unsandboxed: bool = False  # --runtime local without the sandbox: trials read what this user can
     trial_env: tuple[str, ...] = ()  # variables of this environment a training may see (names)
     repositories: tuple[str, ...] = ()  # what mlops serve trains: clone URLs or owner/name
+    data: tuple[DataPath, ...] = ()  # a site's data folders, as mlops.yaml's data: ([mlops.data]; YAML text)
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.
@@ -98,6 +102,8 @@ def _types() -> dict[str, Any]:
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     """``raw`` (text from a file or the environment, or a flag's value) as the setting's type."""
+    if name == "data":
+        return _data(raw)
     if typing.get_origin(kind) is tuple:  # a list: a TOML array, or comma-separated text
         items = [item.strip() for item in raw.split(",")] if isinstance(raw, str) else raw
         if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
@@ -132,6 +138,18 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
     except ValueError:
         raise ConfigError(f"setting {name} must be of type {kind.__name__} but got {raw!r}") from None
     return text
+
+
+def _data(raw: Any) -> tuple[DataPath, ...]:
+    """The site's data: a table, or (in the environment) the same in YAML: ``{/root/train_set: /srv/d}``."""
+    if isinstance(raw, tuple):  # given as DataPath entries (a caller's flags)
+        return raw
+    try:
+        return read_data(yaml.safe_load(raw) if isinstance(raw, str) else raw, "data", root=None)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"data: not valid YAML: {e}") from None
+    except SourceError as e:
+        raise ConfigError(f"setting {e}") from None
 
 
 def _positive(value: float | None) -> bool:

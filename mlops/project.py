@@ -8,6 +8,8 @@ the file and the setting: it is the pushed code that is wrong, not mlops.
 
 from __future__ import annotations
 
+import os
+import posixpath
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,39 @@ from mlops.envsafe import check_names
 from mlops.errors import SourceError
 
 CONFIG_FILE = "mlops.yaml"
+# Where a trial may not see a mapped folder: the system's secrets and devices, the Docker engine, the caller's
+# credentials. A source is refused when it is one of these, inside one, or holds one (``/`` holds them all).
+HIDDEN = (
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/run",
+    "/var/run",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+)
+CREDENTIALS = (".ssh", ".aws", ".docker", ".gnupg", ".kube", ".netrc", ".config", ".git-credentials")
+# Where a script's path may not be mapped to: the system's own folders, and the trial's own mount points.
+SYSTEM_TARGETS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys", "/dev",
+                  "/boot", "/run", "/var/run", "/opt", "/code", "/trial", "/cache")  # fmt: skip
+EXACT_TARGETS = ("/", "/tmp", "/root", "/home")
+RELATIVE_MOUNTS = "/mlops-data"  # where a runtime that mounts puts the folders of relative paths
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """One ``data:`` entry: the path the script uses, mapped to a file or folder of the machine that runs
+    the trials."""
+
+    target: str  # as the script writes it: absolute, or relative to the script's folder (normalized)
+    source: str  # absolute, symbolic links resolved
+    writable: bool = False
+
+    @property
+    def relative(self) -> bool:
+        return not self.target.startswith("/")
 
 
 @dataclass(frozen=True)
@@ -36,11 +71,14 @@ class Project:
     # Constants the training's environment gets (``env: {TF_ENABLE_ONEDNN_OPTS: "0"}``). Values only: the
     # pushed code cannot ask for a variable of the environment mlops runs in.
     env: dict[str, str] = field(default_factory=dict)
+    # The paths the scripts use mapped to files or folders here (``data: {/root/train_set: data/train}``).
+    data: tuple[DataPath, ...] = ()
 
 
-def read_project(root: Path | str) -> Project:
-    """The settings of the repository at ``root``. Raises SourceError for an mlops.yaml that is not valid
-    YAML or holds a setting that cannot work."""
+def read_project(root: Path | str, workspace: Path | None = None) -> Project:
+    """The settings of the repository at ``root`` (``workspace``: the mlops workspace, which no ``data:``
+    entry may expose). Raises SourceError for an mlops.yaml that is not valid YAML or holds a setting that
+    cannot work."""
     root = Path(root)
     config = root / CONFIG_FILE
     if not config.is_file():
@@ -52,7 +90,105 @@ def read_project(root: Path | str) -> Project:
         inputs=_inputs(data.get("inputs")),
         install=_install(data.get("install", True)),
         env=_env(data.get("env", {})),
+        data=read_data(data.get("data"), CONFIG_FILE, root, workspace),
     )
+
+
+def mapped_data(root: Path, site: tuple[DataPath, ...], workspace: Path | None) -> tuple[DataPath, ...]:
+    """The ``data:`` of the repository at ``root`` over the site's (``mlops.toml``): on the same path, the
+    repository's entry wins."""
+    own = read_project(root, workspace).data
+    for entry in site:
+        _check_source(Path(entry.source), f"mlops.toml: data: {entry.target}", None, workspace)
+    taken = {entry.target for entry in own}
+    return (*own, *(entry for entry in site if entry.target not in taken))
+
+
+def read_data(
+    value: object, where: str, root: Path | None, workspace: Path | None = None
+) -> tuple[DataPath, ...]:
+    """``data:`` entries: the path the script uses -> a path here, or ``{path: ..., writable: true}``.
+    Relative sources are inside ``root`` (the repository as pushed); with no ``root`` (mlops.toml) every
+    source must be absolute. Every problem is a SourceError naming ``where`` and the entry."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise SourceError(f"{where}: 'data' must map the paths the script uses to paths here")
+    out = []
+    for key, spec in value.items():
+        what = f"{where}: data: {key}"
+        if not isinstance(key, str) or not key.strip():
+            raise SourceError(f"{where}: data: every key must be a path the script uses, not {key!r}")
+        source, writable = spec, False
+        if isinstance(spec, dict):
+            unknown = sorted(str(k) for k in spec if k not in ("path", "writable"))
+            if unknown:
+                raise SourceError(f"{what}: unknown key {unknown[0]!r} (known: path, writable)")
+            source, writable = spec.get("path"), spec.get("writable", False)
+            if not isinstance(writable, bool):
+                raise SourceError(f"{what}: 'writable' must be true or false but got {writable!r}")
+        if not isinstance(source, str) or not source.strip():
+            raise SourceError(f"{what}: the value must be a path here, or {{path: ..., writable: true}}")
+        target = _target(key.strip(), what)
+        real = _source(source.strip(), what, root, writable)
+        _check_source(real, what, root, workspace)
+        out.append(DataPath(target, str(real), writable))
+    return tuple(out)
+
+
+def _target(key: str, what: str) -> str:
+    if ".." in Path(key).parts:
+        raise SourceError(f"{what}: a path with '..' is not taken; name the folder the script reads")
+    if key.startswith("~"):
+        raise SourceError(f"{what}: write the path the script uses in full, without '~'")
+    target = posixpath.normpath(key)
+    if target.startswith("/"):
+        if target in EXACT_TARGETS or any(_within(target, s) for s in SYSTEM_TARGETS):
+            raise SourceError(f"{what}: a system folder cannot be replaced; map a folder inside it")
+    elif target == ".":
+        raise SourceError(f"{what}: the script's own folder cannot be replaced; map a folder inside it")
+    return target
+
+
+def _source(value: str, what: str, root: Path | None, writable: bool) -> Path:
+    if ".." in Path(value).parts:
+        raise SourceError(f"{what}: a path with '..' is not taken: {value!r}")
+    path = Path(value).expanduser()
+    relative = not path.is_absolute()
+    if relative:
+        if root is None:
+            raise SourceError(f"{what}: {value!r} must be an absolute path")
+        if writable:
+            raise SourceError(
+                f"{what}: a writable folder must be an absolute path (the checkout is read-only)"
+            )
+        path = root / path
+    if not path.exists():
+        where = "in the repository as pushed" if relative else "on this machine"
+        raise SourceError(f"{what}: {value} does not exist {where}")
+    real = Path(os.path.realpath(path))
+    if relative and root is not None and not real.is_relative_to(os.path.realpath(root)):
+        raise SourceError(f"{what}: {value} leads out of the repository (a symbolic link)")
+    return real
+
+
+def _within(path: str | Path, folder: str | Path) -> bool:
+    return Path(path) == Path(folder) or Path(path).is_relative_to(folder)
+
+
+def _check_source(real: Path, what: str, root: Path | None, workspace: Path | None) -> None:
+    """Refuse a source that is, holds or is inside what no trial may see."""
+    home = Path.home()
+    hidden = [Path(p) for p in HIDDEN] + [home / name for name in CREDENTIALS]
+    hidden += [Path(os.path.realpath(p)) for p in hidden]
+    if workspace is not None:
+        ws = Path(os.path.realpath(workspace))
+        inside_checkout = root is not None and real.is_relative_to(os.path.realpath(root))
+        if not inside_checkout:
+            hidden.append(ws)
+    for path in hidden:
+        if _within(real, path) or _within(path, real):
+            raise SourceError(f"{what}: {real} would expose {path} to the training; map a folder of data")
 
 
 def _load(config: Path) -> dict[Any, Any]:

@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mlops_harness.protocol import FailureClass
 
@@ -117,6 +117,24 @@ def _installed_elsewhere(name: str, root: str) -> bool:
     return False
 
 
+def _data_hint(path: str, at: str) -> str:
+    """Where the missing path comes from, and the mlops.yaml lines that would map its folder."""
+    parts = PurePosixPath(path).parts
+    if path.startswith("/"):
+        # /root/train_set/data.csv: the folder the author mounted is most likely its first two levels.
+        folder = str(PurePosixPath(*parts[:3])) if len(parts) > 3 or "." in parts[-1] else path
+        how = "map it to a file or folder on the machine that runs the trials"
+    else:
+        folder = parts[0] if parts and parts[0] != "." else path
+        if parts and parts[0] == "." and len(parts) > 1:
+            folder = parts[1]
+        how = "commit it, or map it to a file or folder on the machine that runs the trials"
+    return (
+        f"the script needs {path}{at}, which is not in the repository as pushed: {how}, in mlops.yaml: "
+        f"data:\n  {folder}: <{'file' if PurePosixPath(folder).suffix else 'folder'} on this machine>"
+    )
+
+
 def classify(
     exc: BaseException,
     work_root: Path,
@@ -167,12 +185,7 @@ def classify(
             "dataset cache (Keras's datasets folder, scikit-learn's data home) so nothing is downloaded",
         )
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
-        path = exc.filename or message
-        return Failure(
-            FailureClass.DATA,
-            f"the script needs {path}{at}, which is not in the repository as pushed: commit it, or map the "
-            "path to a folder on the machine in mlops.yaml (data:)",
-        )
+        return Failure(FailureClass.DATA, _data_hint(str(exc.filename or message), at))
     if isinstance(exc, KeyError) and message.strip("'\"") in ("accuracy", "acc", "val_accuracy", "val_acc"):
         return Failure(
             FailureClass.API,

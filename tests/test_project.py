@@ -44,7 +44,10 @@ def test_entry_points_must_be_a_list_of_paths(tmp_path: Path, config: str) -> No
     ("config", "says"),
     [
         ("- a.py\n", "mlops.yaml: must be a mapping of settings"),
-        ("other: 1\n", "mlops.yaml: unknown setting 'other' (known: entry_points, env, inputs, install"),
+        (
+            "other: 1\n",
+            "mlops.yaml: unknown setting 'other' (known: data, entry_points, env, inputs, install",
+        ),
         ("inputs: [3, {a: 1}]\n", "mlops.yaml: 'inputs' item 2 must be a number or a line of text"),
         ("inputs: [true]\n", "mlops.yaml: 'inputs' item 1 must be a number or a line of text"),
     ],

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mlops.domain import EndReason
+from mlops.project import DataPath
 from mlops_harness.protocol import ExitCode
 
 LOG_HEAD_BYTES = 4 * 1024 * 1024  # a trial's log keeps its first 4 MB ...
@@ -55,6 +56,7 @@ class TrialSpec:
     gpus: int = 0  # GPUs the trial asks for (Docker device requests, Ray's num_gpus)
     repository: str = ""  # where the code came from: each repository has a dataset cache of its own
     check_model: bool = False  # not a training: load the saved model in code_dir and predict (see load_check)
+    data: tuple[DataPath, ...] = ()  # the paths the script uses, mapped to files or folders here (data:)
 
     @property
     def name(self) -> str:

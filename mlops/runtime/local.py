@@ -32,6 +32,7 @@ from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.data import mounts, with_data
 from mlops_harness.protocol import LOG_FILE, OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
@@ -152,6 +153,7 @@ class LocalRuntime:
             tmp_mb=spec.limits.memory_mb or 1024,
             uid=sandbox.TRIAL_UID if self.as_root else None,
             workdir=trial_dir,
+            mapped=tuple((src, Path(at), rw) for src, at, rw in mounts(spec)),
         )
 
     def _command(self, spec: TrialSpec, cache: Path) -> list[str]:
@@ -179,6 +181,7 @@ class LocalRuntime:
 
     def run(self, spec: TrialSpec) -> LocalHandle:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        spec = with_data(spec, mounted=self.sandboxed)  # unsandboxed: data: paths rewritten in a copy
         try:
             log_fd = open_log(spec.trial_dir / LOG_FILE)
         except OSError as e:

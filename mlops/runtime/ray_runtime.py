@@ -38,6 +38,7 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.data import with_data
 from mlops_harness.protocol import LOG_FILE
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"
@@ -246,6 +247,7 @@ class RayRuntime:
         return f"{PREFIX}-{spec.run_id}-{spec.trial}"
 
     def run(self, spec: TrialSpec) -> RayHandle:
+        spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
         # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
         log_path = spec.trial_dir / LOG_FILE
         offset = log_path.stat().st_size if log_path.exists() else 0

@@ -5,7 +5,8 @@ the network is off), in a session of its own, and dies with the keeper that star
 built from nothing: the system (``/usr`` and the few files of ``/etc`` that Python, TLS and name lookups
 read) and the interpreter with its virtual environment, read-only; the harness and the code, read-only; its
 trial folder, read-write (except its log and its source, which it may read but not replace); the dataset
-cache of its repository, read-write; a private ``/tmp``. The workspace's ledger, the other runs, the other
+cache of its repository, read-write; the folders of the pushed ``data:`` at the paths the script uses,
+read-only unless marked writable; a private ``/tmp``. The workspace's ledger, the other runs, the other
 checkouts, the caller's home and the Docker socket are not there at all. When mlops runs as root the
 training runs as ``nobody`` (``setpriv`` drops the user, groups and capabilities after bwrap has made the
 mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
@@ -64,6 +65,7 @@ class Sandbox:
     tmp_mb: int = 1024  # size of the private /tmp (memory)
     uid: int | None = None  # the user to drop to (mlops runs as root); None: the caller's, namespaced
     workdir: Path = Path("/tmp")
+    mapped: tuple[tuple[Path, Path, bool], ...] = ()  # data: (the folder here, where it appears, writable)
 
 
 def _folders_above(paths: Iterable[Path]) -> list[Path]:
@@ -95,13 +97,15 @@ def bwrap_argv(box: Sandbox, command: Sequence[str]) -> list[str]:
     for name in ETC:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     mounts = sorted(
-        [(p, "--ro-bind") for p in box.read_only] + [(p, "--bind") for p in box.writable],
-        key=lambda m: len(m[0].parts),  # a folder before what is mounted inside it
+        [(p, p, "--ro-bind") for p in box.read_only]
+        + [(p, p, "--bind") for p in box.writable]
+        + [(src, at, "--bind" if rw else "--ro-bind") for src, at, rw in box.mapped],
+        key=lambda m: len(m[1].parts),  # a folder before what is mounted inside it
     )
-    for folder in _folders_above(p for p, _ in mounts):
+    for folder in _folders_above(at for _, at, _ in mounts):
         argv += ["--perms", "0755", "--dir", str(folder)]
-    for path, how in mounts:
-        argv += [how, str(path), str(path)]
+    for path, at, how in mounts:
+        argv += [how, str(path), str(at)]
     for path in box.protected:
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--chdir", str(box.workdir)]

@@ -18,10 +18,16 @@ def manifest() -> dict[str, dict[str, Any]]:
     return dict(json.loads((CORPUS / "manifest.json").read_text())["repos"])
 
 
-def as_git_repo(name: str, where: Path) -> Path:
-    """The fixture ``name`` copied to ``where/name`` and committed, as its author pushed it."""
+def as_git_repo(name: str, where: Path, without: tuple[str, ...] = ()) -> Path:
+    """The fixture ``name`` copied to ``where/name`` and committed, as its author pushed it (``without``
+    those of its files)."""
     repo = where / name
     shutil.copytree(CORPUS / name, repo)
+    for file in without:
+        if (repo / file).is_dir():
+            shutil.rmtree(repo / file)
+        else:
+            (repo / file).unlink()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "first version")
@@ -38,10 +44,14 @@ class Outcome:
     generation: str | None
     installed: list[str]
     log: str
+    run_dir: Path | None = None
 
 
-def train_as_pushed(name: str, where: Path, workspace: Path, runtime: str) -> Outcome:
-    """``mlops run`` (one trial) on the corpus repository ``name``, in-process, and what it gave."""
+def train_as_pushed(
+    name: str, where: Path, workspace: Path, runtime: str, without: tuple[str, ...] = (), **flags: Any
+) -> Outcome:
+    """``mlops run`` (one trial) on the corpus repository ``name``, in-process, and what it gave (``flags``:
+    more settings; ``without``: files of the repository left out of the push)."""
     from jobs.pipeline import run_source
     from mlops import envs
     from mlops.config import load_settings
@@ -49,8 +59,9 @@ def train_as_pushed(name: str, where: Path, workspace: Path, runtime: str) -> Ou
     from mlops.ledger import Ledger
     from mlops.progress import Progress
 
-    repo = as_git_repo(name, where)
-    settings = load_settings({"workspace": str(workspace), "runtime": runtime, "max_trials": 1}, env={})
+    repo = as_git_repo(name, where, without)
+    flags = {"workspace": str(workspace), "runtime": runtime, "max_trials": 1, **flags}
+    settings = load_settings(flags, env={})
     out = io.StringIO()
     try:
         run_source(settings, str(repo), None, new_run=True, progress=Progress(stream=out))
@@ -74,4 +85,5 @@ def train_as_pushed(name: str, where: Path, workspace: Path, runtime: str) -> Ou
         generation=env.generation.value if env is not None else None,
         installed=list(env.installed) if env is not None else [],
         log=out.getvalue(),
+        run_dir=run.dir,
     )

@@ -6,7 +6,8 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 
 - runs the training image's entry point (the harness) as a non-root user, all capabilities dropped,
   ``no-new-privileges``, a read-only root file system with a private /tmp;
-- sees the checkout read-only at /code and its trial folder read-write at /trial, and at /cache the dataset
+- sees the checkout read-only at /code, its trial folder read-write at /trial, the folders of the pushed
+  ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
   cache volume of its repository (Keras, scikit-learn and PyTorch dataset caches: a dataset is downloaded
   once per repository, and no repository's trial can plant a file another repository's trial reads);
 - has limits on memory (swap included, so going over is an OOM kill, not a slowdown), CPUs, processes and
@@ -45,6 +46,7 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
+from mlops.runtime.data import mounts, with_data
 from mlops.runtime.docker.images import TRIAL_USER, Images
 from mlops.runtime.keeper import LogSink
 from mlops_harness.protocol import LOG_FILE
@@ -143,6 +145,7 @@ class DockerRuntime(Images):
     def run(self, spec: TrialSpec) -> DockerHandle:
         tag = self._image_tag(spec)
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        spec = with_data(spec, mounted=True)  # relative data: paths rewritten to their mount points
         user = f"{os.getuid()}:{os.getgid()}"
         if os.getuid() == 0:  # never run the user's code as root: hand the trial folder to the image's user
             user = TRIAL_USER
@@ -168,6 +171,10 @@ class DockerRuntime(Images):
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
                 self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
+            "mounts": [  # data: at the paths the script uses, read-only unless marked writable
+                docker.types.Mount(at, str(src), type="bind", read_only=not rw)
+                for src, at, rw in mounts(spec)
+            ],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "read_only": True,
