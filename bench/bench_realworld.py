@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mlops.config import FLAGS  # noqa: E402
 from tests.support.corpus import as_git_repo, manifest  # noqa: E402
 
 DEFAULT_BEFORE = "2107188"  # main before environments: failure classes and kept metrics, no installs
@@ -52,8 +53,14 @@ def corpus_figures(checkout: Path, runtime: str, max_trials: int, scratch: Path)
     if runtime == "docker":
         cli(checkout, "images", "build")
     rows = {}
-    for name in sorted(manifest()):
+    for name, expected in sorted(manifest().items()):
         repo = as_git_repo(name, scratch / "repos")
+        # The repository's own settings (a short --timeout for the script that waits for a file forever).
+        flags = [
+            part
+            for key, value in expected.get("flags", {}).items()
+            for part in (FLAGS.get(key, "--" + key.replace("_", "-")), str(value))
+        ]
         started = time.perf_counter()
         cli(
             checkout,
@@ -65,6 +72,7 @@ def corpus_figures(checkout: Path, runtime: str, max_trials: int, scratch: Path)
             str(max_trials),
             "--workspace",
             str(workspace),
+            *flags,
         )
         seconds = time.perf_counter() - started
         history = cli(checkout, "history", "--json", "--workspace", str(workspace)).stdout

@@ -28,11 +28,13 @@ def test_each_repository_as_pushed(
     if runtime == "docker":
         request.getfixturevalue("docker_images")
     expected = CASES[name]
-    got = train_as_pushed(name, tmp_path, workspaces[runtime], runtime)
+    got = train_as_pushed(name, tmp_path, workspaces[runtime], runtime, **expected.get("flags", {}))
     if expected["expect"] == "metric":
         assert got.metric is not None and got.metric >= expected["at_least"], got.log
     else:
         assert got.metric is None and got.failure == expected["expect"], got.log
+    if expected.get("before_trial_0"):
+        assert got.trials == 0, got.log
     for text in [expected.get("hint"), expected.get("reason")]:
         if text:
             assert text in got.reason, got.log

@@ -45,6 +45,7 @@ class Outcome:
     installed: list[str]
     log: str
     run_dir: Path | None = None
+    trials: int = 0  # how many trials the run started (0: it failed before trial 0)
 
 
 def train_as_pushed(
@@ -86,4 +87,5 @@ def train_as_pushed(
         installed=list(env.installed) if env is not None else [],
         log=out.getvalue(),
         run_dir=run.dir,
+        trials=len(trials),
     )
