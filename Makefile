@@ -30,11 +30,11 @@ demo: setup sandbox
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
 test: setup-dev engine sandbox test-tools lint typecheck
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup
 
-## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (< 1 min).
+## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (about 1 min).
 quick: setup-dev sandbox lint typecheck
-	$(PY) -m pytest -q -m "not slow and not docker"
+	$(PY) -m pytest -q -n 2 -m "not slow and not docker"
 
 engine:
 	bash scripts/docker-setup.sh

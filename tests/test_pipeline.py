@@ -140,7 +140,7 @@ def test_time_and_memory_limits_end_the_trial_with_their_reason(repo_factory, tm
         "--workspace",
         str(ws),
         "--timeout",
-        "4",
+        "10",  # the hungry one reaches its memory limit long before, even on a busy machine
         "--memory",
         "600",
         "--max-restarts",
