@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-import subprocess
 import textwrap
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -23,6 +21,7 @@ from PIL import Image
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger
 from mlops.report import GREEN, learning_curves_png, metric_plot_png, write_junit, write_report
+from tests.support.browser import screenshot
 from tests.support.processes import run_cli
 from tests.support.recorded import Variant, record_run
 from tests.support.scripts import CLASSIFIER, KERAS, TWEAK
@@ -202,30 +201,7 @@ def test_the_kmeans_report_shows_the_chosen_k_and_the_rule(tuned_run):
 def test_the_report_renders_in_chromium(fixture, request, tmp_path):
     ledger, run = request.getfixturevalue(fixture)
     report = write_report(ledger, run.id)
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed: apt-get install -y chromium (make test installs it)"
-    shot = report.with_name("report.png")
-    shot.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2000",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    shot = screenshot(report.as_uri(), report.with_name("report.png"), tmp_path / "profile", 1280, 2000)
     image = Image.open(shot).convert("L")
     assert image.size == (1280, 2000)
     low, high = image.getextrema()
