@@ -33,7 +33,15 @@ from mlops.pull import Checkout, publish_best, pull
 from mlops.report import write_junit, write_report
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
-from mlops_harness.protocol import ENV_PATIENCE, ENV_STOP_AT, INPUTS_FILE, write_atomic
+from mlops_harness.protocol import (
+    ENV_CHECKPOINT_EVERY_BATCHES,
+    ENV_CLUSTER_METRIC,
+    ENV_PATIENCE,
+    ENV_SEED,
+    ENV_STOP_AT,
+    INPUTS_FILE,
+    write_atomic,
+)
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
 from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
@@ -260,12 +268,12 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         env = {
             **read_project(run.code_dir).env,  # the pushed repository's own constants (mlops.yaml)
             **passed,
-            "MLOPS_SEED": str(trial_seed(int(run.settings.get("seed", 0)), number)),
-            "MLOPS_CLUSTER_METRIC": str(run.settings.get("cluster_metric", "silhouette")),
+            ENV_SEED: str(trial_seed(int(run.settings.get("seed", 0)), number)),
+            ENV_CLUSTER_METRIC: str(run.settings.get("cluster_metric", "silhouette")),
+            ENV_PATIENCE: str(settings.patience),
         }
         if settings.checkpoint_every_batches:
-            env["MLOPS_CHECKPOINT_EVERY_BATCHES"] = str(settings.checkpoint_every_batches)
-        env[ENV_PATIENCE] = str(settings.patience)
+            env[ENV_CHECKPOINT_EVERY_BATCHES] = str(settings.checkpoint_every_batches)
         if settings.stop_at_target:
             env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
         return TrialSpec(
