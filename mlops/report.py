@@ -104,10 +104,8 @@ def _last_fit(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r.get("fit", 0) == last), key=lambda r: r["epoch"])
 
 
-def _stop_of(metrics: dict[str, Any], rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def _stop_of(metrics: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The early stop of the fit a trial's curves show (its last), if it stopped before its last epoch."""
-    if not rows:
-        return None
     fit = rows[-1].get("fit", 0)
     found = [s for s in metrics.get("stopped") or [] if isinstance(s, dict) and s.get("fit", 0) == fit]
     return found[-1] if found and isinstance(found[-1].get("epoch"), int) else None
@@ -115,10 +113,9 @@ def _stop_of(metrics: dict[str, Any], rows: list[dict[str, Any]] | None) -> dict
 
 def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
     """Accuracy and loss per epoch, one colour per trial; solid is training, dashed is validation."""
-    histories = {
-        t.number: _last_fit(rows) for t in trials if (rows := _metrics(run, t.number).get("history"))
-    }
-    stops = {t.number: _stop_of(_metrics(run, t.number), histories.get(t.number)) for t in trials}
+    measured = {t.number: _metrics(run, t.number) for t in trials}
+    histories = {number: _last_fit(rows) for number, m in measured.items() if (rows := m.get("history"))}
+    stops = {number: _stop_of(measured[number], rows) for number, rows in histories.items()}
     if not histories:
         return None
     from matplotlib.lines import Line2D
