@@ -103,11 +103,12 @@ class Environments:
                 self.of(run)
             except SourceError as e:
                 self.ledger.finish_run(run.id, RunStatus.FAILED, f"[{FailureClass.ENVIRONMENT.value}] {e}")
-                self.progress.warn(f"run {run.id}: {e}")
-                errors.append(str(e))
+                errors.append(f"run {run.id}: {e}")
         done = [self.ledger.run(r.id) for r in runs]
         if errors and all(r.status is RunStatus.FAILED for r in done):
-            raise SourceError("; ".join(errors))
+            raise SourceError("; ".join(errors))  # the command's error says it, once
+        for error in errors:  # the other runs go on
+            self.progress.warn(error)
         return done
 
     def spec(self, run: RunRecord, spec: TrialSpec) -> TrialSpec:
