@@ -12,7 +12,8 @@ import sys
 if not __package__:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
+from mlops_harness.leave import leave  # noqa: E402
 from mlops_harness.runner import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -385,3 +385,30 @@ def test_a_compatibility_alias_is_said_only_when_the_script_uses_the_old_name(tm
         assert [e.get("epochs") for e in events(out) if e.kind is EventKind.EPOCH] == [2, 2, 1]
     else:
         assert notes == []
+
+
+def test_what_a_script_leaves_for_its_exit_still_happens(tmp_path):
+    """The harness ends its process without the interpreter's teardown (seconds with TensorFlow loaded):
+    the script's atexit handlers, the files it left open and its non-daemon threads must not notice."""
+    done, out = run_harness(
+        tmp_path,
+        """
+        import atexit, threading, time
+
+        def later():
+            time.sleep(0.5)
+            open("thread.txt", "w").write("thread done")
+
+        threading.Thread(target=later).start()
+        atexit.register(lambda: open("atexit.txt", "w").write("atexit ran"))
+        log = open("unclosed.txt", "w")
+        log.write("never closed, never flushed")
+        print("the script ends")
+    """,
+    )
+    assert done.returncode == ExitCode.NO_METRIC, done.stderr
+    found = {p.name: p.read_text() for p in out.rglob("*.txt") if p.name != "log.txt"}
+    assert found["thread.txt"] == "thread done"
+    assert found["atexit.txt"] == "atexit ran"
+    assert found["unclosed.txt"] == "never closed, never flushed"
+    assert "the script ends" in done.stdout

@@ -1,0 +1,173 @@
+"""Where a trial's time goes, against ``python script.py`` run directly: locally (the bubblewrap sandbox)
+and in Docker, on one small Keras script.
+
+    python bench/bench_overhead.py [--repeat 3] [--no-docker]
+
+Direct, the script runs under a few lines that note when Keras's ``fit`` is first called and when the
+script returns (nothing else changes); through mlops, the harness's events say the same (``started``: the
+script begins; ``inputs``: the first fit begins; ``finished``: the metric and the model are written). Each
+phase is the median over the repeats:
+
+- start: from the launch to the script's first line (interpreter, sandbox or container, the harness);
+- to fit: from the script's first line to its first fit (TensorFlow's import, the data, the model: the
+  script's own time, hooks included);
+- training: from the first fit to the end of the script (with the harness: the metric and the model saved);
+- exit: from the end to the process gone (the interpreter's teardown; the harness skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlops.runtime.base import Limits, TrialSpec  # noqa: E402
+from mlops.runtime.local import LocalRuntime  # noqa: E402
+from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events  # noqa: E402
+
+SCRIPT = """
+import keras
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+X, y = load_digits(return_X_y=True)
+X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=1)
+model = keras.Sequential([
+    keras.Input(shape=(64,)),
+    keras.layers.Dense(16, activation="relu"),
+    keras.layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X_train, y_train, epochs=5, batch_size=32, verbose=0)
+print(model.evaluate(X_test, y_test, verbose=0))
+"""
+
+# Direct: the script as `python train.py` would run it, with the times noted around it.
+DIRECT = """
+import json, runpy, sys, time
+marks = {"script": time.time()}
+import keras
+fit = keras.Model.fit
+def noted(self, *args, **kwargs):
+    marks.setdefault("fit", time.time())
+    return fit(self, *args, **kwargs)
+keras.Model.fit = noted
+marks["keras"] = time.time()
+runpy.run_path(sys.argv[1], run_name="__main__")
+marks["end"] = time.time()
+print("MARKS " + json.dumps(marks), flush=True)
+"""
+
+PHASES = ("start", "to fit", "training", "exit", "total")
+
+
+def direct(code: Path) -> dict[str, float]:
+    launched = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", DIRECT, str(code / "train.py")],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(code)},
+    )
+    gone = time.time()
+    marks = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("MARKS "))[6:])
+    return {
+        "start": marks["script"] - launched,
+        "to fit": marks["fit"] - marks["script"],
+        "training": marks["end"] - marks["fit"],
+        "exit": gone - marks["end"],
+        "total": gone - launched,
+    }
+
+
+def through(runtime: object, code: Path, folder: Path, image: str | None) -> dict[str, float]:
+    folder.mkdir(parents=True)
+    (folder / "source.py").write_text(SCRIPT)
+    spec = TrialSpec(
+        folder.parent.parent.name,
+        int(folder.name),
+        code,
+        "train.py",
+        folder / "source.py",
+        folder,
+        image=image,
+        limits=Limits(timeout_s=600, memory_mb=4096),
+    )
+    launched = time.time()
+    handle = runtime.run(spec)  # type: ignore[attr-defined]
+    outcome = runtime.wait(handle)  # type: ignore[attr-defined]
+    gone = time.time()
+    runtime.remove(handle)  # type: ignore[attr-defined]
+    if not outcome.ok:
+        raise SystemExit(f"the trial failed: {outcome}\n{(folder / 'log.txt').read_text()[-2000:]}")
+    at: dict[EventKind, float] = {}
+    for event in read_events(folder / EVENTS_FILE):
+        at.setdefault(event.kind, event.at)
+    return {
+        "start": at[EventKind.STARTED] - launched,
+        "to fit": at[EventKind.INPUTS] - at[EventKind.STARTED],
+        "training": at[EventKind.FINISHED] - at[EventKind.INPUTS],
+        "exit": gone - at[EventKind.FINISHED],
+        "total": gone - launched,
+    }
+
+
+def median(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {phase: statistics.median(row[phase] for row in rows) for phase in PHASES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-docker", action="store_true", help="only direct and local")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        code = root / "code"
+        code.mkdir()
+        (code / "train.py").write_text(SCRIPT)
+        direct(code)  # the first run warms the disk cache for every contender
+        results["python train.py"] = median([direct(code) for _ in range(args.repeat)])
+        local = LocalRuntime(root / "ws")
+        runs = root / "ws" / "runs"
+        results["mlops local"] = median(
+            [through(local, code, runs / "local" / "trials" / str(i), None) for i in range(args.repeat)]
+        )
+        if not args.no_docker:
+            from mlops import images
+            from mlops.runtime.docker import DockerRuntime
+
+            docker = DockerRuntime.from_env(root / "ws")
+            image = "mlops-keras3"
+            if not docker.image_present(images.tag(image)):
+                raise SystemExit(f"{image} is not built for this checkout: run `mlops images build` first")
+            results["mlops docker"] = median(
+                [
+                    through(docker, code, runs / "docker" / "trials" / str(i), image)
+                    for i in range(args.repeat)
+                ]
+            )
+    base = results["python train.py"]
+    print(f"median of {args.repeat}; seconds; (+x): more than python train.py")
+    print(f"{'':18}" + "".join(f"{p:>16}" for p in PHASES))
+    for name, row in results.items():
+        cells = []
+        for phase in PHASES:
+            extra = "" if name == "python train.py" else f" ({row[phase] - base[phase]:+.2f})"
+            cells.append(f"{row[phase]:.2f}{extra}")
+        print(f"{name:18}" + "".join(f"{c:>16}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
