@@ -110,10 +110,27 @@ def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_pat
 
 
 @pytest.mark.slow
+def test_short_epochs_are_checkpointed_no_closer_than_the_minimum_gap(tmp_path):
+    """A checkpoint costs tens of milliseconds; epochs of a small model can be a few times that. The first
+    epoch is always saved; after it, no two checkpoints are written less than 0.4 s apart."""
+    from mlops_harness.protocol import EVENTS_FILE, read_events
+    from tests.support.processes import run_harness
+
+    done, out = run_harness(tmp_path, SLOW_KERAS.replace("EPOCHS", "12").replace("time.sleep(0.04)", "pass"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = read_events(out / EVENTS_FILE)
+    saved = [e for e in events if e.kind is EventKind.CHECKPOINT]
+    epochs = [e for e in events if e.kind is EventKind.EPOCH]
+    assert len(epochs) == 12 and saved and saved[0].get("epoch") == 1
+    gaps = [b.at - a.at for a, b in zip(saved, saved[1:], strict=False)]
+    assert all(gap >= 0.4 - 0.002 for gap in gaps), gaps  # event times are rounded to the millisecond
+
+
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_falls_back_to_the_one_before_and_says_so(tmp_path):
     from tests.support.processes import run_harness
 
-    script = SLOW_KERAS.replace("EPOCHS", "3").replace("time.sleep(0.04)", "pass")
+    script = SLOW_KERAS.replace("EPOCHS", "3")  # epochs over the checkpoints' minimum gap: one each
     first, out = run_harness(tmp_path, script)
     assert first.returncode == 0, first.stdout + first.stderr
     checkpoints = sorted((out / "checkpoints" / "fit-0").glob("ckpt-*"))
