@@ -20,6 +20,7 @@ from mlops.project import DataPath, read_project
 from mlops.runtime.base import TrialSpec
 from tests.support.corpus import CORPUS, as_git_repo
 from tests.support.processes import run_cli
+from tests.support.repos import git
 from tweak.facts import model_facts
 from tweak.files import copy_of, lines_as_prompts, with_copies, write_copies
 from tweak.strategies import TPE, Ladder, Past, SearchState
@@ -104,8 +105,6 @@ def test_a_bad_tune_file_stops_the_run_before_any_trial(tmp_path: Path) -> None:
 
     repo = as_git_repo(REPO, tmp_path)
     (repo / "input.txt").write_text("2\nall of them\n")
-    from tests.support.repos import git
-
     git(repo, "commit", "-qam", "a line that is no number")
     settings = load_settings({"workspace": str(tmp_path / "ws"), "runtime": "local"}, env={})
     with pytest.raises(SourceError, match=r"mlops.yaml: tune_file: input.txt: line 2 \('all of them'\)"):
@@ -192,6 +191,7 @@ def test_a_script_tuned_only_through_its_input_txt_reaches_the_target(tmp_path: 
         for line in run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
     ]
     assert summary["reached"] is True and summary["baseline_metric"] < 0.8, summary
+    assert "best inputs: best.input.txt (beside best.py)" in done.stdout
     shown = json.loads(run_cli("show", summary["run"], "--json", "--workspace", str(ws), cwd=tmp_path).stdout)
     best = shown["trial_list"][summary["best_trial"]]
     assert any(c.startswith("input.txt line 1 (max_depth) 2 -> ") for c in best["changes"]), best
@@ -202,3 +202,26 @@ def test_a_script_tuned_only_through_its_input_txt_reaches_the_target(tmp_path: 
     assert (repo / "input.txt").read_text() == "2\n1\n"
     copies = sorted((run_dir / "trials").glob("*/files/0/input.txt"))
     assert copies[0].read_text() == "2\n1\n" and len({c.read_text() for c in copies}) == len(copies)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_file_read_relatively_is_the_trial_s_copy(tmp_path: Path, runtime: str, request):
+    # The corpus's stdin_input_txt reads 'input.txt' beside it (sys.stdin = open('input.txt')), no data: entry.
+    from mlops_harness.protocol import LOG_FILE
+
+    if runtime == "docker":
+        request.getfixturevalue("docker_images")
+    repo = as_git_repo("stdin_input_txt", tmp_path)
+    (repo / "mlops.yaml").write_text("tune_file:\n  input.txt: [max depth, number of trees]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "its lines are tuned")
+    ws = tmp_path / "ws"
+    args = ["--runtime", runtime, "--workspace", str(ws), "--target", "0.9999", "--max-trials", "2"]
+    done = run_cli("run", str(repo), *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    (trial_1,) = (ws / "runs").glob("*/trials/1")
+    depth, trees = (trial_1 / "files" / "0" / "input.txt").read_text().split()
+    assert (depth, trees) != ("3", "40")
+    assert f"depth {depth} trees {trees} accuracy" in (trial_1 / LOG_FILE).read_text()
+    assert (repo / "input.txt").read_text() == (CORPUS / "stdin_input_txt" / "input.txt").read_text()
