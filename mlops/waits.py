@@ -118,13 +118,16 @@ def waited_for(source: str, data: tuple[DataPath, ...], folder: Path) -> Wait | 
 
 
 def hint(wait: Wait, script: str) -> str:
-    what = "a file matching" if wait.pattern else ""
-    folder = posixpath.dirname(posixpath.normpath(wait.path)) or "."
+    what = "a file matching " if wait.pattern else ""
+    folder = posixpath.dirname(posixpath.normpath(wait.path))
     name = posixpath.basename(wait.path)
+    if folder and folder != "/":
+        entry = f"{folder}: <the folder here that holds {name}>"
+    else:  # beside the script, or at the root: the file itself (data: cannot replace those folders)
+        entry = f"{posixpath.normpath(wait.path)}: <the file here>"
     return (
-        f"the script waited for {what + ' ' if what else ''}{wait.path} ({script}:{wait.line}), which never "
-        f"came: map its folder with data: in {CONFIG_FILE} (data: {{{folder}: <the folder here that holds "
-        f"{name}>}}), or take the wait out of the script"
+        f"the script waited for {what}{wait.path} ({script}:{wait.line}), which never came: map it with "
+        f"data: in {CONFIG_FILE} (data: {{{entry}}}), or take the wait out of the script"
     )
 
 

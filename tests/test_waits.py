@@ -9,7 +9,7 @@ from mlops.domain import EndReason, TrialStatus
 from mlops.project import DataPath
 from mlops.runtime.base import Outcome, TrialSpec
 from mlops.trial import LaunchResult
-from mlops.waits import Wait, explain_timeout, waited_for, waits_in
+from mlops.waits import Wait, explain_timeout, hint, waited_for, waits_in
 from mlops_harness.protocol import FailureClass
 from tests.support.corpus import CORPUS
 
@@ -82,6 +82,11 @@ def test_the_timeout_says_what_the_script_waited_for(tmp_path: Path):
     )
     assert "data: {/root/shared: <the folder here that holds dataset_ready.flag>}" in said.hint
     assert "mlops.yaml" in said.hint
+
+
+def test_a_file_beside_the_script_is_mapped_itself():
+    assert "(data: {ready.flag: <the file here>})" in hint(Wait("./ready.flag", 2), "train.py")
+    assert "(data: {/data: <the folder here that holds *.csv>})" in hint(Wait("/data/*.csv", 2, True), "t.py")
 
 
 def test_a_timeout_with_no_wait_keeps_its_generic_reason(tmp_path: Path):
