@@ -225,3 +225,28 @@ def test_a_file_read_relatively_is_the_trial_s_copy(tmp_path: Path, runtime: str
     assert (depth, trees) != ("3", "40")
     assert f"depth {depth} trees {trees} accuracy" in (trial_1 / LOG_FILE).read_text()
     assert (repo / "input.txt").read_text() == (CORPUS / "stdin_input_txt" / "input.txt").read_text()
+
+
+def test_a_file_inside_a_mapped_folder_is_mounted_over_it(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "ws").mkdir(parents=True)
+    (root / "ws" / "input.txt").write_text("2\n1\n")
+    (root / "mlops.yaml").write_text(
+        "data:\n  /root/mlopsws: ws\ntune_file:\n  /root/mlopsws/input.txt: [max_depth, n_estimators]\n"
+    )
+    project = read_project(root)
+    (file,) = project.tune_file
+    assert (file.target, file.source) == (
+        "/root/mlopsws/input.txt",
+        str((root / "ws" / "input.txt").resolve()),
+    )
+    trial = tmp_path / "trials" / "1"
+    write_copies(trial, project.tune_file, {"/root/mlopsws/input.txt": {0: "8"}})
+    spec = TrialSpec("r1", 1, root, "train.py", trial / "source.py", trial, data=project.data)
+    folder, copy = with_copies(spec, project.tune_file).data  # the folder first, then the file over it
+    assert folder == project.data[0] and copy == DataPath(
+        "/root/mlopsws/input.txt", str(copy_of(trial, 0, file))
+    )
+    assert Path(copy.source).read_text() == "8\n1\n"
+    (root / "mlops.yaml").write_text("data:\n  /root/mlopsws: ws\ntune_file:\n  ws/input.txt: [max_depth]\n")
+    assert read_project(root).tune_file[0].target == "/root/mlopsws/input.txt"  # named by its repository path
