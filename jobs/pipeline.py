@@ -379,6 +379,10 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         leaderboard(ctx, run)
         if run.best_trial is not None and (run.dir / "best.diff").exists():
             ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+            # The answers to its prompts and the files of values it read (best.inputs.yaml, best.input.txt).
+            kept = sorted(p.name for p in run.dir.glob("best.*") if p.name not in ("best.py", "best.diff"))
+            if kept:
+                ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside best.py)")
         model_line(ctx.progress, run, read_card(run))
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")

@@ -18,6 +18,7 @@ import yaml
 
 from mlops.envsafe import check_names
 from mlops.errors import SourceError
+from mlops.hyperparams import Role, role_of
 
 CONFIG_FILE = "mlops.yaml"
 # Where a trial may not see a mapped folder: the system's secrets and devices, the Docker engine, the caller's
@@ -56,6 +57,25 @@ class DataPath:
 
 
 @dataclass(frozen=True)
+class TunedFile:
+    """One ``tune_file:`` entry: a file the script reads its hyperparameters from, one value a line (the
+    classic setup's ``input.txt``), with the hyperparameter each line holds."""
+
+    key: str  # as mlops.yaml names it
+    source: str  # the file here, as pushed (absolute)
+    target: str | None  # the path the script uses, when data: maps it
+    in_repo: str | None  # otherwise: the file's path in the repository, which the script reads relatively
+    names: tuple[str | None, ...]  # per line, from the first; None: the line is kept as it is
+    lines: tuple[str, ...]  # the file's lines as pushed
+
+    def roles(self) -> list[tuple[int, str, Role]]:
+        """(line index, name, hyperparameter) of each tuned line."""
+        return [
+            (i, n, r) for i, n in enumerate(self.names) if n is not None and (r := role_of(n)) is not None
+        ]
+
+
+@dataclass(frozen=True)
 class Project:
     """What the repository's mlops.yaml says; with no mlops.yaml, every setting has its default."""
 
@@ -73,6 +93,9 @@ class Project:
     env: dict[str, str] = field(default_factory=dict)
     # The paths the scripts use mapped to files or folders here (``data: {/root/train_set: data/train}``).
     data: tuple[DataPath, ...] = ()
+    # Files of values the scripts read, one a line, whose lines are tuned (``tune_file: {input.txt:
+    # [max_depth, n_estimators]}``): each trial reads its own copy, with its values.
+    tune_file: tuple[TunedFile, ...] = ()
 
 
 def read_project(root: Path | str, workspace: Path | None = None) -> Project:
@@ -85,12 +108,14 @@ def read_project(root: Path | str, workspace: Path | None = None) -> Project:
         return Project()
     data = _load(config)
     entries = data.get("entry_points")
+    mapped = read_data(data.get("data"), CONFIG_FILE, root, workspace)
     return Project(
         entry_points=_entry_points(entries, root) if entries is not None else (),
         inputs=_inputs(data.get("inputs")),
         install=_install(data.get("install", True)),
         env=_env(data.get("env", {})),
-        data=read_data(data.get("data"), CONFIG_FILE, root, workspace),
+        data=mapped,
+        tune_file=_tune_files(data.get("tune_file"), root, mapped),
     )
 
 
@@ -255,3 +280,84 @@ def _env(value: object) -> dict[str, str]:
         if name.upper().startswith("MLOPS_"):
             raise SourceError(f"{CONFIG_FILE}: env: {name} is mlops's own; the repository cannot set it")
     return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+
+
+def _tune_files(value: object, root: Path, data: tuple[DataPath, ...]) -> tuple[TunedFile, ...]:
+    """``tune_file:``: each file (a path of ``data:``, or a file of the repository) -> the names of its
+    lines, in order. Every named line must be there, and hold a number."""
+    if value is None:
+        return ()
+    where = f"{CONFIG_FILE}: tune_file"
+    if not isinstance(value, dict):
+        raise SourceError(f"{where}: must map each file to the names of its lines ({{input.txt: [epochs]}})")
+    return tuple(_tuned_file(key, names, root, data, where) for key, names in value.items())
+
+
+def _tuned_file(key: object, value: object, root: Path, data: tuple[DataPath, ...], where: str) -> TunedFile:
+    if not isinstance(key, str) or not key.strip():
+        raise SourceError(f"{where}: every key must be a file the script reads, not {key!r}")
+    what = f"{where}: {key}"
+    given = value if isinstance(value, list) else [value]
+    names: list[str | None] = [n for n in given if n is None or isinstance(n, str)]
+    if not names or len(names) != len(given):
+        raise SourceError(
+            f"{what}: give the name of each line, in order ([max_depth, n_estimators]; ~ for a line kept)"
+        )
+    if all(name is None for name in names):
+        raise SourceError(f"{what}: no line is named, so nothing would be tuned ([max_depth, n_estimators])")
+    for n, name in enumerate(names, start=1):
+        if name is not None and role_of(name) is None:
+            known = ", ".join(r.value for r in Role)
+            raise SourceError(
+                f"{what}: line {n} is named {name!r}, which is no hyperparameter mlops tunes "
+                f"(names that say one of: {known}; ~ for a line kept as it is)"
+            )
+    source, target, in_repo = _find_tuned(key.strip(), root, data, what)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{what}: {source} cannot be read as text: {e}") from e
+    lines = text.splitlines()
+    if len(names) > len(lines):
+        raise SourceError(
+            f"{what}: {len(names)} names but the file has {len(lines)} line(s) (one value a line, in order)"
+        )
+    for n, name in enumerate(names):
+        if name is None:
+            continue
+        try:
+            float(lines[n].strip())
+        except ValueError:
+            raise SourceError(
+                f"{what}: line {n + 1} ({lines[n]!r}) is not a number, so {name} cannot be tuned "
+                "(~ in its place keeps the line as it is)"
+            ) from None
+    return TunedFile(key.strip(), str(source), target, in_repo, tuple(names), tuple(lines))
+
+
+def _find_tuned(
+    key: str, root: Path, data: tuple[DataPath, ...], what: str
+) -> tuple[Path, str | None, str | None]:
+    """The file here, the path the script uses (if data: maps it) and its path in the repository (if the
+    script reads it relatively, unmapped)."""
+    plain = posixpath.normpath(key)
+    if ".." in Path(plain).parts:
+        raise SourceError(f"{what}: a path with '..' is not taken")
+    for entry in sorted(data, key=lambda d: len(d.target), reverse=True):
+        if plain == entry.target or plain.startswith(entry.target.rstrip("/") + "/"):
+            source = Path(entry.source + plain[len(entry.target) :])
+            if not source.is_file():
+                raise SourceError(f"{what}: data: maps it to {source}, which is not a file")
+            return source, plain, None
+    inside = root / plain
+    real = Path(os.path.realpath(inside)) if not plain.startswith("/") else None
+    if real is None or not real.is_file() or not real.is_relative_to(os.path.realpath(root)):
+        raise SourceError(
+            f"{what}: no such file: name a file of the repository, or the path the script uses "
+            f"and map it with data: in {CONFIG_FILE}"
+        )
+    for entry in data:  # a file of the repository that data: maps, itself or in its folder
+        if real.is_relative_to(entry.source):
+            rest = real.relative_to(entry.source).as_posix()
+            return real, entry.target if rest == "." else posixpath.join(entry.target, rest), None
+    return real, None, plain

@@ -24,6 +24,7 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Runtime, TrialSpec, follow_file
 from mlops.trial import RESTARTED, LaunchResult, read_result
+from mlops.waits import explain_timeout
 from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, decode_events
 
 
@@ -153,7 +154,7 @@ class Supervisor:
             watcher.join(timeout=10)
             self.runtime.remove(handle)
             handle = None
-            result = read_result(spec.trial_dir, outcome, self.progress.redact)
+            result = explain_timeout(spec, read_result(spec.trial_dir, outcome, self.progress.redact))
 
             if pruned.is_set():
                 self.ledger.finish_trial(

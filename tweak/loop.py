@@ -35,6 +35,7 @@ from mlops_harness.protocol import (
 )
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.facts import check_variant, model_facts
+from tweak.files import keep_best, lines_as_prompts, tuned_files, with_copies, write_copies
 from tweak.prompts import Prompt, prompts_of
 from tweak.strategies import (
     Past,
@@ -166,7 +167,7 @@ class Tuner:
                 per_epoch = seconds_per_epoch(folder)
                 seen = metrics.get("inputs") or []
                 inputs = seen[-1] if seen and isinstance(seen[-1], dict) else None
-                asked = prompts_of(folder)
+                asked = prompts_of(folder) + lines_as_prompts(tuned_files(run.code_dir))
             params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
             history = metrics.get("history") or []
@@ -266,6 +267,13 @@ class Tuner:
             answered.append(f"answer to {label!r} {old} -> {answer}")
             answers += [""] * (index + 1 - len(answers))
             answers[index] = answer
+        files = tuned_files(run.code_dir)
+        for file in files:
+            for index, value in sorted(proposal.files.get(file.key, {}).items()):
+                name = file.names[index]
+                answered.append(
+                    f"{file.key} line {index + 1} ({name}) {file.lines[index].strip()} -> {value}"
+                )
         changes = list(applied.applied) + answered
         changes += [f"(not applied: {name}: {why})" for name, why in applied.skipped]
         if not applied.applied and not answered:
@@ -293,7 +301,14 @@ class Tuner:
             self.progress.info(f"   strategy {run.strategy}: {proposal.note}")
             changes.append(f"why: {proposal.note}")
         return self._record(
-            run, number, applied.source, proposal.tweaks, changes, proposal.params, answers=answers
+            run,
+            number,
+            applied.source,
+            proposal.tweaks,
+            changes,
+            proposal.params,
+            answers=answers,
+            values=proposal.files,
         )
 
     def _record(
@@ -306,9 +321,11 @@ class Tuner:
         params: dict[str, Any],
         skipped: str | None = None,
         answers: list[str] | None = None,
+        values: dict[str, dict[int, str]] | None = None,
     ) -> TrialRecord:
         folder = trial_dir(run, number)
         write_atomic(folder / SOURCE, source)
+        write_copies(folder, tuned_files(run.code_dir), values or {})  # each trial reads its own copy
         answers = base_answers(run) if answers is None else answers
         if answers:
             write_atomic(folder / INPUTS_FILE, json.dumps({"answers": answers}))
@@ -325,7 +342,7 @@ class Tuner:
     def _run_trial(
         self, run: RunRecord, trial: TrialRecord, strategy: Strategy, original: str
     ) -> TrialRecord:
-        spec = self.spec_for(run, trial.number)
+        spec = with_copies(self.spec_for(run, trial.number), tuned_files(run.code_dir))
         prune = None
         if trial.number > 0:
             state = self._state(run, original, trial.number)
@@ -376,6 +393,7 @@ def finish_run(
         best_answers = (read_json(trial_dir(run, best.number) / INPUTS_FILE) or {}).get("answers")
         if best_answers:
             write_atomic(run.dir / BEST_INPUTS, answers_yaml(best_answers, prompts_of(trial_dir(run, 0))))
+        keep_best(run.dir, trial_dir(run, best.number), tuned_files(run.code_dir))
         ledger.update_run(
             run.id,
             f"best trial {best.number}: {best.metric:.4f}",

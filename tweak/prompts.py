@@ -11,32 +11,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from mlops.hyperparams import Role, role_of
 from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events
 
-
-class Role(StrEnum):
-    EPOCHS = "epochs"
-    LAYERS = "layers"
-    UNITS = "units"
-    FILTERS = "filters"
-    LEARNING_RATE = "learning rate"
-    BATCH_SIZE = "batch size"
-
-
-# First match wins: "neurons in the hidden layer" is units, "how many hidden layers" is layers.
-RULES: tuple[tuple[re.Pattern[str], Role], ...] = (
-    (re.compile(r"learning.?rate|\blr\b", re.I), Role.LEARNING_RATE),
-    (re.compile(r"batch", re.I), Role.BATCH_SIZE),
-    (re.compile(r"epoch|iteration|max.?iter", re.I), Role.EPOCHS),
-    (re.compile(r"neuron|\bunits?\b|nodes", re.I), Role.UNITS),
-    (re.compile(r"filter|kernels", re.I), Role.FILTERS),
-    (re.compile(r"layer", re.I), Role.LAYERS),
-    (re.compile(r"hidden", re.I), Role.UNITS),
-)
+__all__ = [
+    "Prompt",
+    "Role",
+    "first_guess",
+    "ladder_step",
+    "prompts_of",
+    "role_of",
+    "shown",
+    "space",
+    "tunable",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +36,9 @@ class Prompt:
     text: str
     answer: str
     role: Role | None  # None: not a hyperparameter, or not a number
+    # A line of a file of values (mlops.yaml's tune_file:, as it names the file), not an input() prompt:
+    # ``index`` is the line's, from 0, and ``text`` the name mlops.yaml gives it.
+    file: str | None = None
 
     @property
     def number(self) -> float | None:
@@ -60,14 +54,12 @@ class Prompt:
     @property
     def key(self) -> str:
         """The strategy's coordinate of this prompt."""
-        return f"input_{self.index}"
+        return f"input_{self.index}" if self.file is None else f"{self.file}:{self.index + 1}"
 
     def label(self) -> str:
+        if self.file is not None:
+            return f"{self.text} ({self.file} line {self.index + 1})"
         return self.text.strip().rstrip(":?").strip() or f"input {self.index + 1}"
-
-
-def role_of(text: str) -> Role | None:
-    return next((role for pattern, role in RULES if pattern.search(text)), None)
 
 
 def prompts_of(trial_dir: Path) -> list[Prompt]:
@@ -92,7 +84,7 @@ def tunable(prompts: list[Prompt]) -> list[Prompt]:
 
 
 def space(prompt: Prompt) -> Any:
-    """The optuna distribution of a tunable prompt's answer."""
+    """The optuna distribution of a tunable prompt's answer (or line's value)."""
     import optuna.distributions as d
 
     value = prompt.number or 1.0
@@ -108,6 +100,11 @@ def space(prompt: Prompt) -> Any:
         return d.CategoricalDistribution([8, 16, 32, 64])
     if prompt.role is Role.LEARNING_RATE:
         return d.FloatDistribution(5e-4, 5e-2, log=True)
+    if prompt.role is Role.DEPTH:
+        return d.IntDistribution(1, max(16, int(value) * 2))
+    if prompt.role is Role.ESTIMATORS:
+        low = max(1, int(value))
+        return d.IntDistribution(low, max(300, low * 10), log=True)
     return d.CategoricalDistribution([16, 32, 64, 128])  # batch size
 
 
@@ -122,6 +119,10 @@ def first_guess(prompt: Prompt, epochs_cap: int) -> Any:
         return 128 if value < 128 / 1.5 else None
     if prompt.role is Role.FILTERS:
         return 32 if value < 32 / 1.5 else None
+    if prompt.role is Role.DEPTH:
+        return 8 if value < 8 / 1.5 else None
+    if prompt.role is Role.ESTIMATORS:
+        return 100 if value < 100 / 1.5 else None
     return None  # the rate and the batch size are left to the search
 
 
@@ -134,6 +135,10 @@ def ladder_step(prompt: Prompt, step: int) -> Any:
         return int(value) * (3 if step < 4 else 6)
     if prompt.role in (Role.UNITS, Role.FILTERS) and step >= 3:
         return int(value) * 2
+    if prompt.role is Role.DEPTH and step >= 1:
+        return int(value) * (2 if step < 3 else 4)
+    if prompt.role is Role.ESTIMATORS and step >= 2:
+        return int(value) * (10 if step < 4 else 30)
     return None
 
 

@@ -75,7 +75,8 @@ class SearchState:
     kmeans: dict[str, Any] | None = None  # the harness's KMeans measurements of trial 0
     seconds_per_epoch: float | None = None  # measured on trial 0
     seconds_left: float | None = None  # in the run's wall-time budget, when it has one
-    prompts: list[prompts_mod.Prompt] = field(default_factory=list)  # the input() prompts of trial 0
+    # The input() prompts of trial 0, and the lines of the files mlops.yaml's tune_file: names.
+    prompts: list[prompts_mod.Prompt] = field(default_factory=list)
     inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
 
 
@@ -85,6 +86,7 @@ class Proposal:
     params: dict[str, Any]
     note: str = ""
     inputs: dict[int, str] = field(default_factory=dict)  # new answers to the script's input() prompts
+    files: dict[str, dict[int, str]] = field(default_factory=dict)  # new values of tuned files' lines
 
 
 class Strategy:
@@ -120,14 +122,29 @@ def _filters(facts: Any) -> list[int]:
     ]
 
 
+def _changed(state: SearchState, values: dict[str, Any]) -> list[tuple[prompts_mod.Prompt, str]]:
+    """Each tunable prompt (or line of a tuned file) with a value in ``values`` (by its key) that differs
+    from the one given, as the script reads it."""
+    out = []
+    for prompt in prompts_mod.tunable(state.prompts):
+        if prompt.key in values:
+            answer = prompts_mod.shown(values[prompt.key], prompt)
+            if answer != prompt.answer.strip():
+                out.append((prompt, answer))
+    return out
+
+
 def _answers(state: SearchState, point: dict[str, Any]) -> dict[int, str]:
     """The new answers of the point's prompt coordinates (those that differ from the answers given)."""
-    out = {}
-    for prompt in prompts_mod.tunable(state.prompts):
-        if prompt.key in point:
-            answer = prompts_mod.shown(point[prompt.key], prompt)
-            if answer != prompt.answer.strip():
-                out[prompt.index] = answer
+    return {p.index: answer for p, answer in _changed(state, point) if p.file is None}
+
+
+def _lines(state: SearchState, point: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """The new values of the point's tuned lines, per file."""
+    out: dict[str, dict[int, str]] = {}
+    for p, value in _changed(state, point):
+        if p.file is not None:
+            out.setdefault(p.file, {})[p.index] = value
     return out
 
 
@@ -229,15 +246,16 @@ class Ladder(Strategy):
         if state.kind is Kind.KMEANS:
             return _propose_kmeans(state)
         steps = self.steps(state)
-        answers = {
-            p.index: prompts_mod.shown(value, p)
+        stepped = {
+            p.key: value
             for p in prompts_mod.tunable(state.prompts)
             if (value := prompts_mod.ladder_step(p, state.number)) is not None
         }
-        if state.number > max(len(steps), 4 if answers else 0):
+        answers, lines = _answers(state, stepped), _lines(state, stepped)
+        if state.number > max(len(steps), 4 if answers or lines else 0):
             return None
         chosen = steps[: state.number]
-        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}", answers)
+        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}", answers, lines)
 
 
 # -- TPE ----------------------------------------------------------------------------------------------
@@ -387,12 +405,16 @@ class TPE(Strategy):
                     f" (trial 0 trained on inputs in {state.inputs['min']:g}..{state.inputs['max']:g}: "
                     "a Rescaling layer in front)"
                 )
-            return Proposal(self.tweaks_for(state, point), point, note, _answers(state, point))
+            return Proposal(
+                self.tweaks_for(state, point), point, note, _answers(state, point), _lines(state, point)
+            )
         study, space = self._study(state, trial_seed(state.seed, state.number))
         trial = study.ask(space)
         point = dict(trial.params)
         note = "proposed by TPE from the trials so far"
-        return Proposal(self.tweaks_for(state, point), point, note, _answers(state, point))
+        return Proposal(
+            self.tweaks_for(state, point), point, note, _answers(state, point), _lines(state, point)
+        )
 
     def should_prune(self, state: SearchState, curve: list[float]) -> bool:
         if not curve or curve[-1] >= state.target or state.kind is Kind.KMEANS or not self.space(state):

@@ -49,16 +49,17 @@ class Images:
         say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
         self.build_context(images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image)
         self.client.images.get(tag).tag(image, "latest")
-        self._prune(image)
+        self._prune(image, tag)
         return tag, True
 
-    def _prune(self, image: str) -> None:
+    def _prune(self, image: str, built: str) -> None:
         # Older builds go, but not the last few: checkouts of other branches (Jenkins agents build several
-        # on one engine) would otherwise remove each other's tags and rebuild on every run.
+        # on one engine) would otherwise remove each other's tags and rebuild on every run. Never the tag
+        # just built: a build whose every layer was cached dates from its first build, maybe the oldest.
         builds = sorted(self.client.images.list(name=image), key=lambda i: i.attrs["Created"], reverse=True)
         for old in builds[KEEP_BUILDS:]:
             for old_tag in old.tags:
-                if old_tag != f"{image}:latest":
+                if old_tag not in (f"{image}:latest", built):
                     with contextlib.suppress(docker.errors.APIError):  # in use by a container: next time
                         self.client.images.remove(old_tag)
 
