@@ -125,3 +125,53 @@ def test_a_trial_folder_a_node_cannot_write_is_a_launch_error_naming_the_node(ra
     unwritable = Path("/proc/mlops-trial")  # no node can make a folder there, root or not
     with pytest.raises(TrialLaunchError, match=r"node \w+ cannot write the trial folder /proc/mlops-trial"):
         runtime.run(replace(spec, trial_dir=unwritable, source_file=spec.source_file))
+
+
+def test_the_cluster_going_away_mid_run_stops_it_and_the_same_command_carries_it_on(tmp_path):
+    """The whole cluster (head and worker) is killed while trial 1 trains, trial 0 being done: the command
+    stops at once, exit 3, naming the address, with the ledger as it was. The cluster is started again at
+    the same address and the same command carries the run on: trial 0 is not run again, trial 1 resumes
+    from its checkpoint."""
+    cluster = start_cluster(workers=1)
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "4")})
+    ws = tmp_path / "ws"
+    command = ["run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "2",
+               "--target", "0.999", "--workspace", str(ws)]  # fmt: skip
+    trials = ws / "runs" / "1-slow" / "trials"
+    try:
+        first = run_cli_background(*command, cwd=tmp_path)
+        deadline = time.time() + 400
+        while time.time() < deadline and "[mlops] epoch 2/" not in _text(trials / "1" / "log.txt"):
+            time.sleep(0.2)
+        before = _text(trials / "0" / "log.txt")
+        cluster.stop()
+        stopped = time.time()
+        code = first.wait(timeout=120)
+        said = _text(tmp_path / "mlops-background.log")
+        # Ray itself ends a driver 60 s after its cluster is gone, with a message of its own: ours comes first
+        assert code == 3 and time.time() - stopped < 50, said[-2000:]
+        assert f"the Ray cluster at {cluster.address} went away in the middle of run 1-slow" in said
+        assert "run the same command again" in said
+        ledger = sqlite3.connect(ws / "ledger.db")
+        rows = ledger.execute("SELECT number, status FROM trials ORDER BY number").fetchall()
+        ledger.close()
+        assert rows == [(0, "succeeded"), (1, "running")]
+        cluster = start_cluster(workers=1, port=cluster.port)
+        again = run_cli(*command, cwd=tmp_path, timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+        assert "resuming run 1-slow" in again.stdout and "trial 0 (" not in again.stdout
+    finally:
+        cluster.stop()
+    assert _text(trials / "0" / "log.txt") == before  # trial 0 was not run again
+    shown = json.loads(run_cli("show", "1-slow", "--json", "--workspace", str(ws), cwd=tmp_path).stdout)
+    zero, one = shown["trial_list"]
+    assert zero["status"] == "succeeded" and zero["restarts"] == 0, zero
+    assert one["status"] == "succeeded" and one["restarts"] == 1, one
+    metrics = json.loads((trials / "1" / "metrics.json").read_text())
+    assert metrics["resumed"] and metrics["resumed"][0]["epoch"] >= 2  # from its checkpoint
+    history = run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
+    assert len(history) == 1  # the same run, carried on, not a new one
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

@@ -47,6 +47,10 @@ POLL_S = 0.5
 STOP_GRACE_S = 5.0
 SCHEDULE_TIMEOUT_S = 60.0  # a trial no node can take (64 CPUs, a GPU) fails after this, never hangs
 CONNECT_TIMEOUT_S = 5.0
+# How long one poll of a trial's actor may take. When the cluster goes away, Ray's calls hang, and Ray ends
+# this process 60 s after its head stopped answering: a poll this short leaves time to say so ourselves.
+POLL_TIMEOUT_S = 10.0
+LOST_AFTER_S = 60.0  # an actor that answers no poll for this long (its node hangs) is a lost launch
 INIT_TIMEOUT_S = 60.0
 PREFIX = "mlops-trial"
 
@@ -187,6 +191,30 @@ class RayRuntime:
         runtime._init()
         return runtime
 
+    def _head_error(self) -> str | None:
+        """Why the head's port does not answer, or None when it does (or when it cannot be asked)."""
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        if not (host and port.isdigit()):
+            return None  # an address we cannot ask directly: Ray's own errors say what happened
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as e:
+            return e.strerror or type(e).__name__
+        return None
+
+    def _check_cluster(self, spec: TrialSpec, node: str = "") -> None:
+        """Raise, saying what to do, when the cluster's head no longer answers (the cluster went away in
+        the middle of the run: `ray stop`, the head's machine down). The ledger keeps the run as it was:
+        its finished trials, and this one as running, which the same command resumes from its checkpoint."""
+        if self._head_error() is None:
+            return
+        where = f" on node {node[:12]}" if node else ""
+        raise RuntimeUnavailable(
+            f"the Ray cluster at {self.address} went away in the middle of run {spec.run_id} (trial "
+            f"{spec.trial} was training{where}); the ledger keeps what was done: run the same command again "
+            "when the cluster is back, and the run carries on (the trial resumes from its last checkpoint)"
+        )
+
     def _unavailable(self, why: str) -> RuntimeUnavailable:
         return RuntimeUnavailable(
             f"no Ray cluster answers at {self.address} ({why}); start one with `ray start --head`, "
@@ -201,12 +229,9 @@ class RayRuntime:
                 return
             ray.shutdown()
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        host, _, port = self.address.removeprefix("ray://").rpartition(":")
-        if host and port.isdigit():  # ray.init waits minutes for a cluster that is not there: ask first
-            try:
-                socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-            except OSError as e:
-                raise self._unavailable(e.strerror or type(e).__name__) from e
+        why = self._head_error()  # ray.init waits minutes for a cluster that is not there: ask first
+        if why is not None:
+            raise self._unavailable(why)
         failure: list[BaseException] = []
 
         def connect() -> None:
@@ -247,6 +272,7 @@ class RayRuntime:
         return f"{PREFIX}-{spec.run_id}-{spec.trial}"
 
     def run(self, spec: TrialSpec) -> RayHandle:
+        self._check_cluster(spec)
         spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
         # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
         log_path = spec.trial_dir / LOG_FILE
@@ -310,6 +336,7 @@ class RayRuntime:
                 f"for {asks} ({self.describe()})",
             ) from None
         except ray.exceptions.RayError as e:
+            self._check_cluster(spec)
             raise TrialLaunchError(spec.name, f"the cluster could not start it: {e}") from e
         if error:
             ray.kill(actor)
@@ -344,13 +371,18 @@ class RayRuntime:
 
     def wait(self, handle: RayHandle) -> Outcome:
         limits = handle.spec.limits
+        answered = time.time()
         while True:
             try:
-                code, reason = ray.get(handle.actor.poll.remote(), timeout=60)
-            except ray.exceptions.RayError:
+                code, reason = ray.get(handle.actor.poll.remote(), timeout=POLL_TIMEOUT_S)
+            except ray.exceptions.RayError as e:
+                self._check_cluster(handle.spec, handle.node)
+                if isinstance(e, ray.exceptions.GetTimeoutError) and time.time() - answered < LOST_AFTER_S:
+                    continue  # a busy node: ask again
                 duration = time.time() - handle.started
                 where = f" (node {handle.node[:12]})" if handle.node else ""
                 return Outcome(EndReason.LOST, None, None, duration, f"its Ray actor{where} went away")
+            answered = time.time()
             if code is not None:
                 break
             if limits.timeout_s is not None and time.time() - handle.started > limits.timeout_s:

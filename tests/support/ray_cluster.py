@@ -59,6 +59,10 @@ class Cluster:
         )
         return int(done.stdout.strip() or 0)
 
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
     def stop(self) -> None:
         import ray
 
@@ -101,9 +105,11 @@ def start_node(label: str, extra: list[str], temp: Path, cpus: int = 2) -> subpr
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def start_cluster(workers: int = 2, timeout_s: float = 120) -> Cluster:
+def start_cluster(workers: int = 2, timeout_s: float = 120, port: int | None = None) -> Cluster:
+    """A cluster with ``workers`` worker nodes, its head on ``port`` (a free one when not given: a cluster
+    started again where one went away gives the port of the one that went)."""
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's sockets live under it
-    port = free_port()
+    port = port or free_port()
     cluster = Cluster(f"127.0.0.1:{port}", temp)
     head = ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
     cluster.nodes["node_a"] = start_node("node_a", head, temp, cpus=0)  # trials never run on the head
