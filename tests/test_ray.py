@@ -175,3 +175,30 @@ def test_the_cluster_going_away_mid_run_stops_it_and_the_same_command_carries_it
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_node_without_the_data_mapped_for_the_trial_refuses_it_naming_the_node_and_folder(tmp_path):
+    """The cluster's worker node does not see the folder data: maps (an empty tmpfs hides its parent, in
+    the node's own mount namespace: a machine on which the shared folder is not mounted), while the machine
+    running mlops does, so the run's own check of data: passes. The node refuses the trial before the
+    script starts, naming itself and the folder, instead of the script failing on a missing file."""
+    site = tmp_path / "site"
+    (site / "digits").mkdir(parents=True)
+    (site / "digits" / "x.csv").write_text("0,0\n0,1\n5,5\n5,6\n")
+    script = (
+        "import numpy as np\nfrom sklearn.cluster import KMeans\n"
+        "KMeans(2, n_init=1).fit(np.loadtxt('/mnt/digits/x.csv', delimiter=','))\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"read.py": script})
+    cluster = start_cluster(workers=1, hidden=(site,))
+    try:
+        done = run_cli(
+            "run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "1",
+            "--workspace", str(tmp_path / "ws"), cwd=tmp_path, env={"MLOPS_DATA": f"{{/mnt/digits: {site}/digits}}"},
+        )  # fmt: skip
+    finally:
+        cluster.stop()
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said[-2000:]
+    assert f"has no {site}/digits, which data: maps for /mnt/digits" in said, said[-2000:]
+    assert "node " in said and "FileNotFoundError" not in said

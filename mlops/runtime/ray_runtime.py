@@ -64,13 +64,36 @@ def _own_group_dying_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
+def missing_data(node: str, data: list[tuple[str, str, bool]]) -> str | None:
+    """What this node lacks of the trial's ``data:`` (target, source, writable), or None. On Ray the paths
+    are not mounted: the script reads the sources themselves, which must be at the same path on every
+    node; a node without one refuses the trial here, rather than the script failing on a missing file."""
+    for target, source, writable in data:
+        mode = os.R_OK | (os.W_OK if writable else 0) | (os.X_OK if os.path.isdir(source) else 0)
+        if not os.path.exists(source):
+            lacks = f"has no {source}"
+        elif not os.access(source, mode):
+            lacks = f"cannot {'write' if writable else 'read'} {source}"
+        else:
+            continue
+        return (
+            f"node {node} {lacks}, which data: maps for {target}: the folders of data: must be at the same "
+            "path on every node of the cluster (a shared folder every node mounts)"
+        )
+    return None
+
+
 class TrialActor:
     """Lives on the node that runs one launch of a trial: starts the harness there, watches its memory."""
 
-    def __init__(self, job: bytes, trial_dir: str, memory_mb: int | None) -> None:
+    def __init__(
+        self, job: bytes, trial_dir: str, memory_mb: int | None, data: list[tuple[str, str, bool]]
+    ) -> None:
         self.memory_mb = memory_mb
         self.stop_reason: str | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         folder = Path(trial_dir)
+        node = ray.get_runtime_context().get_node_id()[:12]
         probe = folder / f".probe-{os.getpid()}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -78,12 +101,13 @@ class TrialActor:
             probe.unlink()
         except OSError as e:
             self.error: str | None = (
-                f"node {ray.get_runtime_context().get_node_id()[:12]} cannot write the trial folder {folder} "
-                f"({e.strerror or e}): put the workspace on storage every node mounts at the same path"
+                f"node {node} cannot write the trial folder {folder} ({e.strerror or e}): put the workspace "
+                "on storage every node mounts at the same path"
             )
-            self.process: subprocess.Popen[bytes] | None = None
             return
-        self.error = None
+        self.error = missing_data(node, data)
+        if self.error:
+            return
         # The keeper (mlops/runtime/keeper.py), as on the local runtime: between the training and its log,
         # it masks the caller's secrets, caps the log, and takes the training with it when it dies.
         log = open_log(folder / LOG_FILE)
@@ -320,8 +344,9 @@ class RayRuntime:
             "nproc": None,
             "pdeathsig": True,
         }
+        data = [(d.target, d.source, d.writable) for d in spec.data]
         actor = REMOTE_TRIAL.options(**options).remote(
-            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb
+            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb, data
         )
         try:
             error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)

@@ -96,18 +96,27 @@ class _ignore:
         return True
 
 
-def start_node(label: str, extra: list[str], temp: Path, cpus: int = 2) -> subprocess.Popen[bytes]:
+def start_node(
+    label: str, extra: list[str], temp: Path, cpus: int = 2, hidden: tuple[Path, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """A node; ``hidden``: folders the node does not see (an empty tmpfs over each, in a mount namespace of
+    its own made by bubblewrap: the rest of the machine is the same for it), as a machine without them."""
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    command = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}"]
+    wrap = ["bwrap", "--dev-bind", "/", "/"] + [a for h in hidden for a in ("--tmpfs", str(h))]
+    command = [*(wrap if hidden else []), RAY, "start", "--block", "--node-ip-address=127.0.0.1"]
+    command += [f"--num-cpus={cpus}"]
     command += ["--disable-usage-stats", "--object-store-memory=100000000"]
     command += [f"--resources={json.dumps({label: 1})}", *extra]
     log = (temp / f"{label}.log").open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def start_cluster(workers: int = 2, timeout_s: float = 120, port: int | None = None) -> Cluster:
+def start_cluster(
+    workers: int = 2, timeout_s: float = 120, port: int | None = None, hidden: tuple[Path, ...] = ()
+) -> Cluster:
     """A cluster with ``workers`` worker nodes, its head on ``port`` (a free one when not given: a cluster
-    started again where one went away gives the port of the one that went)."""
+    started again where one went away gives the port of the one that went); ``hidden``: folders the
+    worker nodes do not see."""
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's sockets live under it
     port = port or free_port()
     cluster = Cluster(f"127.0.0.1:{port}", temp)
@@ -118,7 +127,7 @@ def start_cluster(workers: int = 2, timeout_s: float = 120, port: int | None = N
     for n, label in enumerate(["node_b", "node_c", "node_d"][:workers]):
         while time.time() < deadline and cluster.alive_nodes() < n + 1:
             time.sleep(1)
-        cluster.nodes[label] = start_node(label, [f"--address={cluster.address}"], temp)
+        cluster.nodes[label] = start_node(label, [f"--address={cluster.address}"], temp, hidden=hidden)
     while time.time() < deadline and cluster.alive_nodes() < nodes:
         time.sleep(1)
     if cluster.alive_nodes() < nodes:
