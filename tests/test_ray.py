@@ -4,11 +4,14 @@ cannot write, a GPU nobody has). The runtime contract suite runs on Ray too (tes
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mlops.errors import TrialLaunchError
@@ -202,3 +205,75 @@ def test_a_node_without_the_data_mapped_for_the_trial_refuses_it_naming_the_node
     assert done.returncode != 0, said[-2000:]
     assert f"has no {site}/digits, which data: maps for /mnt/digits" in said, said[-2000:]
     assert "node " in said and "FileNotFoundError" not in said
+
+
+def test_a_trial_killed_with_its_node_resumes_from_the_checkpoint_held_in_storage(tmp_path):
+    """--storage file://...: the same pyarrow.fs code as s3:// (which was not run here). The orchestrator
+    is killed, then the node under the trial, and the trial folder's checkpoints are deleted: the same
+    command starts the trial again, and its new actor restores the checkpoint from storage, not from the
+    trial folder. Storage keeps nothing once the trial has succeeded."""
+    cluster = start_cluster(workers=2)
+    store = tmp_path / "store"
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "6")})
+    ws = tmp_path / "ws"
+    command = ["run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "1",
+               "--target", "0.999", "--storage", f"file://{store}", "--workspace", str(ws)]  # fmt: skip
+    trial = ws / "runs" / "1-slow" / "trials" / "0"
+    try:
+        first = run_cli_background(*command, cwd=tmp_path)
+        deadline = time.time() + 300
+        while time.time() < deadline and max(_stored_epochs(store), default=0) < 2:
+            time.sleep(0.2)
+        first.kill()
+        first.wait(timeout=30)
+        handle = json.loads(
+            sqlite3.connect(ws / "ledger.db").execute("SELECT handle FROM trials").fetchone()[0]
+        )
+        cluster.kill_node(cluster.label_of(handle["node"]))
+        deadline = time.time() + 60
+        while time.time() < deadline and _processes_of(trial):
+            time.sleep(0.2)
+        assert not _processes_of(trial)
+        shutil.rmtree(trial / "checkpoints")
+        stored = max(_stored_epochs(store))
+        again = run_cli(*command, cwd=tmp_path, timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    finally:
+        cluster.stop()
+    assert f"checkpoint file(s) restored from file://{store}" in (trial / "log.txt").read_text()
+    shown = run_cli("show", "1-slow", "--json", "--workspace", str(ws), cwd=tmp_path)
+    (record,) = json.loads(shown.stdout)["trial_list"]
+    assert record["status"] == "succeeded" and record["restarts"] >= 1, record
+    metrics = json.loads((trial / "metrics.json").read_text())
+    assert metrics["resumed"][0]["epoch"] == stored >= 2  # the epoch storage held, though the folder had none
+    assert sorted({h["epoch"] for h in metrics["history"]}) == list(range(1, 7))
+    assert not [p for p in store.rglob("*") if p.is_file()]  # a succeeded trial leaves nothing in storage
+
+
+def _stored_epochs(store: Path) -> list[int]:
+    epochs = []
+    for meta in store.rglob("meta.json"):
+        with contextlib.suppress(OSError, ValueError):
+            epochs.append(int(json.loads(meta.read_text())["epoch"]))
+    return epochs
+
+
+def _processes_of(trial: Path) -> list[psutil.Process]:
+    """The keeper and harness of the trial (their command lines name its folder)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if str(trial) in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_storage_a_node_cannot_write_is_a_launch_error_naming_the_node(ray_cluster, tmp_path):
+    from mlops.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime.connect(tmp_path / "ws", ray_cluster.address, storage="/proc/mlops-store")
+    spec = trial_spec(tmp_path, "nostore", "print(1)\n")
+    with pytest.raises(
+        TrialLaunchError, match=r"node \w+ cannot use the checkpoint storage /proc/mlops-store \(.+\)"
+    ):
+        runtime.run(spec)
+    assert runtime.cleanup(keep=set()) == []
