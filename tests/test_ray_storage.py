@@ -66,3 +66,6 @@ def test_a_plain_folder_is_storage_too_and_a_bad_uri_names_the_setting(tmp_path:
     assert base == str(tmp_path / "shared") and fs.type_name == "local"
     with pytest.raises(ConfigError, match="setting storage: cannot use 'nosuch://bucket/x'"):
         open_storage("nosuch://bucket/x")
+    with pytest.raises(ConfigError, match="a URI with a password is refused") as caught:
+        open_storage("s3://AKIAX:s3cr3t@bucket/prefix")
+    assert "s3cr3t" not in str(caught.value)

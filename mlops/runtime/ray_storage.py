@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
@@ -29,6 +30,11 @@ LAST = "meta.json"  # written last: the mark of a whole checkpoint
 
 def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the base path of ``uri``: a URI pyarrow knows, or a folder of this machine."""
+    if urlsplit(uri).password is not None:  # it would be shown in logs and recorded with the run
+        raise ConfigError(
+            "setting storage: a URI with a password is refused: give the object store's credentials to "
+            "the nodes' environment (AWS_ACCESS_KEY_ID, ...), where pyarrow reads them"
+        )
     try:
         if "://" in uri:
             fs, path = pafs.FileSystem.from_uri(uri)
