@@ -121,6 +121,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="the Ray cluster that --runtime ray sends trials to (default: none)",
     )
+    flag(
+        "--storage",
+        metavar="URI",
+        help="where Ray trials keep their checkpoints, for every node: a shared folder or a pyarrow.fs URI "
+        "such as s3://bucket/prefix (default: the trial folder only)",
+    )
     flag("--network", action="store_true", default=None, help="give trials the network (the default)")
     flag(
         "--no-network",

@@ -120,7 +120,7 @@ def choose_runtime(ctx: Context) -> Runtime[Any]:
             raise RuntimeUnavailable(
                 f"--runtime ray needs Ray installed here (pip install 'ray[default]'): {e}"
             ) from e
-        cluster = RayRuntime.connect(ctx.settings.workspace, ctx.settings.ray_address)
+        cluster = RayRuntime.connect(ctx.settings.workspace, ctx.settings.ray_address, ctx.settings.storage)
         ctx.progress.info(f"   runtime: ray ({cluster.describe()})")
         return cluster
     if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):

@@ -57,6 +57,9 @@ class Settings:
     keep_checkpoints: bool = False  # keep a finished trial's checkpoints after its model is saved
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
     ray_address: str | None = None  # the Ray cluster of --runtime ray (host:port)
+    storage: str | None = (
+        None  # where Ray trials keep checkpoints for every node: a folder or a pyarrow.fs URI
+    )
     gpus: int = 0  # GPUs per trial
     unsandboxed: bool = False  # --runtime local without the sandbox: trials read what this user can
     trial_env: tuple[str, ...] = ()  # variables of this environment a training may see (names)

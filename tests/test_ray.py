@@ -4,11 +4,14 @@ cannot write, a GPU nobody has). The runtime contract suite runs on Ray too (tes
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mlops.errors import TrialLaunchError
@@ -125,3 +128,152 @@ def test_a_trial_folder_a_node_cannot_write_is_a_launch_error_naming_the_node(ra
     unwritable = Path("/proc/mlops-trial")  # no node can make a folder there, root or not
     with pytest.raises(TrialLaunchError, match=r"node \w+ cannot write the trial folder /proc/mlops-trial"):
         runtime.run(replace(spec, trial_dir=unwritable, source_file=spec.source_file))
+
+
+def test_the_cluster_going_away_mid_run_stops_it_and_the_same_command_carries_it_on(tmp_path):
+    """The whole cluster (head and worker) is killed while trial 1 trains, trial 0 being done: the command
+    stops at once, exit 3, naming the address, with the ledger as it was. The cluster is started again at
+    the same address and the same command carries the run on: trial 0 is not run again, trial 1 resumes
+    from its checkpoint."""
+    cluster = start_cluster(workers=1)
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "4")})
+    ws = tmp_path / "ws"
+    command = ["run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "2",
+               "--target", "0.999", "--workspace", str(ws)]  # fmt: skip
+    trials = ws / "runs" / "1-slow" / "trials"
+    try:
+        first = run_cli_background(*command, cwd=tmp_path)
+        deadline = time.time() + 400
+        while time.time() < deadline and "[mlops] epoch 2/" not in _text(trials / "1" / "log.txt"):
+            time.sleep(0.2)
+        before = _text(trials / "0" / "log.txt")
+        cluster.stop()
+        stopped = time.time()
+        code = first.wait(timeout=120)
+        said = _text(tmp_path / "mlops-background.log")
+        # Ray itself ends a driver 60 s after its cluster is gone, with a message of its own: ours comes first
+        assert code == 3 and time.time() - stopped < 50, said[-2000:]
+        assert f"the Ray cluster at {cluster.address} went away in the middle of run 1-slow" in said
+        assert "run the same command again" in said
+        ledger = sqlite3.connect(ws / "ledger.db")
+        rows = ledger.execute("SELECT number, status FROM trials ORDER BY number").fetchall()
+        ledger.close()
+        assert rows == [(0, "succeeded"), (1, "running")]
+        cluster = start_cluster(workers=1, port=cluster.port)
+        again = run_cli(*command, cwd=tmp_path, timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+        assert "resuming run 1-slow" in again.stdout and "trial 0 (" not in again.stdout
+    finally:
+        cluster.stop()
+    assert _text(trials / "0" / "log.txt") == before  # trial 0 was not run again
+    shown = json.loads(run_cli("show", "1-slow", "--json", "--workspace", str(ws), cwd=tmp_path).stdout)
+    zero, one = shown["trial_list"]
+    assert zero["status"] == "succeeded" and zero["restarts"] == 0, zero
+    assert one["status"] == "succeeded" and one["restarts"] == 1, one
+    metrics = json.loads((trials / "1" / "metrics.json").read_text())
+    assert metrics["resumed"] and metrics["resumed"][0]["epoch"] >= 2  # from its checkpoint
+    history = run_cli("history", "--json", "--workspace", str(ws), cwd=tmp_path).stdout.splitlines()
+    assert len(history) == 1  # the same run, carried on, not a new one
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_node_without_the_data_mapped_for_the_trial_refuses_it_naming_the_node_and_folder(tmp_path):
+    """The cluster's worker node does not see the folder data: maps (an empty tmpfs hides its parent, in
+    the node's own mount namespace: a machine on which the shared folder is not mounted), while the machine
+    running mlops does, so the run's own check of data: passes. The node refuses the trial before the
+    script starts, naming itself and the folder, instead of the script failing on a missing file."""
+    site = tmp_path / "site"
+    (site / "digits").mkdir(parents=True)
+    (site / "digits" / "x.csv").write_text("0,0\n0,1\n5,5\n5,6\n")
+    script = (
+        "import numpy as np\nfrom sklearn.cluster import KMeans\n"
+        "KMeans(2, n_init=1).fit(np.loadtxt('/mnt/digits/x.csv', delimiter=','))\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"read.py": script})
+    cluster = start_cluster(workers=1, hidden=(site,))
+    try:
+        done = run_cli(
+            "run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "1",
+            "--workspace", str(tmp_path / "ws"), cwd=tmp_path, env={"MLOPS_DATA": f"{{/mnt/digits: {site}/digits}}"},
+        )  # fmt: skip
+    finally:
+        cluster.stop()
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said[-2000:]
+    assert f"has no {site}/digits, which data: maps for /mnt/digits" in said, said[-2000:]
+    assert "node " in said and "FileNotFoundError" not in said
+
+
+def test_a_trial_killed_with_its_node_resumes_from_the_checkpoint_held_in_storage(tmp_path):
+    """--storage file://...: the same pyarrow.fs code as s3:// (which was not run here). The orchestrator
+    is killed, then the node under the trial, and the trial folder's checkpoints are deleted: the same
+    command starts the trial again, and its new actor restores the checkpoint from storage, not from the
+    trial folder. Storage keeps nothing once the trial has succeeded."""
+    cluster = start_cluster(workers=2)
+    store = tmp_path / "store"
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "6")})
+    ws = tmp_path / "ws"
+    command = ["run", str(repo), "--runtime", "ray", "--ray-address", cluster.address, "--max-trials", "1",
+               "--target", "0.999", "--storage", f"file://{store}", "--workspace", str(ws)]  # fmt: skip
+    trial = ws / "runs" / "1-slow" / "trials" / "0"
+    try:
+        first = run_cli_background(*command, cwd=tmp_path)
+        deadline = time.time() + 300
+        while time.time() < deadline and max(_stored_epochs(store), default=0) < 2:
+            time.sleep(0.2)
+        first.kill()
+        first.wait(timeout=30)
+        handle = json.loads(
+            sqlite3.connect(ws / "ledger.db").execute("SELECT handle FROM trials").fetchone()[0]
+        )
+        cluster.kill_node(cluster.label_of(handle["node"]))
+        deadline = time.time() + 60
+        while time.time() < deadline and _processes_of(trial):
+            time.sleep(0.2)
+        assert not _processes_of(trial)
+        shutil.rmtree(trial / "checkpoints")
+        stored = max(_stored_epochs(store))
+        again = run_cli(*command, cwd=tmp_path, timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    finally:
+        cluster.stop()
+    assert f"checkpoint file(s) restored from file://{store}" in (trial / "log.txt").read_text()
+    shown = run_cli("show", "1-slow", "--json", "--workspace", str(ws), cwd=tmp_path)
+    (record,) = json.loads(shown.stdout)["trial_list"]
+    assert record["status"] == "succeeded" and record["restarts"] >= 1, record
+    metrics = json.loads((trial / "metrics.json").read_text())
+    assert metrics["resumed"][0]["epoch"] == stored >= 2  # the epoch storage held, though the folder had none
+    assert sorted({h["epoch"] for h in metrics["history"]}) == list(range(1, 7))
+    assert not [p for p in store.rglob("*") if p.is_file()]  # a succeeded trial leaves nothing in storage
+
+
+def _stored_epochs(store: Path) -> list[int]:
+    epochs = []
+    for meta in store.rglob("meta.json"):
+        with contextlib.suppress(OSError, ValueError):
+            epochs.append(int(json.loads(meta.read_text())["epoch"]))
+    return epochs
+
+
+def _processes_of(trial: Path) -> list[psutil.Process]:
+    """The keeper and harness of the trial (their command lines name its folder)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if str(trial) in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_storage_a_node_cannot_write_is_a_launch_error_naming_the_node(ray_cluster, tmp_path):
+    from mlops.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime.connect(tmp_path / "ws", ray_cluster.address, storage="/proc/mlops-store")
+    spec = trial_spec(tmp_path, "nostore", "print(1)\n")
+    with pytest.raises(
+        TrialLaunchError, match=r"node \w+ cannot use the checkpoint storage /proc/mlops-store \(.+\)"
+    ):
+        runtime.run(spec)
+    assert runtime.cleanup(keep=set()) == []

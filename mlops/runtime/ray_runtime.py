@@ -1,6 +1,7 @@
 """The Ray runtime: each trial is a detached Ray actor that runs the harness in a process of its own, on
-whichever node of the cluster Ray picks for the trial's CPUs, GPUs and memory. The only module that
-imports ray.
+whichever node of the cluster Ray picks for the trial's CPUs, GPUs and memory. With ray_actor.py (the
+actor, on the node) and ray_storage.py (checkpoints in the ``storage`` setting), the only modules that
+import ray or pyarrow.
 
 The actor is named after the workspace, run and trial, so another orchestrator (a restarted ``mlops run``,
 Jenkins job 6) finds it again with ``ray.get_actor``. The trial's folder (log, events, metrics, outcome,
@@ -8,20 +9,19 @@ checkpoints) is written where the harness runs, so the workspace must be on stor
 the same path (one machine, or a shared folder such as NFS): the actor checks that it can write there
 before it starts the training, and says which node could not. When a node dies under a trial, its actor
 is gone: ``wait`` reports the launch as lost, the supervisor starts it again (a crash), Ray places the new
-actor on a node that is alive, and the harness resumes from the last checkpoint in the shared folder.
+actor on a node that is alive, and the harness resumes from the last checkpoint in the shared folder (or
+in ``storage``, which the actor restores from). When the whole cluster goes away, the command stops, saying
+so: the ledger keeps the run, which the same command carries on when the cluster is back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import logging
 import marshal
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,116 +30,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import ray
 import ray.exceptions
 
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file
 from mlops.runtime.data import with_data
+from mlops.runtime.ray_actor import STOP_GRACE_S, TrialActor
 from mlops_harness.protocol import LOG_FILE
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"
-KEEPER = Path(__file__).resolve().parent / "keeper.py"
 POLL_S = 0.5
-STOP_GRACE_S = 5.0
 SCHEDULE_TIMEOUT_S = 60.0  # a trial no node can take (64 CPUs, a GPU) fails after this, never hangs
 CONNECT_TIMEOUT_S = 5.0
+# How long one poll of a trial's actor may take. When the cluster goes away, Ray's calls hang, and Ray ends
+# this process 60 s after its head stopped answering: a poll this short leaves time to say so ourselves.
+POLL_TIMEOUT_S = 10.0
+LOST_AFTER_S = 60.0  # an actor that answers no poll for this long (its node hangs) is a lost launch
 INIT_TIMEOUT_S = 60.0
 PREFIX = "mlops-trial"
-
-
-def _own_group_dying_with_parent() -> None:
-    """In the harness's process, before exec: its own process group (killed as one), and a SIGKILL when the
-    actor's worker dies (Linux PR_SET_PDEATHSIG): a raylet that dies takes its trials with it, instead of
-    leaving a harness that goes on writing into the trial folder a restarted launch now writes."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-
-
-class TrialActor:
-    """Lives on the node that runs one launch of a trial: starts the harness there, watches its memory."""
-
-    def __init__(self, job: bytes, trial_dir: str, memory_mb: int | None) -> None:
-        self.memory_mb = memory_mb
-        self.stop_reason: str | None = None
-        folder = Path(trial_dir)
-        probe = folder / f".probe-{os.getpid()}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            self.error: str | None = (
-                f"node {ray.get_runtime_context().get_node_id()[:12]} cannot write the trial folder {folder} "
-                f"({e.strerror or e}): put the workspace on storage every node mounts at the same path"
-            )
-            self.process: subprocess.Popen[bytes] | None = None
-            return
-        self.error = None
-        # The keeper (mlops/runtime/keeper.py), as on the local runtime: between the training and its log,
-        # it masks the caller's secrets, caps the log, and takes the training with it when it dies.
-        log = open_log(folder / LOG_FILE)
-        try:
-            self.process = subprocess.Popen(  # noqa: S603 (the keeper is ours; the script runs inside it)
-                [sys.executable, "-I", "-S", str(KEEPER), "--trial", str(folder)],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=log,
-                env={},
-                cwd=folder,
-                preexec_fn=_own_group_dying_with_parent,  # noqa: PLW1509 (only setsid and prctl: async-signal-safe)
-            )
-        finally:
-            os.close(log)
-        assert self.process.stdin is not None
-        with self.process.stdin:
-            self.process.stdin.write(job)
-
-    def started(self) -> tuple[str | None, str, int]:
-        """Why it could not start (or None), the node it runs on, the harness's process id."""
-        pid = self.process.pid if self.process else 0
-        return self.error, ray.get_runtime_context().get_node_id(), pid
-
-    def poll(self) -> tuple[int | None, str | None]:
-        """The harness's exit status (None while it runs) and why it was stopped, if it was."""
-        if self.process is None:
-            return 1, self.stop_reason
-        code = self.process.poll()
-        if code is None and self.memory_mb is not None and self._rss_mb() > self.memory_mb:
-            self.kill(EndReason.OOM.value)
-            code = self.process.poll()
-        return code, self.stop_reason
-
-    def _rss_mb(self) -> float:
-        assert self.process is not None
-        total = 0
-        try:
-            root = psutil.Process(self.process.pid)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-        except psutil.Error:
-            return 0.0
-        return total / (1024 * 1024)
-
-    def kill(self, reason: str) -> None:
-        """End the harness's process group: TERM, then KILL after a grace period."""
-        self.stop_reason = self.stop_reason or reason
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        deadline = time.time() + STOP_GRACE_S
-        while time.time() < deadline and self.process.poll() is None:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
 
 
 # Any: ray.remote's typing serves decorators, not a class made remote at run time.
@@ -166,26 +77,64 @@ class RayHandle:
 class RayRuntime:
     name = "ray"
 
-    def __init__(self, workspace: Path, address: str, schedule_timeout_s: float = SCHEDULE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        address: str,
+        schedule_timeout_s: float = SCHEDULE_TIMEOUT_S,
+        storage: str | None = None,
+    ) -> None:
         self.workspace = workspace.resolve()
         self.address = address
         self.schedule_timeout_s = schedule_timeout_s
+        self.storage = storage  # where checkpoints are kept for every node (mlops/runtime/ray_storage.py)
         self.namespace = "mlops-" + hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
         # Run environments are built over this interpreter into the workspace, which every node mounts at
         # the same path; a trial without one runs on its node's own interpreter.
         self.python = sys.executable
 
     @classmethod
-    def connect(cls, workspace: Path, address: str | None) -> RayRuntime:
-        """A runtime on the Ray cluster at ``address`` (``ray_address``, ``MLOPS_RAY_ADDRESS``)."""
+    def connect(cls, workspace: Path, address: str | None, storage: str | None = None) -> RayRuntime:
+        """A runtime on the Ray cluster at ``address`` (``ray_address``, ``MLOPS_RAY_ADDRESS``), keeping
+        checkpoints in ``storage`` (a folder every node mounts or a pyarrow.fs URI) when given."""
         if not address:
             raise RuntimeUnavailable(
                 "--runtime ray needs the cluster's address: ray_address in mlops.toml, MLOPS_RAY_ADDRESS or "
                 "--ray-address (e.g. 10.0.0.5:6379; start one with `ray start --head`)"
             )
-        runtime = cls(workspace, address)
+        if storage:
+            try:
+                from mlops.runtime.ray_storage import open_storage
+            except ImportError as e:
+                raise RuntimeUnavailable(f"setting storage needs pyarrow installed here: {e}") from e
+            open_storage(storage)  # a URI pyarrow cannot open is said now, not on a node
+        runtime = cls(workspace, address, storage=storage)
         runtime._init()
         return runtime
+
+    def _head_error(self) -> str | None:
+        """Why the head's port does not answer, or None when it does (or when it cannot be asked)."""
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        if not (host and port.isdigit()):
+            return None  # an address we cannot ask directly: Ray's own errors say what happened
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as e:
+            return e.strerror or type(e).__name__
+        return None
+
+    def _check_cluster(self, spec: TrialSpec, node: str = "") -> None:
+        """Raise, saying what to do, when the cluster's head no longer answers (the cluster went away in
+        the middle of the run: `ray stop`, the head's machine down). The ledger keeps the run as it was:
+        its finished trials, and this one as running, which the same command resumes from its checkpoint."""
+        if self._head_error() is None:
+            return
+        where = f" on node {node[:12]}" if node else ""
+        raise RuntimeUnavailable(
+            f"the Ray cluster at {self.address} went away in the middle of run {spec.run_id} (trial "
+            f"{spec.trial} was training{where}); the ledger keeps what was done: run the same command again "
+            "when the cluster is back, and the run carries on (the trial resumes from its last checkpoint)"
+        )
 
     def _unavailable(self, why: str) -> RuntimeUnavailable:
         return RuntimeUnavailable(
@@ -201,12 +150,9 @@ class RayRuntime:
                 return
             ray.shutdown()
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        host, _, port = self.address.removeprefix("ray://").rpartition(":")
-        if host and port.isdigit():  # ray.init waits minutes for a cluster that is not there: ask first
-            try:
-                socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-            except OSError as e:
-                raise self._unavailable(e.strerror or type(e).__name__) from e
+        why = self._head_error()  # ray.init waits minutes for a cluster that is not there: ask first
+        if why is not None:
+            raise self._unavailable(why)
         failure: list[BaseException] = []
 
         def connect() -> None:
@@ -235,18 +181,20 @@ class RayRuntime:
 
     def fresh(self) -> RayRuntime:
         """The same runtime as another orchestrator would make it (the contract suite's attach test)."""
-        return RayRuntime(self.workspace, self.address, self.schedule_timeout_s)
+        return RayRuntime(self.workspace, self.address, self.schedule_timeout_s, self.storage)
 
     def describe(self) -> str:
         nodes = [n for n in NODES() if n.get("Alive")]
         cpus = sum(n.get("Resources", {}).get("CPU", 0) for n in nodes)
         gpus = sum(n.get("Resources", {}).get("GPU", 0) for n in nodes)
-        return f"cluster at {self.address}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs"
+        kept = f"; checkpoints in {self.storage}" if self.storage else ""
+        return f"cluster at {self.address}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs{kept}"
 
     def _actor_name(self, spec: TrialSpec) -> str:
         return f"{PREFIX}-{spec.run_id}-{spec.trial}"
 
     def run(self, spec: TrialSpec) -> RayHandle:
+        self._check_cluster(spec)
         spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
         # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
         log_path = spec.trial_dir / LOG_FILE
@@ -294,8 +242,10 @@ class RayRuntime:
             "nproc": None,
             "pdeathsig": True,
         }
+        data = [(d.target, d.source, d.writable) for d in spec.data]
+        kept = (self.storage, f"{self.namespace}/{spec.run_id}/{spec.trial}") if self.storage else None
         actor = REMOTE_TRIAL.options(**options).remote(
-            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb
+            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb, data, kept
         )
         try:
             error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)
@@ -310,6 +260,7 @@ class RayRuntime:
                 f"for {asks} ({self.describe()})",
             ) from None
         except ray.exceptions.RayError as e:
+            self._check_cluster(spec)
             raise TrialLaunchError(spec.name, f"the cluster could not start it: {e}") from e
         if error:
             ray.kill(actor)
@@ -344,13 +295,18 @@ class RayRuntime:
 
     def wait(self, handle: RayHandle) -> Outcome:
         limits = handle.spec.limits
+        answered = time.time()
         while True:
             try:
-                code, reason = ray.get(handle.actor.poll.remote(), timeout=60)
-            except ray.exceptions.RayError:
+                code, reason = ray.get(handle.actor.poll.remote(), timeout=POLL_TIMEOUT_S)
+            except ray.exceptions.RayError as e:
+                self._check_cluster(handle.spec, handle.node)
+                if isinstance(e, ray.exceptions.GetTimeoutError) and time.time() - answered < LOST_AFTER_S:
+                    continue  # a busy node: ask again
                 duration = time.time() - handle.started
                 where = f" (node {handle.node[:12]})" if handle.node else ""
                 return Outcome(EndReason.LOST, None, None, duration, f"its Ray actor{where} went away")
+            answered = time.time()
             if code is not None:
                 break
             if limits.timeout_s is not None and time.time() - handle.started > limits.timeout_s:

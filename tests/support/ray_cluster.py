@@ -59,6 +59,10 @@ class Cluster:
         )
         return int(done.stdout.strip() or 0)
 
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
     def stop(self) -> None:
         import ray
 
@@ -92,18 +96,29 @@ class _ignore:
         return True
 
 
-def start_node(label: str, extra: list[str], temp: Path, cpus: int = 2) -> subprocess.Popen[bytes]:
+def start_node(
+    label: str, extra: list[str], temp: Path, cpus: int = 2, hidden: tuple[Path, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """A node; ``hidden``: folders the node does not see (an empty tmpfs over each, in a mount namespace of
+    its own made by bubblewrap: the rest of the machine is the same for it), as a machine without them."""
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    command = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}"]
+    wrap = ["bwrap", "--dev-bind", "/", "/"] + [a for h in hidden for a in ("--tmpfs", str(h))]
+    command = [*(wrap if hidden else []), RAY, "start", "--block", "--node-ip-address=127.0.0.1"]
+    command += [f"--num-cpus={cpus}"]
     command += ["--disable-usage-stats", "--object-store-memory=100000000"]
     command += [f"--resources={json.dumps({label: 1})}", *extra]
     log = (temp / f"{label}.log").open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def start_cluster(workers: int = 2, timeout_s: float = 120) -> Cluster:
+def start_cluster(
+    workers: int = 2, timeout_s: float = 120, port: int | None = None, hidden: tuple[Path, ...] = ()
+) -> Cluster:
+    """A cluster with ``workers`` worker nodes, its head on ``port`` (a free one when not given: a cluster
+    started again where one went away gives the port of the one that went); ``hidden``: folders the
+    worker nodes do not see."""
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's sockets live under it
-    port = free_port()
+    port = port or free_port()
     cluster = Cluster(f"127.0.0.1:{port}", temp)
     head = ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
     cluster.nodes["node_a"] = start_node("node_a", head, temp, cpus=0)  # trials never run on the head
@@ -112,7 +127,7 @@ def start_cluster(workers: int = 2, timeout_s: float = 120) -> Cluster:
     for n, label in enumerate(["node_b", "node_c", "node_d"][:workers]):
         while time.time() < deadline and cluster.alive_nodes() < n + 1:
             time.sleep(1)
-        cluster.nodes[label] = start_node(label, [f"--address={cluster.address}"], temp)
+        cluster.nodes[label] = start_node(label, [f"--address={cluster.address}"], temp, hidden=hidden)
     while time.time() < deadline and cluster.alive_nodes() < nodes:
         time.sleep(1)
     if cluster.alive_nodes() < nodes:
