@@ -43,7 +43,8 @@ def add_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     add_common(p)
 
 
-def cmd_datasets(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_datasets(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     workspace = settings_from(args).workspace
     if args.action == "list":
         if args.files or args.name:
