@@ -23,7 +23,13 @@ def add_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
         "mlops datasets import mnist.npz --as mnist_local_copy.npz",
     )
     p.add_argument("action", choices=["import", "list"], help="import files, or list the imported ones")
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="the files to import")
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="the files to import (default none; import needs at least one)",
+    )
     p.add_argument(
         "--as",
         dest="name",

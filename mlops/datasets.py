@@ -27,10 +27,11 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from mlops.errors import DatasetError
 from mlops_harness.protocol import DATASET_HOMES, write_atomic
@@ -39,7 +40,7 @@ STORE_DIR = "datasets"  # in the workspace
 INDEX_FILE = "index.json"
 KINDS = tuple(DATASET_HOMES)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-STREAMS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+STREAMS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 @dataclass(frozen=True)
