@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
     imported = datasets.link_imported(os.environ)
     if imported:
-        say(f"imported data sets in the cache: {', '.join(sorted(imported))}")
+        more = f" and {len(imported) - 5} more" if len(imported) > 5 else ""
+        say(f"imported data sets in the cache: {', '.join(sorted(imported)[:5])}{more}")
     guards = Guards(out, work_root, say, rec.events.write, code_dir=code)
     guards.install()
     os.environ.setdefault("MPLBACKEND", "Agg")
