@@ -10,6 +10,7 @@ data set went away is removed. Standard library only: the Keras hook is given th
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import shlex
@@ -24,6 +25,7 @@ from mlops_harness.recorder import say
 # Locals of the libraries' download functions that hold the file they wanted, and the URL.
 PATH_LOCALS = ("download_target", "fpath", "file_path", "local_path", "filepath")  # Keras 3, 2, scikit-learn
 URL_LOCALS = ("origin", "url")
+CACHE_DIR_POSITION = 9  # cache_dir is get_file's tenth parameter, in Keras 2 and 3 alike
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -85,20 +87,37 @@ def _forget_gone(folder: str, store: str) -> None:
                 os.unlink(path)
 
 
-def trust_imported(module: Any) -> None:
-    """Keras's ``get_file`` downloads again a cached file whose hash is not the one it knows; an imported
-    data set is there on purpose (its sha256 is in ``mlops datasets list``), so it is used as it is."""
-    store = os.environ.get(ENV_DATASETS)
-    original: Callable[..., Any] | None = getattr(module, "validate_file", None)
-    if not store or original is None:
+def keras_get_file(module: Any) -> None:
+    """Hooks of the module that defines Keras's ``get_file`` (run right after it is imported, before a
+    ``from ... import get_file`` of the datasets modules binds it):
+
+    - ``get_file`` caches in ``$KERAS_HOME``: Keras 2 ignores the variable and caches in ``~/.keras``, which
+      is a trial's private ``/tmp``, so a data set would be downloaded again by every trial;
+    - its ``validate_file`` accepts an imported data set: Keras downloads again a cached file whose hash is
+      not the one it knows, and an imported one is there on purpose (its sha256 is in ``mlops datasets
+      list``), so it is used as it is."""
+    home, store = os.environ.get("KERAS_HOME"), os.environ.get(ENV_DATASETS)
+    get_file: Callable[..., Any] | None = getattr(module, "get_file", None)
+    if home and get_file is not None:
+        original_get_file = get_file
+
+        @functools.wraps(original_get_file)
+        def in_keras_home(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("cache_dir") is None and len(args) < CACHE_DIR_POSITION:
+                kwargs["cache_dir"] = home
+            return original_get_file(*args, **kwargs)
+
+        module.get_file = in_keras_home
+    check: Callable[..., Any] | None = getattr(module, "validate_file", None)
+    if not store or check is None:
         return
     root = os.path.realpath(store)
-    check = original
+    original_check = check
 
     def validate_file(fpath: Any, file_hash: Any, *args: Any, **kwargs: Any) -> Any:
         if not _inside(os.path.realpath(os.fspath(fpath)), root):
-            return check(fpath, file_hash, *args, **kwargs)
-        if not check(fpath, file_hash, *args, **kwargs):
+            return original_check(fpath, file_hash, *args, **kwargs)
+        if not original_check(fpath, file_hash, *args, **kwargs):
             say(
                 f"using the imported data set {os.path.basename(fpath)}, whose hash is not the one Keras knows"
             )

@@ -72,8 +72,8 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
         "sklearn.datasets": lambda m: sklearn_hooks.install_datasets(m, rec),
     }
-    for where in KERAS_GET_FILE:  # an imported data set is used even when its hash is not Keras's
-        table[where] = datasets.trust_imported
+    for where in KERAS_GET_FILE:  # $KERAS_HOME in every generation; an imported data set used as it is
+        table[where] = datasets.keras_get_file
     if seed is not None:
         table["numpy"] = lambda m: m.random.seed(seed)
     return table

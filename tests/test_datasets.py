@@ -221,9 +221,11 @@ def test_real_keras_get_file_failing_and_an_imported_file_with_another_hash(tmp_
     digits_as_mnist(store / "keras" / "mnist_local_copy.npz")
     monkeypatch.setenv(ENV_DATASETS, str(store))
     harness_datasets.link_imported(os.environ)
-    monkeypatch.setattr(file_utils, "validate_file", file_utils.validate_file)  # put back afterwards
-    harness_datasets.trust_imported(file_utils)
-    path = file_utils.get_file("mnist_local_copy.npz", origin, file_hash="0" * 64, cache_dir=keras_home)
+    for name in ("validate_file", "get_file"):  # put back afterwards
+        monkeypatch.setattr(file_utils, name, getattr(file_utils, name))
+    harness_datasets.keras_get_file(file_utils)
+    path = file_utils.get_file("mnist_local_copy.npz", origin, file_hash="0" * 64)  # in $KERAS_HOME
+    assert path == os.path.join(keras_home, "datasets", "mnist_local_copy.npz")
     assert os.path.realpath(path) == str(store / "keras" / "mnist_local_copy.npz")
     assert not file_utils.validate_file(__file__, "0" * 64)  # any other file is checked as before
 
@@ -288,3 +290,40 @@ def test_mnist_under_its_own_cache_name_trains_offline_from_the_import_and_downl
         assert "using the imported data set mnist_local_copy.npz" in log
         assert "Downloading data from" not in log
     assert file_sha256(ws / "datasets" / "keras" / "mnist_local_copy.npz") == file_sha256(npz)
+
+
+GET_FILE = """
+    import numpy as np
+    from tensorflow import keras
+    path = keras.utils.get_file(
+        "mnist_local_copy.npz", "http://127.0.0.1:9/mnist.npz", file_hash="0" * 64, cache_subdir="datasets"
+    )
+    with np.load(path) as data:
+        print("read", len(data["x_train"]), "images from", path)
+        open("accuracy.txt", "w").write(str(len(data["x_test"]) / 1000))
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("image", ["mlops-keras3", "mlops-keras2"])
+def test_keras_of_either_generation_reads_an_imported_file_keras_does_not_know(
+    tmp_path, image, docker_runtime, capsys
+):
+    ws = tmp_path / "ws"
+    npz = digits_as_mnist(tmp_path / "mnist.npz")
+    assert (
+        mlops(capsys, "datasets", "import", str(npz), "--as", "mnist_local_copy.npz", "--workspace", str(ws))[
+            0
+        ]
+        == 0
+    )
+    spec = trial_spec(tmp_path, "get_file", GET_FILE, image=image, network=False)
+    runtime = docker_runtime(ws)
+    handle = runtime.run(spec)
+    log = "\n".join(runtime.logs(handle))
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.ok, log
+    assert "read 1500 images from /cache/keras/datasets/mnist_local_copy.npz" in log
+    assert "using the imported data set mnist_local_copy.npz, whose hash is not the one Keras knows" in log
+    assert json.loads((spec.trial_dir / "metrics.json").read_text())["value"] == pytest.approx(0.297)
