@@ -110,6 +110,8 @@ def _locked(store: Path) -> Iterator[None]:
     with open(store / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            for stale in store.glob(".import-*"):  # the copy of an import that was killed
+                stale.unlink(missing_ok=True)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -69,7 +69,7 @@ def _link(source: str, target: str) -> None:
     if os.path.islink(target) and os.readlink(target) == source:
         return
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.{os.getpid()}.link"  # trials of one repository may start at the same time
+    tmp = f"{target}.{os.urandom(6).hex()}.link"  # trials of one repository may start at the same time
     os.symlink(source, tmp)
     try:
         os.replace(tmp, target)

@@ -124,8 +124,10 @@ def test_the_same_name_with_other_content_needs_replace(tmp_path, capsys):
 
     np.savez(other, x_train=np.zeros((2, 28, 28), dtype="uint8"))
     assert mlops(capsys, "datasets", "import", str(first), "--workspace", str(ws))[0] == 0
+    killed = ws / "datasets" / ".import-killed"  # the copy of an import killed halfway
+    killed.write_bytes(b"half")
     code, _, err = mlops(capsys, "datasets", "import", str(other), "--workspace", str(ws))
-    assert code == 2
+    assert code == 2 and not killed.exists()
     assert "keras data set mnist.npz is already imported with other content" in err
     assert file_sha256(first)[:12] in err and file_sha256(other)[:12] in err and "--replace" in err
     assert (ws / "datasets" / "keras" / "mnist.npz").read_bytes() == first.read_bytes()
