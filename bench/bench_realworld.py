@@ -59,7 +59,12 @@ def corpus_figures(checkout: Path, runtime: str, max_trials: int, scratch: Path)
         flags = [
             part
             for key, value in expected.get("flags", {}).items()
-            for part in (FLAGS.get(key, "--" + key.replace("_", "-")), str(value))
+            for part in (
+                # a switch (network: false) is its flag, --no-network; a value follows its flag
+                [("--" if value else "--no-") + key.replace("_", "-")]
+                if isinstance(value, bool)
+                else [FLAGS.get(key, "--" + key.replace("_", "-")), str(value)]
+            )
         ]
         started = time.perf_counter()
         cli(

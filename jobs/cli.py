@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from jobs import datasets_cmd
 from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded, settings_from, version
 from mlops.config import Settings
 from mlops.domain import RunStatus
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="build even when up to date (default: only what changed)"
     )
+
+    datasets_cmd.add_parser(command)
 
     p = command(
         "monitor",
@@ -406,6 +409,7 @@ COMMANDS = {
     "model": cmd_model,
     "monitor": cmd_monitor,
     "images": cmd_images,
+    "datasets": datasets_cmd.cmd_datasets,
     "serve": cmd_serve,
     "watch": cmd_watch,
 }

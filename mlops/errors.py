@@ -67,3 +67,9 @@ class TrialLaunchError(MlopsError):
         super().__init__(f"trial {trial} could not start: {reason}")
         self.trial = trial
         self.reason = reason
+
+
+class DatasetError(MlopsError):
+    """A data set cannot be imported: no such file, a corrupt archive, a name taken by other content."""
+
+    exit_code = 2

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mlops_harness import datasets
 from mlops_harness.protocol import FailureClass
 
 FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "sklearn", "torch", "torchvision")
@@ -178,11 +179,17 @@ def classify(
     message = str(exc)
     url = URL.search(message)
     if type(exc).__name__ in DOWNLOAD_TYPES or DOWNLOAD_MESSAGES.search(message):
-        what = url.group(0) if url else "a file"
+        what = url.group(0).rstrip(":.,;") if url else "a file"
+        line = datasets.import_line(exc, what if url else None, os.environ)
+        fix = (
+            f"download it once where the internet is reachable, then `{line}` puts it where every trial "
+            "reads it"
+            if line
+            else "put the file in the dataset cache (`mlops datasets import FILE`) so nothing is downloaded"
+        )
         return Failure(
             FailureClass.DOWNLOAD,
-            f"could not download {what}{at}: trials here may not reach the internet; put the file in the "
-            "dataset cache (Keras's datasets folder, scikit-learn's data home) so nothing is downloaded",
+            f"could not download {what}{at}: trials here may not reach the internet; {fix}",
         )
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
         return Failure(FailureClass.DATA, _data_hint(str(exc.filename or message), at))

@@ -92,6 +92,16 @@ ENV_CHECKPOINT_EVERY_BATCHES = "MLOPS_CHECKPOINT_EVERY_BATCHES"  # also checkpoi
 ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
 ENV_PATIENCE = "MLOPS_PATIENCE"  # epochs without a better monitored value before a fit stops; "0": never
 ENV_STOP_AT = "MLOPS_STOP_AT"  # a validation accuracy at which a fit stops (the target and a margin)
+ENV_DATASETS = "MLOPS_DATASETS"  # the folder of imported data sets (read-only), as the trial sees it
+
+# The imported data sets of a machine (``mlops datasets import``), one folder per kind, and where each kind
+# goes in a trial's cache: the variable naming the library's cache home, and the folder in it that the
+# library looks in (``keras.datasets.mnist.load_data(path=NAME)`` reads ``$KERAS_HOME/datasets/NAME``).
+DATASET_HOMES = {
+    "keras": ("KERAS_HOME", "datasets"),
+    "sklearn": ("SCIKIT_LEARN_DATA", ""),
+    "torch": ("TORCH_HOME", ""),
+}
 
 # Accuracy keys among Keras's logs, most wanted first.
 ACCURACY_KEYS = ("accuracy", "acc")

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import compat, failures, legacy_paths, model_saver, sklearn_hooks
+from mlops_harness import compat, datasets, failures, legacy_paths, model_saver, sklearn_hooks
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
 from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
@@ -47,6 +47,13 @@ from mlops_harness.recorder import Recorder, say
 from mlops_harness.workdir import IPythonShim, error_location, prepare_work, relative_to
 
 PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+# The modules of get_file and its validate_file: Keras 3, Keras 2 (2.13 and later, older), tf_keras.
+KERAS_GET_FILE = (
+    "keras.src.utils.file_utils",
+    "keras.src.utils.data_utils",
+    "keras.utils.data_utils",
+    "tf_keras.src.utils.data_utils",
+)
 
 
 def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
@@ -65,6 +72,8 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
         "sklearn.datasets": lambda m: sklearn_hooks.install_datasets(m, rec),
     }
+    for where in KERAS_GET_FILE:  # $KERAS_HOME in every generation; an imported data set used as it is
+        table[where] = datasets.keras_get_file
     if seed is not None:
         table["numpy"] = lambda m: m.random.seed(seed)
     return table
@@ -111,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
+    imported = datasets.link_imported(os.environ)
+    if imported:
+        more = f" and {len(imported) - 5} more" if len(imported) > 5 else ""
+        say(f"imported data sets in the cache: {', '.join(sorted(imported)[:5])}{more}")
     guards = Guards(out, work_root, say, rec.events.write, code_dir=code)
     guards.install()
     os.environ.setdefault("MPLBACKEND", "Agg")

@@ -48,7 +48,7 @@ ALL = parsers()
 
 
 def test_there_are_the_commands_and_the_jobs_a_person_can_ask_for_help():
-    assert len(ALL) == 1 + 9 + 6
+    assert len(ALL) == 1 + 10 + 6
     assert {"mlops run", "mlops watch", "mlops history", "mlops model", "python -m jobs.job5_notify"} <= set(
         ALL
     )

@@ -27,13 +27,14 @@ from typing import Any
 
 import psutil
 
+from mlops.datasets import store_dir
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
 from mlops.runtime.data import mounts, with_data
-from mlops_harness.protocol import LOG_FILE, OUTCOME_FILE, read_json
+from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 KEEPER = Path(__file__).resolve().parent / "keeper.py"
@@ -107,6 +108,11 @@ class LocalRuntime:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def datasets_dir(self) -> Path | None:
+        """The machine's imported data sets (mlops datasets import), which every trial reads; None: none."""
+        store = store_dir(self.workspace) if self.workspace else None
+        return store if store is not None and store.is_dir() else None
+
     def _environment(self, spec: TrialSpec, cache: Path) -> dict[str, str]:
         home = "/tmp" if self.sandboxed else self.caller_env.get("HOME", "/tmp")  # noqa: S108 (private)
         own = {
@@ -124,6 +130,9 @@ class LocalRuntime:
         }
         if "TF_CPP_MIN_LOG_LEVEL" not in self.caller_env:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        store = self.datasets_dir()
+        if store is not None:
+            own[ENV_DATASETS] = str(store)
         if spec.limits.cpus:
             threads = str(max(1, int(spec.limits.cpus)))
             own.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
@@ -144,9 +153,16 @@ class LocalRuntime:
             spec.source_file.resolve(),
         )
         inside = source.is_relative_to(trial_dir)
+        store = self.datasets_dir()
         return sandbox.Sandbox(
             bwrap=self.bwrap,
-            read_only=(*self._roots(spec), HARNESS, code, *(() if inside else (source,))),
+            read_only=(
+                *self._roots(spec),
+                HARNESS,
+                code,
+                *(() if inside else (source,)),
+                *((store,) if store else ()),
+            ),
             writable=(trial_dir, cache),
             protected=(trial_dir / LOG_FILE, *((source,) if inside else ())),
             network=spec.network,

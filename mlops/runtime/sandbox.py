@@ -5,8 +5,9 @@ the network is off), in a session of its own, and dies with the keeper that star
 built from nothing: the system (``/usr`` and the few files of ``/etc`` that Python, TLS and name lookups
 read) and the interpreter with its virtual environment, read-only; the harness and the code, read-only; its
 trial folder, read-write (except its log and its source, which it may read but not replace); the dataset
-cache of its repository, read-write; the folders of the pushed ``data:`` at the paths the script uses,
-read-only unless marked writable; a private ``/tmp``. The workspace's ledger, the other runs, the other
+cache of its repository, read-write; the machine's imported data sets (``mlops datasets import``),
+read-only; the folders of the pushed ``data:`` at the paths the script uses, read-only unless marked
+writable; a private ``/tmp``. The workspace's ledger, the other runs, the other
 checkouts, the caller's home and the Docker socket are not there at all. When mlops runs as root the
 training runs as ``nobody`` (``setpriv`` drops the user, groups and capabilities after bwrap has made the
 mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.

@@ -9,7 +9,9 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 - sees the checkout read-only at /code, its trial folder read-write at /trial, the folders of the pushed
   ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
   cache volume of its repository (Keras, scikit-learn and PyTorch dataset caches: a dataset is downloaded
-  once per repository, and no repository's trial can plant a file another repository's trial reads);
+  once per repository, and no repository's trial can plant a file another repository's trial reads), and
+  at /datasets, read-only, the data sets imported on this machine (``mlops datasets import``), which the
+  harness links into /cache;
 - has limits on memory (swap included, so going over is an OOM kill, not a slowdown), CPUs, processes and
   time; the network on by default, on the bridge ``mlops0`` of its own network (trials cannot reach each
   other; ``scripts/docker-setup.sh`` rejects its traffic to the cloud metadata address), none with
@@ -35,6 +37,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
+from mlops.datasets import store_dir
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -49,9 +52,10 @@ from mlops.runtime.base import (
 from mlops.runtime.data import mounts, with_data
 from mlops.runtime.docker.images import TRIAL_USER, Images
 from mlops.runtime.keeper import LogSink
-from mlops_harness.protocol import LOG_FILE
+from mlops_harness.protocol import ENV_DATASETS, LOG_FILE
 
 CACHE_VOLUME = "mlops-cache"  # the prefix of each repository's cache volume
+DATASETS_MOUNT = "/datasets"  # where a container sees the machine's imported data sets
 TRIALS_NETWORK = "mlops-trials"
 TRIALS_BRIDGE = "mlops0"  # the host interface of that network, which the firewall rule names
 STOP_GRACE_S = 5
@@ -155,6 +159,11 @@ class DockerRuntime(Images):
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
+        data = [(src, at, rw) for src, at, rw in mounts(spec)]
+        store = store_dir(self.workspace)
+        if store.is_dir():  # the machine's imported data sets, read-only, linked by the harness into /cache
+            data.append((store, DATASETS_MOUNT, False))
+            env[ENV_DATASETS] = DATASETS_MOUNT
         if limits.cpus:
             threads = str(max(1, int(limits.cpus)))
             env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
@@ -172,8 +181,7 @@ class DockerRuntime(Images):
                 self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
             "mounts": [  # data: at the paths the script uses, read-only unless marked writable
-                docker.types.Mount(at, str(src), type="bind", read_only=not rw)
-                for src, at, rw in mounts(spec)
+                docker.types.Mount(at, str(src), type="bind", read_only=not rw) for src, at, rw in data
             ],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
