@@ -130,6 +130,45 @@ def test_a_trial_folder_a_node_cannot_write_is_a_launch_error_naming_the_node(ra
         runtime.run(replace(spec, trial_dir=unwritable, source_file=spec.source_file))
 
 
+READS_THE_CACHE = """
+import os
+home = os.environ["SCIKIT_LEARN_DATA"]
+rows = open(os.path.join(home, "heart.csv")).read().splitlines()  # imported: linked into the cache
+fetched = os.path.join(os.environ["KERAS_HOME"], "datasets", "fetched.txt")  # as a download would leave it
+seen = os.path.exists(fetched)
+os.makedirs(os.path.dirname(fetched), exist_ok=True)
+open(fetched, "w").write("once")
+open("accuracy.txt", "w").write(str(0.5 + 0.1 * len(rows) + 0.2 * seen))
+"""
+
+
+def test_trials_on_the_cluster_read_the_imported_data_sets_and_share_one_cache(ray_cluster, tmp_path):
+    """A data set is fetched once, not once a trial: a Ray trial's library caches are its repository's
+    cache in the workspace, as on the other runtimes, with the imported data sets linked in."""
+    from mlops.runtime.ray_runtime import RayRuntime
+
+    ws = tmp_path / "ws"
+    csv = tmp_path / "heart.csv"
+    csv.write_text("age,target\n63,1\n")
+    assert (
+        run_cli(
+            "datasets", "import", str(csv), "--kind", "sklearn", "--workspace", str(ws), cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    runtime = RayRuntime.connect(ws, ray_cluster.address)
+    values = []
+    for number in (0, 1):
+        spec = trial_spec(tmp_path, f"cached{number}", READS_THE_CACHE)  # one code folder: one cache
+        handle = runtime.run(spec)
+        log = "\n".join(runtime.logs(handle))
+        assert runtime.wait(handle).ok, log
+        runtime.remove(handle)
+        values.append(json.loads((spec.trial_dir / "metrics.json").read_text())["value"])
+    # Two rows of the imported file both times; the second trial sees what the first left in the cache.
+    assert values == [pytest.approx(0.7), pytest.approx(0.9)]
+
+
 def test_the_cluster_going_away_mid_run_stops_it_and_the_same_command_carries_it_on(tmp_path):
     """The whole cluster (head and worker) is killed while trial 1 trains, trial 0 being done: the command
     stops at once, exit 3, naming the address, with the ledger as it was. The cluster is started again at

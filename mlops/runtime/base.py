@@ -142,6 +142,19 @@ class Runtime(Protocol[H]):
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
 
 
+def cache_env(cache: Path) -> dict[str, str]:
+    """The variables that point a trial's libraries at its repository's cache folder ``cache`` (Keras's,
+    scikit-learn's, PyTorch's and Hugging Face's data sets and weights, matplotlib's fonts): what one trial
+    downloads, the next reads."""
+    return {
+        "MPLCONFIGDIR": str(cache / "matplotlib"),
+        "KERAS_HOME": str(cache / "keras"),
+        "SCIKIT_LEARN_DATA": str(cache / "scikit_learn_data"),
+        "TORCH_HOME": str(cache / "torch"),
+        "HF_HOME": str(cache / "huggingface"),
+    }
+
+
 def open_log(path: Path) -> int:
     """The trial's log, opened to append without following a link the training may have put there."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -32,7 +32,15 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
-from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.base import (
+    LOG_HEAD_BYTES,
+    LOG_TAIL_BYTES,
+    Outcome,
+    TrialSpec,
+    cache_env,
+    follow_file,
+    open_log,
+)
 from mlops.runtime.data import mounts, with_data
 from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, OUTCOME_FILE, read_json
 
@@ -122,11 +130,7 @@ class LocalRuntime:
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(cache / "matplotlib"),
-            "KERAS_HOME": str(cache / "keras"),
-            "SCIKIT_LEARN_DATA": str(cache / "scikit_learn_data"),
-            "TORCH_HOME": str(cache / "torch"),
-            "HF_HOME": str(cache / "huggingface"),
+            **cache_env(cache),
         }
         if "TF_CPP_MIN_LOG_LEVEL" not in self.caller_env:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"
