@@ -4,7 +4,8 @@ The classic setup's job chain had one job drop a file (``dataset_ready.flag``) i
 training busy-waited for it (``while not os.path.exists('/root/shared/dataset_ready.flag'): time.sleep(1)``).
 Here nothing drops it, so the trial only ends at its time limit. When it does, :func:`explain_timeout` reads
 the trial's source for a loop that waits on a literal path the trial cannot see, and says which path, on
-which line, and the ``data:`` entry that would map it; otherwise the generic reason stays.
+which line, and the ``data:`` entry that would map it, in class ``data`` (a trial 0 so ends the run: no tweak
+brings the file); otherwise the generic reason stays, in class ``timeout``.
 
 The facts (:func:`waits_in`) are gathered from the syntax tree; the decision (:func:`waited_for`) is a pure
 function of them and of the trial's ``data:``.
@@ -144,6 +145,7 @@ def explain_timeout(spec: TrialSpec, result: LaunchResult) -> LaunchResult:
         return result
     return replace(
         result,
+        failure=FailureClass.DATA,  # a path nobody mapped, as a read of it would be: no tweak brings it
         error=f"{result.error}: it waited for {wait.path}, which never came",
         error_file=spec.script,
         error_line=wait.line,

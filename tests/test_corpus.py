@@ -35,6 +35,8 @@ def test_each_repository_as_pushed(
         assert got.metric is None and got.failure == expected["expect"], got.log
     if expected.get("before_trial_0"):
         assert got.trials == 0, got.log
+    if "trials" in expected:
+        assert got.trials == expected["trials"], got.log
     for text in [expected.get("hint"), expected.get("reason")]:
         if text:
             assert text in got.reason, got.log

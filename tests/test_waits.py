@@ -74,7 +74,7 @@ def _timed_out(tmp_path: Path, source: str) -> tuple[TrialSpec, LaunchResult]:
 def test_the_timeout_says_what_the_script_waited_for(tmp_path: Path):
     spec, result = _timed_out(tmp_path, (CORPUS / "waits_for_file" / "train.py").read_text())
     said = explain_timeout(spec, result)
-    assert said.failure is FailureClass.TIMEOUT
+    assert said.failure is FailureClass.DATA and said.outcome.reason is EndReason.TIMEOUT
     assert (said.error_file, said.error_line) == ("train.py", 5)
     assert said.hint is not None
     assert said.hint.startswith(
