@@ -34,6 +34,7 @@ from mlops_harness.protocol import (
     write_atomic,
 )
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
+from tweak.evidence import curve_of, generalization_gap, training_losses
 from tweak.facts import check_variant, model_facts
 from tweak.prompts import Prompt, prompts_of
 from tweak.strategies import (
@@ -41,8 +42,6 @@ from tweak.strategies import (
     Proposal,
     SearchState,
     Strategy,
-    curve_of,
-    generalization_gap,
     make_strategy,
 )
 
@@ -172,7 +171,8 @@ class Tuner:
             history = metrics.get("history") or []
             tweaks = [tweak_from_json(item) for item in t.tweaks]
             gap = generalization_gap(history)
-            past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap))
+            losses = training_losses(history)
+            past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap, losses))
         return SearchState(
             kind=Kind(run.kind or "other"),
             framework=run.framework or "",
