@@ -231,6 +231,7 @@ def test_parallel_trials_share_the_machine_s_cores_unless_cpus_is_set():
     assert trial_cpus(load_settings({"parallel": 2}, env={})) == max(1.0, cores / 2)
     assert trial_cpus(load_settings({"parallel": 2, "cpus": 0.5}, env={})) == 0.5
     assert trial_cpus(load_settings({}, env={})) is None
+    assert trial_cpus(load_settings({"parallel": 2}, env={}), number=0) is None  # trial 0 runs alone
 
 
 def test_seconds_per_epoch_come_from_the_trial_s_epoch_events(tmp_path):
