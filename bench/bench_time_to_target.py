@@ -1,7 +1,7 @@
 """Time to target: mlops (tpe, ladder) against KerasTuner (Hyperband, random search) and Optuna, side by side.
 
     python bench/bench_time_to_target.py [--quick] [--only NAME] [--max-trials 6] [--max-minutes 10]
-                                         [--parallel N]
+                                         [--parallel N] [--target 0.8]
 
 Models: the weak Keras models of bench/weak_models/ and the MNIST-shaped ones of bench/large_models/ (60,000
 28x28 images made from scikit-learn's digits, raw 0..255 pixels, one epoch of SGD: about 0.1 as pushed).
@@ -434,7 +434,11 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=10, help="per contender and model (default 10)")
     parser.add_argument("--contenders", default="tpe,ladder,hyperband,random,optuna")
     parser.add_argument("--parallel", type=int, default=1, help="also mlops tpe with --parallel N (N > 1)")
+    parser.add_argument(
+        "--target", type=float, default=TARGET, help=f"the accuracy to reach (default {TARGET})"
+    )
     args = parser.parse_args()
+    globals()["TARGET"] = args.target  # read by every contender
     specs = SPECS
     if args.quick:
         os.environ["MNIST_LIKE_TRAIN"] = str(QUICK_TRAIN)

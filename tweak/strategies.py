@@ -323,9 +323,9 @@ class TPE(Strategy):
             point.update(epochs=max(epochs, min(cap, _affordable_epochs(state) or cap)), extra_dense=0)
             if str(getattr(state.facts, "optimizer", "")).lower() == "sgd":
                 point["learning_rate"] = 0.05  # plain SGD at its default 0.01 barely moves in 20 epochs
-            chosen = _loss_rate(state)
-            if chosen is not None:  # trial 0's loss did not fall: its evidence chooses the rate
-                point["learning_rate"] = chosen[0]
+        chosen = _loss_rate(state)
+        if chosen is not None and "learning_rate" in space:  # trial 0's loss did not fall: it chooses
+            point["learning_rate"] = chosen[0]
         if "units" in space:
             point["units"] = 128
         if "filters" in space:
