@@ -8,7 +8,10 @@ so the same run proposes the same trials after a restart.
   fewer neurons), each step added to the ones before. Kept as the baseline.
 - ``tpe`` (default): a first, informed proposal (enough capacity and epochs for the data), then Optuna's
   TPE sampler over the space of tweaks, learning from every trial's metric, and Optuna's median pruner on
-  the per-epoch metric to stop a hopeless trial early.
+  the per-epoch metric to stop a hopeless trial early. What trial 0 measured (tweak/evidence.py) chooses
+  the changes: its stalled loss the rate, its overfitting dropout, its unscaled pixels a Rescaling layer;
+  a change too small to matter is not proposed, and a batch of parallel trials is asked of TPE at once
+  (constant liar), so its trials differ.
 """
 
 from __future__ import annotations
