@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,8 @@ class Tuner:
         self.spec_for = spec_for
         self.budget = budget
         self.models = models or ModelPolicy()
+        # Set when a trial reaches the target: the others of its parallel batch stop at their next epoch.
+        self.reached = threading.Event()
 
     # -- state for the strategy --------------------------------------------------------------------
 
@@ -209,6 +212,7 @@ class Tuner:
 
     def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
         original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
+        self.reached.clear()
         strategy = make_strategy(run.strategy)
         # First finish what a killed orchestrator left under way.
         self._run_all(
@@ -332,6 +336,8 @@ class Tuner:
             curve: list[float] = []
 
             def prune(epoch: int, logs: dict[str, float]) -> bool:
+                if self.reached.is_set():  # another trial of the batch reached the target: the run is done
+                    return True
                 for key in CURVE_KEYS:
                     if key in logs:
                         curve.append(logs[key])
@@ -339,6 +345,12 @@ class Tuner:
                 return strategy.should_prune(state, curve)
 
         finished = self.execute(run, trial, spec, prune)
+        if (
+            finished.status is TrialStatus.SUCCEEDED
+            and finished.metric is not None
+            and finished.metric >= run.target
+        ):
+            self.reached.set()
         after_trial(trial_dir(run, trial.number), finished, self.models)
         return finished
 
