@@ -181,10 +181,11 @@ def _loss_rate(state: SearchState) -> tuple[float, str] | None:
     _, now = evidence.current_rate(state.facts)
     if _unscaled(state) is not None and "tenfold" in rule:
         return None
-    rate = min(max(rate, RATES[0]), RATES[1])
-    if not evidence.matters(rate / now):
+    bounded = min(max(rate, RATES[0]), RATES[1])
+    if not evidence.matters(bounded / now):
         return None
-    return rate, f"{finding.reason}; {rule}: learning rate {rate:g}"
+    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
+    return bounded, f"{finding.reason}; {rule}{kept}"
 
 
 def _sklearn_estimators(facts: Any) -> list[Any]:
