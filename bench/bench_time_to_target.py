@@ -164,9 +164,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def _fit_start(events: Path) -> float | None:
     """When the trial's first fit began (its `inputs` event), else its first epoch event."""
-    if not events.is_file():
-        return None
-    for line in events.read_text().splitlines():
+    for line in events.read_text().splitlines() if events.is_file() else []:
         try:
             event = json.loads(line)
         except ValueError:
@@ -410,35 +408,37 @@ def run_optuna(spec: Spec, data, args: argparse.Namespace) -> Result:
 
 
 def machine() -> str:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    ram = "?"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal"):
-            ram = f"{int(line.split()[1]) / 2**20:.0f} GiB"
-    return f"machine: {os.cpu_count()} CPUs, {model}, {ram} RAM, Python {sys.version.split()[0]}"
+    def first(path: str, key: str) -> str:
+        lines = [line for line in Path(path).read_text().splitlines() if line.startswith(key)]
+        return lines[0].split(":", 1)[1].strip() if lines else "?"
+
+    ram = first("/proc/meminfo", "MemTotal").split()[0]
+    ram = f"{int(ram) / 2**20:.0f} GiB" if ram.isdigit() else "?"
+    cpu = first("/proc/cpuinfo", "model name")
+    return f"machine: {os.cpu_count()} CPUs, {cpu}, {ram} RAM, Python {sys.version.split()[0]}"
 
 
 def _s(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
+def _row(model: str, label: str, r: Result, ours: bool) -> tuple[str, ...]:
+    best = f"{r.best:.3f}" if r.best is not None else "-"
+    mine = [_s(v) if ours else "" for v in (r.after0_s, r.overhead_s, r.wall_s)]  # mlops's own columns
+    return (model, label, _s(r.reached_s), mine[0], str(r.trials or "-"), str(r.ran), best, *mine[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help=f"one weak, one large model ({QUICK_TRAIN} images)"
+        "--quick", action="store_true", help=f"a weak and a large model ({QUICK_TRAIN} images)"
     )
     parser.add_argument("--only", help="one model's name (comma-separated for several)")
     parser.add_argument("--max-trials", type=int, default=6, help="trials per contender (default 6)")
     parser.add_argument("--max-minutes", type=float, default=10, help="per contender and model (default 10)")
     parser.add_argument("--contenders", default="tpe,ladder,hyperband,random,optuna")
     parser.add_argument("--parallel", type=int, default=1, help="also mlops tpe with --parallel N (N > 1)")
-    parser.add_argument(
-        "--target", type=float, default=TARGET, help=f"the accuracy to reach (default {TARGET})"
-    )
+    parser.add_argument("--target", type=float, default=TARGET, help=f"to reach (default {TARGET})")
     args = parser.parse_args()
     globals()["TARGET"] = args.target  # read by every contender
     specs = SPECS
@@ -466,43 +466,20 @@ def main() -> None:
             data = spec.load()
             for name in contenders:
                 print(f"  {spec.name}: {name} ...", flush=True)
-                if name in ("tpe", "ladder"):
-                    got = run_mlops(spec, name, args, tmp)
-                elif name == "tpe-parallel":
-                    got = run_mlops(spec, "tpe", args, tmp, parallel=args.parallel)
+                if name in ("tpe", "ladder", "tpe-parallel"):
+                    width = args.parallel if name == "tpe-parallel" else 1
+                    got = run_mlops(spec, name.split("-")[0], args, tmp, parallel=width)
                 elif name in ("hyperband", "random"):
                     got = run_kerastuner(spec, data, name, args, tmp)
                 else:
                     got = run_optuna(spec, data, args)
                 rows.append((spec.name, name, got))
-    header = (
-        "model",
-        "contender",
-        "to target s",
-        "after trial 0 s",
-        "trials",
-        "ran",
-        "best",
-        "overhead s",
-        "run s",
-    )
+    header = ("model", "contender", "to target s", "after trial 0 s", "trials", "ran", "best")
+    header += ("overhead s", "run s")
     names = {"tpe": "mlops tpe", "ladder": "mlops ladder", "random": "KT random", "optuna": "optuna"}
     names["tpe-parallel"] = f"mlops tpe --parallel {args.parallel}"
     ours = ("tpe", "ladder", "tpe-parallel")
-    table = [header] + [
-        (
-            model,
-            names.get(c, f"KT {c}"),
-            _s(r.reached_s),
-            _s(r.after0_s) if c in ours else "",
-            str(r.trials) if r.trials else "-",
-            str(r.ran),
-            f"{r.best:.3f}" if r.best is not None else "-",
-            _s(r.overhead_s) if c in ours else "",
-            _s(r.wall_s) if c in ours else "",
-        )
-        for model, c, r in rows
-    ]
+    table = [header] + [_row(model, names.get(c, f"KT {c}"), r, c in ours) for model, c, r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"\ntarget {TARGET}; '-' = not reached within {args.max_trials} trials / {args.max_minutes:g} min")
     for row in table:

@@ -12,6 +12,7 @@ from tweak.codemods.base import (
     arg_value,
     hidden_dense,
     insert_layers,
+    last_name,
     layers_of,
     literal,
     make_call,
@@ -52,7 +53,13 @@ class AddDropout(Tweak):
 
     def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
         rate = float(self.rate)
-        raise_ = _RaiseRates({id(s.call) for s in layers_of(module) if s.kind == "dropout"}, rate)
+        # Only Dropout's rate: a GaussianDropout or AlphaDropout of the user's is left as written.
+        plain = {
+            id(s.call)
+            for s in layers_of(module)
+            if s.kind == "dropout" and last_name(s.call.func) == "Dropout"
+        }
+        raise_ = _RaiseRates(plain, rate)
         module = module.visit(raise_)
         done = [f"Dropout {old:g} -> {rate:g}" for old in raise_.changed]
         sites = layers_of(module)
