@@ -219,3 +219,18 @@ def test_a_real_model_whose_loss_does_not_fall_gets_a_new_rate_and_reaches_the_t
     (why,) = [c for c in changes if c.startswith("why:")]
     assert "training loss did not fall" in why and "sgd at 1e-05 is too slow: up to 0.05" in why
     assert run["reached"] is True and trials[1]["metric"] >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "rate"),
+    [("keras.optimizers.SGD(0.1)", 0.1), ("Adam(lr=0.02)", 0.02), ('"rmsprop"', None)],
+)
+def test_the_rate_as_written_is_read_whichever_way_it_is_passed(optimizer, rate):
+    assert model_facts(DENSE.format(optimizer=optimizer, epochs=3)).learning_rate == rate
+
+
+def test_a_positional_sgd_rate_far_above_its_usual_one_is_brought_down_where_it_is_written():
+    optimizer = "keras.optimizers.SGD(0.5)"
+    first = TPE().propose(state(rows([2.3, 2.4, 2.9]), optimizer=optimizer))
+    assert rate_of(first) == 0.05 and "sgd at 0.5 is far above its usual rate: down to 0.05" in first.note
+    assert "SGD(0.05)" in apply_tweaks(DENSE.format(optimizer=optimizer, epochs=3), first.tweaks).source
