@@ -251,10 +251,11 @@ def _find_or_create_run(
 # -- jobs 3 and 4 ---------------------------------------------------------------------------------------
 
 
-def trial_cpus(settings: Settings) -> float | None:
+def trial_cpus(settings: Settings, number: int = 1) -> float | None:
     """The CPUs of one trial: as set, or this machine's cores split between the trials run at once (so
-    parallel trials do not fight over every core; Keras and numpy size their thread pools from it)."""
-    if settings.cpus is not None or settings.parallel <= 1:
+    parallel trials do not fight over every core; Keras and numpy size their thread pools from it).
+    Trial 0 always runs alone, on the whole machine."""
+    if settings.cpus is not None or settings.parallel <= 1 or number == 0:
         return settings.cpus
     return max(1.0, (os.cpu_count() or 1) / settings.parallel)
 
@@ -286,7 +287,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             image=images.for_gpus(run.image or "", settings.gpus),
             gpus=settings.gpus,
             limits=Limits(
-                timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings)
+                timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings, number)
             ),
             network=settings.network,
             env=env,

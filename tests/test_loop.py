@@ -180,6 +180,35 @@ def test_parallel_batches_propose_distinct_trials_at_once(tmp_path, ledger):
     assert len(sources) == 3
 
 
+class EpochsExecute(FakeExecute):
+    """Trial 1 reaches the target at once; the others train epoch by epoch, asking ``prune`` after each."""
+
+    def __call__(self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune) -> TrialRecord:
+        if trial.number != 2:
+            time.sleep(0.1)
+            return super().__call__(run, trial, spec, prune)
+        self.ran.append(trial.number)
+        self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
+        for epoch in range(1, 60):
+            time.sleep(0.05)
+            if prune is not None and prune(epoch, {"val_accuracy": 0.5}):
+                self.ledger.finish_trial(run.id, trial.number, TrialStatus.PRUNED, epochs=epoch)
+                return self.ledger.trial(run.id, trial.number)
+        self.ledger.finish_trial(
+            run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5
+        )
+        return self.ledger.trial(run.id, trial.number)
+
+
+def test_a_trial_of_a_batch_that_reaches_the_target_stops_the_others_at_their_next_epoch(tmp_path, ledger):
+    run = make_run(tmp_path, ledger, max_trials=3)
+    began = time.monotonic()
+    done = tuner(ledger, EpochsExecute(ledger), max_trials=3, parallel=2).tune(run)
+    assert done.status is RunStatus.REACHED and done.best_trial == 1
+    assert ledger.trial(run.id, 2).status is TrialStatus.PRUNED
+    assert time.monotonic() - began < 2.0  # not the 3 s of its 59 epochs
+
+
 def trial_record(number: int, status: TrialStatus, metric: float | None = None, **kw) -> TrialRecord:
     return TrialRecord("r", number, status, [], [], number, metric=metric, **kw)
 
@@ -231,6 +260,7 @@ def test_parallel_trials_share_the_machine_s_cores_unless_cpus_is_set():
     assert trial_cpus(load_settings({"parallel": 2}, env={})) == max(1.0, cores / 2)
     assert trial_cpus(load_settings({"parallel": 2, "cpus": 0.5}, env={})) == 0.5
     assert trial_cpus(load_settings({}, env={})) is None
+    assert trial_cpus(load_settings({"parallel": 2}, env={}), number=0) is None  # trial 0 runs alone
 
 
 def test_seconds_per_epoch_come_from_the_trial_s_epoch_events(tmp_path):

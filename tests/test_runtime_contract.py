@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -170,3 +171,21 @@ def test_the_training_never_sees_the_secrets_of_the_environment(runtime, tmp_pat
     runtime.wait(handle)
     runtime.remove(handle)
     assert "[]" in lines, lines
+
+
+def test_local_trials_run_at_once_with_a_share_of_the_cores_each_get_cores_of_their_own(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("one CPU: nothing to share")  # a fact of the machine, not a missing feature
+    runtime = LocalRuntime(tmp_path / "ws")
+    script = "import os, time\nprint('cores', sorted(os.sched_getaffinity(0)), flush=True)\ntime.sleep(2)\n"
+    handles = [runtime.run(trial(tmp_path / name, name, script, cpus=1.0)) for name in ("one", "two")]
+    seen = []
+    for handle in handles:
+        lines = list(runtime.logs(handle, follow=True))
+        runtime.wait(handle)  # it writes no metric: what it printed is what counts
+        runtime.remove(handle)
+        seen.append(next(line for line in lines if line.startswith("cores")))
+    assert seen[0] != seen[1] and all(line.count(",") == 0 for line in seen), (
+        seen
+    )  # one core each, not both 0

@@ -168,7 +168,7 @@ class _Gather(ast.NodeVisitor):
                 self.optimizer = opt.value
             elif isinstance(opt, ast.Call):
                 self.optimizer = _name(opt.func)
-                lr = self._value(_kw(opt, "learning_rate", "lr"))
+                lr = self._value(_arg(opt, 0, "learning_rate", "lr"))  # SGD(0.1), Adam(lr=...)
                 self.learning_rate = float(lr) if isinstance(lr, int | float) else None
         elif name in ("Input", "InputLayer"):
             shape = _ints(self._value(_arg(node, 0, "shape", "input_shape")), 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from mlops_harness.protocol import (
     write_atomic,
 )
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
+from tweak.evidence import curve_of, generalization_gap, training_losses
 from tweak.facts import check_variant, model_facts
 from tweak.files import keep_best, lines_as_prompts, tuned_files, with_copies, write_copies
 from tweak.prompts import Prompt, prompts_of
@@ -42,8 +44,6 @@ from tweak.strategies import (
     Proposal,
     SearchState,
     Strategy,
-    curve_of,
-    generalization_gap,
     make_strategy,
 )
 
@@ -149,6 +149,8 @@ class Tuner:
         self.spec_for = spec_for
         self.budget = budget
         self.models = models or ModelPolicy()
+        # Set when a trial reaches the target: the others of its parallel batch stop at their next epoch.
+        self.reached = threading.Event()
 
     # -- state for the strategy --------------------------------------------------------------------
 
@@ -173,7 +175,8 @@ class Tuner:
             history = metrics.get("history") or []
             tweaks = [tweak_from_json(item) for item in t.tweaks]
             gap = generalization_gap(history)
-            past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap))
+            losses = training_losses(history)
+            past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap, losses))
         return SearchState(
             kind=Kind(run.kind or "other"),
             framework=run.framework or "",
@@ -210,6 +213,7 @@ class Tuner:
 
     def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
         original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
+        self.reached.clear()
         strategy = make_strategy(run.strategy)
         # First finish what a killed orchestrator left under way.
         self._run_all(
@@ -349,6 +353,8 @@ class Tuner:
             curve: list[float] = []
 
             def prune(epoch: int, logs: dict[str, float]) -> bool:
+                if self.reached.is_set():  # another trial of the batch reached the target: the run is done
+                    return True
                 for key in CURVE_KEYS:
                     if key in logs:
                         curve.append(logs[key])
@@ -356,6 +362,12 @@ class Tuner:
                 return strategy.should_prune(state, curve)
 
         finished = self.execute(run, trial, spec, prune)
+        if (
+            finished.status is TrialStatus.SUCCEEDED
+            and finished.metric is not None
+            and finished.metric >= run.target
+        ):
+            self.reached.set()
         after_trial(trial_dir(run, trial.number), finished, self.models)
         return finished
 

@@ -147,3 +147,29 @@ def shown(value: Any, prompt: Prompt) -> str:
     if prompt.integral and isinstance(value, int | float) and float(value).is_integer():
         return str(int(value))
     return f"{value:.2g}" if isinstance(value, float) else str(value)
+
+
+def changed(prompts: list[Prompt], values: dict[str, Any]) -> list[tuple[Prompt, str]]:
+    """Each tunable prompt (or line of a tuned file) with a value in ``values`` (by its key) that differs
+    from the one given, as the script reads it."""
+    out = []
+    for prompt in tunable(prompts):
+        if prompt.key in values:
+            answer = shown(values[prompt.key], prompt)
+            if answer != prompt.answer.strip():
+                out.append((prompt, answer))
+    return out
+
+
+def new_answers(prompts: list[Prompt], point: dict[str, Any]) -> dict[int, str]:
+    """The new answers of the point's prompt coordinates (those that differ from the answers given)."""
+    return {p.index: answer for p, answer in changed(prompts, point) if p.file is None}
+
+
+def new_lines(prompts: list[Prompt], point: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """The new values of the point's tuned lines, per file."""
+    out: dict[str, dict[int, str]] = {}
+    for p, value in changed(prompts, point):
+        if p.file is not None:
+            out.setdefault(p.file, {})[p.index] = value
+    return out

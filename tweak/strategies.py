@@ -8,18 +8,20 @@ so the same run proposes the same trials after a restart.
   fewer neurons), each step added to the ones before. Kept as the baseline.
 - ``tpe`` (default): a first, informed proposal (enough capacity and epochs for the data), then Optuna's
   TPE sampler over the space of tweaks, learning from every trial's metric, and Optuna's median pruner on
-  the per-epoch metric to stop a hopeless trial early.
+  the per-epoch metric to stop a hopeless trial early. What trial 0 measured (tweak/evidence.py) chooses
+  the changes: its stalled loss the rate, its overfitting dropout, its unscaled pixels a Rescaling layer;
+  a change too small to matter is not proposed, and a batch of parallel trials is asked of TPE at once
+  (constant liar), so its trials differ.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
-from mlops_harness.protocol import CURVE_KEYS
+from tweak import evidence
 from tweak import prompts as prompts_mod
 from tweak.codemods import (
     AddConvBlock,
@@ -39,10 +41,13 @@ if TYPE_CHECKING:
 
 Tweaks = list[Tweak]
 MLP = ("MLPClassifier", "MLPRegressor")
-# Trial 0 trained this much better than it validated: more capacity would only overfit more.
-OVERFIT_GAP = 0.15
-# A layer size changed by less than this factor (30 -> 32 filters) changes nothing that matters.
-SMALLEST_CHANGE = 1.5
+# The learning rates TPE searches; a rate chosen from trial 0's loss is kept inside them.
+RATES = (5e-4, 5e-2)
+# The dropout rates TPE searches when trial 0 overfits, and the first guess's.
+DROPOUTS = (0.0, 0.2, 0.3, 0.5)
+FIRST_DROPOUT = 0.3
+# How many times TPE is asked for a point whose trial differs from every trial so far.
+ASKS = 20
 # Inputs that reach past this (and not past 255) are taken for unscaled pixels: gradients that large
 # stall a network that expects values near 0..1, and a Rescaling layer in front fixes it.
 UNSCALED_MAX = 16.0
@@ -61,6 +66,7 @@ class Past:
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's own coordinates of the trial
     curve: list[float] = field(default_factory=list)  # the per-epoch metric
     gap: float | None = None  # training accuracy minus validation accuracy at the last epoch
+    losses: list[float] = field(default_factory=list)  # the per-epoch training loss (NaN where it was)
 
 
 @dataclass(frozen=True)
@@ -122,35 +128,12 @@ def _filters(facts: Any) -> list[int]:
     ]
 
 
-def _changed(state: SearchState, values: dict[str, Any]) -> list[tuple[prompts_mod.Prompt, str]]:
-    """Each tunable prompt (or line of a tuned file) with a value in ``values`` (by its key) that differs
-    from the one given, as the script reads it."""
-    out = []
-    for prompt in prompts_mod.tunable(state.prompts):
-        if prompt.key in values:
-            answer = prompts_mod.shown(values[prompt.key], prompt)
-            if answer != prompt.answer.strip():
-                out.append((prompt, answer))
-    return out
-
-
 def _answers(state: SearchState, point: dict[str, Any]) -> dict[int, str]:
-    """The new answers of the point's prompt coordinates (those that differ from the answers given)."""
-    return {p.index: answer for p, answer in _changed(state, point) if p.file is None}
+    return prompts_mod.new_answers(state.prompts, point)
 
 
 def _lines(state: SearchState, point: dict[str, Any]) -> dict[str, dict[int, str]]:
-    """The new values of the point's tuned lines, per file."""
-    out: dict[str, dict[int, str]] = {}
-    for p, value in _changed(state, point):
-        if p.file is not None:
-            out.setdefault(p.file, {})[p.index] = value
-    return out
-
-
-def _matters(factor: float) -> bool:
-    """True when scaling a layer by ``factor`` is a change worth a trial (not 30 -> 32 filters)."""
-    return factor >= SMALLEST_CHANGE or factor <= 1 / SMALLEST_CHANGE
+    return prompts_mod.new_lines(state.prompts, point)
 
 
 def _unscaled(state: SearchState) -> float | None:
@@ -169,6 +152,39 @@ def _affordable_epochs(state: SearchState) -> int | None:
     if not state.seconds_per_epoch or state.seconds_left is None:
         return None
     return max(1, int(state.seconds_left * TRIAL_SHARE_OF_BUDGET / state.seconds_per_epoch))
+
+
+def _trial0(state: SearchState) -> Past | None:
+    return state.past[0] if state.past and state.past[0].number == 0 else None
+
+
+def _overfit_gap(state: SearchState) -> float | None:
+    """Trial 0's training accuracy above its validation accuracy, when far enough to regularize."""
+    first = _trial0(state)
+    gap = first.gap if first else None
+    return gap if evidence.overfits(gap) and state.framework != "sklearn" else None
+
+
+def _loss_rate(state: SearchState) -> tuple[float, str] | None:
+    """The learning rate trial 0's stalled training loss calls for, and why, in words; None when it fell.
+
+    Unscaled inputs explain a stall at the usual rate better than the rate does: the Rescaling layer is
+    the change then, and the rate is left alone unless it is far from its usual value."""
+    first = _trial0(state)
+    if first is None or state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
+        return None
+    finding = evidence.stalled_loss(first.losses, evidence.classes_of(state.facts))
+    if finding is None:
+        return None
+    rate, rule = evidence.rate_for(finding, state.facts)
+    _, now = evidence.current_rate(state.facts)
+    if _unscaled(state) is not None and "tenfold" in rule:
+        return None
+    bounded = min(max(rate, RATES[0]), RATES[1])
+    if not evidence.matters(bounded / now):
+        return None
+    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
+    return bounded, f"{finding.reason}; {rule}{kept}"
 
 
 def _sklearn_estimators(facts: Any) -> list[Any]:
@@ -273,7 +289,9 @@ class TPE(Strategy):
         space: dict[str, Any] = {}
         if state.kind in (Kind.CNN, Kind.ANN) and state.framework != "sklearn":
             space["epochs"] = d.IntDistribution(max(1, epochs), max(40, epochs * 10), log=True)
-            space["learning_rate"] = d.FloatDistribution(5e-4, 5e-2, log=True)
+            space["learning_rate"] = d.FloatDistribution(*RATES, log=True)
+            if _overfit_gap(state) is not None and _hidden_units(state.facts):
+                space["dropout"] = d.CategoricalDistribution(DROPOUTS)
             if _hidden_units(state.facts):
                 space["units"] = d.CategoricalDistribution([32, 64, 128, 256])
             space["extra_dense"] = d.IntDistribution(0, 1)
@@ -309,6 +327,9 @@ class TPE(Strategy):
             point.update(epochs=max(epochs, min(cap, _affordable_epochs(state) or cap)), extra_dense=0)
             if str(getattr(state.facts, "optimizer", "")).lower() == "sgd":
                 point["learning_rate"] = 0.05  # plain SGD at its default 0.01 barely moves in 20 epochs
+        chosen = _loss_rate(state)
+        if chosen is not None and "learning_rate" in space:  # trial 0's loss did not fall: it chooses
+            point["learning_rate"] = chosen[0]
         if "units" in space:
             point["units"] = 128
         if "filters" in space:
@@ -319,12 +340,32 @@ class TPE(Strategy):
             guess = prompts_mod.first_guess(prompt, min(20 * 1, _affordable_epochs(state) or 20))
             if guess is not None:
                 point[prompt.key] = guess
-        gap = state.past[0].gap if state.past else None
-        if gap is not None and gap > OVERFIT_GAP and _hidden_units(state.facts):
+        if _overfit_gap(state) is not None:
             # Trial 0 trained far better than it validated: regularize instead of adding capacity.
             point.pop("units", None)
-            point["dropout"] = 0.3
+            point.pop("filters", None)
+            if "dropout" in space:
+                point["dropout"] = FIRST_DROPOUT
         return point
+
+    def reasons(self, state: SearchState, point: dict[str, Any]) -> list[str]:
+        """The evidence of trial 0 behind the point's changes, in words."""
+        out = []
+        chosen = _loss_rate(state)
+        if chosen is not None and point.get("learning_rate") == chosen[0]:
+            out.append(chosen[1])
+        gap = _overfit_gap(state)
+        if gap is not None:
+            what = "dropout" if point.get("dropout") else "no dropout this time"
+            if state.number == 1:
+                what = "dropout, not units" if point.get("dropout") else "no more units or filters"
+            out.append(f"trial 0 trained {gap:.2f} above its validation accuracy: {what}")
+        if _unscaled(state) is not None and state.inputs is not None:
+            out.append(
+                f"trial 0 trained on inputs in {state.inputs['min']:g}..{state.inputs['max']:g}: "
+                "a Rescaling layer in front"
+            )
+        return out
 
     def tweaks_for(self, state: SearchState, point: dict[str, Any]) -> Tweaks:
         tweaks: Tweaks = []
@@ -333,20 +374,23 @@ class TPE(Strategy):
             tweaks.append(AddRescaling(divisor=divisor))
         if "filters" in point:
             smallest = min(_filters(state.facts))
-            if _matters(point["filters"] / smallest):
+            if evidence.matters(point["filters"] / smallest):
                 tweaks.append(ScaleFilters(factor=point["filters"] / smallest))
         if "units" in point:
             smallest = min(_hidden_units(state.facts))
-            if _matters(point["units"] / smallest):
+            if evidence.matters(point["units"] / smallest):
                 tweaks.append(ScaleUnits(factor=point["units"] / smallest))
         if point.get("extra_dense"):
             tweaks.append(AddDenseLayer(units=point.get("units", 64)))
         if point.get("dropout"):
             tweaks.append(AddDropout(rate=float(point["dropout"])))
-        if "epochs" in point and point["epochs"] != _epochs(state.facts):
+        # An epoch cap or a rate changed by a little changes nothing that matters (the fit stops early).
+        if "epochs" in point and evidence.matters(int(point["epochs"]) / _epochs(state.facts)):
             tweaks.append(SetEpochs(epochs=int(point["epochs"])))
         if "learning_rate" in point:
-            tweaks.append(SetLearningRate(learning_rate=float(f"{point['learning_rate']:.2g}")))
+            rate = float(f"{point['learning_rate']:.2g}")
+            if evidence.matters(rate / evidence.current_rate(state.facts)[1]):
+                tweaks.append(SetLearningRate(learning_rate=rate))
         if "hidden" in point:
             sizes = tuple(int(v) for v in str(point["hidden"]).split(","))
             tweaks.append(SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=sizes))
@@ -397,21 +441,26 @@ class TPE(Strategy):
             return None
         if state.number == 1:
             point = self.first(state)
-            note = "an informed first guess"
-            if "dropout" in point:
-                note += f" (trial 0 trained {state.past[0].gap:.2f} above its validation: dropout, not units)"
-            if _unscaled(state) is not None and state.inputs is not None:
-                note += (
-                    f" (trial 0 trained on inputs in {state.inputs['min']:g}..{state.inputs['max']:g}: "
-                    "a Rescaling layer in front)"
-                )
-            return Proposal(
-                self.tweaks_for(state, point), point, note, _answers(state, point), _lines(state, point)
-            )
+            return self._proposal(state, point, "an informed first guess")
         study, space = self._study(state, trial_seed(state.seed, state.number))
-        trial = study.ask(space)
-        point = dict(trial.params)
-        note = "proposed by TPE from the trials so far"
+        tried = [(p.tweaks, p.params) for p in state.past]
+        for _ in range(ASKS):
+            # A point whose trial is one made already (its differences too small to change the code) is
+            # asked again: it stays in the study as under way, so constant-liar TPE looks elsewhere.
+            point = dict(study.ask(space).params)
+            tweaks = self.tweaks_for(state, point)
+            answers, lines = _answers(state, point), _lines(state, point)
+            if (tweaks or answers or lines) and not any(
+                tweaks == old and answers == _answers(state, params) and lines == _lines(state, params)
+                for old, params in tried
+            ):
+                return self._proposal(state, point, "proposed by TPE from the trials so far")
+        return None
+
+    def _proposal(self, state: SearchState, point: dict[str, Any], note: str) -> Proposal:
+        because = self.reasons(state, point)
+        if because:
+            note += " (" + "; ".join(because) + ")"
         return Proposal(
             self.tweaks_for(state, point), point, note, _answers(state, point), _lines(state, point)
         )
@@ -437,32 +486,3 @@ STRATEGIES: dict[StrategyName, Callable[[], Strategy]] = {
 def make_strategy(name: StrategyName | str) -> Strategy:
     """The strategy of that name. Settings were validated when read, so an unknown name is a bug here."""
     return STRATEGIES[StrategyName(name)]()
-
-
-def _last_fit(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if not history:
-        return []
-    last_fit = max(h.get("fit", 0) for h in history)
-    return sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
-
-
-def curve_of(history: list[dict[str, Any]]) -> list[float]:
-    """The per-epoch accuracy of the last fit in a harness history (validation if it has one)."""
-    rows = _last_fit(history)
-    for key in CURVE_KEYS:
-        if rows and all(key in r for r in rows):
-            return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
-    return []
-
-
-def generalization_gap(history: list[dict[str, Any]]) -> float | None:
-    """Training accuracy minus validation accuracy at the last epoch of the last fit, when both exist."""
-    rows = _last_fit(history)
-    if not rows:
-        return None
-    last = rows[-1]
-    train = next((last[k] for k in CURVE_KEYS if not k.startswith("val_") and k in last), None)
-    valid = next((last[k] for k in CURVE_KEYS if k.startswith("val_") and k in last), None)
-    if train is None or valid is None:
-        return None
-    return float(train) - float(valid)

@@ -130,13 +130,14 @@ def _spawn(argv: list[str], env: dict[str, str], out: int) -> int:
 def keep(job: dict[str, Any], log_fd: int = 1) -> int:
     """Run ``job['argv']`` to its end with its output through a LogSink on ``log_fd``; its exit status.
 
-    The training's CPUs (``cpus``) and the process limit of the user it runs as (``nproc``) are set on the
+    The training's CPUs (``cpus``, pinned to ``cores`` when the runtime chose them) and the process limit of the user it runs as (``nproc``) are set on the
     keeper and inherited; unsandboxed (``pdeathsig``) it is started under ``setpriv --pdeathsig`` so it
     dies with the keeper, as bubblewrap's ``--die-with-parent`` makes a sandbox do."""
     sink = LogSink(log_fd, job.get("secrets", []), int(job["head"]), int(job["tail"]))
     if job.get("cpus"):
         available = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, available[: max(1, int(job["cpus"]))])
+        chosen = [core for core in job.get("cores") or [] if core in available]  # the runtime's choice
+        os.sched_setaffinity(0, chosen or available[: max(1, int(job["cpus"]))])
     if job.get("nproc"):
         import resource
 

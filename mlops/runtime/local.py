@@ -60,6 +60,7 @@ class LocalHandle:
     log_offset: int = 0  # where this launch's output starts in the trial's log
     stop_reason: EndReason | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cores: tuple[int, ...] = ()  # the CPUs it is pinned to (none: all of this process's)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -97,6 +98,7 @@ class LocalRuntime:
             self.bwrap = bwrap
             self.python_roots = sandbox.python_roots(self.python)
         self._handles: dict[str, LocalHandle] = {}
+        self._launching = threading.Lock()  # parallel trials choose their cores one after the other
 
     @property
     def sandboxed(self) -> bool:
@@ -221,29 +223,51 @@ class LocalRuntime:
                 "nproc": spec.limits.pids if (self.sandboxed and self.as_root) else None,
                 "pdeathsig": not self.sandboxed,
             }
-            process = subprocess.Popen(  # noqa: S603 (the keeper is ours; the script runs inside it)
-                [self.python, "-I", "-S", str(KEEPER), "--trial", str(spec.trial_dir.resolve())],
-                stdin=subprocess.PIPE,
-                stdout=log_fd,
-                stderr=log_fd,
-                env={},
-                cwd=spec.trial_dir,
-                start_new_session=True,  # its own session: killed as one, survives us
-            )
-            assert process.stdin is not None
-            with process.stdin:
-                process.stdin.write(marshal.dumps(job))
+            with self._launching:
+                cores = self._free_cores(math.ceil(spec.limits.cpus)) if spec.limits.cpus else []
+                job["cores"] = cores
+                process = subprocess.Popen(  # noqa: S603 (the keeper is ours; the script runs inside it)
+                    [self.python, "-I", "-S", str(KEEPER), "--trial", str(spec.trial_dir.resolve())],
+                    stdin=subprocess.PIPE,
+                    stdout=log_fd,
+                    stderr=log_fd,
+                    env={},
+                    cwd=spec.trial_dir,
+                    start_new_session=True,  # its own session: killed as one, survives us
+                )
+                assert process.stdin is not None
+                with process.stdin:
+                    process.stdin.write(marshal.dumps(job))
+                try:
+                    create_time = psutil.Process(process.pid).create_time()
+                except psutil.Error:
+                    create_time = 0.0
+                handle = LocalHandle(
+                    spec,
+                    process.pid,
+                    create_time,
+                    time.time(),
+                    process,
+                    log_offset,
+                    cores=tuple(cores),
+                )
+                self._handles[spec.name] = handle
         except OSError as e:
             raise TrialLaunchError(spec.name, str(e)) from e
         finally:
             os.close(log_fd)
-        try:
-            create_time = psutil.Process(process.pid).create_time()
-        except psutil.Error:
-            create_time = 0.0
-        handle = LocalHandle(spec, process.pid, create_time, time.time(), process, log_offset=log_offset)
-        self._handles[spec.name] = handle
         return handle
+
+    def _free_cores(self, count: int) -> list[int]:
+        """``count`` of this process's CPUs, the least used by the trials running first: trials run at once
+        with a share of the machine each get cores of their own, not all the first ones."""
+        load = dict.fromkeys(sorted(os.sched_getaffinity(0)), 0)
+        for other in list(self._handles.values()):
+            if other.cores and self._alive(other):
+                for core in other.cores:
+                    if core in load:
+                        load[core] += 1
+        return sorted(sorted(load, key=lambda core: (load[core], core))[: max(1, count)])
 
     def attach(self, spec: TrialSpec, data: dict[str, Any]) -> LocalHandle | None:
         if data.get("runtime") != "local":

@@ -1,0 +1,145 @@
+"""What trial 0's measurements point at, and the change each one calls for, with the evidence in words.
+
+Trial 0 is the code as pushed; the harness recorded its per-epoch history (training loss and accuracy,
+validation accuracy) and what its fit trained on. Three findings steer TPE's proposals:
+
+- a training loss that does not fall (NaN, rising, flat, or still at chance level): the learning rate;
+- a training accuracy far above the validation one: regularization (dropout), not more units or filters;
+- inputs in 0..255 that the model never scales: a ``Rescaling`` layer (tweak/strategies.py ``_unscaled``).
+
+A change smaller than ``SMALLEST_CHANGE`` (30 -> 32 filters, a rate 10% off, an epoch cap raised by a
+little while early stopping ends the training anyway) is not worth a trial: ``matters`` says which are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_harness.protocol import CURVE_KEYS
+
+# A layer size, an epoch cap or a rate changed by less than this factor changes nothing that matters.
+SMALLEST_CHANGE = 1.5
+# Trial 0 trained this much better than it validated (accuracy): more capacity would only overfit more.
+OVERFIT_GAP = 0.1
+# The last epoch's training loss must be below this share of the first epoch's to count as falling.
+FALLING = 0.9
+# A training loss at this share of chance level (ln of the classes) or above has learned nothing yet.
+AT_CHANCE = 0.9
+# Keras's default rate of each optimizer, and the rate a first guess gives it when its loss stalls.
+DEFAULT_RATE = {"sgd": 0.01}
+USUAL_RATE = 1e-3  # Adam, RMSprop, Nadam, ... (Keras's default for all but SGD)
+STALLED_RATE = {"sgd": 0.05}  # plain SGD at 0.01 barely moves a small network in a few epochs
+
+
+def matters(factor: float) -> bool:
+    """True when scaling a quantity by ``factor`` is a change worth a trial (not 30 -> 32 filters)."""
+    return factor >= SMALLEST_CHANGE or factor <= 1 / SMALLEST_CHANGE
+
+
+@dataclass(frozen=True)
+class LossFinding:
+    """A training loss that did not fall, why it is taken so, and which way the rate should go."""
+
+    reason: str
+    diverged: bool  # NaN or rising: the rate is too high; else flat: too low, or too high to learn at all
+
+
+def _last_fit(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not history:
+        return []
+    last_fit = max(h.get("fit", 0) for h in history)
+    return sorted((h for h in history if h.get("fit", 0) == last_fit), key=lambda h: h["epoch"])
+
+
+def curve_of(history: list[dict[str, Any]]) -> list[float]:
+    """The per-epoch accuracy of the last fit in a harness history (validation if it has one)."""
+    rows = _last_fit(history)
+    for key in CURVE_KEYS:
+        if rows and all(key in r for r in rows):
+            return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+    return []
+
+
+def generalization_gap(history: list[dict[str, Any]]) -> float | None:
+    """Training accuracy minus validation accuracy at the last epoch of the last fit, when both exist."""
+    rows = _last_fit(history)
+    if not rows:
+        return None
+    last = rows[-1]
+    train = next((last[k] for k in CURVE_KEYS if not k.startswith("val_") and k in last), None)
+    valid = next((last[k] for k in CURVE_KEYS if k.startswith("val_") and k in last), None)
+    if train is None or valid is None:
+        return None
+    return float(train) - float(valid)
+
+
+def training_losses(history: list[dict[str, Any]]) -> list[float]:
+    """The training loss at each epoch of the last fit, NaN where the row has none (the harness leaves a
+    NaN out of the row, so a row with metrics but no loss is an epoch whose loss was NaN)."""
+    return [float(r["loss"]) if "loss" in r else math.nan for r in _last_fit(history)]
+
+
+def classes_of(facts: Any) -> int | None:
+    """The classes of the output Dense layer (1 unit: a binary sigmoid, 2 classes), when written."""
+    dense = [ly for ly in getattr(facts, "layers", []) if getattr(ly, "kind", "") == "dense"]
+    units = getattr(dense[-1], "units", None) if dense else None
+    if not isinstance(units, int) or units < 1:
+        return None
+    return max(2, units)
+
+
+def stalled_loss(losses: list[float], classes: int | None) -> LossFinding | None:
+    """Why trial 0's training loss shows that it did not learn, or None when it fell."""
+    if not losses:
+        return None
+    bad = next((i for i, v in enumerate(losses, start=1) if not math.isfinite(v)), None)
+    if bad is not None:
+        return LossFinding(f"trial 0's training loss was NaN or infinite at epoch {bad}", diverged=True)
+    first, last = losses[0], losses[-1]
+    if len(losses) >= 2 and last > first * 1.05:
+        return LossFinding(
+            f"trial 0's training loss rose from {first:.3g} to {last:.3g} over {len(losses)} epochs", True
+        )
+    if len(losses) >= 2 and last > first * FALLING:
+        return LossFinding(
+            f"trial 0's training loss did not fall ({first:.3g} at epoch 1, {last:.3g} at epoch "
+            f"{len(losses)})",
+            diverged=False,
+        )
+    if classes and last >= AT_CHANCE * math.log(classes):
+        return LossFinding(
+            f"trial 0's training loss {last:.3g} after {len(losses)} epoch(s) is at chance level "
+            f"(ln {classes} = {math.log(classes):.3g})",
+            diverged=False,
+        )
+    return None
+
+
+def current_rate(facts: Any) -> tuple[str, float]:
+    """The optimizer as written (lower case; "" when not known) and its rate (as written, or its default)."""
+    name = str(getattr(facts, "optimizer", "") or "").lower()
+    rate = getattr(facts, "learning_rate", None)
+    if isinstance(rate, int | float) and rate > 0:
+        return name, float(rate)
+    return name, DEFAULT_RATE.get(name, USUAL_RATE)
+
+
+def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str]:
+    """The learning rate that trial 0's stalled loss calls for, and the rule that chose it, in words."""
+    name, rate = current_rate(facts)
+    usual = STALLED_RATE.get(name, USUAL_RATE)
+    shown = f"{name or 'the optimizer'} at {rate:g}"
+    if rate > usual and matters(rate / usual):
+        return usual, f"{shown} is far above its usual rate: down to {usual:g}"
+    if finding.diverged:
+        return rate / 10, f"{shown} diverges: down tenfold"
+    if rate < usual and matters(rate / usual):
+        return usual, f"{shown} is too slow: up to {usual:g}"
+    return rate / 10, f"{shown} does not learn: down tenfold"
+
+
+def overfits(gap: float | None) -> bool:
+    """Whether trial 0's training accuracy is far enough above its validation accuracy to regularize."""
+    return gap is not None and gap > OVERFIT_GAP
