@@ -34,6 +34,23 @@ DISTRIBUTIONS = {
     "tensorflow_datasets": "tensorflow-datasets",
 }
 # What old Keras, TensorFlow and scikit-learn code runs into on the current versions.
+# Names that a fragment (a notebook cell pasted without the cells above it) uses without importing them, with
+# the import that gives each.
+LAYERS = ("Dense", "Conv2D", "Conv1D", "MaxPooling2D", "MaxPool2D", "Flatten", "Dropout", "Input", "LSTM",
+          "BatchNormalization", "Embedding", "Activation", "GlobalAveragePooling2D", "AveragePooling2D")  # fmt: skip
+IMPORTS = {
+    **{name: f"from keras.layers import {name}" for name in LAYERS},
+    "Sequential": "from keras.models import Sequential",
+    "Model": "from keras.models import Model",
+    "to_categorical": "from keras.utils import to_categorical",
+    "keras": "import keras",
+    "tf": "import tensorflow as tf",
+    "np": "import numpy as np",
+    "pd": "import pandas as pd",
+    "plt": "import matplotlib.pyplot as plt",
+    "train_test_split": "from sklearn.model_selection import train_test_split",
+    "KMeans": "from sklearn.cluster import KMeans",
+}
 API_MESSAGES = re.compile(
     r"unexpected keyword argument|Unrecognized keyword argument|Invalid filepath extension|"
     r"Cannot convert '?\d+'? to a shape|has no attribute '(?:predict_classes|predict_proba|fit_generator|"
@@ -205,4 +222,21 @@ def classify(
             f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}{at}: the code was written "
             "for another version of its library",
         )
+    if isinstance(exc, NameError) and getattr(exc, "name", None):
+        return _undefined(str(exc.name), at)
     return Failure(FailureClass.CODE, f"{type(exc).__name__} in the script's own code{at}")
+
+
+def _undefined(name: str, at: str) -> Failure:
+    """A name the script uses and never defines: a fragment's missing imports, or what cells above made."""
+    if name in IMPORTS:
+        return Failure(
+            FailureClass.CODE,
+            f"the script uses {name}{at} without importing it: is it a fragment (a notebook cell without the "
+            f"cells above it)? Add `{IMPORTS[name]}` at its top",
+        )
+    return Failure(
+        FailureClass.CODE,
+        f"the script uses {name}{at} and never defines it: code that makes it is not in the push (a notebook "
+        "cell above this one?)",
+    )

@@ -73,6 +73,23 @@ def test_data_downloads_prompts_and_the_rest():
     assert failure_of(raiser(ZeroDivisionError("division by zero"))).cls is FailureClass.CODE
 
 
+def test_a_name_a_fragment_never_defines_says_what_would_define_it():
+    def fragment() -> None:
+        exec("model = Sequential()", {})  # a notebook cell pasted without the cells above it
+
+    def cell() -> None:
+        exec("history = print(X_train, y_train)", {})
+
+    imported = failure_of(fragment)
+    assert imported.cls is FailureClass.CODE
+    assert "uses Sequential (train.py:7) without importing it" in imported.hint
+    assert "`from keras.models import Sequential`" in imported.hint
+    made = failure_of(cell)
+    assert (
+        "uses X_train (train.py:7) and never defines it" in made.hint and "notebook cell above" in made.hint
+    )
+
+
 NOTEBOOK_SAVED_AS_PY = """{
  "cells": [{"cell_type": "code", "metadata": {"collapsed": true}, "execution_count": null, "source": []}],
  "metadata": {},

@@ -101,6 +101,10 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
         and "SyntaxError" in (trials[0].error or "")
     ):
         return RunStatus.FAILED, f"the code as pushed does not parse: {trials[0].error}"
+    if trials and trials[0].status is TrialStatus.FAILED and (trials[0].error or "").startswith("NameError"):
+        # No tweak defines a name the code as pushed never did (a fragment's imports, a notebook's cells).
+        hint = f"; {trials[0].hint}" if trials[0].hint else ""
+        return RunStatus.FAILED, f"the code as pushed uses a name it never defines: {trials[0].error}{hint}"
     first = trials[0] if trials else None
     if first is not None and first.status is TrialStatus.FAILED and first.failure_class in NO_TWEAK_FIXES:
         # A missing module, old library code, missing data, a download, a prompt: no tweak of the model fixes
