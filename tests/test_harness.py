@@ -345,9 +345,11 @@ def test_a_keras_fit_records_one_epoch_event_per_epoch_with_its_logs(tmp_path):
     history = read(out, METRICS_FILE)["history"]
     assert [{"fit": e.get("fit"), "epoch": e.get("epoch"), **e.get("logs")} for e in epochs] == history
     checkpoints = [e for e in events(out) if e.kind is EventKind.CHECKPOINT]
-    assert [(e.get("epoch"), e.get("name")) for e in checkpoints] == [
-        (n, f"ckpt-{n:06d}-000000") for n in (1, 2, 3)
-    ]
+    # The first epoch is always saved; which of the short ones after it are depends on their speed (no two
+    # checkpoints closer than 0.4 s: test_monitor.py).
+    assert checkpoints and checkpoints[0].get("epoch") == 1
+    assert {e.get("epoch") for e in checkpoints} <= {1, 2, 3}
+    assert all(e.get("name") == f"ckpt-{e.get('epoch'):06d}-000000" for e in checkpoints)
 
 
 LEGACY_KERAS = """
