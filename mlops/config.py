@@ -51,7 +51,8 @@ class Settings:
     max_restarts: int = 3
     # A Keras fit stops after this many epochs without a better monitored value (best weights kept); 0: never.
     patience: int = 3
-    # A Keras fit stops once its validation accuracy is STOP_MARGIN past the target (see README).
+    # A Keras fit stops once its validation accuracy is STOP_MARGIN past the target (without validation data,
+    # its training accuracy, by a wider margin: mlops_harness/keras_hooks.py; see README).
     stop_at_target: bool = True
     keep_models: KeepModels = KeepModels.BEST  # which trials keep their model once the run ends
     keep_checkpoints: bool = False  # keep a finished trial's checkpoints after its model is saved

@@ -33,6 +33,9 @@ from mlops_harness.protocol import (
 from mlops_harness.recorder import Recorder, say
 
 Logs = dict[str, Any] | None
+TRAIN_STOP_MARGIN = (
+    0.08  # a fit with no validation data stops past the target on its training accuracy + this
+)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
@@ -138,7 +141,8 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
 class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
     """Keras's ``EarlyStopping(restore_best_weights=True)`` on the best value the fit reports, chosen at its
     first epoch (the validation accuracy, else the accuracy, else the validation loss, else the loss);
-    and a stop as soon as the validation accuracy reaches ``stop_at`` (the run's target and a margin).
+    and a stop as soon as the validation accuracy reaches ``stop_at`` (the run's target and a margin), or,
+    for a fit without validation data, the training accuracy reaches ``stop_at + TRAIN_STOP_MARGIN``.
 
     Keras decides when the patience has run out and puts the best weights back; this only chooses what
     it watches, which a script's metrics decide and cannot be known before the first epoch.
@@ -183,10 +187,15 @@ class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
             if self.model.stop_training:
                 self._stopped(epoch, StopReason.PATIENCE, self.inner.monitor, values, self.inner.best_epoch)
                 return
+        # Past the target: the validation accuracy; without validation data, the training accuracy by a
+        # wider margin, since it overstates what the script's own evaluation on held-out data will give.
         val = accuracy_key(values, "val_")
-        if self.stop_at is not None and val and not self.model.stop_training and values[val] >= self.stop_at:
+        watched, margin = (val, 0.0) if val else (accuracy_key(values), TRAIN_STOP_MARGIN)
+        if self.stop_at is None or not watched or self.model.stop_training:
+            return
+        if values[watched] >= self.stop_at + margin:
             self.model.stop_training = True
-            self._stopped(epoch, StopReason.TARGET, val, values, epoch)
+            self._stopped(epoch, StopReason.TARGET, watched, values, epoch)
 
     def _stopped(self, epoch: int, why: StopReason, monitor: str, logs: dict[str, Any], best: int) -> None:
         if epoch + 1 >= int((self.params or {}).get("epochs") or 0):

@@ -31,15 +31,15 @@ class Diverge(keras.callbacks.Callback):
 model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
                           keras.layers.Dense(10, activation="softmax")])
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(X_train, y_train, epochs={epochs}, validation_split=0.2, verbose=0,
+model.fit(X_train, y_train, epochs={epochs}, validation_split={split}, verbose=0,
           callbacks=[Diverge(){own}])
 loss, accuracy = model.evaluate(X_test, y_test, verbose=0)
 print("test accuracy", accuracy)
 """
 
 
-def train(tmp_path, env, epochs=12, wreck_from=99, own=""):
-    script = SCRIPT.format(epochs=epochs, wreck_from=wreck_from, own=own)
+def train(tmp_path, env, epochs=12, wreck_from=99, own="", split=0.2):
+    script = SCRIPT.format(epochs=epochs, wreck_from=wreck_from, own=own, split=split)
     done, out = run_harness(tmp_path, script, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     metrics = json.loads((out / METRICS_FILE).read_text())
@@ -71,6 +71,16 @@ def test_a_training_past_the_target_stops_there(tmp_path):
     curve = [row["val_accuracy"] for row in metrics["history"]]
     assert stop["why"] == "target" and stop["epoch"] == len(curve) < 30
     assert curve[-1] >= 0.6 and all(value < 0.6 for value in curve[:-1])  # the first epoch past it
+
+
+@pytest.mark.slow
+def test_a_training_without_validation_data_stops_on_its_accuracy_by_a_wider_margin(tmp_path):
+    _, metrics, stops = train(tmp_path, {"MLOPS_PATIENCE": "0", "MLOPS_STOP_AT": "0.6"}, epochs=30, split=0.0)
+    (stop,) = stops
+    curve = [row["accuracy"] for row in metrics["history"]]
+    assert "val_accuracy" not in metrics["history"][0]
+    assert stop["why"] == "target" and stop["monitor"] == "accuracy" and stop["epoch"] == len(curve) < 30
+    assert curve[-1] >= 0.68 and all(value < 0.68 for value in curve[:-1])  # 0.6 and the margin of 0.08
 
 
 @pytest.mark.slow
