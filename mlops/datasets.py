@@ -65,6 +65,12 @@ def store_dir(workspace: Path) -> Path:
     return workspace / STORE_DIR
 
 
+def imported_store(workspace: Path | None) -> Path | None:
+    """The store that a runtime shows its trials, read-only; None when nothing was ever imported."""
+    store = store_dir(workspace) if workspace is not None else None
+    return store if store is not None and store.is_dir() else None
+
+
 def _check_name(name: str) -> str:
     path = PurePosixPath(name)
     if not name or path.is_absolute() or "\\" in name or any(p in ("", ".", "..") for p in name.split("/")):

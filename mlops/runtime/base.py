@@ -142,6 +142,13 @@ class Runtime(Protocol[H]):
         """Remove leftovers of earlier crashes whose trial names are not in ``keep``; say which."""
 
 
+def repository_cache(root: Path, spec: TrialSpec) -> Path:
+    """The dataset cache of the trial's repository under ``root``, made when missing."""
+    folder = root / spec.cache_key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def cache_env(cache: Path) -> dict[str, str]:
     """The variables that point a trial's libraries at its repository's cache folder ``cache`` (Keras's,
     scikit-learn's, PyTorch's and Hugging Face's data sets and weights, matplotlib's fonts): what one trial

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from mlops.datasets import store_dir
+from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -40,6 +40,7 @@ from mlops.runtime.base import (
     cache_env,
     follow_file,
     open_log,
+    repository_cache,
 )
 from mlops.runtime.data import mounts, with_data
 from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, OUTCOME_FILE, read_json
@@ -114,14 +115,7 @@ class LocalRuntime:
 
     def cache_dir(self, spec: TrialSpec) -> Path:
         root = self.workspace / "cache" if self.workspace else spec.trial_dir.resolve().parent / ".cache"
-        folder = root / spec.cache_key
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def datasets_dir(self) -> Path | None:
-        """The machine's imported data sets (mlops datasets import), which every trial reads; None: none."""
-        store = store_dir(self.workspace) if self.workspace else None
-        return store if store is not None and store.is_dir() else None
+        return repository_cache(root, spec)
 
     def _environment(self, spec: TrialSpec, cache: Path) -> dict[str, str]:
         home = "/tmp" if self.sandboxed else self.caller_env.get("HOME", "/tmp")  # noqa: S108 (private)
@@ -136,7 +130,7 @@ class LocalRuntime:
         }
         if "TF_CPP_MIN_LOG_LEVEL" not in self.caller_env:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        store = self.datasets_dir()
+        store = imported_store(self.workspace)
         if store is not None:
             own[ENV_DATASETS] = str(store)
         if spec.limits.cpus:
@@ -159,7 +153,7 @@ class LocalRuntime:
             spec.source_file.resolve(),
         )
         inside = source.is_relative_to(trial_dir)
-        store = self.datasets_dir()
+        store = imported_store(self.workspace)
         return sandbox.Sandbox(
             bwrap=self.bwrap,
             read_only=(

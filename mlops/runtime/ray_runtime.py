@@ -33,11 +33,19 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from mlops.datasets import store_dir
+from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, cache_env, follow_file
+from mlops.runtime.base import (
+    LOG_HEAD_BYTES,
+    LOG_TAIL_BYTES,
+    Outcome,
+    TrialSpec,
+    cache_env,
+    follow_file,
+    repository_cache,
+)
 from mlops.runtime.data import with_data
 from mlops.runtime.ray_actor import STOP_GRACE_S, TrialActor
 from mlops_harness.protocol import ENV_DATASETS, LOG_FILE
@@ -194,12 +202,6 @@ class RayRuntime:
     def _actor_name(self, spec: TrialSpec) -> str:
         return f"{PREFIX}-{spec.run_id}-{spec.trial}"
 
-    def cache_dir(self, spec: TrialSpec) -> Path:
-        """The trial's repository's cache, in the workspace (as the local runtime's)."""
-        folder = self.workspace / "cache" / spec.cache_key
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
     def run(self, spec: TrialSpec) -> RayHandle:
         self._check_cluster(spec)
         spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
@@ -218,10 +220,10 @@ class RayRuntime:
             "TF_NUM_INTRAOP_THREADS": threads,
             # The repository's cache and the imported data sets, in the workspace every node mounts: a data
             # set is fetched once, not once a trial.
-            **cache_env(self.cache_dir(spec)),
+            **cache_env(repository_cache(self.workspace / "cache", spec)),
         }
-        store = store_dir(self.workspace)
-        if store.is_dir():
+        store = imported_store(self.workspace)
+        if store is not None:
             own[ENV_DATASETS] = str(store)
         if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -37,7 +37,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from mlops.datasets import store_dir
+from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -159,9 +159,9 @@ class DockerRuntime(Images):
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
-        data = [(src, at, rw) for src, at, rw in mounts(spec)]
-        store = store_dir(self.workspace)
-        if store.is_dir():  # the machine's imported data sets, read-only, linked by the harness into /cache
+        data = list(mounts(spec))
+        store = imported_store(self.workspace)
+        if store is not None:  # the imported data sets, read-only, linked by the harness into /cache
             data.append((store, DATASETS_MOUNT, False))
             env[ENV_DATASETS] = DATASETS_MOUNT
         if limits.cpus:
