@@ -88,33 +88,34 @@ class Budget:
     parallel: int = 1
 
 
+def as_pushed_cannot_run(first: TrialRecord) -> str | None:
+    """Why no tweak of the model can make trial 0 (the code as pushed) run, when it failed so; else None.
+    The run then ends there, and no tuning trial is proposed to fail the same way."""
+    if first.status is not TrialStatus.FAILED:
+        return None
+    error = first.error or ""
+    if first.error_line and "SyntaxError" in error:
+        return f"the code as pushed does not parse: {error}"
+    hint = f"; {first.hint}" if first.hint else ""
+    if error.startswith("NameError"):  # a fragment's imports, a notebook's cells: no tweak defines them
+        return f"the code as pushed uses a name it never defines: {error}{hint}"
+    if (
+        first.failure_class in NO_TWEAK_FIXES
+    ):  # a missing module, old library code, data, a download, a prompt
+        where = f" ({first.error_file}:{first.error_line})" if first.error_line else ""
+        return f"the code as pushed cannot run here [{first.failure_class}]: {first.error}{where}{hint}"
+    return None
+
+
 def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
     done = [t for t in trials if t.status.is_finished()]
     scored = [(t.metric, t) for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
     best_metric, best = max(scored, key=lambda pair: pair[0], default=(None, None))
     if best is not None and best_metric is not None and best_metric >= budget.target:
         return RunStatus.REACHED, f"trial {best.number} reached {best_metric:.4f} >= target {budget.target:g}"
-    if (
-        trials
-        and trials[0].status is TrialStatus.FAILED
-        and trials[0].error_line
-        and "SyntaxError" in (trials[0].error or "")
-    ):
-        return RunStatus.FAILED, f"the code as pushed does not parse: {trials[0].error}"
-    if trials and trials[0].status is TrialStatus.FAILED and (trials[0].error or "").startswith("NameError"):
-        # No tweak defines a name the code as pushed never did (a fragment's imports, a notebook's cells).
-        hint = f"; {trials[0].hint}" if trials[0].hint else ""
-        return RunStatus.FAILED, f"the code as pushed uses a name it never defines: {trials[0].error}{hint}"
-    first = trials[0] if trials else None
-    if first is not None and first.status is TrialStatus.FAILED and first.failure_class in NO_TWEAK_FIXES:
-        # A missing module, old library code, missing data, a download, a prompt: no tweak of the model fixes
-        # that, so no tuning trial is proposed to fail the same way.
-        where = f" ({first.error_file}:{first.error_line})" if first.error_line else ""
-        hint = f"; {first.hint}" if first.hint else ""
-        return (
-            RunStatus.FAILED,
-            f"the code as pushed cannot run here [{first.failure_class}]: {first.error}{where}{hint}",
-        )
+    broken = as_pushed_cannot_run(trials[0]) if trials else None
+    if broken is not None:
+        return RunStatus.FAILED, broken
     tail = done[-FAILURES_IN_A_ROW:]
     if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
         return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
