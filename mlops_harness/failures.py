@@ -33,7 +33,6 @@ DISTRIBUTIONS = {
     "bs4": "beautifulsoup4",
     "tensorflow_datasets": "tensorflow-datasets",
 }
-# What old Keras, TensorFlow and scikit-learn code runs into on the current versions.
 # Names that a fragment (a notebook cell pasted without the cells above it) uses without importing them, with
 # the import that gives each.
 LAYERS = ("Dense", "Conv2D", "Conv1D", "MaxPooling2D", "MaxPool2D", "Flatten", "Dropout", "Input", "LSTM",
@@ -51,6 +50,7 @@ IMPORTS = {
     "train_test_split": "from sklearn.model_selection import train_test_split",
     "KMeans": "from sklearn.cluster import KMeans",
 }
+# What old Keras, TensorFlow and scikit-learn code runs into on the current versions.
 API_MESSAGES = re.compile(
     r"unexpected keyword argument|Unrecognized keyword argument|Invalid filepath extension|"
     r"Cannot convert '?\d+'? to a shape|has no attribute '(?:predict_classes|predict_proba|fit_generator|"

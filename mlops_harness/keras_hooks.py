@@ -33,9 +33,8 @@ from mlops_harness.protocol import (
 from mlops_harness.recorder import Recorder, say
 
 Logs = dict[str, Any] | None
-TRAIN_STOP_MARGIN = (
-    0.08  # a fit with no validation data stops past the target on its training accuracy + this
-)
+# A fit with no validation data stops past the target on its training accuracy, by this much more.
+TRAIN_STOP_MARGIN = 0.08
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: ignore[misc]

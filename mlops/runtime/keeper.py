@@ -130,9 +130,10 @@ def _spawn(argv: list[str], env: dict[str, str], out: int) -> int:
 def keep(job: dict[str, Any], log_fd: int = 1) -> int:
     """Run ``job['argv']`` to its end with its output through a LogSink on ``log_fd``; its exit status.
 
-    The training's CPUs (``cpus``, pinned to ``cores`` when the runtime chose them) and the process limit of the user it runs as (``nproc``) are set on the
-    keeper and inherited; unsandboxed (``pdeathsig``) it is started under ``setpriv --pdeathsig`` so it
-    dies with the keeper, as bubblewrap's ``--die-with-parent`` makes a sandbox do."""
+    The training's CPUs (``cpus``, pinned to ``cores`` when the runtime chose them) and the process limit
+    of the user it runs as (``nproc``) are set on the keeper and inherited; unsandboxed (``pdeathsig``) it
+    is started under ``setpriv --pdeathsig`` so it dies with the keeper, as bubblewrap's
+    ``--die-with-parent`` makes a sandbox do."""
     sink = LogSink(log_fd, job.get("secrets", []), int(job["head"]), int(job["tail"]))
     if job.get("cpus"):
         available = sorted(os.sched_getaffinity(0))
