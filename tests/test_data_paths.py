@@ -4,7 +4,6 @@ unsandboxed (real trainings of the corpus repository ``train_set_absolute``)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from mlops.errors import ConfigError, SourceError
 from mlops.ledger import Ledger
 from mlops.project import DataPath, mapped_data, read_project
 from mlops.runtime.data import REWRITES_FILE, rewrite_paths
-from tests.support.corpus import train_as_pushed
+from tests.support.corpus import refused_before_any_run, train_as_pushed
 
 REPO = "train_set_absolute"
 
@@ -259,17 +258,7 @@ def test_a_missing_source_stops_the_run_before_any_trial(tmp_path: Path) -> None
 
     repo = as_git_repo(REPO, tmp_path, without=("data",))
     assert not (repo / "data").exists()
-    from jobs.pipeline import run_source
-    from mlops.progress import Progress
-
-    settings = load_settings({"workspace": str(tmp_path / "ws"), "runtime": "local"}, env={})
-    with pytest.raises(SourceError, match="mlops.yaml: data: /root/train_set: data does not exist"):
-        run_source(settings, str(repo), None, progress=Progress(stream=io.StringIO()))
-    ledger = Ledger(settings.ledger_path)
-    try:
-        assert ledger.runs() == []
-    finally:
-        ledger.close()
+    refused_before_any_run(repo, tmp_path / "ws", "mlops.yaml: data: /root/train_set: data does not exist")
 
 
 def test_the_sandbox_binds_each_folder_at_the_path_the_script_uses(tmp_path: Path) -> None:

@@ -5,20 +5,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from mlops.config import load_settings
 from mlops.domain import Kind, TrialStatus
 from mlops.errors import SourceError
 from mlops.hyperparams import Role
-from mlops.ledger import Ledger
 from mlops.project import DataPath, read_project
 from mlops.runtime.base import TrialSpec
-from tests.support.corpus import CORPUS, as_git_repo
+from tests.support.corpus import CORPUS, as_git_repo, refused_before_any_run
 from tests.support.processes import run_cli
 from tests.support.repos import git
 from tweak.facts import model_facts
@@ -100,20 +97,11 @@ def test_a_bad_tune_file_is_refused_naming_mlops_yaml_and_the_line(
 
 
 def test_a_bad_tune_file_stops_the_run_before_any_trial(tmp_path: Path) -> None:
-    from jobs.pipeline import run_source
-    from mlops.progress import Progress
-
     repo = as_git_repo(REPO, tmp_path)
     (repo / "input.txt").write_text("2\nall of them\n")
     git(repo, "commit", "-qam", "a line that is no number")
-    settings = load_settings({"workspace": str(tmp_path / "ws"), "runtime": "local"}, env={})
-    with pytest.raises(SourceError, match=r"mlops.yaml: tune_file: input.txt: line 2 \('all of them'\)"):
-        run_source(settings, str(repo), None, progress=Progress(stream=io.StringIO()))
-    ledger = Ledger(settings.ledger_path)
-    try:
-        assert ledger.runs() == []
-    finally:
-        ledger.close()
+    match = r"mlops.yaml: tune_file: input.txt: line 2 \('all of them'\)"
+    refused_before_any_run(repo, tmp_path / "ws", match)
 
 
 # -- each trial's copy ------------------------------------------------------------------------------

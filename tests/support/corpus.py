@@ -89,3 +89,23 @@ def train_as_pushed(
         run_dir=run.dir,
         trials=len(trials),
     )
+
+
+def refused_before_any_run(repo: Path, workspace: Path, match: str) -> None:
+    """``mlops run`` of ``repo`` fails with a SourceError matching ``match`` and records no run at all."""
+    import pytest
+
+    from jobs.pipeline import run_source
+    from mlops.config import load_settings
+    from mlops.errors import SourceError
+    from mlops.ledger import Ledger
+    from mlops.progress import Progress
+
+    settings = load_settings({"workspace": str(workspace), "runtime": "local"}, env={})
+    with pytest.raises(SourceError, match=match):
+        run_source(settings, str(repo), None, progress=Progress(stream=io.StringIO()))
+    ledger = Ledger(settings.ledger_path)
+    try:
+        assert ledger.runs() == []
+    finally:
+        ledger.close()
