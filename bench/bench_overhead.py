@@ -25,11 +25,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlops.runtime.base import Limits, TrialSpec  # noqa: E402
+from mlops.runtime.base import Limits, Runtime, TrialSpec  # noqa: E402
 from mlops.runtime.local import LocalRuntime  # noqa: E402
 from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events  # noqa: E402
 
@@ -90,7 +91,7 @@ def direct(code: Path) -> dict[str, float]:
     }
 
 
-def through(runtime: object, code: Path, folder: Path, image: str | None) -> dict[str, float]:
+def through(runtime: Runtime[Any], code: Path, folder: Path, image: str = "") -> dict[str, float]:
     folder.mkdir(parents=True)
     (folder / "source.py").write_text(SCRIPT)
     spec = TrialSpec(
@@ -104,10 +105,10 @@ def through(runtime: object, code: Path, folder: Path, image: str | None) -> dic
         limits=Limits(timeout_s=600, memory_mb=4096),
     )
     launched = time.time()
-    handle = runtime.run(spec)  # type: ignore[attr-defined]
-    outcome = runtime.wait(handle)  # type: ignore[attr-defined]
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
     gone = time.time()
-    runtime.remove(handle)  # type: ignore[attr-defined]
+    runtime.remove(handle)
     if not outcome.ok:
         raise SystemExit(f"the trial failed: {outcome}\n{(folder / 'log.txt').read_text()[-2000:]}")
     at: dict[EventKind, float] = {}
@@ -142,7 +143,7 @@ def main() -> None:
         local = LocalRuntime(root / "ws")
         runs = root / "ws" / "runs"
         results["mlops local"] = median(
-            [through(local, code, runs / "local" / "trials" / str(i), None) for i in range(args.repeat)]
+            [through(local, code, runs / "local" / "trials" / str(i)) for i in range(args.repeat)]
         )
         if not args.no_docker:
             from mlops import images
