@@ -46,6 +46,8 @@ def docker_images(tmp_path_factory):
         if volume.name not in volumes_before and volume.name.startswith("mlops-"):
             try:
                 volume.remove(force=True)
+            except docker.errors.NotFound:  # the other worker's session removed it first
+                pass
             except docker.errors.APIError as e:  # in use by a test of the other worker: it stays
                 if e.status_code != 409:
                     raise
