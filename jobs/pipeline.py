@@ -321,6 +321,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
         ModelPolicy(s.keep_models, s.keep_checkpoints, check),
+        runtime.prestart if isinstance(runtime, LocalRuntime) else None,
     )
 
 

@@ -65,6 +65,7 @@ INPUTS_FILE = "inputs.json"  # written by the orchestrator: {"answers": [...]}, 
 MODEL_DIR = "model"  # the trained model: in a trial folder, and the best one in the run folder
 MODEL_CARD = "model.json"  # in the run's model folder: what the model is, where it came from, that it loads
 CHECK_FILE = "check.json"  # written by ``--check-model``: did the model load and predict
+GO_FILE = ".go"  # written by the runtime: a harness started ahead (``--wait-for``) runs the trial now
 
 
 class ModelFormat(enum.StrEnum):

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import compat, datasets, failures, legacy_paths, model_saver, sklearn_hooks
+from mlops_harness import ahead, compat, datasets, failures, legacy_paths, model_saver, sklearn_hooks
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
 from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
@@ -95,19 +95,21 @@ def measured(rec: Recorder, chosen: dict[str, Any]) -> bool:
     )
 
 
+def missing(label: str, path: Path) -> int:
+    print(f"mlops harness: {label} {path} does not exist", file=sys.stderr)
+    return ExitCode.BAD_INVOCATION
+
+
 def run(args: argparse.Namespace) -> int:
     code, out, source = Path(args.code).resolve(), Path(args.out).resolve(), Path(args.source).resolve()
-    for label, path in (("code folder", code), ("source", source)):
-        if not path.exists():
-            print(f"mlops harness: {label} {path} does not exist", file=sys.stderr)
-            return ExitCode.BAD_INVOCATION
+    if not code.exists():
+        return missing("code folder", code)
     out.mkdir(parents=True, exist_ok=True)
     (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
     for stale in (OUTCOME_FILE, METRICS_FILE, ACCURACY_FILE):
         (out / stale).unlink(missing_ok=True)
     seed = int(os.environ[ENV_SEED]) if os.environ.get(ENV_SEED) else None
 
-    script_path = prepare_work(code, args.script, source, out)
     work_root = out / WORK_DIR
     rec = Recorder(out, work_root)
 
@@ -120,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
+    if args.wait_for and not ahead.started_ahead(code / args.script, Path(args.wait_for), args.wait_s):
+        return ExitCode.OK  # never given its trial: nothing was run, nothing is written
+    if not source.exists():  # started ahead, it is written just before the go
+        return missing("source", source)
+    script_path = prepare_work(code, args.script, source, out)
     imported = datasets.link_imported(os.environ)
     if imported:
         more = f" and {len(imported) - 5} more" if len(imported) > 5 else ""
@@ -257,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--script", required=True, help="the entry point, relative to --code")
     parser.add_argument("--source", required=True, help="the variant's source, run in the script's place")
     parser.add_argument("--out", required=True, help="the trial folder (read-write)")
+    parser.add_argument("--wait-for", help="started ahead: load the libraries, run once this file exists")
+    parser.add_argument("--wait-s", type=float, default=3600.0, help="with --wait-for: give up after this")
     args = parser.parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)

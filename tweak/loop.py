@@ -58,6 +58,8 @@ Execute = Callable[
     [RunRecord, TrialRecord, TrialSpec, Callable[[int, dict[str, float]], bool] | None], TrialRecord
 ]
 SpecFor = Callable[[RunRecord, int], TrialSpec]
+# Starts the process of a trial before it is proposed, to load its libraries meanwhile (None: not needed).
+Prestart = Callable[[TrialSpec | None], None]
 
 
 def trial_dir(run: RunRecord, number: int) -> Path:
@@ -147,8 +149,11 @@ class Tuner:
         spec_for: SpecFor,
         budget: Budget,
         models: ModelPolicy | None = None,
+        prestart: Prestart | None = None,
     ) -> None:
         self.ledger = ledger
+        self.prestart = prestart
+        self.ahead = False  # this tuning goes on to the next trial (not job 3 alone)
         self.progress = progress
         self.execute = execute
         self.spec_for = spec_for
@@ -211,9 +216,12 @@ class Tuner:
         self.progress.run_started(
             run.id, run.target, self.budget.max_trials, deadline, run.metric, max(scored, default=None)
         )
+        self.ahead = not only_baseline
         try:
             return self._tune(run, only_baseline)
         finally:
+            if self.prestart is not None:
+                self.prestart(None)  # a trial started ahead that the run did not need
             self.progress.run_ended(run.id)
 
     def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
@@ -228,6 +236,8 @@ class Tuner:
             trials = self.ledger.trials(run.id)
             stop = stop_reason(run, trials, self.budget)
             if stop:
+                if self.prestart is not None:
+                    self.prestart(None)  # before the model check and the report: it holds memory
                 return self._finish(run, original, *stop)
             number = len(trials)
             if only_baseline and number >= 1:
@@ -366,6 +376,7 @@ class Tuner:
                         break
                 return strategy.should_prune(state, curve)
 
+        self._start_next(run, trial.number)
         finished = self.execute(run, trial, spec, prune)
         if (
             finished.status is TrialStatus.SUCCEEDED
@@ -375,6 +386,17 @@ class Tuner:
             self.reached.set()
         after_trial(trial_dir(run, trial.number), finished, self.models)
         return finished
+
+    def _start_next(self, run: RunRecord, number: int) -> None:
+        """Trials one at a time: the next one's process starts with this one, and loads its libraries
+        while this one trains. It waits for its source, which this trial's result decides; the runtime
+        ends it when the run stops first, or gives it another trial's spec. Not with files of values
+        (``tune_file:``), whose copies are mounted: they do not exist before the trial is proposed."""
+        if self.prestart is None or not self.ahead or self.budget.parallel != 1:
+            return
+        if number + 1 >= self.budget.max_trials or tuned_files(run.code_dir):
+            return
+        self.prestart(self.spec_for(run, number + 1))
 
     def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
         return finish_run(self.ledger, run, original, status, reason, self.models)

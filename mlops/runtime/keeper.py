@@ -172,6 +172,8 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     ended_at: float | None = None
+    go = job.get("go")  # started ahead: until its trial is given, it ends with the orchestrator
+    orchestrator = job.get("orchestrator")  # its parent's pid, said by it: it may be dead by now
     while True:
         ready, _, _ = select.select([read_end], [], [], 0.2)
         if ready:
@@ -179,6 +181,15 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
             if not data:
                 break
             sink.write(data)
+        if go and os.path.exists(go):
+            go = None
+        elif go and os.getppid() != orchestrator:
+            go = None
+            sink.write(b"[mlops] the orchestrator went away before this trial was given: it ends\n")
+            try:  # noqa: SIM105
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
         if ended():
             ended_at = ended_at or time.monotonic()
             if time.monotonic() - ended_at > DRAIN_S:

@@ -15,6 +15,7 @@ import contextlib
 import marshal
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
+from mlops.runtime.ahead import StartedAhead, Waiting, put_back_source
+from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
@@ -43,7 +46,7 @@ from mlops.runtime.base import (
     repository_cache,
 )
 from mlops.runtime.data import mounts, with_data
-from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, OUTCOME_FILE, read_json
+from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE, OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 KEEPER = Path(__file__).resolve().parent / "keeper.py"
@@ -62,6 +65,7 @@ class LocalHandle:
     stop_reason: EndReason | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     cores: tuple[int, ...] = ()  # the CPUs it is pinned to (none: all of this process's)
+    source: str | None = None  # started ahead: its source as given, put back if the training changed it
 
     @property
     def data(self) -> dict[str, Any]:
@@ -100,6 +104,7 @@ class LocalRuntime:
             self.python_roots = sandbox.python_roots(self.python)
         self._handles: dict[str, LocalHandle] = {}
         self._launching = threading.Lock()  # parallel trials choose their cores one after the other
+        self._ahead = StartedAhead()  # harnesses of later trials, waiting for them (see prestart)
 
     @property
     def sandboxed(self) -> bool:
@@ -144,8 +149,9 @@ class LocalRuntime:
             return self.python_roots
         return (*self.python_roots, *sandbox.python_roots(spec.python))
 
-    def sandbox_for(self, spec: TrialSpec, cache: Path) -> sandbox.Sandbox:
-        """What the trial may see and touch (the sandbox must be available)."""
+    def sandbox_for(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> sandbox.Sandbox:
+        """What the trial may see and touch (the sandbox must be available). Started ahead, its source is
+        written after the sandbox is made, so it cannot be mounted read-only: it is checked afterwards."""
         assert self.bwrap is not None
         trial_dir, code, source = (
             spec.trial_dir.resolve(),
@@ -164,7 +170,7 @@ class LocalRuntime:
                 *((store,) if store else ()),
             ),
             writable=(trial_dir, cache),
-            protected=(trial_dir / LOG_FILE, *((source,) if inside else ())),
+            protected=(trial_dir / LOG_FILE, *((source,) if inside and not ahead else ())),
             network=spec.network,
             tmp_mb=spec.limits.memory_mb or 1024,
             uid=sandbox.TRIAL_UID if self.as_root else None,
@@ -172,7 +178,7 @@ class LocalRuntime:
             mapped=tuple((src, Path(at), rw) for src, at, rw in mounts(spec)),
         )
 
-    def _command(self, spec: TrialSpec, cache: Path) -> list[str]:
+    def _command(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> list[str]:
         trial_dir, code, source = (
             spec.trial_dir.resolve(),
             spec.code_dir.resolve(),
@@ -180,9 +186,11 @@ class LocalRuntime:
         )
         harness = [spec.python or self.python, str(HARNESS)]  # the run's environment's, when it has one
         harness += spec.harness_args(code=str(code), source=str(source), out=str(trial_dir))
+        if ahead:
+            harness += ["--wait-for", str(trial_dir / GO_FILE), "--wait-s", f"{ahead_wait_s(spec):g}"]
         if self.bwrap is None:
             return harness
-        return sandbox.bwrap_argv(self.sandbox_for(spec, cache), harness)
+        return sandbox.bwrap_argv(self.sandbox_for(spec, cache, ahead), harness)
 
     def _hand_over(self, spec: TrialSpec, cache: Path) -> None:
         """When mlops runs as root the training runs as nobody: it gets its trial folder and its cache."""
@@ -196,7 +204,14 @@ class LocalRuntime:
                     os.lchown(os.path.join(root, name), uid, gid)
 
     def run(self, spec: TrialSpec) -> LocalHandle:
+        handle = self._given(spec)
+        if handle is not None:
+            return handle
+        return self._launch(spec)
+
+    def _launch(self, spec: TrialSpec, ahead: bool = False) -> LocalHandle:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        (spec.trial_dir / GO_FILE).unlink(missing_ok=True)  # an earlier launch's
         spec = with_data(spec, mounted=self.sandboxed)  # unsandboxed: data: paths rewritten in a copy
         try:
             log_fd = open_log(spec.trial_dir / LOG_FILE)
@@ -207,7 +222,7 @@ class LocalRuntime:
             cache = self.cache_dir(spec)
             self._hand_over(spec, cache)
             job = {
-                "argv": self._command(spec, cache),
+                "argv": self._command(spec, cache, ahead),
                 "env": self._environment(spec, cache),
                 "cwd": str(spec.trial_dir.resolve()),
                 "secrets": list(self.redact.secrets),
@@ -216,6 +231,8 @@ class LocalRuntime:
                 "cpus": math.ceil(spec.limits.cpus) if spec.limits.cpus else None,
                 "nproc": spec.limits.pids if (self.sandboxed and self.as_root) else None,
                 "pdeathsig": not self.sandboxed,
+                "go": str(spec.trial_dir.resolve() / GO_FILE) if ahead else None,
+                "orchestrator": os.getpid(),
             }
             with self._launching:
                 cores = self._free_cores(math.ceil(spec.limits.cpus)) if spec.limits.cpus else []
@@ -245,12 +262,62 @@ class LocalRuntime:
                     log_offset,
                     cores=tuple(cores),
                 )
-                self._handles[spec.name] = handle
+                if not ahead:
+                    self._handles[spec.name] = handle
         except OSError as e:
             raise TrialLaunchError(spec.name, str(e)) from e
         finally:
             os.close(log_fd)
         return handle
+
+    # -- starting the next trial ahead ----------------------------------------------------------------
+
+    def prestart(self, spec: TrialSpec | None) -> None:
+        """Start the harness of a later trial now, so that its interpreter and libraries load while the
+        current trial trains (see ahead.py); ``run`` of an equal spec gives it the trial. Sandboxed only:
+        its libraries load before the harness's guards are in place, which the sandbox makes harmless.
+        ``None``: the ones waiting are not needed (the run is over)."""
+        if spec is None:
+            for waiting in self._ahead.clear():
+                self._drop(waiting)
+            return
+        if not self.sandboxed or spec.check_model:
+            return
+        if not spec.source_file.resolve().is_relative_to(spec.trial_dir.resolve()):
+            return  # a source outside the trial folder must exist to be mounted
+        earlier = self._ahead.pop(spec)
+        if earlier is not None:
+            self._drop(earlier)
+        try:
+            handle = self._launch(spec, ahead=True)
+        except TrialLaunchError:
+            return  # the trial is started as usual when it comes
+        self._ahead.add(Waiting(spec, handle))
+
+    def _given(self, spec: TrialSpec) -> LocalHandle | None:
+        """The harness started ahead for exactly this spec, given its trial; None when there is none, or
+        it was started for another spec (then it is ended), or went away."""
+        waiting, passed = self._ahead.take(spec)
+        for other in passed:
+            self._drop(other)
+        if waiting is None:
+            return None
+        handle: LocalHandle = waiting.handle
+        if waiting.spec != spec or not self._alive(handle) or not spec.source_file.exists():
+            self._drop(waiting)
+            return None
+        handle.source = spec.source_file.read_text(encoding="utf-8", errors="replace")
+        (spec.trial_dir / GO_FILE).write_bytes(b"")
+        handle.started = time.time()
+        self._handles[spec.name] = handle
+        return handle
+
+    def _drop(self, waiting: Waiting) -> None:
+        """End a harness started ahead that will not be given its trial; its folder goes too, unless the
+        trial was recorded meanwhile (a trial's source is written before it is recorded)."""
+        self._kill(waiting.handle, EndReason.SIGNAL)
+        if not waiting.spec.source_file.exists():
+            shutil.rmtree(waiting.spec.trial_dir, ignore_errors=True)
 
     def _free_cores(self, count: int) -> list[int]:
         """``count`` of this process's CPUs, the least used by the trials running first: trials run at once
@@ -337,8 +404,10 @@ class LocalRuntime:
                 self._kill(handle, EndReason.TIMEOUT)
             elif limits.memory_mb is not None and self._memory_mb(handle) > limits.memory_mb:
                 self._kill(handle, EndReason.OOM)
-            time.sleep(POLL_S)
+            self._pause(handle)
         duration = time.time() - handle.started
+        if handle.source is not None:
+            put_back_source(handle.spec, handle.source)
         detail = ""
         if handle.stop_reason is EndReason.TIMEOUT:
             detail = f"stopped after {limits.timeout_s:g} s"
@@ -358,6 +427,15 @@ class LocalRuntime:
         if outcome is not None and "exit_code" in outcome:
             return Outcome(EndReason.EXITED, int(outcome["exit_code"]), None, duration)
         return Outcome(EndReason.SIGNAL, None, None, duration, "ended without writing its outcome")
+
+    @staticmethod
+    def _pause(handle: LocalHandle) -> None:
+        """POLL_S, or less when the keeper (ours) ends first: the next trial waits for nothing."""
+        if handle.process is None:
+            time.sleep(POLL_S)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            handle.process.wait(timeout=POLL_S)
 
     # -- ending ---------------------------------------------------------------------------------------
 
