@@ -83,8 +83,14 @@ def events_size(trial_dir: Path) -> int:
         return 0
 
 
-# Asked after every epoch with (epoch, logs); True stops the trial as pruned.
-PruneCheck = Callable[[int, dict[str, float]], bool]
+# Asked after every epoch with (epoch, logs): why to stop the trial as pruned, or None to go on.
+PruneCheck = Callable[[int, dict[str, float]], str | None]
+
+
+class Pruned(threading.Event):
+    """Set when the trial was stopped as pruned; ``why`` says what its check said."""
+
+    why = ""
 
 
 class Supervisor:
@@ -130,7 +136,7 @@ class Supervisor:
                 if restart_reason is not None:
                     restarts += 1
                     self.progress.trial_started(run.id, trial.number, trial.changes, restart=restart_reason)
-            pruned, ended = threading.Event(), threading.Event()
+            pruned, ended = Pruned(), threading.Event()
             follower = threading.Thread(target=self._follow, args=(run, trial.number, handle), daemon=True)
             follower.start()
             watcher = threading.Thread(
@@ -162,11 +168,11 @@ class Supervisor:
                     trial.number,
                     TrialStatus.PRUNED,
                     end_reason=outcome.reason.value,
-                    error="stopped early: its epochs were not going to beat the best trial",
+                    error=f"stopped early: {pruned.why}",
                     epochs=result.epochs,
                     duration_s=outcome.duration_s,
                 )
-                self.progress.trial_finished(run.id, trial.number, "pruned", "stopped early by the strategy")
+                self.progress.trial_finished(run.id, trial.number, "pruned", f"stopped early: {pruned.why}")
                 return self.ledger.trial(run.id, trial.number)
 
             decision = self.policy.decide(result, restarts)
@@ -240,7 +246,7 @@ class Supervisor:
         start: int,
         handle: Any,
         prune: PruneCheck | None,
-        pruned: threading.Event,
+        pruned: Pruned,
         ended: threading.Event,
     ) -> None:
         """Tell the person watching of every epoch the launch records, and ask ``prune`` (if any) after
@@ -255,6 +261,8 @@ class Supervisor:
                 continue
             total = event.get("epochs")
             self.progress.trial_epoch(run.id, number, epoch[0], total if isinstance(total, int) else None)
-            if prune is not None and prune(*epoch):
+            why = prune(*epoch) if prune is not None else None
+            if why:
+                pruned.why = why
                 pruned.set()
                 self.runtime.stop(handle)

@@ -54,8 +54,9 @@ BEST_INPUTS = "best.inputs.yaml"
 FAILURES_IN_A_ROW = 3
 
 # The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
+# The prune check asked after each epoch says why to stop the trial, or None to go on.
 Execute = Callable[
-    [RunRecord, TrialRecord, TrialSpec, Callable[[int, dict[str, float]], bool] | None], TrialRecord
+    [RunRecord, TrialRecord, TrialSpec, Callable[[int, dict[str, float]], str | None] | None], TrialRecord
 ]
 SpecFor = Callable[[RunRecord, int], TrialSpec]
 # Starts the process of a trial before it is proposed, to load its libraries meanwhile (None: not needed).
@@ -367,14 +368,16 @@ class Tuner:
             state = self._state(run, original, trial.number)
             curve: list[float] = []
 
-            def prune(epoch: int, logs: dict[str, float]) -> bool:
+            def prune(epoch: int, logs: dict[str, float]) -> str | None:
                 if self.reached.is_set():  # another trial of the batch reached the target: the run is done
-                    return True
+                    return "another trial of its batch reached the target"
                 for key in CURVE_KEYS:
                     if key in logs:
                         curve.append(logs[key])
                         break
-                return strategy.should_prune(state, curve)
+                if strategy.should_prune(state, curve):
+                    return f"its curve at epoch {epoch} was below the median of the earlier trials'"
+                return None
 
         self._start_next(run, trial.number)
         finished = self.execute(run, trial, spec, prune)
