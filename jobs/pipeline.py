@@ -36,6 +36,7 @@ from mlops.runtime.local import LocalRuntime
 from mlops_harness.protocol import (
     ENV_CHECKPOINT_EVERY_BATCHES,
     ENV_CLUSTER_METRIC,
+    ENV_IMPORT_WORKSPACE,
     ENV_PATIENCE,
     ENV_SEED,
     ENV_STOP_AT,
@@ -275,6 +276,8 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         }
         if settings.checkpoint_every_batches:
             env[ENV_CHECKPOINT_EVERY_BATCHES] = str(settings.checkpoint_every_batches)
+        if settings.workspace.resolve() != Settings().workspace.resolve():  # what `mlops datasets` reads
+            env[ENV_IMPORT_WORKSPACE] = str(settings.workspace)
         if settings.stop_at_target:
             env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
         return TrialSpec(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from mlops_harness.protocol import DATASET_HOMES, ENV_DATASETS
+from mlops_harness.protocol import DATASET_HOMES, ENV_DATASETS, ENV_IMPORT_WORKSPACE
 from mlops_harness.recorder import say
 
 # Locals of the libraries' download functions that hold the file they wanted, and the URL.
@@ -181,4 +181,7 @@ def import_line(exc: BaseException, url: str | None, environ: Mapping[str, str])
         line += f" --as {shlex.quote(name)}"
     if kind != "keras":
         line += f" --kind {kind}"
+    workspace = environ.get(ENV_IMPORT_WORKSPACE)  # not the default: the line says which
+    if workspace:
+        line += f" --workspace {shlex.quote(workspace)}"
     return line

@@ -94,6 +94,7 @@ ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
 ENV_PATIENCE = "MLOPS_PATIENCE"  # epochs without a better monitored value before a fit stops; "0": never
 ENV_STOP_AT = "MLOPS_STOP_AT"  # a validation accuracy at which a fit stops (the target and a margin)
 ENV_DATASETS = "MLOPS_DATASETS"  # the folder of imported data sets (read-only), as the trial sees it
+ENV_IMPORT_WORKSPACE = "MLOPS_IMPORT_WORKSPACE"  # the --workspace a failed download's import line names
 
 # The imported data sets of a machine (``mlops datasets import``), one folder per kind, and where each kind
 # goes in a trial's cache: the variable naming the library's cache home, and the folder in it that the

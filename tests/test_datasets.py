@@ -18,7 +18,7 @@ from jobs.cli import main
 from mlops.runtime.local import LocalRuntime
 from mlops_harness import datasets as harness_datasets
 from mlops_harness.failures import classify
-from mlops_harness.protocol import ENV_DATASETS, FailureClass, file_sha256
+from mlops_harness.protocol import ENV_DATASETS, ENV_IMPORT_WORKSPACE, FailureClass, file_sha256
 from tests.support.corpus import train_as_pushed
 from tests.support.datasets import digits_as_mnist
 from tests.support.trials import trial_spec
@@ -202,6 +202,10 @@ def test_a_failed_download_names_the_url_and_the_import_line_that_fixes_it(tmp_p
     except OSError as e:
         sk = classify(e, tmp_path, tmp_path / "train.py", "train.py", 3).hint
     assert "`mlops datasets import 5976039 --as covertype/covtype.data.gz --kind sklearn`" in sk
+    # Trials of a workspace that is not the default: the line names it, quoted for the shell.
+    monkeypatch.setenv(ENV_IMPORT_WORKSPACE, "/srv/ml data/ws")
+    named = failure("mnist.npz", tmp_path / "keras").hint
+    assert "`mlops datasets import mnist.npz --workspace '/srv/ml data/ws'`" in named
 
 
 def test_real_keras_get_file_failing_and_an_imported_file_with_another_hash(tmp_path, monkeypatch):
