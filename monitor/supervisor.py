@@ -163,16 +163,17 @@ class Supervisor:
             result = explain_timeout(spec, read_result(spec.trial_dir, outcome, self.progress.redact))
 
             if pruned.is_set():
+                why = f"stopped early: {pruned.why}"
                 self.ledger.finish_trial(
                     run.id,
                     trial.number,
                     TrialStatus.PRUNED,
                     end_reason=outcome.reason.value,
-                    error=f"stopped early: {pruned.why}",
+                    error=why,
                     epochs=result.epochs,
                     duration_s=outcome.duration_s,
                 )
-                self.progress.trial_finished(run.id, trial.number, "pruned", f"stopped early: {pruned.why}")
+                self.progress.trial_finished(run.id, trial.number, "pruned", why)
                 return self.ledger.trial(run.id, trial.number)
 
             decision = self.policy.decide(result, restarts)

@@ -39,12 +39,10 @@ class StartedAhead:
         self._lock = threading.Lock()
         self._waiting: dict[str, Waiting] = {}
 
-    def add(self, waiting: Waiting) -> Waiting | None:
-        """Keep ``waiting``; the one it replaces, if any (to be ended)."""
+    def add(self, waiting: Waiting) -> None:
+        """Keep ``waiting`` (the one of its trial started earlier was popped and ended first)."""
         with self._lock:
-            before = self._waiting.pop(waiting.spec.name, None)
             self._waiting[waiting.spec.name] = waiting
-            return before
 
     def pop(self, spec: TrialSpec) -> Waiting | None:
         with self._lock:
