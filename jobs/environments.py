@@ -19,7 +19,7 @@ from mlops.envs.boxes import PlainBox
 from mlops.envs.images import ImageBuilder
 from mlops.envs.local import LocalBuilder
 from mlops.envs.policy import SourcePolicy
-from mlops.errors import SourceError
+from mlops.errors import RequirementRefused, SourceError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
@@ -121,6 +121,7 @@ class Environments:
         """Job 2: every unfinished run's environment. A requirement that cannot be installed fails its run,
         class environment, with the file and line that asked for it; SourceError when every run failed."""
         errors = []
+        refused = False
         for run in runs:
             if run.status.is_finished():
                 continue
@@ -129,9 +130,11 @@ class Environments:
             except SourceError as e:
                 self.ledger.finish_run(run.id, RunStatus.FAILED, f"[{FailureClass.ENVIRONMENT.value}] {e}")
                 errors.append(f"run {run.id}: {e}")
+                refused = refused or isinstance(e, RequirementRefused)
         done = [self.ledger.run(r.id) for r in runs]
         if errors and all(r.status is RunStatus.FAILED for r in done):
-            raise SourceError("; ".join(errors))  # the command's error says it, once
+            # the command's error says it, once; a refused requirement is bad input (exit 2)
+            raise (RequirementRefused if refused else SourceError)("; ".join(errors))
         for error in errors:  # the other runs go on
             self.progress.warn(error)
         return done

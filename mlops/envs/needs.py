@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 
 from mlops.classify.files import source_text
 from mlops.envs.policy import Source, SourcePolicy, refused_option
-from mlops.errors import SourceError
+from mlops.errors import RequirementRefused, SourceError
 
 # requirements-dev.txt and friends hold a developer's tools (pytest, black), not what training needs.
 SKIPPED_SUFFIXES = ("dev", "test", "tests", "doc", "docs", "lint", "ci")
@@ -110,7 +110,7 @@ def _option(line: str, path: Path, root: Path, at: tuple[Path, int]) -> str:
     rel, number = at
     refused = refused_option(line)
     if refused is not None:
-        raise SourceError(
+        raise RequirementRefused(
             f"{line.split()[0]!r} names {refused}: packages come from the machine's index only, and only its "
             "owner may change that (mlops.toml, pip.conf)",
             rel,
@@ -118,7 +118,9 @@ def _option(line: str, path: Path, root: Path, at: tuple[Path, int]) -> str:
         )
     target = _constraint_target(line)
     if target is not None and not _inside(path.parent / target, root):
-        raise SourceError(f"constrains with {target!r}, which is not a file of the repository", rel, number)
+        raise RequirementRefused(
+            f"constrains with {target!r}, which is not a file of the repository", rel, number
+        )
     return f"{rel}:{number}: option {line.split()[0]!r} ignored"
 
 
@@ -150,7 +152,9 @@ def read_requirements_txt(
         if target is not None:
             included = path.parent / target
             if not _inside(included, root):
-                raise SourceError(f"includes {target!r}, which is not a file of the repository", rel, number)
+                raise RequirementRefused(
+                    f"includes {target!r}, which is not a file of the repository", rel, number
+                )
             needs += read_requirements_txt(included.resolve(), root, notes, policy, depth + 1)
         elif line.startswith("-"):
             notes.append(_option(line, path, root, (rel, number)))
@@ -164,7 +168,7 @@ def _requirement_line(line: str, where: str, at: tuple[Path, Path, int | None], 
     words = line.split()
     for word in words[1:]:
         if word.startswith("-") and not word.startswith("--hash") and refused_option(word) is not None:
-            raise SourceError(f"{word!r} on a requirement line is not allowed", at[1], at[2])
+            raise RequirementRefused(f"{word!r} on a requirement line is not allowed", at[1], at[2])
     text = " ".join(word for word in words if not word.startswith("--hash"))
     return _need(text, where, at, policy)
 
@@ -228,7 +232,7 @@ def _pip_item(
     target = _include_target(item)
     if target is not None:
         if not _inside(path.parent / target, root):
-            raise SourceError(f"includes {target!r}, which is not a file of the repository", rel, line)
+            raise RequirementRefused(f"includes {target!r}, which is not a file of the repository", rel, line)
         return read_requirements_txt((path.parent / target).resolve(), root, notes, policy, 1)
     if item.startswith("-"):
         notes.append(_option(item, path, root, (rel, line or 0)))

@@ -30,7 +30,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from mlops.errors import SourceError
+from mlops.errors import RequirementRefused, SourceError
 
 # Options of pip's requirement format that say where packages come from, or hand settings to build
 # backends: refused. Anything else that starts with "-" (``--pre``, ``--prefer-binary``) is ignored, and said.
@@ -108,7 +108,7 @@ class SourcePolicy:
         self, req: Requirement | None, location: str, root: Path, rel: Path, line: int | None
     ) -> Source:
         shown = str(req) if req is not None else location
-        refused = SourceError(
+        refused = RequirementRefused(
             f"{shown!r} names a location, not a package (requirements from a push are names and versions "
             f"from the machine's index): {HOW}",
             rel,

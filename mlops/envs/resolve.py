@@ -302,8 +302,6 @@ def resolve(
         first = _first_build(request, store, builder, the_plan.install, folder)
         rows, how = lock(uv, builder, base, the_plan.install, folder, first, request.source_builds)
         installed = [_why(row, the_plan.install) for row in rows]
-        if how.from_source:
-            say(f"   environment {key}: built from source, in the sandbox: {', '.join(how.from_source)}")
         say(f"   environment {key}: installing {len(rows)} packages with uv")
         made = builder.build(base, [_pin(row) for row in rows], folder, how)
         shutil.rmtree(folder / "uv-cache", ignore_errors=True)
