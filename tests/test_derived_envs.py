@@ -16,10 +16,10 @@ pytestmark = pytest.mark.slow
 SCRIPT = """
 import seaborn  # in no base: the run's environment is derived from the base
 import keras
-{marker}
 open("framework.txt", "w").write(keras.__version__)
 """
-LEGACY = "from keras.utils import np_utils  # Keras 2 API: job 2 chooses the legacy generation"
+# seaborn is in no base; keras<3 chooses the legacy generation (TensorFlow 2.15 with Keras 2)
+REQUIREMENTS = {"current": "seaborn\n", "legacy": "keras<3\nseaborn\n"}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,8 @@ def test_a_derived_environment_imports_its_base_s_framework(
     if runtime == "docker":
         request.getfixturevalue("docker_images")
     workspace = workspaces[runtime]
-    marker = LEGACY if generation == "legacy" else ""
-    repo = pushed(tmp_path, f"derived-{generation}", SCRIPT.format(marker=marker))
+    files = {"requirements.txt": REQUIREMENTS[generation]}
+    repo = pushed(tmp_path, f"derived-{generation}", SCRIPT, files)
     done = run_pushed(repo, workspace, runtime, "--new-run")
     run = [r for r in runs(workspace) if r["source"] == str(repo)][-1]
     trial = trial_of(workspace, run)
