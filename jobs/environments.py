@@ -15,9 +15,11 @@ from typing import Any
 from mlops import envs
 from mlops.classify import Api
 from mlops.domain import RunStatus, TrialStatus
+from mlops.envs.boxes import PlainBox
 from mlops.envs.images import ImageBuilder
 from mlops.envs.local import LocalBuilder
-from mlops.errors import SourceError
+from mlops.envs.policy import SourcePolicy
+from mlops.errors import RequirementRefused, SourceError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
@@ -32,11 +34,20 @@ class Environments:
     """Finds, builds and records the environments of a workspace's runs, for one runtime."""
 
     def __init__(
-        self, ledger: Ledger, progress: Progress, runtime: Runtime[Any], workspace: Path, install: bool
+        self,
+        ledger: Ledger,
+        progress: Progress,
+        runtime: Runtime[Any],
+        workspace: Path,
+        install: bool,
+        allow_sources: tuple[str, ...] = (),
+        source_builds: bool = True,
     ):
         self.ledger = ledger
         self.progress = progress
         self.install = install
+        self.policy = SourcePolicy(allow_sources)
+        self.source_builds = source_builds
         store = envs.Store(workspace / ENV_DIR)
         uv = envs.Uv.from_env()
         say = progress.info
@@ -44,7 +55,9 @@ class Environments:
         if runtime.name == "docker":
             self.builder = ImageBuilder(runtime, store, uv, say)  # type: ignore[arg-type]
         else:
-            self.builder = LocalBuilder(str(getattr(runtime, "python")), store, uv, say)  # noqa: B009
+            # --unsandboxed: the owner runs trials as plain processes, and so their builds
+            box = None if getattr(runtime, "sandboxed", True) else PlainBox()
+            self.builder = LocalBuilder(str(getattr(runtime, "python")), store, uv, say, box)  # noqa: B009
         self.store = store
         self.uv = uv
 
@@ -53,7 +66,15 @@ class Environments:
         api = (classification.get("classification") or {}).get("api", "")
         install = self.install and read_project(run.code_dir).install
         return envs.Request(
-            run.code_dir, run.script, run.image or "", api == Api.KERAS2.value, install, generation
+            run.code_dir,
+            run.script,
+            run.image or "",
+            api == Api.KERAS2.value,
+            install,
+            generation,
+            why,
+            self.policy,
+            self.source_builds,
         )
 
     def _usable(self, env: envs.Environment) -> bool:
@@ -91,11 +112,16 @@ class Environments:
         if env.installed:
             how = f"built in {env.built_s:.1f} s" if env.built_s is not None else "built earlier, reused"
             say(f"   environment {env.key}: {how}: {'; '.join(env.installed)}")
+        if env.from_source:
+            say(
+                f"   environment {env.key}: built from source (no wheel), in the sandbox: {', '.join(env.from_source)}"
+            )
 
     def prepare(self, runs: list[RunRecord]) -> list[RunRecord]:
         """Job 2: every unfinished run's environment. A requirement that cannot be installed fails its run,
         class environment, with the file and line that asked for it; SourceError when every run failed."""
         errors = []
+        refused = False
         for run in runs:
             if run.status.is_finished():
                 continue
@@ -104,9 +130,11 @@ class Environments:
             except SourceError as e:
                 self.ledger.finish_run(run.id, RunStatus.FAILED, f"[{FailureClass.ENVIRONMENT.value}] {e}")
                 errors.append(f"run {run.id}: {e}")
+                refused = refused or isinstance(e, RequirementRefused)
         done = [self.ledger.run(r.id) for r in runs]
         if errors and all(r.status is RunStatus.FAILED for r in done):
-            raise SourceError("; ".join(errors))  # the command's error says it, once
+            # the command's error says it, once; a refused requirement is bad input (exit 2)
+            raise (RequirementRefused if refused else SourceError)("; ".join(errors))
         for error in errors:  # the other runs go on
             self.progress.warn(error)
         return done

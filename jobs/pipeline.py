@@ -302,7 +302,10 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
 
 
 def environments(ctx: Context, runtime: Runtime[Any]) -> Environments:
-    return Environments(ctx.ledger, ctx.progress, runtime, ctx.settings.workspace, ctx.settings.install)
+    s = ctx.settings
+    return Environments(
+        ctx.ledger, ctx.progress, runtime, s.workspace, s.install, s.allow_sources, s.source_builds
+    )
 
 
 def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:

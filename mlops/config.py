@@ -45,6 +45,10 @@ class Settings:
     cpus: float | None = None
     network: bool = True
     install: bool = True  # install what the pushed code needs (mlops/envs/); --no-install: the base only
+    # Direct references a pushed requirement file may name (fnmatch patterns of a path in the repository or
+    # of a URL): the machine's owner's choice, never the pusher's (mlops/envs/policy.py). None by default.
+    allow_sources: tuple[str, ...] = ()
+    source_builds: bool = True  # a package with no wheel is built from source, in the build sandbox
     seed: int = 0
     cluster_metric: ClusterMetric = ClusterMetric.SILHOUETTE
     checkpoint_every_batches: int = 0

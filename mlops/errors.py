@@ -44,6 +44,13 @@ class SourceError(MlopsError):
         self.reason = message
 
 
+class RequirementRefused(SourceError):
+    """A pushed requirement names a location or an index (``x @ file:``, ``-e``, ``--index-url``): refused
+    before any build, as bad input (exit 2), with the file and the line."""
+
+    exit_code = 2
+
+
 class LedgerError(MlopsError):
     """The ledger refuses an operation (unknown run, a resume with different settings)."""
 

@@ -80,6 +80,17 @@ def _importable(name: str) -> bool:
         return False
 
 
+def _close_installed(name: str) -> str | None:
+    """An importable top-level module whose name is close to ``name`` (a typo: ``kera`` for ``keras``)."""
+    import difflib
+    import pkgutil
+
+    names = {m.name for m in pkgutil.iter_modules() if not m.name.startswith("_")}
+    names |= {n for n in sys.builtin_module_names if not n.startswith("_")}
+    close = difflib.get_close_matches(name, sorted(names - {name}), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def _missing_module(exc: BaseException, user_line: str) -> Failure | None:
     if not isinstance(exc, ImportError):
         return None
@@ -88,6 +99,13 @@ def _missing_module(exc: BaseException, user_line: str) -> Failure | None:
     message = str(exc)
     if isinstance(exc, ModuleNotFoundError) and top and not (top in FRAMEWORKS and _importable(top)):
         dist = DISTRIBUTIONS.get(top, top)
+        meant = _close_installed(top)
+        if meant is not None:
+            return Failure(
+                FailureClass.ENVIRONMENT,
+                f"the module {top!r} is not installed in this environment{user_line}: did you mean "
+                f"{meant!r}? (it is installed); else list {dist} in the repository's requirements.txt",
+            )
         return Failure(
             FailureClass.ENVIRONMENT,
             f"the module {top!r} is not installed in this environment{user_line}: list {dist} in the "

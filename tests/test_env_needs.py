@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from mlops.domain import Image
-from mlops.envs.distributions import distribution_for
+from mlops.envs.distributions import distribution_for, likely
 from mlops.envs.generations import Generation, choose, pins_of, requirements_of
 from mlops.envs.needs import Need, imports_of, read_declared, read_imports
+from mlops.envs.policy import SourcePolicy
 from mlops.envs.uv import index_environment, parse_lock, pip_conf_files
 from mlops.errors import SourceError
 from tests.support.envs import write_files
@@ -25,7 +26,7 @@ def test_requirements_txt_as_pip_reads_it(tmp_path: Path) -> None:
                 # what the notebook needs
                 seaborn==0.13.2  # plots
                 -r more/requirements-extra.txt
-                --index-url https://mirror.example/simple
+                --pre
                 tqdm \\
                     >=4.0
                 opencv-python-headless==4.10.0.84 --hash=sha256:abc
@@ -44,15 +45,43 @@ def test_requirements_txt_as_pip_reads_it(tmp_path: Path) -> None:
         ('pywin32; sys_platform == "win32"', "requirements.txt:8"),
     ]
     assert declared.files == ("requirements.txt",)  # requirements-dev.txt is a developer's, not training's
-    assert declared.notes == ("requirements.txt:4: option '--index-url' ignored",)
+    assert declared.notes == ("requirements.txt:4: option '--pre' ignored",)
 
 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
         ("numpy=>1.2", "requirements.txt:2: 'numpy=>1.2' is not a requirement"),
-        ("./vendored/pkg", "requirements.txt:2: './vendored/pkg' is a path or URL, not a package name"),
+        ("./vendored/pkg", "requirements.txt:2: './vendored/pkg' names a location, not a package"),
         ("-r ../../etc/passwd", "requirements.txt:2: includes '../../etc/passwd', which is not a file"),
+        ("-c /etc/passwd", "requirements.txt:2: constrains with '/etc/passwd', which is not a file"),
+        (
+            "evilprobe @ file:///tmp/evilprobe",
+            "requirements.txt:2: 'evilprobe @ file:///tmp/evilprobe' names a",
+        ),
+        (
+            "evilprobe @ file:vendor/evilprobe",
+            "requirements.txt:2: 'evilprobe @ file:vendor/evilprobe' names a",
+        ),
+        (
+            "pkg @ git+https://example.com/x.git",
+            "requirements.txt:2: 'pkg @ git+https://example.com/x.git' names",
+        ),
+        (
+            "https://example.com/pkg-1.0.tar.gz",
+            "requirements.txt:2: 'https://example.com/pkg-1.0.tar.gz' names",
+        ),
+        ("vendor/evilprobe-1.0.tar.gz", "requirements.txt:2: 'vendor/evilprobe-1.0.tar.gz' names a location"),
+        ("-e .", "requirements.txt:2: '-e' names an editable path"),
+        ("--index-url https://mirror.example/simple", "requirements.txt:2: '--index-url' names an index"),
+        (
+            "--extra-index-url=https://x.example/s",
+            "requirements.txt:2: '--extra-index-url=https://x.example/s' names",
+        ),
+        ("-ihttps://x.example/simple", "requirements.txt:2: '-ihttps://x.example/simple' names an index"),
+        ("--find-links /srv/wheels", "requirements.txt:2: '--find-links' names a place to find packages"),
+        ("--trusted-host x.example", "requirements.txt:2: '--trusted-host' names a host whose TLS"),
+        ("pandas --global-option=--evil", "requirements.txt:2: '--global-option=--evil' on a requirement"),
     ],
 )
 def test_a_line_that_is_not_a_requirement_names_the_file_and_line(
@@ -78,6 +107,49 @@ def test_pyproject_dependencies_and_the_pip_section_of_environment_yml(tmp_path:
         ("seaborn", "environment.yml:6"),
     ]
     assert "conda packages are not installed (numpy)" in declared.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n  "evil @ file:///srv/evil",\n]\n'},
+         "pyproject.toml:4: 'evil @ file:///srv/evil' names a location"),
+        ({"environment.yml": "dependencies:\n  - pip:\n    - --extra-index-url https://x.example/simple\n"},
+         "environment.yml:3: '--extra-index-url' names an index"),
+        ({"environment.yml": "dependencies:\n  - pip:\n    - git+https://example.com/x.git\n"},
+         "environment.yml:3: 'git+https://example.com/x.git' names a location"),
+        ({"environment.yml": "dependencies:\n  - pip:\n    - -e ./vendor/pkg\n"},
+         "environment.yml:3: '-e' names an editable path"),
+    ],
+)  # fmt: skip
+def test_pyproject_and_environment_yml_are_data_too(tmp_path: Path, files: dict, expected: str) -> None:
+    root = write_files(tmp_path, files)
+    with pytest.raises(SourceError) as e:
+        read_declared(root, root)
+    assert str(e.value).startswith(expected)
+
+
+def test_only_the_owner_allows_a_vendored_source_and_only_inside_the_repository(tmp_path: Path) -> None:
+    root = write_files(
+        tmp_path / "repo",
+        {
+            "vendor/evilprobe-1.0.tar.gz": "x",
+            "requirements.txt": "evilprobe @ file:vendor/evilprobe-1.0.tar.gz\n",
+        },
+    )
+    with pytest.raises(SourceError):
+        read_declared(root, root)  # the pusher cannot allow it
+    policy = SourcePolicy(("vendor/*.tar.gz",))
+    (need,) = read_declared(root, root, policy).needs
+    assert need.name == "evilprobe" and need.source is not None
+    assert need.requirement == f"evilprobe @ {(root / 'vendor/evilprobe-1.0.tar.gz').resolve().as_uri()}"
+    (root / "requirements.txt").write_text("vendor/evilprobe-1.0.tar.gz\n")  # a bare path: named by its file
+    assert read_declared(root, root, policy).needs[0].name == "evilprobe"
+    outside = write_files(tmp_path / "outside", {"evilprobe-1.0.tar.gz": "x"})
+    (root / "vendor/link-1.0.tar.gz").symlink_to(outside / "evilprobe-1.0.tar.gz")
+    (root / "requirements.txt").write_text("vendor/link-1.0.tar.gz\n")  # allowed by name, outside in fact
+    with pytest.raises(SourceError, match="names a location"):
+        read_declared(root, root, policy)
 
 
 def test_imports_skip_the_standard_library_local_modules_and_optional_ones(tmp_path: Path) -> None:
@@ -120,14 +192,18 @@ def test_an_import_in_a_try_is_optional_only_when_the_handler_catches_a_failed_i
     assert [(m, optional) for m, _, _, optional in imports_of(tree)] == [("a", False), ("b", True)]
 
 
-def test_distributions_come_from_pipreqs_table() -> None:
+def test_distributions_come_from_a_curated_map_never_from_the_import_name() -> None:
     assert distribution_for("sklearn") == "scikit_learn"
     assert distribution_for("PIL") == "Pillow"
     assert distribution_for("yaml") == "PyYAML"
     assert (
         distribution_for("cv2") == "opencv-python-headless"
     )  # not in pipreqs's table; headless for containers
-    assert distribution_for("seaborn") == "seaborn"  # a name it does not list is its own distribution
+    assert distribution_for("seaborn") == "seaborn"  # a common same-name distribution, listed by us
+    assert distribution_for("kera") is None  # a typo: the index's `kera` was installed before
+    assert distribution_for("companyutils_internal") is None
+    assert likely("kera") == "keras" and likely("sklern") == "sklearn" and likely("Numpy") == "numpy"
+    assert likely("companyutils_internal") is None
 
 
 def need(text: str) -> Need:

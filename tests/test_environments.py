@@ -81,11 +81,18 @@ def test_a_version_conflict_with_the_base_names_both_sides(tmp_path: Path) -> No
     assert "numpy" in message and "asked by requirements.txt:1: numba==0.58.1" in message
 
 
-def test_an_import_no_distribution_provides_names_the_import_line(tmp_path: Path) -> None:
-    code = write_files(tmp_path / "code", {"train.py": "import os\nimport mlops_no_such_module_xyzzy as m\n"})
-    with pytest.raises(SourceError) as e:
-        resolve_local(code, tmp_path / "envs")
-    assert "train.py:2: import mlops_no_such_module_xyzzy as m (mlops_no_such_module_xyzzy)" in str(e.value)
+def test_an_import_no_known_distribution_provides_is_not_installed_and_names_the_import_line(
+    tmp_path: Path,
+) -> None:
+    # Before: the index's package of that name was installed (`kera` for a typo of keras). Now nothing is.
+    code = write_files(tmp_path / "code", {"train.py": "import os\nfrom kera.models import Sequential\n"})
+    env = resolve_local(code, tmp_path / "envs")
+    assert env.key == "" and env.installed == () and env.python == sys.executable
+    assert env.notes[-1].startswith(
+        "train.py:2: from kera.models import Sequential: no known distribution provides 'kera' "
+        "(did you mean 'keras'?); not installed"
+    )
+    assert not (tmp_path / "envs").exists() or not any((tmp_path / "envs").glob("*/requirements.in"))
 
 
 def test_hundreds_of_requirements_are_refused_before_anything_is_fetched(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ class Environment:
     image: str = ""  # docker: the image tag
     base: str = ""  # the base's label
     installed: tuple[str, ...] = ()  # "seaborn==0.13.2 (requirements.txt:2)", then dependencies
+    from_source: tuple[str, ...] = ()  # the packages built from source (no wheel), in the build sandbox
     notes: tuple[str, ...] = ()  # what was read, ignored or kept from the base, in words
     why: str = ""  # why this generation
     built_s: float | None = None  # seconds the build took when this call built it
@@ -90,7 +91,7 @@ class Environment:
     def from_json(cls, data: dict[str, Any]) -> Environment:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["generation"] = Generation(known.get("generation", Generation.CURRENT.value))
-        for name in ("installed", "notes"):
+        for name in ("installed", "notes", "from_source"):
             known[name] = tuple(known.get(name) or ())
         return cls(**known)
 

@@ -1,7 +1,8 @@
 """Environments of the Docker runtime: a derived image per environment, ``mlops-env:<key>``.
 
-uv installs the resolved packages on this machine into a folder (``--target``, for the base image's Python
-version and platform, with the machine's index and uv's warm cache), and the Docker runtime builds
+uv resolves and installs the packages in a container of the base image (:class:`~mlops.envs.boxes.ContainerBox`:
+no network but the index proxy, not root), into a folder (``--target``) mounted from this machine, with a
+uv cache of its own; the Docker runtime then builds
 ``FROM <base image>`` with that folder copied to ``/opt/mlops/env`` and put first on ``PYTHONPATH``. The
 container keeps its read-only root file system: nothing is installed when a trial starts. The image build
 goes through ``mlops/runtime/docker/``, the one package that talks to Docker; this one only asks it.
@@ -16,16 +17,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlops.envs.base import PROBE, Base
+from mlops.envs.boxes import Box, ContainerBox, take_back
+from mlops.envs.boxes import Engine as BuildEngine
 from mlops.envs.generations import IMAGE_OF, Generation
+from mlops.envs.resolve import Build
 from mlops.envs.store import Store, key_of
-from mlops.envs.uv import Uv, UvFailed
+from mlops.envs.uv import Uv, UvFailed, uv_bin
 from mlops.errors import RuntimeUnavailable
 
 ENV_DIR = "/opt/mlops/env"
 REPOSITORY = "mlops-env"
 
 
-class Engine(Protocol):
+class Engine(BuildEngine, Protocol):
     """What this module needs of the Docker runtime."""
 
     def build(
@@ -70,16 +74,25 @@ class ImageBuilder:
         return Base(label, image_id, "", tag, facts)
 
     def uv_target(self, base: Base) -> list[str]:
-        return ["--python-version", base.python_version, "--python-platform", base.platform]
+        return ["--python", "python"]  # the image's own, found on its PATH
 
-    def build(self, base: Base, rows: list[str], folder: Path) -> dict[str, Any]:
+    def box(self, base: Base) -> Box:
+        return ContainerBox(self.engine, base.image, uv_bin())
+
+    def python_in(self, base: Base) -> str:
+        return "python"
+
+    def build(self, base: Base, rows: list[str], folder: Path, build: Build) -> dict[str, Any]:
         site = folder / "site"
         try:
             self.uv.run(
-                "pip", "install", "--no-deps", "--target", str(site), "--compile-bytecode", *self.uv_target(base), *rows
+                self.box(base), "pip", "install", "--no-deps", "--target", str(site), "--compile-bytecode",
+                *self.uv_target(base), *build.options, *rows,
+                python="python", cache=build.cache, writable=(site,), readable=build.readable, urls=build.urls,
             )  # fmt: skip
         except UvFailed as e:
             raise RuntimeUnavailable(f"installing {', '.join(rows[:5])} failed: {e.explanation()}") from e
+        take_back(site)
         (folder / "Dockerfile").write_text(dockerfile(base.image), encoding="utf-8")
         tag = f"{REPOSITORY}:{folder.name}"
         self.engine.build_environment(base.image, folder, tag, self.say)

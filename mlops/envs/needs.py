@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mlops.classify.files import source_text
-from mlops.errors import SourceError
+from mlops.envs.policy import Source, SourcePolicy, refused_option
+from mlops.errors import RequirementRefused, SourceError
 
 # requirements-dev.txt and friends hold a developer's tools (pytest, black), not what training needs.
 SKIPPED_SUFFIXES = ("dev", "test", "tests", "doc", "docs", "lint", "ci")
@@ -41,6 +42,7 @@ class Need:
     name: str  # the distribution's canonical name
     origin: str  # "requirements.txt:3", "train.py:5: import cv2"
     imported: str = ""  # the import name, when the need comes from an import
+    source: Source | None = None  # a direct reference the machine's owner allowed (allow_sources)
 
     @property
     def parsed(self) -> Requirement:
@@ -54,12 +56,13 @@ class Declared:
     notes: tuple[str, ...] = ()  # what was ignored, in words
 
 
-def _need(text: str, where: str, path: Path, line: int | None) -> Need:
-    try:
-        req = Requirement(text)
-    except InvalidRequirement as e:
-        raise SourceError(f"{text!r} is not a requirement: {e}", path, line) from e
-    return Need(str(req), canonicalize_name(req.name), where)
+def _need(text: str, where: str, at: tuple[Path, Path, int | None], policy: SourcePolicy) -> Need:
+    """A requirement line as a :class:`Need`; a location the owner did not allow is a SourceError."""
+    root, rel, line = at
+    checked = policy.check(text, root, rel, line)
+    if isinstance(checked, Source):
+        return Need(checked.requirement, checked.name, where, source=checked)
+    return Need(str(checked), canonicalize_name(checked.name), where)
 
 
 def requirement_files(root: Path, script_dir: Path) -> list[Path]:
@@ -102,7 +105,40 @@ def _include_target(line: str) -> str | None:
     return None
 
 
-def read_requirements_txt(path: Path, root: Path, notes: list[str], depth: int = 0) -> list[Need]:
+def _option(line: str, path: Path, root: Path, at: tuple[Path, int]) -> str:
+    """An option line of a requirement file: refused (SourceError) or ignored (the note to say)."""
+    rel, number = at
+    refused = refused_option(line)
+    if refused is not None:
+        raise RequirementRefused(
+            f"{line.split()[0]!r} names {refused}: packages come from the machine's index only, and only its "
+            "owner may change that (mlops.toml, pip.conf)",
+            rel,
+            number,
+        )
+    target = _constraint_target(line)
+    if target is not None and not _inside(path.parent / target, root):
+        raise RequirementRefused(
+            f"constrains with {target!r}, which is not a file of the repository", rel, number
+        )
+    return f"{rel}:{number}: option {line.split()[0]!r} ignored"
+
+
+def _constraint_target(line: str) -> str | None:
+    for option in ("--constraint=", "--constraint ", "-c"):
+        if line.startswith(option):
+            return line[len(option) :].strip() or None
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    resolved = path.resolve()
+    return resolved.is_relative_to(root.resolve()) and resolved.is_file()
+
+
+def read_requirements_txt(
+    path: Path, root: Path, notes: list[str], policy: SourcePolicy, depth: int = 0
+) -> list[Need]:
     rel = _rel(path, root)
     if depth > MAX_INCLUDE_DEPTH:
         raise SourceError(f"requirement files include each other more than {MAX_INCLUDE_DEPTH} deep", rel)
@@ -112,27 +148,29 @@ def read_requirements_txt(path: Path, root: Path, notes: list[str], depth: int =
         raise SourceError(f"cannot read: {e.strerror or e}", rel) from e
     needs: list[Need] = []
     for number, line in _logical_lines(text):
-        where = f"{rel}:{number}"
         target = _include_target(line)
         if target is not None:
-            included = (path.parent / target).resolve()
-            if not included.is_relative_to(root.resolve()) or not included.is_file():
-                raise SourceError(f"includes {target!r}, which is not a file of the repository", rel, number)
-            needs += read_requirements_txt(included, root, notes, depth + 1)
-            continue
-        if line.startswith("-"):
-            # Index options, -e, -c, --hash=: the machine's index is used, editable paths are not packages.
-            notes.append(f"{where}: option {line.split()[0]!r} ignored")
-            continue
-        text_req = " ".join(part for part in line.split() if not part.startswith("--hash"))
-        if "://" in text_req and "@" not in text_req or text_req.startswith((".", "/")):
-            raise SourceError(
-                f"{text_req!r} is a path or URL, not a package name: publish it, or vendor it in the repository",
-                rel,
-                number,
-            )
-        needs.append(_need(text_req, where, rel, number))
+            included = path.parent / target
+            if not _inside(included, root):
+                raise RequirementRefused(
+                    f"includes {target!r}, which is not a file of the repository", rel, number
+                )
+            needs += read_requirements_txt(included.resolve(), root, notes, policy, depth + 1)
+        elif line.startswith("-"):
+            notes.append(_option(line, path, root, (rel, number)))
+        else:
+            needs.append(_requirement_line(line, f"{rel}:{number}", (root, rel, number), policy))
     return needs
+
+
+def _requirement_line(line: str, where: str, at: tuple[Path, Path, int | None], policy: SourcePolicy) -> Need:
+    """One requirement line: ``--hash`` dropped; another option on the line is refused as a whole line."""
+    words = line.split()
+    for word in words[1:]:
+        if word.startswith("-") and not word.startswith("--hash") and refused_option(word) is not None:
+            raise RequirementRefused(f"{word!r} on a requirement line is not allowed", at[1], at[2])
+    text = " ".join(word for word in words if not word.startswith("--hash"))
+    return _need(text, where, at, policy)
 
 
 def _line_of(text: str, needle: str) -> int | None:
@@ -142,7 +180,7 @@ def _line_of(text: str, needle: str) -> int | None:
     return None
 
 
-def read_pyproject(path: Path, root: Path) -> list[Need]:
+def read_pyproject(path: Path, root: Path, policy: SourcePolicy) -> list[Need]:
     rel = _rel(path, root)
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -155,11 +193,11 @@ def read_pyproject(path: Path, root: Path) -> list[Need]:
     needs = []
     for dep in deps:
         line = _line_of(text, dep)
-        needs.append(_need(dep, f"{rel}:{line}" if line else str(rel), rel, line))
+        needs.append(_need(dep, f"{rel}:{line}" if line else str(rel), (root, rel, line), policy))
     return needs
 
 
-def read_environment_yml(path: Path, root: Path, notes: list[str]) -> list[Need]:
+def read_environment_yml(path: Path, root: Path, notes: list[str], policy: SourcePolicy) -> list[Need]:
     """The ``pip:`` section of a conda environment file; its conda packages are named in a note."""
     rel = _rel(path, root)
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -175,7 +213,7 @@ def read_environment_yml(path: Path, root: Path, notes: list[str]) -> list[Need]
         if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
             for item in dep["pip"]:
                 line = _line_of(text, str(item))
-                needs.append(_need(str(item), f"{rel}:{line}" if line else str(rel), rel, line))
+                needs += _pip_item(str(item).strip(), path, root, notes, (rel, line), policy)
         elif isinstance(dep, str) and not dep.startswith(("python", "pip")):
             conda.append(dep)
     if conda:
@@ -185,18 +223,36 @@ def read_environment_yml(path: Path, root: Path, notes: list[str]) -> list[Need]
     return needs
 
 
-def read_declared(root: Path, script_dir: Path) -> Declared:
+def _pip_item(
+    item: str, path: Path, root: Path, notes: list[str], at: tuple[Path, int | None], policy: SourcePolicy
+) -> list[Need]:
+    """One entry of environment.yml's ``pip:`` list, read as a line of a requirement file."""
+    rel, line = at
+    where = f"{rel}:{line}" if line else str(rel)
+    target = _include_target(item)
+    if target is not None:
+        if not _inside(path.parent / target, root):
+            raise RequirementRefused(f"includes {target!r}, which is not a file of the repository", rel, line)
+        return read_requirements_txt((path.parent / target).resolve(), root, notes, policy, 1)
+    if item.startswith("-"):
+        notes.append(_option(item, path, root, (rel, line or 0)))
+        return []
+    return [_requirement_line(item, where, (root, rel, line), policy)]
+
+
+def read_declared(root: Path, script_dir: Path, policy: SourcePolicy | None = None) -> Declared:
     """Every requirement the repository declares, in file order (a name asked twice is kept twice)."""
+    policy = policy or SourcePolicy()
     notes: list[str] = []
     needs: list[Need] = []
     files = requirement_files(root, script_dir)
     for path in files:
         if path.name == "pyproject.toml":
-            needs += read_pyproject(path, root)
+            needs += read_pyproject(path, root, policy)
         elif path.suffix in (".yml", ".yaml"):
-            needs += read_environment_yml(path, root, notes)
+            needs += read_environment_yml(path, root, notes, policy)
         else:
-            needs += read_requirements_txt(path, root, notes)
+            needs += read_requirements_txt(path, root, notes, policy)
     return Declared(tuple(needs), tuple(_rel(p, root).as_posix() for p in files), tuple(notes))
 
 

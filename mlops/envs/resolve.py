@@ -11,6 +11,7 @@ builder make it.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,9 +23,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from mlops.envs.base import Base, Environment
-from mlops.envs.distributions import distribution_for, python2_modules
+from mlops.envs.boxes import Box
+from mlops.envs.distributions import distribution_for, likely, python2_modules
 from mlops.envs.generations import FRAMEWORKS, Generation, choose
-from mlops.envs.needs import Need, read_declared, read_imports
+from mlops.envs.needs import Import, Need, read_declared, read_imports
+from mlops.envs.policy import SourcePolicy
 from mlops.envs.store import Store, key_of
 from mlops.envs.uv import Uv, UvFailed, parse_lock
 from mlops.errors import RuntimeUnavailable, SourceError
@@ -40,10 +43,16 @@ class Builder(Protocol):
     def base(self, generation: Generation, image: str) -> Base: ...
 
     def uv_target(self, base: Base) -> list[str]:
-        """uv's arguments naming the interpreter (or Python version and platform) to resolve for."""
+        """uv's arguments naming the interpreter to resolve for (inside the build box)."""
 
-    def build(self, base: Base, rows: list[str], folder: Path) -> dict[str, Any]:
-        """Install ``rows`` (``name==version``, nothing else) over ``base``; the manifest's python or image."""
+    def box(self, base: Base) -> Box:
+        """Where uv runs to build over ``base``: a sandbox, a container of its image."""
+
+    def python_in(self, base: Base) -> str:
+        """The base's interpreter as the box sees it (it runs the forwarder)."""
+
+    def build(self, base: Base, rows: list[str], folder: Path, build: Build) -> dict[str, Any]:
+        """Install ``rows`` (pinned, nothing else) over ``base`` in the box; the manifest's python or image."""
 
     def valid(self, manifest: dict[str, Any]) -> bool: ...
 
@@ -59,6 +68,8 @@ class Request:
     install: bool = True
     generation: Generation | None = None  # forced: the fallback, or what the ledger recorded
     why: str = "recorded for this run"  # why it was forced
+    policy: SourcePolicy = SourcePolicy()  # the direct references the machine's owner allows
+    source_builds: bool = True  # a package with no wheel is built from source (in the build sandbox)
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,34 @@ def _satisfied(req: Requirement, have: str) -> bool:
         return True
 
 
+def _unknown(imp: Import, base: Base) -> str:
+    """What is said of an import no distribution in the curated map provides: not installed, and why."""
+    meant = likely(imp.top, base.modules)
+    guess = f" (did you mean {meant!r}?)" if meant else ""
+    return (
+        f"{imp.origin}: no known distribution provides {imp.top!r}{guess}; not installed (mlops does not "
+        "guess a package from an import name: list it in requirements.txt if it is one)"
+    )
+
+
+def _from_imports(request: Request, base: Base, notes: list[str]) -> list[Need]:
+    """The distributions of the imports the base cannot satisfy, from the curated map only."""
+    needs = []
+    py2 = python2_modules() - base.modules
+    for imp in read_imports(request.code_dir, request.code_dir / request.script):
+        if imp.top in base.modules or imp.top in py2:
+            continue
+        dist = distribution_for(imp.top)
+        if dist is None:
+            notes.append(_unknown(imp, base))
+            continue
+        needs.append(Need(dist, _canon(dist), imp.origin, imported=imp.top))
+    return needs
+
+
 def plan(request: Request, builder: Builder) -> Plan:
     script = request.code_dir / request.script
-    declared = read_declared(request.code_dir, script.parent)
+    declared = read_declared(request.code_dir, script.parent, request.policy)
     notes = list(declared.notes)
     if request.generation is not None:
         generation, why = request.generation, request.why
@@ -94,12 +130,7 @@ def plan(request: Request, builder: Builder) -> Plan:
     if declared.files:
         notes.append(f"read {', '.join(declared.files)}: {len(needs)} requirements")
     else:
-        py2 = python2_modules() - base.modules
-        for imp in read_imports(request.code_dir, script):
-            if imp.top in base.modules or imp.top in py2:
-                continue
-            dist = distribution_for(imp.top)
-            needs.append(Need(dist, _canon(dist), imp.origin, imported=imp.top))
+        needs += _from_imports(request, base, notes)
     have = base.packages
     install: list[Need] = []
     for need in needs:
@@ -144,35 +175,100 @@ def _constraints(base: Base) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lock(uv: Uv, builder: Builder, base: Base, needs: list[Need], folder: Path) -> list[tuple[str, str, str]]:
-    """uv's resolution of ``needs`` with the base's versions fixed: (name, version, why) beyond the base."""
-    constraints = folder / "base-constraints.txt"
-    constraints.write_text(_constraints(base), encoding="utf-8")
-    wanted = "\n".join(n.requirement for n in needs) + "\n"
-    (folder / "requirements.in").write_text(wanted, encoding="utf-8")
-    try:
-        out = uv.run(
-            "pip", "compile", "-", "--constraint", str(constraints), "--no-header", "--annotation-style", "line",
-            *builder.uv_target(base), stdin=wanted,
-        )  # fmt: skip
-    except UvFailed as e:
-        if e.unreachable:
-            raise RuntimeUnavailable(
-                f"the package index could not be reached to install {', '.join(n.requirement for n in needs[:5])}: "
-                f"{e.explanation()}; set UV_INDEX_URL (or PIP_INDEX_URL) to a mirror, or run with --no-install"
-            ) from e
+@dataclass(frozen=True)
+class Build:
+    """How one environment is built: wheels only but for ``from_source``; what the build box must see."""
+
+    cache: Path  # uv's cache: the runtime's shared one, or a private one when anything is built from source
+    from_source: tuple[str, ...] = ()  # packages built from source (they have no wheel, or were allowed)
+    readable: tuple[Path, ...] = ()  # allowed local sources, mounted read-only
+    urls: tuple[str, ...] = ()  # allowed URL sources, whose hosts the proxy lets through
+
+    @property
+    def options(self) -> list[str]:
+        return [
+            "--only-binary",
+            ":all:",
+            *(arg for name in self.from_source for arg in ("--no-binary", name)),
+        ]
+
+
+MAX_FROM_SOURCE = 10
+
+
+def _compile(uv: Uv, builder: Builder, base: Base, folder: Path, build: Build) -> str:
+    return uv.run(
+        builder.box(base),
+        "pip", "compile", str(folder / "requirements.in"), "--constraint", str(folder / "base-constraints.txt"),
+        "--no-header", "--annotation-style", "line", *builder.uv_target(base), *build.options,
+        python=builder.python_in(base), cache=build.cache, readable=(folder, *build.readable), urls=build.urls,
+    )  # fmt: skip
+
+
+def lock(
+    uv: Uv, builder: Builder, base: Base, needs: list[Need], folder: Path, build: Build, source_builds: bool
+) -> tuple[list[tuple[str, str, str]], Build]:
+    """uv's resolution of ``needs`` with the base's versions fixed: (name, version, why) beyond the base,
+    from wheels only; a package that has none is built from source (in the box) when ``source_builds``."""
+    (folder / "base-constraints.txt").write_text(_constraints(base), encoding="utf-8")
+    (folder / "requirements.in").write_text("\n".join(n.requirement for n in needs) + "\n", encoding="utf-8")
+    for _ in range(MAX_FROM_SOURCE):
+        try:
+            out = _compile(uv, builder, base, folder, build)
+            break
+        except UvFailed as e:
+            name = e.from_source
+            if name is None or not source_builds or name in build.from_source:
+                raise _failed(e, base, needs) from e
+            build = replace(build, from_source=(*build.from_source, name), cache=folder / "uv-cache")
+    else:
         raise SourceError(
-            f"cannot install what the code asks for over {base.label}: {e.explanation()}; asked by "
-            f"{_origins(needs, e.message)}"
-        ) from e
+            f"more than {MAX_FROM_SOURCE} packages would be built from source: {build.from_source}"
+        )
     have = base.packages
-    return [row for row in parse_lock(out) if have.get(_canon(row[0])) != row[1]]
+    return [row for row in parse_lock(out) if have.get(_canon(row[0])) != row[1]], build
+
+
+def _failed(e: UvFailed, base: Base, needs: list[Need]) -> Exception:
+    if e.unreachable:
+        return RuntimeUnavailable(
+            f"the package index could not be reached to install {', '.join(n.requirement for n in needs[:5])}: "
+            f"{e.explanation()}; set UV_INDEX_URL (or PIP_INDEX_URL) to a mirror, or run with --no-install"
+        )
+    if e.from_source:
+        return SourceError(
+            f"{e.from_source} has no wheel for {base.label} and building from source is off "
+            f"(source_builds = false in mlops.toml); asked by {_origins(needs, e.message)}"
+        )
+    return SourceError(
+        f"cannot install what the code asks for over {base.label}: {e.explanation()}; asked by "
+        f"{_origins(needs, e.message)}"
+    )
+
+
+def _pin(row: tuple[str, str, str]) -> str:
+    """A row of the lock as uv installs it: ``name==version``, or ``name @ url`` (an allowed source)."""
+    name, version, _ = row
+    return f"{name} {version}" if version.startswith("@") else f"{name}=={version}"
 
 
 def _why(row: tuple[str, str, str], needs: list[Need]) -> str:
-    name, version, via = row
-    direct = [n.origin for n in needs if n.name == _canon(name)]
-    return f"{name}=={version} ({direct[0] if direct else 'for ' + via})"
+    direct = [n.origin for n in needs if n.name == _canon(row[0])]
+    return f"{_pin(row)} ({direct[0] if direct else 'for ' + row[2]})"
+
+
+def _first_build(request: Request, store: Store, builder: Builder, needs: list[Need], folder: Path) -> Build:
+    """Wheels only, the shared cache; allowed sources (built from source unless a wheel) with a cache of
+    their own, so that no build backend can leave anything in a cache another build reads."""
+    sources = [n.source for n in needs if n.source is not None]
+    if not sources:
+        return Build(store.root / f".uv-cache-{builder.runtime}")
+    return Build(
+        folder / "uv-cache",
+        from_source=tuple(s.name for s in sources if not (s.path or Path(s.digest)).name.endswith(".whl")),
+        readable=tuple(s.path for s in sources if s.path is not None),
+        urls=tuple(s.digest for s in sources if s.path is None),
+    )
 
 
 def resolve(
@@ -198,15 +294,19 @@ def resolve(
             f"install is off (--no-install or mlops.yaml install: false): not installed: {', '.join(wanted)}"
         )
         return replace(env, notes=(*env.notes, skipped))
-    key = key_of(builder.runtime, base.identity, wanted)
+    digests = [n.source.digest for n in the_plan.install if n.source is not None]
+    key = key_of(builder.runtime, base.identity, wanted, *digests)
 
     def build(folder: Path) -> dict[str, Any]:
-        say(f"   environment {key}: resolving {', '.join(wanted)} over {base.label}")
-        rows = lock(uv, builder, base, the_plan.install, folder)
+        say(f"   environment {key}: resolving {', '.join(wanted)} over {base.label}, in the build sandbox")
+        first = _first_build(request, store, builder, the_plan.install, folder)
+        rows, how = lock(uv, builder, base, the_plan.install, folder, first, request.source_builds)
         installed = [_why(row, the_plan.install) for row in rows]
         say(f"   environment {key}: installing {len(rows)} packages with uv")
-        made = builder.build(base, [f"{name}=={version}" for name, version, _ in rows], folder)
-        return {**made, "installed": installed, "requested": wanted, "base": base.label}
+        made = builder.build(base, [_pin(row) for row in rows], folder, how)
+        shutil.rmtree(folder / "uv-cache", ignore_errors=True)
+        return {**made, "installed": installed, "requested": wanted, "base": base.label,
+                "from_source": list(how.from_source)}  # fmt: skip
 
     started = time.time()
     manifest, built = store.ensure(key, build, builder.valid)
@@ -216,5 +316,6 @@ def resolve(
         python=str(manifest.get("python") or ""),
         image=str(manifest.get("image") or ""),
         installed=tuple(manifest.get("installed") or ()),
+        from_source=tuple(manifest.get("from_source") or ()),
         built_s=round(time.time() - started, 2) if built else None,
     )

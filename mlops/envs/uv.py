@@ -1,10 +1,10 @@
 """uv, the one installer of environments: its command line, the machine's package index, its errors.
 
-uv comes from PyPI (``uv`` in requirements.txt: its wheel ships the binary). It reads its own settings
-(``UV_INDEX_URL``, ``UV_DEFAULT_INDEX``, ``UV_INDEX``, ``UV_FIND_LINKS``, ``uv.toml``, ``UV_CACHE_DIR``)
-by itself; the pip settings of the machine are passed on where uv has none of its own, so a site mirror
-configured for pip (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_FIND_LINKS``, or ``index-url`` in
-pip.conf) is used behind a firewall. No index is ever named here.
+uv comes from PyPI (``uv`` in requirements.txt: its wheel ships the binary). It runs in a build box
+(:mod:`mlops.envs.boxes`) with an allow-list of variables: uv's index settings (``UV_INDEX_URL``,
+``UV_DEFAULT_INDEX``, ``UV_INDEX``, ``UV_EXTRA_INDEX_URL``, ``UV_FIND_LINKS``), and pip's where uv has none of
+its own, so a site mirror configured for pip (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_FIND_LINKS``,
+or ``index-url`` in pip.conf) is used behind a firewall; no ``uv.toml`` is read. No index is ever named here.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops.envs.boxes import Box, Job
+from mlops.envs.proxy import IndexProxy, index_hosts
 from mlops.errors import RuntimeUnavailable
 
-TIMEOUT_S = 1800.0
 # pip's variables and the uv variables they become, when uv has none of its own.
 FROM_PIP = {
     "PIP_INDEX_URL": "UV_INDEX_URL",
@@ -32,6 +33,7 @@ PIP_CONF_KEYS = {
     "extra-index-url": "PIP_EXTRA_INDEX_URL",
     "find-links": "PIP_FIND_LINKS",
 }
+NO_WHEEL = re.compile(r"Wheels are required for `([^`]+)`")
 UNREACHABLE = re.compile(
     r"dns error|failed to lookup address|Connection refused|connection error|timed out|Could not connect|"
     r"error sending request|tcp connect error|Network is unreachable",
@@ -100,9 +102,24 @@ def index_environment(env: Mapping[str, str], conf_files: list[Path] | None = No
     return out
 
 
+# What a build's uv is given of the caller's environment: where the index is, and nothing else (no secret,
+# no proxy of the caller's: the build's only way out is the index proxy).
+KEPT = (
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_FIND_LINKS",
+    "UV_INDEX_STRATEGY",
+    "UV_HTTP_TIMEOUT",
+    "UV_CONCURRENT_DOWNLOADS",
+)
+
+
 @dataclass(frozen=True)
 class Uv:
-    """Runs uv commands with the machine's index settings; a failure raises :class:`UvFailed`."""
+    """Runs uv commands in a build box (:mod:`mlops.envs.boxes`), with the machine's index settings and no
+    other network; a failure raises :class:`UvFailed`."""
 
     env: Mapping[str, str]
 
@@ -110,36 +127,83 @@ class Uv:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Uv:
         base = dict(os.environ if env is None else env)
         base.update(index_environment(base))
-        base.setdefault("UV_NO_PROGRESS", "1")
-        base.pop("VIRTUAL_ENV", None)  # uv would install there instead of where it is told
         return cls(base)
 
-    def run(self, *args: str, stdin: str | None = None, cwd: Path | None = None) -> str:
-        command = [uv_bin(), *args]
-        try:
-            done = subprocess.run(  # noqa: S603 (our own command line)
-                command,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                env=dict(self.env),
-                cwd=cwd,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise UvFailed(args[:2], f"took more than {TIMEOUT_S:g} s") from e
-        if done.returncode != 0:
-            raise UvFailed(args[:2], done.stderr.strip() or done.stdout.strip())
+    @property
+    def index(self) -> dict[str, str]:
+        return {name: self.env[name] for name in KEPT if self.env.get(name)}
+
+    def cert(self) -> Path | None:
+        """The CA bundle uv checks the index with (the machine re-signs TLS: it must be this one)."""
+        path = self.env.get("SSL_CERT_FILE") or ""
+        return Path(path) if path and Path(path).is_file() else None
+
+    def local_sources(self) -> tuple[Path, ...]:
+        """Folders of packages on this machine the index settings name (find-links, file:// indexes)."""
+        found = []
+        for name in ("UV_FIND_LINKS", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX"):
+            for word in self.env.get(name, "").split():
+                location = word.split("=", 1)[1] if "=" in word.split("://")[0] else word
+                if location.startswith("file://") or "://" not in location:
+                    path = Path(location.removeprefix("file://"))
+                    if name != "UV_FIND_LINKS" and path.name == "simple":
+                        path = path.parent  # a local index's pages link to its files beside them
+                    if path.exists():
+                        found.append(path)
+        return tuple(found)
+
+    def box_env(self, cache: Path) -> dict[str, str]:
+        """The build's whole environment: an allow-list, as a trial's (mlops/envsafe.py); the box adds the
+        CA bundle's path and its PATH."""
+        return {
+            **self.index,
+            "UV_CACHE_DIR": str(cache),
+            "UV_NO_PROGRESS": "1",
+            "UV_NO_CONFIG": "1",  # no uv.toml or pyproject.toml found on the way up is read
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_PYTHON_PREFERENCE": "only-system",
+            "HOME": "/tmp",  # noqa: S108 (the box's private /tmp)
+            "TMPDIR": "/tmp",  # noqa: S108
+            "LANG": "C.UTF-8",
+        }
+
+    def run(
+        self,
+        box: Box,
+        *args: str,
+        python: str,
+        cache: Path,
+        writable: tuple[Path, ...] = (),
+        readable: tuple[Path, ...] = (),
+        urls: tuple[str, ...] = (),
+    ) -> str:
+        """``uv args...`` in ``box`` (``python``: the interpreter there that runs the forwarder); its output.
+        ``urls``: direct references the owner allowed, whose hosts the build may reach too."""
+        job = Job(
+            (uv_bin(), *args),
+            python,
+            writable=(*writable, cache),
+            readable=(*readable, *self.local_sources()),
+            cert=self.cert(),
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="mlops-proxy-") as tmp,
+            IndexProxy(Path(tmp), index_hosts(self.index, urls)) as proxy,
+        ):
+            done = box.run(job, self.box_env(cache), proxy.folder)
+            refused = proxy.refused
+        if done.code != 0:
+            raise UvFailed(args[:2], done.stderr.strip() or done.stdout.strip(), refused)
         return done.stdout
 
 
 class UvFailed(Exception):
     """A uv command failed; ``message`` is what uv said. Converted to our errors by the caller."""
 
-    def __init__(self, verb: tuple[str, ...], message: str) -> None:
+    def __init__(self, verb: tuple[str, ...], message: str, refused: set[str] | None = None) -> None:
         super().__init__(f"uv {' '.join(verb)}: {message}")
         self.message = message
+        self.refused = sorted(refused or ())
 
     @property
     def unreachable(self) -> bool:
@@ -149,8 +213,19 @@ class UvFailed(Exception):
         """uv's reasoning, on one line: its 'Because ...' sentence when it gave one."""
         lines = [line.strip() for line in self.message.splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith(("×", "╰", "help:"))] or lines
-        text = " ".join(line.lstrip("╰─▶ ") for line in lines)
-        return re.sub(r"\s+", " ", text)[:900]
+        text = re.sub(r"\s+", " ", " ".join(line.lstrip("╰─▶ ") for line in lines))[:900]
+        if self.refused:
+            text += (
+                f" (the build tried to reach {', '.join(self.refused[:5])}: a build reaches the package "
+                "index only)"
+            )
+        return text
+
+    @property
+    def from_source(self) -> str | None:
+        """The package uv would have to build from source, when wheels only were allowed."""
+        found = NO_WHEEL.search(self.message)
+        return found.group(1) if found else None
 
 
 def parse_lock(text: str) -> list[tuple[str, str, str]]:
@@ -159,6 +234,10 @@ def parse_lock(text: str) -> list[tuple[str, str, str]]:
     for line in text.splitlines():
         body, _, comment = line.partition("#")
         body = body.strip()
+        if " @ " in body and not body.startswith("-"):  # an allowed direct reference: name @ url
+            name, _, url = body.partition(" @ ")
+            rows.append((name.strip(), f"@ {url.strip()}", comment.strip().removeprefix("via").strip()))
+            continue
         if not body or body.startswith("-") or "==" not in body:
             continue
         name, _, version = body.partition("==")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 MOUNTED = {Path(p) for p in ("/", "/tmp", "/usr", "/dev", "/proc")}  # there before the binds
 TRIAL_UID = 65534  # nobody: the training's user when mlops runs as root
+BASE_KEY = "mlops-base"  # in a venv's pyvenv.cfg: the environment whose packages it adds to its own
+BUILD_TMP_MB = 2048  # the private /tmp of an environment build (sdists unpack there)
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr, or folders
 # What of /etc the dynamic linker, Python, TLS, name lookups and time zones read; no passwd, no shadow.
 ETC = (
@@ -124,7 +126,8 @@ def python_roots(python: str) -> tuple[Path, ...]:
     else:
         try:
             done = subprocess.run(  # noqa: S603 (the interpreter the runtime was given)
-                [python, "-I", "-c", "import sys; print(sys.prefix, sys.base_prefix, sep='\\n')"],
+                # -S: no .pth file of the environment runs here (a package's, or a build's), outside the sandbox
+                [python, "-I", "-S", "-c", "import sys; print(sys.prefix, sys.base_prefix, sep='\\n')"],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -135,6 +138,7 @@ def python_roots(python: str) -> tuple[Path, ...]:
             found = set()
     found.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
     found.add(os.path.dirname(os.path.dirname(os.path.abspath(python))))  # a venv whose python is a link
+    found.update(str(p) for p in based_on(Path(os.path.abspath(python)).parent.parent))
     roots = sorted({Path(os.path.realpath(p)) for p in found}, key=lambda p: len(p.parts))
     outer: list[Path] = []
     for root in roots:
@@ -143,6 +147,45 @@ def python_roots(python: str) -> tuple[Path, ...]:
         if not any(root.is_relative_to(o) for o in outer):
             outer.append(root)
     return tuple(outer)
+
+
+def based_on(venv: Path, depth: int = 0) -> list[Path]:
+    """The environments a venv's packages are layered on (``mlops-base`` in its ``pyvenv.cfg``, written by
+    mlops/envs/local.py): a trial must see them too, or the base's packages are missing (issue 23)."""
+    try:
+        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    bases = []
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == BASE_KEY and value.strip() and depth < 4:
+            base = Path(value.strip())
+            bases += [base, *based_on(base, depth + 1)]
+    return bases
+
+
+def build_sandbox(
+    bwrap: str,
+    read_only: tuple[Path, ...],
+    writable: tuple[Path, ...],
+    mapped: tuple[tuple[Path, Path, bool], ...],
+    as_root: bool,
+    workdir: Path,
+) -> Sandbox:
+    """The sandbox of an environment build (uv, and any build backend it runs): as a trial's, but never a
+    network of its own (the index is reached through a proxy socket in ``mapped``), and only ``writable``
+    (the environment being built and its uv cache) to write; as ``nobody`` when mlops runs as root."""
+    return Sandbox(
+        bwrap,
+        read_only,
+        writable,
+        network=False,
+        tmp_mb=BUILD_TMP_MB,
+        uid=TRIAL_UID if as_root else None,
+        workdir=workdir,
+        mapped=mapped,
+    )
 
 
 def problem(bwrap: str | None, as_root: bool) -> str | None:

@@ -4,12 +4,15 @@ runtime: the tags come from :mod:`mlops.images`, which only names them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.types
+import requests.exceptions
 
 from mlops import images
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -155,6 +158,56 @@ class Images:
         except docker.errors.DockerException as e:
             raise RuntimeUnavailable(f"cannot look inside image {tag}: {e}") from e
         return bytes(out).decode("utf-8", errors="replace")
+
+    def build_uid(self) -> int | None:
+        """The uid of a build container when its folders must be handed over (mlops runs as root)."""
+        return int(TRIAL_USER.split(":")[0]) if os.getuid() == 0 else None
+
+    def run_build(
+        self,
+        image: str,
+        command: list[str],
+        env: Mapping[str, str],
+        mounts: list[tuple[Path, Path, bool]],
+        workdir: str,
+    ) -> tuple[int, str, str]:
+        """Run one command of an environment build (mlops/envs/boxes.py) in a container of ``image``:
+        no network (the index only through the proxy socket among ``mounts``), not root, no capabilities,
+        a read-only root file system, only the ``mounts`` marked writable to write. (exit code, out, err)."""
+        user = TRIAL_USER if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+        container = None
+        try:
+            container = self.client.containers.create(
+                image,
+                command,
+                entrypoint=[],
+                environment=dict(env),
+                user=user,
+                working_dir=workdir,
+                network_mode="none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": "rw,exec,size=2g"},
+                mounts=[
+                    docker.types.Mount(str(at), str(src), type="bind", read_only=not rw)
+                    for src, at, rw in mounts
+                ],
+                labels={"mlops.build": "environment"},
+            )
+            container.start()
+            status = container.wait(timeout=1800)
+            out, err = (
+                bytes(container.logs(stdout=which, stderr=not which)).decode("utf-8", errors="replace")
+                for which in (True, False)
+            )
+            return int(status.get("StatusCode", 1)), out, err
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+            raise RuntimeUnavailable(f"cannot run a build container of {image}: {e}") from e
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.DockerException):
+                    container.remove(force=True)
 
     def build_environment(
         self, base: str, folder: Path, tag: str, say: Callable[[str], None] = print
