@@ -207,3 +207,15 @@ def test_300_slow_connections_end_within_the_timeout_and_a_real_push_is_answered
     text = log.read_text()
     assert "Traceback" not in text and "Exception" not in text, text[-3000:]
     assert SECRET not in text and sign(body) not in text
+
+
+def test_a_request_half_sent_when_the_server_stops_is_answered_503_and_logs_no_fault(tmp_path, caplog):
+    with serving(tmp_path) as (url, _, _, _):
+        port = int(url.split(":")[2].split("/")[0])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        raw.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        assert requests.get(url.replace("/hooks/github", "/healthz"), timeout=10).ok  # it has read the above
+    with raw:
+        assert read_to_end(raw).startswith(b"HTTP/1.1 503 ")
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert "Traceback" not in caplog.text

@@ -12,7 +12,7 @@ class Limits:
 
     max_body: int = 1024 * 1024  # GitHub's push payloads are a few kB; 20 commits with long file lists < 1 MB
     request_timeout_s: float = 10.0  # to send a request's head; then again to send its body
-    max_connections: int = 256  # open at once; far more than GitHub ever opens
+    max_connections: int = 1000  # open at once; GitHub opens a few, the rest is headroom for slow clients
     keep_alive_s: int = 5  # an idle connection between two requests
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import socket
 import ssl
 import threading
@@ -34,6 +35,7 @@ from mlops.webhook.pushes import PushQueue
 log = logging.getLogger("mlops.webhook")
 HOOK_PATH = "/hooks/github"
 HEALTH_PATH = "/healthz"
+SPARE_FILES = 128  # open files besides connections: the ledger, the queue, git, logs, a trial's pipes
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -68,6 +70,10 @@ class WebhookApp:
             log.exception("a webhook delivery could not be handled")
             answer = Answer(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "the delivery could not be handled; see the log"
+            )
+        except asyncio.CancelledError:  # the server is stopping (not a fault): say so, and the sender retries
+            answer = Answer(
+                HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping; deliver again later", True
             )
         if answer is None:  # the client left before its request was whole: no one to answer
             return
@@ -173,6 +179,7 @@ class WebhookServer:
             config.load()
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"mlops serve: the TLS certificate or key cannot be used: {e}") from e
+        _files_for(limits.max_connections)
         self.socket = _bind(host, port)
         self.uvicorn = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
@@ -204,6 +211,20 @@ class WebhookServer:
         self.uvicorn.should_exit = self.uvicorn.force_exit = True
         if self.thread is not None:
             self.thread.join(timeout=30)
+
+
+def _files_for(connections: int) -> None:
+    """Make room for ``connections`` sockets under the open-files limit (up to its hard limit): past it,
+    accepting a connection would fail in the event loop instead of being answered 503."""
+    needed = connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise ConfigError(
+                f"mlops serve --max-connections {connections} needs {needed} open files, and the limit is "
+                f"{hard} (ulimit -n): give a lower --max-connections"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _bind(host: str, port: int) -> socket.socket:
