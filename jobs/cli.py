@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TextIO
 
 from jobs import datasets_cmd, serve_cmd
-from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded, settings_from, version
+from jobs.args import (
+    HelpFormatter,
+    Parser,
+    add_common,
+    add_run_flags,
+    example,
+    guarded,
+    settings_from,
+    version,
+)
 from mlops.domain import RunStatus
 from mlops.envsafe import RedactingFilter, Redactor
 from mlops.errors import LedgerError
@@ -38,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mlops {version()}", help="print the version")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do, one of:")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do, one of:", parser_class=Parser
+    )
 
     def command(name: str, summary: str, line: str) -> argparse.ArgumentParser:
         return sub.add_parser(
