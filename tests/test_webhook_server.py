@@ -179,7 +179,7 @@ def test_300_slow_connections_end_within_the_timeout_and_a_real_push_is_answered
     origin = make_repo(tmp_path / "model", {"README.md": "no model yet\n"})
     (tmp_path / "mlops.toml").write_text(f'repositories = ["{origin}"]\n')
     body = push_body(after="d" * 40, clone_url=str(origin), full_name="")  # its pull fails: cheap to run
-    with serve_process(tmp_path, "--request-timeout", "3") as (url, serve, log):
+    with serve_process(tmp_path, "--request-timeout", "5") as (url, serve, log):
         threads_before = threads_of(serve.pid)
         port = int(url.split(":")[2].split("/")[0])
         clients = SlowClients("127.0.0.1", port, 300)
@@ -187,21 +187,21 @@ def test_300_slow_connections_end_within_the_timeout_and_a_real_push_is_answered
         try:
             watcher = threading.Thread(target=clients.watch, args=(30,))
             watcher.start()
-            started = time.monotonic()
             answer = post(url, body)
-            answered_s = time.monotonic() - started
+            answered_after_s = time.monotonic() - clients.opened_at
             threads_meanwhile = threads_of(serve.pid)
             watcher.join()
         finally:
             clients.close()
-        assert answer.status_code == 202 and answered_s < 3, (answer.status_code, answered_s)
-        assert (
-            threads_meanwhile <= threads_before + 6
-        )  # the 2 that write the queue, the run's: none per connection
+        assert answer.status_code == 202
+        # The 2 threads that write the queue and those of the run: none per connection.
+        assert threads_meanwhile <= threads_before + 6
         assert clients.still_open() == []
         held = [h for h in clients.held if h.kind in HELD]
         assert len(held) == 180 and all(h.answer.startswith(b"HTTP/1.1 408 ") for h in held)
-        assert max(h.ended_after_s for h in held) < 3 + 5
+        ended = [h.ended_after_s for h in held]
+        assert answered_after_s < min(ended)  # answered while every one of them was held
+        assert max(ended) < 5 + 10  # ended by the server's timeout, not by the clients giving up at 30 s
         assert wait_for(lambda: "pull failed" in run_cli("history", cwd=tmp_path).stdout, 60)
         assert requests.get(url.replace("/hooks/github", "/healthz"), timeout=10).status_code == 200
     text = log.read_text()
