@@ -9,14 +9,38 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
+import select
+import signal
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from mlops.config import Settings, load_settings
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.errors import MlopsError
+
+
+class Parser(argparse.ArgumentParser):
+    """Options before or after the positionals, as people type them: ``mlops datasets import --workspace W
+    FILE``. Plain argparse fills the positionals at their first run (``import`` and zero files), so a FILE
+    after an option was 'unrecognized'; intermixed parsing takes the options out first. The top parser,
+    whose one positional is the command, parses plainly and hands the rest to the command's parser."""
+
+    intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self.intermixing = True  # intermixed parsing calls this again for each of its two passes
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self.intermixing = False
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -215,9 +239,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def guarded(body: Callable[[], int]) -> int:
-    """Run ``body``; our errors become one line on stderr and their exit code, an interrupt 130."""
+    """Run ``body``; our errors become one line on stderr and their exit code, an interrupt 130, and a reader
+    of our output that left (``mlops history --json | head -1``) a quiet end, as SIGPIPE ends other tools."""
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # what is still buffered fails here, inside the boundary, not at exit
+        return code
+    except BrokenPipeError:
+        if not reader_left(sys.stdout):
+            raise  # another pipe than our output: a fault, shown as one
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
+        return 128 + signal.SIGPIPE
     except MlopsError as e:
         print(f"mlops: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -229,13 +261,21 @@ def guarded(body: Callable[[], int]) -> int:
         return 130
 
 
+def reader_left(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe whose reader has gone (poll says POLLERR on its writing end)."""
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # not a file descriptor (a test's StringIO), or closed
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def job_parser(
     description: str, extra: Callable[[argparse.ArgumentParser], None] | None, command: str
 ) -> argparse.ArgumentParser:
     """A Jenkins entry point's flags: its own, then the run flags; its help ends with ``command``."""
-    parser = argparse.ArgumentParser(
-        description=description, epilog=example(command), formatter_class=HelpFormatter
-    )
+    parser = Parser(description=description, epilog=example(command), formatter_class=HelpFormatter)
     if extra:
         extra(parser)
     add_common(parser)

@@ -12,13 +12,21 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from jobs import datasets_cmd
-from jobs.args import HelpFormatter, add_common, add_run_flags, example, guarded, settings_from, version
-from mlops.config import Settings
+from jobs import datasets_cmd, serve_cmd
+from jobs.args import (
+    HelpFormatter,
+    Parser,
+    add_common,
+    add_run_flags,
+    example,
+    guarded,
+    settings_from,
+    version,
+)
 from mlops.domain import RunStatus
 from mlops.envsafe import RedactingFilter, Redactor
 from mlops.errors import LedgerError
@@ -39,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mlops {version()}", help="print the version")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do, one of:")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do, one of:", parser_class=Parser
+    )
 
     def command(name: str, summary: str, line: str) -> argparse.ArgumentParser:
         return sub.add_parser(
@@ -102,42 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(p)
 
-    p = command(
-        "serve",
-        "receive GitHub push webhooks and run each pushed commit",
-        "MLOPS_WEBHOOK_SECRET=s3cret mlops serve --port 8080 --branch main",
-    )
-    p.add_argument(
-        "source",
-        nargs="?",
-        help="train this clone URL instead of the payload's, e.g. an SSH URL (default: the payload's)",
-    )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument(
-        "--port", type=int, default=8080, metavar="PORT", help="the port to listen on (default 8080)"
-    )
-    p.add_argument("--branch", default="main", help="the branch whose pushes are trained (default main)")
-    add_common(p)
-    add_run_flags(p)
-
-    p = command(
-        "watch",
-        "poll a repository's branch and run each new commit",
-        "mlops watch https://github.com/you/models.git --branch main --interval 60",
-    )
-    p.add_argument("source", help="a git URL or local repository to poll")
-    p.add_argument("--branch", default="main", help="the branch to poll (default main)")
-    p.add_argument(
-        "--interval",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="seconds between two polls (default 60)",
-    )
-    add_common(p)
-    add_run_flags(p)
+    serve_cmd.add_parsers(command)
 
     p = command("images", "build or list the training images", "mlops images build mlops-sklearn")
     p.add_argument(
@@ -319,64 +294,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return step_monitor(Context.open(settings_from(args)), once=args.once, interval_s=args.interval)
 
 
-def _push_runner(
-    args: argparse.Namespace, train_from: str | None
-) -> tuple[Settings, Callable[[str, str, str], None]]:
-    """Settings, and the function the push queue calls: the whole chain on one pushed commit."""
-    from jobs.pipeline import run_source
-
-    settings = settings_from(args)
-
-    def run(source: str, ref: str, commit: str) -> None:
-        run_source(settings, train_from or source, commit)
-
-    return settings, run
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
-    from mlops.webhook import PushQueue, Worker, make_server
-
-    settings, runner = _push_runner(args, train_from=args.source)
-    queue = PushQueue(settings.workspace)
-    secret = os.environ.get("MLOPS_WEBHOOK_SECRET")
-    server = make_server(
-        args.host, args.port, secret, args.branch, queue, settings.repositories, fixed_source=args.source
-    )
-    worker = Worker(queue, runner)
-    worker.start()
-    host, port = str(server.server_address[0]), server.server_address[1]
-    print(
-        f"mlops: listening on http://{host}:{port}/hooks/github for pushes to {args.branch}; "
-        f"{len(queue.pending())} push(es) queued from before",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    finally:
-        worker.stopping.set()
-    return 0
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    import threading
-
-    from mlops.webhook import PushQueue, Worker, watch
-
-    settings, runner = _push_runner(args, train_from=None)  # the polled source is the one trained
-    source = args.source
-    queue = PushQueue(settings.workspace)
-    worker = Worker(queue, runner)
-    worker.start()
-    print(f"mlops: polling {source} ({args.branch}) every {args.interval:g} s", flush=True)
-    try:
-        watch(source, args.branch, queue, args.interval, threading.Event())
-    finally:
-        worker.stopping.set()
-    return 0
-
-
 def cmd_images(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from mlops import images
     from mlops.runtime.docker import DockerRuntime
@@ -410,8 +327,8 @@ COMMANDS = {
     "monitor": cmd_monitor,
     "images": cmd_images,
     "datasets": datasets_cmd.cmd_datasets,
-    "serve": cmd_serve,
-    "watch": cmd_watch,
+    "serve": serve_cmd.cmd_serve,
+    "watch": serve_cmd.cmd_watch,
 }
 
 

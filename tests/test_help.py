@@ -4,25 +4,16 @@ command's help ends with one example (which parses), and ``mlops --version`` say
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import shlex
 import tomllib
 
 import pytest
 
-from jobs import cli
+from tests.support.parsers import parsers
 from tests.support.processes import run_cli
 from tests.support.repos import ROOT
 
-JOBS = [
-    "jobs.job1_pull",
-    "jobs.job2_classify",
-    "jobs.job3_train",
-    "jobs.job4_tweak",
-    "jobs.job5_notify",
-    "jobs.job6_monitor",
-]
 # Flags that take no value: on or off, their default is the other one.
 SWITCHES = (
     argparse._HelpAction,
@@ -31,17 +22,6 @@ SWITCHES = (
     argparse._StoreFalseAction,
     argparse._SubParsersAction,
 )
-
-
-def parsers() -> dict[str, argparse.ArgumentParser]:
-    """Every parser a person can ask for help: ``mlops``, each of its commands, and the six job scripts."""
-    top = cli.build_parser()
-    found = {"mlops": top}
-    (commands,) = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
-    found.update({f"mlops {name}": parser for name, parser in commands.choices.items()})
-    for module in JOBS:
-        found[f"python -m {module}"] = importlib.import_module(module).parser()
-    return found
 
 
 ALL = parsers()
