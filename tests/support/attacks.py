@@ -93,5 +93,7 @@ def metadata_block(runtime: str) -> str:
     """The state of the metadata block for a runtime's trials, in words for an assertion's message."""
     said = sandbox_state().get(runtime)
     if said is None:
-        return f"nothing recorded: scripts/sandbox-setup.sh has not run in this checkout ({SANDBOX_STATE.name})"
+        return (
+            f"nothing recorded in {SANDBOX_STATE.name}: scripts/sandbox-setup.sh never ran in this checkout"
+        )
     return said
