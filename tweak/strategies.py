@@ -139,8 +139,7 @@ def _lines(state: SearchState, point: dict[str, Any]) -> dict[str, dict[int, str
 def _new(
     state: SearchState, tweaks: Tweaks, answers: dict[int, str], lines: dict[str, dict[int, str]]
 ) -> bool:
-    """Whether a trial with these changes differs from every trial so far, those under way included (trial
-    0, the code as pushed, changed nothing). A trial's answers and lines are read from its params."""
+    """Whether these changes differ from every trial's so far (trial 0's are none; under way included)."""
     return bool(tweaks or answers or lines) and not any(
         p.tweaks == tweaks and _answers(state, p.params) == answers and _lines(state, p.params) == lines
         for p in state.past
@@ -270,8 +269,7 @@ class Ladder(Strategy):
         return []
 
     def propose(self, state: SearchState) -> Proposal | None:
-        """Step ``number``, or the first step after it that changes something no trial has tried: a step
-        can leave the answers as the one before left them (more depth at steps 1 and 2)."""
+        """Step ``number``, or the next one whose changes no trial has made (answers can stay the same)."""
         if state.kind is Kind.KMEANS:
             return _propose_kmeans(state)
         steps = self.steps(state)
