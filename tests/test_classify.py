@@ -69,7 +69,7 @@ def test_family_framework_and_api_match_the_labels(corpus: dict[str, Classificat
 def test_image_follows_framework_and_api(corpus: dict[str, Classification]) -> None:
     for name, c in corpus.items():
         assert c.image == image_for(c.kind, c.framework, c.api), name
-    assert corpus["keras2_mnist_legacy.py"].image is Image.KERAS2
+    assert corpus["glyphs_convnet_legacy.py"].image is Image.KERAS2
     assert corpus["digits_cnn_keras3.py"].image is Image.KERAS3
     assert corpus["kmeans_elbow.py"].image is Image.SKLEARN
     assert corpus["train_torch_net.py"].image is Image.PYTORCH

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.envs.store import MANIFEST
+from mlops.envs.store import MANIFEST, Store
 from mlops.errors import SourceError
 from tests.support.envs import RESOLVE_SCRIPT, resolve_local, write_files
 from tests.support.repos import ROOT
@@ -37,10 +37,11 @@ def test_an_import_the_base_lacks_is_installed_and_the_base_is_seen_not_copied(t
     )
     seaborn_at, sklearn_at = where.splitlines()
     assert seaborn_at.startswith(str(tmp_path / "envs")) and not sklearn_at.startswith(str(tmp_path))
-    started = time.perf_counter()
+    manifest = Store(tmp_path / "envs").folder(env.key) / MANIFEST
+    built = (manifest.parent.stat().st_ino, manifest.stat().st_mtime_ns, manifest.read_text())
     again = resolve_local(code, tmp_path / "envs")
-    assert time.perf_counter() - started < 1.0  # a second run that needs it adds under a second
-    assert again.key == env.key and again.built_s is None
+    assert again.key == env.key and again.built_s is None  # found built: how fast is bench/'s to say
+    assert (manifest.parent.stat().st_ino, manifest.stat().st_mtime_ns, manifest.read_text()) == built
 
 
 def test_no_install_runs_on_the_base_and_says_what_it_did_not_install(tmp_path: Path) -> None:
@@ -98,10 +99,8 @@ def test_an_import_no_known_distribution_provides_is_not_installed_and_names_the
 def test_hundreds_of_requirements_are_refused_before_anything_is_fetched(tmp_path: Path) -> None:
     lines = "".join(f"mlops-fake-package-{i:03d}==1.0\n" for i in range(300))
     code = write_files(tmp_path / "code", {**SEABORN, "requirements.txt": lines})
-    started = time.perf_counter()
     with pytest.raises(SourceError) as e:
         resolve_local(code, tmp_path / "envs")
-    assert time.perf_counter() - started < 5
     assert str(e.value).startswith(
         "requirements.txt ask for 300 packages that the base does not have; at most 100 are installed for a run"
     )

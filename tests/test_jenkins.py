@@ -1,5 +1,6 @@
-"""The Jenkins side as code: six chained jobs and their view rendered by jenkins-job-builder, and the
-Jenkinsfile linted by npm-groovy-lint."""
+"""The Jenkins side as code, checked without a Jenkins (none can run here): the six jobs and their view
+rendered to XML by jenkins-job-builder and read (the triggers between them, their parameters and steps; job
+5's shell step run as Jenkins would run it), and the Jenkinsfile linted by npm-groovy-lint and read."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def downstream(job: ET.Element) -> list[tuple[str, str]]:
     return edges
 
 
-def test_six_freestyle_jobs_and_the_pipeline_view(rendered):
+def test_six_freestyle_jobs_and_the_pipeline_view_are_rendered(rendered):
     assert sorted(n for n in rendered if n.startswith("mlops-")) == JOBS
     assert all(rendered[n].tag == "project" for n in JOBS)
     view = rendered["mlops pipeline"]
@@ -56,7 +57,7 @@ def test_six_freestyle_jobs_and_the_pipeline_view(rendered):
     assert view.findtext("gridBuilder/firstJob") == "mlops-1-pull"
 
 
-def test_the_jobs_are_chained_one_after_the_other(rendered):
+def test_the_rendered_jobs_trigger_one_another_in_order(rendered):
     chain = ["mlops-1-pull"]
     while True:
         onward = [name for name, condition in downstream(rendered[chain[-1]]) if condition != "FAILED"]
@@ -71,7 +72,7 @@ def test_the_jobs_are_chained_one_after_the_other(rendered):
     assert ("mlops-5-notify", "ALWAYS") in downstream(rendered["mlops-4-tweak"])
 
 
-def test_job_1_passes_the_commit_down_and_waits_for_the_chain_before_it(rendered):
+def test_rendered_job_1_passes_the_commit_down_and_blocks_while_a_later_job_builds(rendered):
     pull = rendered["mlops-1-pull"]
     (config,) = pull.iter("hudson.plugins.parameterizedtrigger.BuildTriggerConfig")
     assert config.findtext(
@@ -84,14 +85,14 @@ def test_job_1_passes_the_commit_down_and_waits_for_the_chain_before_it(rendered
         assert "MLOPS_COMMIT" in [p.findtext("name") for p in parameters]
 
 
-def test_job_1_is_triggered_by_a_github_push_and_by_polling(rendered):
+def test_rendered_job_1_is_triggered_by_a_github_push_and_by_polling(rendered):
     triggers = rendered["mlops-1-pull"].find("triggers")
     tags = [t.tag for t in triggers]
     assert "com.cloudbees.jenkins.GitHubPushTrigger" in tags and "hudson.triggers.SCMTrigger" in tags
     assert triggers.findtext("hudson.triggers.SCMTrigger/spec") == "H/5 * * * *"
 
 
-def test_each_job_runs_its_entry_point_and_job_5_publishes_results(rendered):
+def test_each_rendered_job_runs_its_entry_point_and_job_5_publishes_results(rendered):
     for number, name in enumerate(JOBS, start=1):
         command = rendered[name].findtext("builders/hudson.tasks.Shell/command")
         assert f"-m jobs.job{number}_" in command
@@ -183,8 +184,8 @@ def test_the_jenkinsfile_archives_publishes_and_notifies_with_bound_credentials(
     assert "MLOPS_SMTP_PASSWORD" not in text.replace(sender, "")  # bound only around the step that sends
 
 
-def test_job_5_publishes_the_page_of_all_runs_even_when_a_run_failed(rendered, tmp_path):
-    """Job 5's own shell step, run as Jenkins runs it (sh -xe), on a workspace with a failed run planned."""
+def test_rendered_job_5_publishes_the_page_of_all_runs_even_when_a_run_failed(rendered, tmp_path):
+    """Job 5's shell step as rendered, run as Jenkins runs it (sh -xe), on a workspace with a failed run."""
     from mlops.domain import RunStatus
     from tests.support.history import record_week
 

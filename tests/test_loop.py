@@ -7,8 +7,10 @@ a killed loop, and parallel batches.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +18,9 @@ import pytest
 
 from mlops.domain import Kind, RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.progress import Progress
-from mlops.runtime.base import Limits, TrialSpec
-from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, stop_reason, trial_dir
+from mlops.runtime.base import TrialSpec
+from tests.support.loop import FakeExecute, new_run, tuner
+from tweak.loop import SOURCE, Budget, stop_reason, trial_dir
 
 WEAK_DENSE = """\
 from keras import layers, models
@@ -38,68 +40,8 @@ def units_score(source: str) -> float:
     return min(0.95, 0.1 * units) if units < 100 else 0.95
 
 
-class FakeExecute:
-    """The supervisor's ``execute``: records each trial as the ledger would after a training."""
-
-    def __init__(
-        self, ledger: Ledger, score=units_score, fail: dict[int, str] | set[int] = frozenset()
-    ) -> None:
-        self.ledger = ledger
-        self.score = score
-        self.fail = fail
-        self.ran: list[int] = []
-
-    def __call__(self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune) -> TrialRecord:
-        self.ran.append(trial.number)
-        self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
-        if trial.number in self.fail:
-            cls = self.fail.get(trial.number, "code") if isinstance(self.fail, dict) else "code"
-            self.ledger.finish_trial(
-                run.id,
-                trial.number,
-                TrialStatus.FAILED,
-                error="ValueError: boom",
-                failure_class=cls,
-                hint="fix it",
-            )
-        else:
-            value = self.score(spec.source_file.read_text())
-            self.ledger.finish_trial(
-                run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=value
-            )
-        return self.ledger.trial(run.id, trial.number)
-
-
 def make_run(tmp_path: Path, ledger: Ledger, strategy: str = "tpe", max_trials: int = 5) -> RunRecord:
-    run = ledger.create_run(
-        name="dense",
-        source=str(tmp_path),
-        ref=None,
-        commit="c" * 40,
-        author="tests",
-        code_dir=tmp_path,
-        script="dense.py",
-        classification={"kind": Kind.ANN.value, "framework": "keras", "image": "mlops-keras3"},
-        runtime="local",
-        metric="accuracy",
-        target=0.8,
-        strategy=strategy,
-        max_trials=max_trials,
-        settings={"seed": 0},
-        runs_dir=tmp_path / "runs",
-    )
-    (run.dir / ORIGINAL).write_text(WEAK_DENSE)
-    return run
-
-
-def spec_for(run: RunRecord, number: int) -> TrialSpec:
-    folder = trial_dir(run, number)
-    return TrialSpec(run.id, number, run.code_dir, run.script, folder / SOURCE, folder, limits=Limits())
-
-
-def tuner(ledger: Ledger, execute: FakeExecute, max_trials: int = 5, parallel: int = 1) -> Tuner:
-    budget = Budget(target=0.8, max_trials=max_trials, max_minutes=None, parallel=parallel)
-    return Tuner(ledger, Progress(open("/dev/null", "w")), execute, spec_for, budget)
+    return new_run(tmp_path, ledger, WEAK_DENSE, Kind.ANN, "keras", strategy, max_trials)
 
 
 @pytest.fixture
@@ -111,7 +53,7 @@ def ledger(tmp_path):
 
 def test_the_loop_stops_at_the_target_and_keeps_the_best_source_and_its_diff(tmp_path, ledger):
     run = make_run(tmp_path, ledger)
-    execute = FakeExecute(ledger)
+    execute = FakeExecute(ledger, units_score)
     done = tuner(ledger, execute).tune(run)
     assert execute.ran == [0, 1]  # trial 0 as pushed (0.3), the informed first guess (128 units: 0.95)
     assert done.status is RunStatus.REACHED and done.best_trial == 1 and done.best_metric == 0.95
@@ -133,7 +75,7 @@ def test_the_budget_ends_a_run_that_never_reaches_the_target(tmp_path, ledger):
 
 def test_three_failures_in_a_row_without_any_metric_fail_the_run(tmp_path, ledger):
     run = make_run(tmp_path, ledger)
-    execute = FakeExecute(ledger, fail={0, 1, 2, 3})
+    execute = FakeExecute(ledger, units_score, fail={0, 1, 2, 3})
     done = tuner(ledger, execute).tune(run)
     assert execute.ran == [0, 1, 2]
     assert done.status is RunStatus.FAILED and "3 trials failed in a row" in done.reason
@@ -141,7 +83,7 @@ def test_three_failures_in_a_row_without_any_metric_fail_the_run(tmp_path, ledge
 
 def test_only_baseline_trains_trial_0_and_a_later_tune_goes_on_from_there(tmp_path, ledger):
     run = make_run(tmp_path, ledger)
-    execute = FakeExecute(ledger)
+    execute = FakeExecute(ledger, units_score)
     after_job_3 = tuner(ledger, execute).tune(run, only_baseline=True)
     assert execute.ran == [0] and after_job_3.status is RunStatus.RUNNING
     tuner(ledger, execute).tune(ledger.run(run.id))
@@ -150,7 +92,7 @@ def test_only_baseline_trains_trial_0_and_a_later_tune_goes_on_from_there(tmp_pa
 
 def test_a_loop_killed_with_a_trial_under_way_finishes_it_before_proposing(tmp_path, ledger):
     run = make_run(tmp_path, ledger)
-    execute = FakeExecute(ledger)
+    execute = FakeExecute(ledger, units_score)
     tuner(ledger, execute).tune(run, only_baseline=True)
     folder = trial_dir(run, 1)
     folder.mkdir(parents=True)
@@ -163,51 +105,60 @@ def test_a_loop_killed_with_a_trial_under_way_finishes_it_before_proposing(tmp_p
     assert ledger.trial(run.id, 1).changes == ["by hand"]
 
 
+class TogetherExecute(FakeExecute):
+    """Trials after trial 0 wait at a barrier for the others of their batch: a batch run one trial after
+    another never gets past it (the barrier breaks after a minute, and the trial with it)."""
+
+    def __init__(self, ledger: Ledger, batch: int) -> None:
+        super().__init__(ledger, lambda source: 0.5)
+        self.barrier = threading.Barrier(batch, timeout=60)
+
+    def measure(self, spec: TrialSpec) -> float:
+        if spec.trial > 0:
+            self.barrier.wait()
+        return super().measure(spec)
+
+
 def test_parallel_batches_propose_distinct_trials_at_once(tmp_path, ledger):
     run = make_run(tmp_path, ledger, max_trials=4)
-    started: list[float] = []
-
-    def slow_score(source: str) -> float:
-        started.append(time.monotonic())
-        time.sleep(0.2)
-        return 0.5
-
-    execute = FakeExecute(ledger, score=slow_score)
+    execute = TogetherExecute(ledger, batch=3)
     done = tuner(ledger, execute, max_trials=4, parallel=3).tune(run)
     assert sorted(execute.ran) == [0, 1, 2, 3] and done.status is RunStatus.EXHAUSTED
-    assert max(started[1:]) - min(started[1:]) < 0.15  # trials 1 to 3 started together
+    assert not execute.barrier.broken  # trials 1 to 3 were under way together
     sources = {(trial_dir(run, n) / SOURCE).read_text() for n in (1, 2, 3)}
     assert len(sources) == 3
 
 
 class EpochsExecute(FakeExecute):
-    """Trial 1 reaches the target at once; the others train epoch by epoch, asking ``prune`` after each."""
+    """Trial 1 reaches the target at once; trial 2 trains epoch by epoch, asking ``prune`` after each,
+    until it is told to stop (after a minute it gives up and ends as if trained to its last epoch)."""
 
     def __call__(self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune) -> TrialRecord:
         if trial.number != 2:
-            time.sleep(0.1)
             return super().__call__(run, trial, spec, prune)
         self.ran.append(trial.number)
         self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
-        for epoch in range(1, 60):
-            time.sleep(0.05)
-            why = prune(epoch, {"val_accuracy": 0.5}) if prune is not None else None
+        deadline = time.monotonic() + 60
+        epoch = 0
+        while time.monotonic() < deadline:
+            epoch += 1
+            why = prune(epoch, {"val_accuracy": 0.5})
             if why:
                 self.ledger.finish_trial(run.id, trial.number, TrialStatus.PRUNED, epochs=epoch, error=why)
                 return self.ledger.trial(run.id, trial.number)
+            time.sleep(0.01)  # the next epoch's training
         self.ledger.finish_trial(
-            run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5
+            run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, epochs=epoch
         )
         return self.ledger.trial(run.id, trial.number)
 
 
 def test_a_trial_of_a_batch_that_reaches_the_target_stops_the_others_at_their_next_epoch(tmp_path, ledger):
     run = make_run(tmp_path, ledger, max_trials=3)
-    done = tuner(ledger, EpochsExecute(ledger), max_trials=3, parallel=2).tune(run)
+    done = tuner(ledger, EpochsExecute(ledger, units_score), max_trials=3, parallel=2).tune(run)
     assert done.status is RunStatus.REACHED and done.best_trial == 1
     assert ledger.trial(run.id, 2).status is TrialStatus.PRUNED
     assert ledger.trial(run.id, 2).error == "another trial of its batch reached the target"
-    assert ledger.trial(run.id, 2).epochs < 59  # stopped at an epoch, not after its last
 
 
 def trial_record(number: int, status: TrialStatus, metric: float | None = None, **kw) -> TrialRecord:
@@ -225,16 +176,17 @@ def test_stop_reason_is_a_pure_function_of_the_trials(tmp_path, ledger):
     assert stop_reason(run, [syntax], budget)[0] is RunStatus.FAILED
     full = [trial_record(0, ok, 0.5), trial_record(1, failed), trial_record(2, TrialStatus.SKIPPED)]
     assert stop_reason(run, full, budget)[0] is RunStatus.EXHAUSTED
-    timed = Budget(target=0.8, max_trials=9, max_minutes=1 / 600)  # 0.1 s
-    time.sleep(0.15)
-    status, why = stop_reason(ledger.run(run.id), [trial_record(0, ok, 0.5)], timed)
+    timed = Budget(target=0.8, max_trials=9, max_minutes=1)
+    assert stop_reason(ledger.run(run.id), [trial_record(0, ok, 0.5)], timed) is None
+    two_minutes_old = dataclasses.replace(ledger.run(run.id), created_at=time.time() - 120)
+    status, why = stop_reason(two_minutes_old, [trial_record(0, ok, 0.5)], timed)
     assert status is RunStatus.EXHAUSTED and "wall-time budget" in why
 
 
 @pytest.mark.parametrize("cls", ["environment", "api", "data", "download", "input"])
 def test_a_trial_0_that_no_tweak_can_fix_ends_the_run_there_whatever_the_budget(tmp_path, ledger, cls):
     run = make_run(tmp_path, ledger, max_trials=5)
-    execute = FakeExecute(ledger, fail={0: cls})
+    execute = FakeExecute(ledger, units_score, fail={0: cls})
     done = tuner(ledger, execute).tune(run)
     assert execute.ran == [0]
     assert (
@@ -247,7 +199,7 @@ def test_a_trial_0_that_no_tweak_can_fix_ends_the_run_there_whatever_the_budget(
 @pytest.mark.parametrize("max_trials", [1, 2])
 def test_a_run_in_which_no_trial_produced_a_metric_failed_whatever_its_budget(tmp_path, ledger, max_trials):
     run = make_run(tmp_path, ledger, max_trials=max_trials)
-    execute = FakeExecute(ledger, fail={0: "code", 1: "code"})
+    execute = FakeExecute(ledger, units_score, fail={0: "code", 1: "code"})
     done = tuner(ledger, execute, max_trials=max_trials).tune(run)
     assert execute.ran == list(range(max_trials))
     assert done.status is RunStatus.FAILED and "no trial produced a metric" in done.reason

@@ -136,6 +136,16 @@ def _lines(state: SearchState, point: dict[str, Any]) -> dict[str, dict[int, str
     return prompts_mod.new_lines(state.prompts, point)
 
 
+def _new(
+    state: SearchState, tweaks: Tweaks, answers: dict[int, str], lines: dict[str, dict[int, str]]
+) -> bool:
+    """Whether these changes differ from every trial's so far (trial 0's are none; under way included)."""
+    return bool(tweaks or answers or lines) and not any(
+        p.tweaks == tweaks and _answers(state, p.params) == answers and _lines(state, p.params) == lines
+        for p in state.past
+    )
+
+
 def _unscaled(state: SearchState) -> float | None:
     """The divisor of inputs that trial 0 trained on unscaled (pixels in 0..255: 255), else None."""
     seen = state.inputs or {}
@@ -259,19 +269,17 @@ class Ladder(Strategy):
         return []
 
     def propose(self, state: SearchState) -> Proposal | None:
+        """Step ``number``, or the next one whose changes no trial has made (answers can stay the same)."""
         if state.kind is Kind.KMEANS:
             return _propose_kmeans(state)
         steps = self.steps(state)
-        stepped = {
-            p.key: value
-            for p in prompts_mod.tunable(state.prompts)
-            if (value := prompts_mod.ladder_step(p, state.number)) is not None
-        }
-        answers, lines = _answers(state, stepped), _lines(state, stepped)
-        if state.number > max(len(steps), 4 if answers or lines else 0):
-            return None
-        chosen = steps[: state.number]
-        return Proposal(chosen, {"step": state.number}, f"ladder step {state.number}", answers, lines)
+        asked = prompts_mod.tunable(state.prompts)
+        for step in range(state.number, max(len(steps), 4 if asked else 0) + 1):
+            stepped = {p.key: value for p in asked if (value := prompts_mod.ladder_step(p, step)) is not None}
+            chosen, answers, lines = steps[:step], _answers(state, stepped), _lines(state, stepped)
+            if _new(state, chosen, answers, lines):
+                return Proposal(chosen, {"step": step, **stepped}, f"ladder step {step}", answers, lines)
+        return None
 
 
 # -- TPE ----------------------------------------------------------------------------------------------
@@ -440,20 +448,18 @@ class TPE(Strategy):
         if not space:
             return None
         if state.number == 1:
-            point = self.first(state)
-            return self._proposal(state, point, "an informed first guess")
+            first = self._proposal(state, self.first(state), "an informed first guess")
+            if _new(state, first.tweaks, first.inputs, first.files):
+                return first
+            # The code as pushed already is what the first guess would make of it: TPE's search instead.
         study, space = self._study(state, trial_seed(state.seed, state.number))
-        tried = [(p.tweaks, p.params) for p in state.past]
         for _ in range(ASKS):
             # A point whose trial is one made already (its differences too small to change the code) is
             # asked again: it stays in the study as under way, so constant-liar TPE looks elsewhere.
             point = dict(study.ask(space).params)
             tweaks = self.tweaks_for(state, point)
             answers, lines = _answers(state, point), _lines(state, point)
-            if (tweaks or answers or lines) and not any(
-                tweaks == old and answers == _answers(state, params) and lines == _lines(state, params)
-                for old, params in tried
-            ):
+            if _new(state, tweaks, answers, lines):
                 return self._proposal(state, point, "proposed by TPE from the trials so far")
         return None
 

@@ -4,13 +4,24 @@ network, the cloud metadata address, the dataset cache, the log. Each case is a 
 
 from __future__ import annotations
 
-import time
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support.attacks import files_holding, pushed, run_pushed, runs, trial_of, work_file
+from tests.support.attacks import (
+    files_holding,
+    metadata_block,
+    pushed,
+    run_pushed,
+    runs,
+    trial_of,
+    work_file,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +34,30 @@ def runtime(request):
 
 
 OUTLIVE = """
-import os, subprocess, time
+import os, subprocess, sys, time
 subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
+        open("detached.txt", "w").write("up")
         os.execvp("sleep", ["sleep", "{marker}"])
     os._exit(0)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        while True:
-            with open("heartbeat.txt", "w") as fh:
-                fh.write(str(time.time()))
-            time.sleep(0.1)
+        os.execv(sys.executable, [sys.executable, "-c", {heartbeat!r}, "{marker}"])
     os._exit(0)
-time.sleep(1)
+deadline = time.time() + 120
+while time.time() < deadline and not all(map(os.path.exists, ["detached.txt", "heartbeat.txt"])):
+    time.sleep(0.05)
+"""
+# A daemon that writes the time every 0.1 s, the marker in its command line like the others'.
+HEARTBEAT = """
+import time
+while True:
+    with open("heartbeat.txt", "w") as fh:
+        fh.write(str(time.time()))
+    time.sleep(0.1)
 """
 
 
@@ -53,14 +72,15 @@ def marked(marker: str) -> list[psutil.Process]:
 def test_no_process_outlives_its_trial(tmp_path, runtime):
     workspace = tmp_path / "ws"
     marker = f"1000.{uuid.uuid4().int % 10**6}"
-    done = run_pushed(pushed(tmp_path, "lingers", OUTLIVE.format(marker=marker)), workspace, runtime)
+    script = OUTLIVE.format(marker=marker, heartbeat=HEARTBEAT)
+    done = run_pushed(pushed(tmp_path, "lingers", script), workspace, runtime)
     assert done.returncode == 0, done.stderr
     run = runs(workspace)[0]
-    beat = work_file(workspace, run, "heartbeat.txt")
-    assert beat is not None  # the daemon did start
-    time.sleep(1.5)
+    # The daemons did start: the detached one said so, the heartbeat beat.
+    assert work_file(workspace, run, "detached.txt") == "up"
+    assert work_file(workspace, run, "heartbeat.txt") is not None
+    # The run is over: none of the three is left (each has the marker in its command line), at once.
     assert marked(marker) == []
-    assert work_file(workspace, run, "heartbeat.txt") in (beat, "")  # nobody writes it any more
 
 
 GRANDCHILD = """
@@ -110,6 +130,16 @@ open("reached.txt", "w").write(" ".join(reached))
 # network is there); the metadata address is the one a cloud VM serves its credentials on.
 OUTSIDE = ("10.255.255.1", 80)
 METADATA = ("169.254.169.254", 80)
+TRIAL_UID = 65534  # the user local trials run as when mlops runs as root, which the firewall rule names
+
+
+def reached_from_here(folder: Path, targets: list[tuple[str, int]]) -> list[str]:
+    """The trial's own connection attempts, made by this process's user on this machine, outside any
+    sandbox and container: where no rule of scripts/sandbox-setup.sh applies."""
+    folder.mkdir()
+    script = REACH.format(targets=targets)
+    subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, timeout=120, check=True)
+    return (folder / "reached.txt").read_text().split()
 
 
 def test_no_network_means_none_and_the_network_means_some(tmp_path, runtime):
@@ -122,11 +152,19 @@ def test_no_network_means_none_and_the_network_means_some(tmp_path, runtime):
 
 
 def test_the_cloud_metadata_address_is_unreachable(tmp_path, runtime):
+    # The control: without the rule the address answers here, so a trial that cannot reach it is blocked
+    # by the rule, not by a network that reaches nothing at that address anyway.
+    assert os.getuid() != TRIAL_UID
+    assert METADATA[0] in reached_from_here(tmp_path / "control", [METADATA]), (
+        "the metadata address does not answer on this machine even without the rule: "
+        "this test cannot tell the rule blocks it"
+    )
     workspace = tmp_path / "ws"
     repo = pushed(tmp_path, "metadata", REACH.format(targets=[OUTSIDE, METADATA]))
     assert run_pushed(repo, workspace, runtime).returncode == 0
     reached = work_file(workspace, runs(workspace)[0], "reached.txt").split()
-    assert OUTSIDE[0] in reached and METADATA[0] not in reached
+    assert OUTSIDE[0] in reached
+    assert METADATA[0] not in reached, f"scripts/sandbox-setup.sh recorded: {metadata_block(runtime)}"
 
 
 PLANT = """
@@ -165,7 +203,7 @@ def test_a_file_planted_in_the_dataset_cache_is_not_read_by_another_repository(t
     # The control: the planter's own next run finds what it planted (its cache is its own, and kept).
     again = pushed(tmp_path, "planter", READ.format(marker=marker))
     assert run_pushed(again, workspace, runtime).returncode == 0
-    assert marker and work_file(workspace, runs(workspace)[2], "found.txt") != ""
+    assert work_file(workspace, runs(workspace)[2], "found.txt") != ""
 
 
 SECRET = "sk-live-4242-secret-value"

@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 from tests.support.processes import run_cli
-from tests.support.repos import make_repo
+from tests.support.repos import ROOT, make_repo
 
 ENTRY = "attack.py"
+# Where scripts/sandbox-setup.sh records whether the cloud metadata address is closed to each runtime.
+SANDBOX_STATE = ROOT / ".sandbox-state"
 # The script ends with a metric, so the run goes as far as it can whatever the attack did.
 METRIC = '\nopen("accuracy.txt", "w").write("0.9")\n'
 
@@ -77,3 +79,21 @@ def files_holding(root: Path, needle: str) -> list[Path]:
             except OSError:
                 continue
     return found
+
+
+def sandbox_state(path: Path = SANDBOX_STATE) -> dict[str, str]:
+    """What scripts/sandbox-setup.sh recorded, per runtime: "blocked", or "open: why"."""
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def metadata_block(runtime: str) -> str:
+    """The state of the metadata block for a runtime's trials, in words for an assertion's message."""
+    said = sandbox_state().get(runtime)
+    if said is None:
+        return (
+            f"nothing recorded in {SANDBOX_STATE.name}: scripts/sandbox-setup.sh never ran in this checkout"
+        )
+    return said
