@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, insert_layers, last_name, layers_of, make_call, needs_import, sibling
 
 
@@ -45,3 +46,5 @@ class AddConvBlock(Tweak):
         )
         module = insert_layers(module, flatten[0].call, [new_conv, new_pool], tweak=self)
         return module, f"add a convolution block ({filters} filters + pooling) before Flatten"
+
+    REWRITES = {Framework.KERAS: transform}

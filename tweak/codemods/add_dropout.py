@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import (
     Tweak,
     arg_value,
@@ -82,3 +83,5 @@ class AddDropout(Tweak):
                 )
             done.insert(0, f"add Dropout({self.rate}) after hidden Dense layers")
         return module, ", ".join(done)
+
+    REWRITES = {Framework.KERAS: transform}

@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, insert_layers, layers_of, needs_import, sibling
 
 INPUT_SHAPE = ("input_shape", "input_dim", "batch_input_shape")
@@ -70,3 +71,5 @@ class AddRescaling(Tweak):
             module,
             f"add Rescaling(1/{self.divisor:g}) in front of the model (inputs were 0..{self.divisor:g})",
         )
+
+    REWRITES = {Framework.KERAS: transform}

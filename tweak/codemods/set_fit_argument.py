@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, arg_value, last_name, literal, with_arg
 
 FIT = ("fit", "fit_generator")
@@ -81,3 +82,5 @@ class SetEpochs(Tweak):
         new = module.visit(setter)
         said = f"epochs {setter.old} -> {self.epochs}" if setter.old else f"epochs = {self.epochs}"
         return new, said
+
+    REWRITES = {Framework.KERAS: transform}

@@ -8,6 +8,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, dotted, last_name, literal, with_arg
 
 OPTIMIZERS = {
@@ -122,3 +123,5 @@ class SetLearningRate(Tweak):
         if not done:
             raise self.not_applicable("the optimizer is neither a known name nor an optimizer object")
         return new, f"learning rate {self.learning_rate:g} ({done[0]})"
+
+    REWRITES = {Framework.KERAS: transform}
