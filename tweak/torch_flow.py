@@ -315,10 +315,13 @@ class Follow:
     blocked: str | None = None  # why the size cannot be followed
 
 
-def follow(flow: list[Step], start: int) -> Follow:
-    """Where the size that flow[start] gives goes: through passthrough steps to the layer that takes it."""
+def follow(flow: list[Step], start: int, produced: bool = True) -> Follow:
+    """Where the size that flow[start] gives goes: through passthrough steps to the layer that takes it.
+
+    ``produced``: flow[start] makes the size (a layer being widened, which must be applied once); else
+    the size is made by a layer added after it."""
     out = Follow()
-    producer = flow[start].site
+    producer = flow[start].site if produced else None
     if producer is not None and sum(1 for s in flow if s.site is producer) > 1:
         out.blocked = f"nn.{producer.name} at line {producer.line} is applied more than once in forward"
         return out

@@ -8,6 +8,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
+from tweak.codemods.torch_conv_block import add_conv_block
 from tweak.codemods.base import Tweak, insert_layers, last_name, layers_of, make_call, needs_import, sibling
 
 
@@ -47,4 +48,4 @@ class AddConvBlock(Tweak):
         module = insert_layers(module, flatten[0].call, [new_conv, new_pool], tweak=self)
         return module, f"add a convolution block ({filters} filters + pooling) before Flatten"
 
-    REWRITES = {Framework.KERAS: transform}
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_conv_block}

@@ -8,6 +8,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
+from tweak.codemods.torch_hidden_layer import add_hidden_layer as add_hidden_layer_torch
 from tweak.codemods.base import Tweak, insert_layers, layers_of, make_call
 
 
@@ -28,4 +29,4 @@ class AddDenseLayer(Tweak):
         module = insert_layers(module, output, [new], tweak=self)
         return module, f"add Dense({units}, relu) before the output layer"
 
-    REWRITES = {Framework.KERAS: transform}
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_hidden_layer_torch}

@@ -8,6 +8,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
+from tweak.codemods.torch_dropout import add_dropout as add_dropout_torch
 from tweak.codemods.base import (
     Tweak,
     arg_value,
@@ -84,4 +85,4 @@ class AddDropout(Tweak):
             done.insert(0, f"add Dropout({self.rate}) after hidden Dense layers")
         return module, ", ".join(done)
 
-    REWRITES = {Framework.KERAS: transform}
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_dropout_torch}

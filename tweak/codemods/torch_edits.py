@@ -168,3 +168,17 @@ def number_arg(call: cst.Call, arg: tuple[int, str] | None) -> int | None:
 
 def as_literal(value: float) -> cst.BaseExpression:
     return literal(value)
+
+
+def main_model(src: Source, kind: str) -> Model | None:
+    """The model a layer is added to: the last one in the file whose forward has a layer of ``kind``."""
+    found = [m for m in src.models if any(s.kind == kind and s.site for s in m.flow or [])]
+    return found[-1] if found else None
+
+
+def anchor_of(model: Model, site: Site) -> Site | None:
+    """The layer whose ``__init__`` statement a new ``self.<name>`` is bound next to."""
+    if site.stmt is not None:
+        return site
+    bound = [s for s in model.sites if s.stmt is not None]
+    return bound[-1] if bound else None
