@@ -13,6 +13,7 @@ from tweak.codemods.add_dropout import AddDropout
 from tweak.codemods.add_rescaling import AddRescaling
 from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
+from tweak.codemods.set_batch_size import SetBatchSize
 from tweak.codemods.set_estimator_param import SetEstimatorParam
 from tweak.codemods.set_fit_argument import SetEpochs
 from tweak.codemods.set_learning_rate import SetLearningRate
@@ -28,6 +29,7 @@ REGISTRY: dict[str, type[Tweak]] = {
         ScaleUnits,
         ScaleFilters,
         SetEpochs,
+        SetBatchSize,
         SetLearningRate,
         SetEstimatorParam,
     )
@@ -43,6 +45,7 @@ __all__ = [
     "Edit",
     "ScaleFilters",
     "ScaleUnits",
+    "SetBatchSize",
     "SetEpochs",
     "SetEstimatorParam",
     "SetLearningRate",

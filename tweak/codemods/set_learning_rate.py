@@ -9,6 +9,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from mlops.classify import Framework
+from tweak.codemods.torch_learning_rate import set_rate
 from tweak.codemods.base import Tweak, dotted, last_name, literal, with_arg
 
 OPTIMIZERS = {
@@ -124,4 +125,4 @@ class SetLearningRate(Tweak):
             raise self.not_applicable("the optimizer is neither a known name nor an optimizer object")
         return new, f"learning rate {self.learning_rate:g} ({done[0]})"
 
-    REWRITES = {Framework.KERAS: transform}
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: set_rate}
