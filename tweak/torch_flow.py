@@ -174,7 +174,7 @@ def _class_model(src: Source, cls: cst.ClassDef, claimed: set[int]) -> Model | N
     forward = methods.get("forward")
     flow = _flow(info, forward, 0) if forward is not None else None
     attrs = set(methods) | set(info.layers) | set(info.boxes) | set(info.others)
-    return Model(cls.name.value, src.line(cls), sorted(sites, key=lambda s: s.line), flow, init, attrs)
+    return Model(cls.name.value, src.line(cls), sorted(sites, key=lambda s: s.line), flow, init, forward, attrs)
 
 
 def _self_assignments(init: cst.FunctionDef) -> list[tuple[cst.SimpleStatementLine, str, cst.BaseExpression]]:
@@ -281,7 +281,7 @@ def _view(call: cst.Call, line: int, args: tuple[cst.Arg, ...] | list[cst.Arg]) 
         return Step("flatten", call, line)
     if len(values) == 2:
         return Step("view", call, line)
-    return Step("opaque", call, line, what=f"a reshape to {len(values)} axes")
+    return Step("reshape", call, line, what=f"a reshape to {len(values)} axes")
 
 
 def is_minus_one(node: cst.BaseExpression) -> bool:

@@ -120,7 +120,7 @@ class Container:
 class Step:
     """One thing the data goes through: a layer, a functional call, a flatten, or something opaque."""
 
-    kind: str  # a Spec kind, "view" (a flatten with a size: x.view(-1, N)), or "opaque"
+    kind: str  # a Spec kind, "view" (a flatten to N features), "reshape" (to more axes), or "opaque"
     node: cst.Call  # the layer's constructor call, or the call in forward
     line: int
     site: Site | None = None
@@ -135,6 +135,7 @@ class Model:
     sites: list[Site]
     flow: list[Step] | None  # None: no forward to follow
     init: cst.FunctionDef | None = None
+    forward: cst.FunctionDef | None = None
     attrs: set[str] = field(default_factory=set)  # names the class already binds or defines
 
     def hidden_dense(self) -> list[int]:

@@ -9,6 +9,7 @@ import libcst.matchers as m
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
+from tweak.codemods.torch_rescale import add_rescaling
 from tweak.codemods.base import Tweak, insert_layers, layers_of, needs_import, sibling
 
 INPUT_SHAPE = ("input_shape", "input_dim", "batch_input_shape")
@@ -72,4 +73,4 @@ class AddRescaling(Tweak):
             f"add Rescaling(1/{self.divisor:g}) in front of the model (inputs were 0..{self.divisor:g})",
         )
 
-    REWRITES = {Framework.KERAS: transform}
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_rescaling}

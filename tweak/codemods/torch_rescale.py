@@ -1,0 +1,127 @@
+"""Scale raw pixel inputs (``AddRescaling``) in PyTorch code: divide the data by 255 where it becomes a
+float tensor (``torch.tensor(X, dtype=torch.float32) / 255.0``), or, when the code makes none, at the top
+of the model's ``forward``. A ``transforms.ToTensor()``/``Normalize`` or a division by 255 already there
+scales the inputs: nothing to do."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+
+from tweak.codemods.torch_edits import Edits
+from tweak.torch_flow import read
+from tweak.torch_model import Source
+
+DESCRIPTION = "Divide the inputs by 255 where they become float tensors (or in forward) unless already scaled."
+SCALERS = ("ToTensor", "Normalize", "ToDtype", "Rescale")
+FLOATS = ("torch.float32", "torch.float", "torch.float64", "torch.double", "torch.half", "torch.float16")
+LABELS = re.compile(r"(^|[^a-z])(y|labels?|targets?|classes)([^a-z]|$)")
+MAKERS = ("torch.tensor", "torch.as_tensor", "torch.from_numpy")
+
+
+def add_rescaling(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+    src = read(module)
+    scaled = _already_scaled(src)
+    if scaled:
+        raise tweak.not_applicable(f"the inputs are scaled already ({scaled})")
+    divisor = float(tweak.divisor)
+    number = cst.Float(f"{divisor:g}.0") if divisor.is_integer() else cst.Float(repr(divisor))
+    edits = Edits()
+    found = _Conversions(src)
+    src.module.visit(found)
+    for node in found.sites:
+        parens = found.receivers.get(node, False)
+        edits.replace[node] = lambda n, p=parens: _divided(n, number, p)  # type: ignore[misc]
+    if found.sites:
+        lines = ", ".join(str(src.line(n)) for n in found.sites)
+        return src.module.visit(edits), f"divide the inputs by {divisor:g} where they become float tensors (line {lines})"
+    return _in_forward(tweak, src, edits, number)
+
+
+def _divided(node: cst.CSTNode, number: cst.Float, parens: bool) -> cst.CSTNode:
+    assert isinstance(node, cst.BaseExpression)
+    wrap = {"lpar": [cst.LeftParen()], "rpar": [cst.RightParen()]} if parens else {}
+    return cst.BinaryOperation(node, cst.Divide(), number, **wrap)  # type: ignore[arg-type]
+
+
+def _already_scaled(src: Source) -> str | None:
+    code = src.module.code
+    for name in SCALERS:
+        match = re.search(rf"\b{name}\(", code)
+        if match:
+            return f"{name} at line {code.count(chr(10), 0, match.start()) + 1}"
+    match = re.search(r"(/=?\s*255\b|\.div_?\(\s*255)", code)
+    if match:
+        return f"a division by 255 at line {code.count(chr(10), 0, match.start()) + 1}"
+    return None
+
+
+class _Conversions(cst.CSTVisitor):
+    """Where the data becomes a float tensor: ``torch.tensor(X, dtype=torch.float32)``,
+    ``torch.FloatTensor(X)``, ``torch.from_numpy(X).float()``; labels (y, targets) are left alone."""
+
+    def __init__(self, src: Source) -> None:
+        super().__init__()
+        self.src = src
+        self.sites: list[cst.Call] = []
+        self.receivers: dict[cst.CSTNode, bool] = {}  # a site that is the receiver of an attribute
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:  # noqa: N802 (LibCST's name)
+        self.receivers[node.value] = True
+
+    def visit_Call(self, node: cst.Call) -> bool:  # noqa: N802
+        if self._made_float(node) or self._float_of_made(node):
+            self.sites.append(node)
+            return False
+        return True
+
+    def _made_float(self, node: cst.Call) -> bool:
+        full = self.src.names.full(node.func) or ""
+        made = full == "torch.FloatTensor" or (full in MAKERS and _float_dtype(self.src, node))
+        return made and bool(node.args) and not _label(node.args[0].value)
+
+    def _float_of_made(self, node: cst.Call) -> bool:
+        """``torch.from_numpy(X).float()``"""
+        func = node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "float" and not node.args):
+            return False
+        inner = func.value
+        if not isinstance(inner, cst.Call) or self.src.names.full(inner.func) not in MAKERS:
+            return False
+        return bool(inner.args) and not _label(inner.args[0].value)
+
+
+def _label(node: cst.CSTNode) -> bool:
+    return bool(LABELS.search(_text(node).lower()))
+
+
+def _float_dtype(src: Source, call: cst.Call) -> bool:
+    dtype = next((a.value for a in call.args if a.keyword and a.keyword.value == "dtype"), None)
+    return dtype is not None and src.names.full(dtype) in FLOATS
+
+
+def _text(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tuple[cst.Module, str]:
+    """``x = x / 255.0`` first in the model's forward, when the code makes no float tensor itself."""
+    models = [m for m in src.models if m.forward is not None]
+    if not models:
+        raise tweak.not_applicable("no float tensor is made from the data, and no forward to scale the inputs in")
+    forward = models[-1].forward
+    assert forward is not None
+    params = [p.name.value for p in forward.params.params]
+    if len(params) < 2 or not isinstance(forward.body, cst.IndentedBlock):
+        raise tweak.not_applicable("the model's forward takes no input")
+    name = params[1]
+    line = cst.parse_statement(f"{name} = {name} / {_text(number)}")
+    body = list(forward.body.body)
+    first = body[0]
+    docstring = isinstance(first, cst.SimpleStatementLine) and isinstance(first.body[0], cst.Expr)
+    anchor = body[1] if docstring and len(body) > 1 else first
+    edits.before.setdefault(anchor, []).append(line)
+    return src.module.visit(edits), f"divide the inputs by {_text(number)} first in {models[-1].name}.forward"
