@@ -130,27 +130,16 @@ def _rate(src: Source, values: Values) -> tuple[str | None, float | None]:
 
 def _input_shape(src: Source, consts: Constants) -> tuple[int, ...] | None:
     """(C, H, W) from ``x.view(-1, 1, 28, 28)``, ``x.reshape(...)`` or ``torch.randn(1, 1, 28, 28)``."""
-    found = _ShapeCalls(src)
-    src.module.visit(found)
-    for call, args in found.calls:
+    for call in src.calls:
+        args = list(call.args)
+        func = call.func
+        method = isinstance(func, cst.Attribute) and func.attr.value in ("view", "reshape")
+        if len(args) != 4 or not (method or src.names.full(func) in SHAPE_MAKERS):
+            continue
         dims = [consts.int(a.value) for a in args]
-        if len(dims) >= 3 and all(isinstance(d, int) for d in dims[1:]):
+        if all(isinstance(d, int) and d > 0 for d in dims[1:]):
             return tuple(d for d in dims[1:] if d is not None)
     return None
-
-
-class _ShapeCalls(cst.CSTVisitor):
-    def __init__(self, src: Source) -> None:
-        super().__init__()
-        self.src = src
-        self.calls: list[tuple[cst.Call, list[cst.Arg]]] = []
-
-    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802 (LibCST's name)
-        func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value in ("view", "reshape") and len(node.args) == 4:
-            self.calls.append((node, list(node.args)))
-        elif self.src.names.full(func) in SHAPE_MAKERS and len(node.args) == 4:
-            self.calls.append((node, list(node.args)))
 
 
 class Constants:

@@ -31,11 +31,11 @@ def read(module: cst.Module) -> Source:
 def find_models(src: Source) -> list[Model]:
     models: list[Model] = []
     claimed: set[int] = set()  # Sequential calls that belong to a class or to an outer Sequential
-    for cls in _classes(src.module):
+    for cls in src.classes:
         model = _class_model(src, cls, claimed)
         if model is not None:
             models.append(model)
-    for call in _calls(src.module):
+    for call in src.calls:
         if id(call) in claimed or not src.is_torch(call, *SEQUENTIAL):
             continue
         container = _container(src, call, claimed)
@@ -45,31 +45,6 @@ def find_models(src: Source) -> list[Model]:
             name = _bound_name(src, call) or f"nn.Sequential at line {line}"
             models.append(Model(name, line, sites, _container_steps(src, container, None)))
     return sorted(models, key=lambda m: m.line)
-
-
-class _Collect(cst.CSTVisitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.classes: list[cst.ClassDef] = []
-        self.calls: list[cst.Call] = []
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:  # noqa: N802 (LibCST's name)
-        self.classes.append(node)
-
-    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802
-        self.calls.append(node)
-
-
-def _classes(node: cst.CSTNode) -> list[cst.ClassDef]:
-    found = _Collect()
-    node.visit(found)
-    return found.classes
-
-
-def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found = _Collect()
-    node.visit(found)
-    return found.calls
 
 
 def _bound_name(src: Source, call: cst.Call) -> str | None:

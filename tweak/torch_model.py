@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 Arg = tuple[int, str]  # an argument's position and keyword
 
@@ -147,10 +147,14 @@ class Model:
 class Names:
     """What the names a module binds by import stand for (``nn`` -> ``torch.nn``)."""
 
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, imports: list[cst.Import | cst.ImportFrom]) -> None:
         self.bound: dict[str, str] = {}
         self.stars: list[str] = []
-        module.visit(_Imports(self))
+        for node in imports:
+            if isinstance(node, cst.Import):
+                self._import(node)
+            else:
+                self._import_from(node)
 
     def full(self, node: cst.BaseExpression) -> str | None:
         parts = _dotted(node)
@@ -167,33 +171,50 @@ class Names:
         """The name this module binds to ``full`` (``torch.nn.functional`` -> ``F``), if any."""
         return next((name for name, what in self.bound.items() if what == full), None)
 
-
-class _Imports(cst.CSTVisitor):
-    def __init__(self, names: Names) -> None:
-        super().__init__()
-        self.names = names
-
-    def visit_Import(self, node: cst.Import) -> None:  # noqa: N802 (LibCST's name)
+    def _import(self, node: cst.Import) -> None:
         for alias in node.names:
             full = ".".join(_dotted(alias.name) or [])
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                self.names.bound[alias.asname.name.value] = full
+                self.bound[alias.asname.name.value] = full
             else:
                 head = full.split(".")[0]
-                self.names.bound[head] = head
+                self.bound[head] = head
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:  # noqa: N802
+    def _import_from(self, node: cst.ImportFrom) -> None:
         if node.module is None or node.relative:
             return
         base = ".".join(_dotted(node.module) or [])
         if isinstance(node.names, cst.ImportStar):
-            self.names.stars.append(base)
+            self.stars.append(base)
             return
         for alias in node.names:
             name = ".".join(_dotted(alias.name) or [])
             bound = alias.asname.name if alias.asname is not None else None
             key = bound.value if isinstance(bound, cst.Name) else name
-            self.names.bound[key] = f"{base}.{name}"
+            self.bound[key] = f"{base}.{name}"
+
+
+class _Index(cst.CSTVisitor):
+    """One pass over the tree: each node's parent, and the nodes the readers look for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self.stack: list[cst.CSTNode] = []
+        self.found: dict[type, list[cst.CSTNode]] = {}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self.stack:
+            self.parents[node] = self.stack[-1]
+        self.stack.append(node)
+        self.found.setdefault(type(node), []).append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.stack.pop()
+
+    def of(self, *kinds: type) -> list:  # type: ignore[type-arg]
+        return [node for kind in kinds for node in self.found.get(kind, [])]
 
 
 def _dotted(node: cst.BaseExpression) -> list[str] | None:
@@ -206,15 +227,22 @@ def _dotted(node: cst.BaseExpression) -> list[str] | None:
 
 
 class Source:
-    """A module's PyTorch models (:func:`tweak.torch_flow.read`); ``module`` is the tree whose nodes they
-    hold."""
+    """A module's PyTorch models (:func:`tweak.torch_flow.read`) and its nodes, indexed in one pass.
+
+    ``module`` is the tree the nodes belong to: edit that one (the one given, not a copy)."""
 
     def __init__(self, module: cst.Module) -> None:
-        wrapper = MetadataWrapper(module)
-        self.module = wrapper.module
-        self.positions = wrapper.resolve(PositionProvider)
-        self.parents = wrapper.resolve(ParentNodeProvider)
-        self.names = Names(self.module)
+        self.module = module
+        self.positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        index = _Index()
+        module.visit(index)
+        self.parents = index.parents
+        self.calls: list[cst.Call] = index.of(cst.Call)
+        self.classes: list[cst.ClassDef] = index.of(cst.ClassDef)
+        self.fors: list[cst.For] = index.of(cst.For)
+        self.assigns: list[cst.Assign | cst.AnnAssign] = index.of(cst.Assign, cst.AnnAssign)
+        self.params: list[cst.Param] = index.of(cst.Param)
+        self.names = Names(index.of(cst.Import, cst.ImportFrom))
         self.models: list[Model] = []  # filled by tweak.torch_flow.read
 
     def line(self, node: cst.CSTNode) -> int:

@@ -56,10 +56,22 @@ class Values:
 
     def __init__(self, src: Source) -> None:
         self.src = src
-        found = _Writes(src)
-        src.module.visit(found)
-        self.names, self.selfs = found.names, found.selfs
-        self.options, self.params, self.keys = found.options, found.params, found.keys
+        self.names: dict[str, list[cst.BaseExpression]] = {}
+        self.selfs: dict[str, list[cst.BaseExpression]] = {}
+        self.options: dict[str, list[cst.BaseExpression]] = {}
+        self.params: dict[str, list[cst.BaseExpression]] = {}
+        self.keys: dict[tuple[str, str], list[cst.BaseExpression]] = {}
+        for node in src.assigns:
+            if isinstance(node, cst.Assign):
+                for target in node.targets:
+                    self._bind(target.target, node.value)
+            elif node.value is not None:
+                self._bind(node.target, node.value)
+        for param in src.params:
+            if param.default is not None:
+                self.params.setdefault(param.name.value, []).append(param.default)
+        for call in src.calls:
+            self._option(call)
 
     def resolve(self, node: cst.BaseExpression, depth: int = 0) -> list[Written]:
         """The numbers ``node`` reads, where they are written; [] when not a number found in the code."""
@@ -86,32 +98,6 @@ class Values:
             return self.options[attr]
         return self.params.get(attr, []) + self.names.get(attr, [])
 
-
-def _key(node: cst.Subscript) -> str | None:
-    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
-        return None
-    value = node.slice[0].slice.value
-    return value.evaluated_value if isinstance(value, cst.SimpleString) else None  # type: ignore[return-value]
-
-
-class _Writes(cst.CSTVisitor):
-    def __init__(self, src: Source) -> None:
-        super().__init__()
-        self.src = src
-        self.names: dict[str, list[cst.BaseExpression]] = {}
-        self.selfs: dict[str, list[cst.BaseExpression]] = {}
-        self.options: dict[str, list[cst.BaseExpression]] = {}
-        self.params: dict[str, list[cst.BaseExpression]] = {}
-        self.keys: dict[tuple[str, str], list[cst.BaseExpression]] = {}
-
-    def visit_Assign(self, node: cst.Assign) -> None:  # noqa: N802 (LibCST's name)
-        for target in node.targets:
-            self._bind(target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:  # noqa: N802
-        if node.value is not None:
-            self._bind(node.target, node.value)
-
     def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
         if isinstance(target, cst.Name):
             self.names.setdefault(target.value, []).append(value)
@@ -124,17 +110,21 @@ class _Writes(cst.CSTVisitor):
             if target.value.value == "self":
                 self.selfs.setdefault(target.attr.value, []).append(value)
 
-    def visit_Param(self, node: cst.Param) -> None:  # noqa: N802
-        if node.default is not None:
-            self.params.setdefault(node.name.value, []).append(node.default)
-
-    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802
-        if not (isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument"):
+    def _option(self, call: cst.Call) -> None:
+        """argparse's ``add_argument("--lr", default=...)``."""
+        if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "add_argument"):
             return
-        default = next((a.value for a in node.args if a.keyword and a.keyword.value == "default"), None)
-        dest = _dest(node)
+        default = next((a.value for a in call.args if a.keyword and a.keyword.value == "default"), None)
+        dest = _dest(call)
         if default is not None and dest:
             self.options.setdefault(dest, []).append(default)
+
+
+def _key(node: cst.Subscript) -> str | None:
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    value = node.slice[0].slice.value
+    return value.evaluated_value if isinstance(value, cst.SimpleString) else None  # type: ignore[return-value]
 
 
 def _dest(call: cst.Call) -> str | None:
@@ -163,10 +153,8 @@ class EpochLoop:
 
 
 def epoch_loops(src: Source) -> list[EpochLoop]:
-    found = _Fors()
-    src.module.visit(found)
     loops = []
-    for loop in found.loops:
+    for loop in src.fors:
         call = _range_of(loop.iter)
         if call is None or not _is_epoch_loop(loop, call):
             continue
@@ -174,15 +162,6 @@ def epoch_loops(src: Source) -> list[EpochLoop]:
         if shaped is not None:
             loops.append(EpochLoop(call, shaped[0], shaped[1], src.line(loop)))
     return loops
-
-
-class _Fors(cst.CSTVisitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loops: list[cst.For] = []
-
-    def visit_For(self, node: cst.For) -> None:  # noqa: N802
-        self.loops.append(node)
 
 
 def _range_of(node: cst.BaseExpression) -> cst.Call | None:
@@ -220,22 +199,7 @@ def _count(call: cst.Call) -> tuple[cst.BaseExpression, int] | None:
 
 def trainers(src: Source) -> list[cst.Call]:
     """Lightning's ``Trainer(...)`` calls."""
-    return [c for c in _calls(src) if (src.names.full(c.func) or "").startswith(TRAINERS) and _last(c) == "Trainer"]
-
-
-def _calls(src: Source) -> list[cst.Call]:
-    found = _AllCalls()
-    src.module.visit(found)
-    return found.calls
-
-
-class _AllCalls(cst.CSTVisitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[cst.Call] = []
-
-    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802
-        self.calls.append(node)
+    return [c for c in src.calls if (src.names.full(c.func) or "").startswith(TRAINERS) and _last(c) == "Trainer"]
 
 
 def _last(call: cst.Call) -> str:
@@ -257,7 +221,7 @@ def keyword(call: cst.Call, name: str, position: int | None = None) -> cst.Arg |
 def optimizers(src: Source) -> list[cst.Call]:
     """``torch.optim`` optimizers built in the code (``optim.SGD(model.parameters(), lr=0.01)``)."""
     out = []
-    for call in _calls(src):
+    for call in src.calls:
         full = src.names.full(call.func) or ""
         if full.startswith("torch.optim.") and full.rsplit(".", 1)[-1] in DEFAULT_RATE:
             out.append(call)
@@ -279,7 +243,7 @@ class Loader:
 def loaders(src: Source, values: Values) -> list[Loader]:
     """The DataLoaders, each with whether it trains (its name, its dataset's, ``shuffle=True``)."""
     found = []
-    for call in _calls(src):
+    for call in src.calls:
         if (src.names.full(call.func) or "").rsplit(".", 1)[-1] != "DataLoader":
             continue
         via = None

@@ -30,14 +30,15 @@ def add_rescaling(tweak: Any, module: cst.Module, context: CodemodContext, quote
     divisor = float(tweak.divisor)
     number = cst.Float(f"{divisor:g}.0") if divisor.is_integer() else cst.Float(repr(divisor))
     edits = Edits()
-    found = _Conversions(src)
-    src.module.visit(found)
-    for node in found.sites:
-        parens = found.receivers.get(node, False)
+    sites = _conversions(src)
+    for node in sites:
+        parent = src.parents.get(node)
+        parens = isinstance(parent, cst.Attribute) and parent.value is node
         edits.replace[node] = lambda n, p=parens: _divided(n, number, p)  # type: ignore[misc]
-    if found.sites:
-        lines = ", ".join(str(src.line(n)) for n in found.sites)
-        return src.module.visit(edits), f"divide the inputs by {divisor:g} where they become float tensors (line {lines})"
+    if sites:
+        lines = ", ".join(str(src.line(n)) for n in sites)
+        said = f"divide the inputs by {divisor:g} where they become float tensors (line {lines})"
+        return src.module.visit(edits), said
     return _in_forward(tweak, src, edits, number)
 
 
@@ -59,39 +60,40 @@ def _already_scaled(src: Source) -> str | None:
     return None
 
 
-class _Conversions(cst.CSTVisitor):
+def _conversions(src: Source) -> list[cst.Call]:
     """Where the data becomes a float tensor: ``torch.tensor(X, dtype=torch.float32)``,
     ``torch.FloatTensor(X)``, ``torch.from_numpy(X).float()``; labels (y, targets) are left alone."""
+    found: list[cst.Call] = []
+    for call in src.calls:  # outer calls first: a conversion inside one found is not found again
+        if (_made_float(src, call) or _float_of_made(src, call)) and not _inside(src, call, found):
+            found.append(call)
+    return found
 
-    def __init__(self, src: Source) -> None:
-        super().__init__()
-        self.src = src
-        self.sites: list[cst.Call] = []
-        self.receivers: dict[cst.CSTNode, bool] = {}  # a site that is the receiver of an attribute
 
-    def visit_Attribute(self, node: cst.Attribute) -> None:  # noqa: N802 (LibCST's name)
-        self.receivers[node.value] = True
+def _inside(src: Source, node: cst.CSTNode, found: list[cst.Call]) -> bool:
+    parent = src.parents.get(node)
+    while parent is not None:
+        if parent in found:
+            return True
+        parent = src.parents.get(parent)
+    return False
 
-    def visit_Call(self, node: cst.Call) -> bool:  # noqa: N802
-        if self._made_float(node) or self._float_of_made(node):
-            self.sites.append(node)
-            return False
-        return True
 
-    def _made_float(self, node: cst.Call) -> bool:
-        full = self.src.names.full(node.func) or ""
-        made = full == "torch.FloatTensor" or (full in MAKERS and _float_dtype(self.src, node))
-        return made and bool(node.args) and not _label(node.args[0].value)
+def _made_float(src: Source, node: cst.Call) -> bool:
+    full = src.names.full(node.func) or ""
+    made = full == "torch.FloatTensor" or (full in MAKERS and _float_dtype(src, node))
+    return made and bool(node.args) and not _label(node.args[0].value)
 
-    def _float_of_made(self, node: cst.Call) -> bool:
-        """``torch.from_numpy(X).float()``"""
-        func = node.func
-        if not (isinstance(func, cst.Attribute) and func.attr.value == "float" and not node.args):
-            return False
-        inner = func.value
-        if not isinstance(inner, cst.Call) or self.src.names.full(inner.func) not in MAKERS:
-            return False
-        return bool(inner.args) and not _label(inner.args[0].value)
+
+def _float_of_made(src: Source, node: cst.Call) -> bool:
+    """``torch.from_numpy(X).float()``"""
+    func = node.func
+    if not (isinstance(func, cst.Attribute) and func.attr.value == "float" and not node.args):
+        return False
+    inner = func.value
+    if not isinstance(inner, cst.Call) or src.names.full(inner.func) not in MAKERS:
+        return False
+    return bool(inner.args) and not _label(inner.args[0].value)
 
 
 def _label(node: cst.CSTNode) -> bool:
@@ -124,4 +126,5 @@ def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tup
     docstring = isinstance(first, cst.SimpleStatementLine) and isinstance(first.body[0], cst.Expr)
     anchor = body[1] if docstring and len(body) > 1 else first
     edits.before.setdefault(anchor, []).append(line)
-    return src.module.visit(edits), f"divide the inputs by {_text(number)} first in {models[-1].name}.forward"
+    said = f"divide the inputs by {float(number.value):g} first in {models[-1].name}.forward"
+    return src.module.visit(edits), said
