@@ -50,17 +50,24 @@ def models_of(path: Path) -> list:
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
             if all(n.split(".")[0] in KEPT_IMPORTS for n in names):
                 kept.append(node)
-        elif isinstance(node, ast.ClassDef):
+        elif (
+            isinstance(node, ast.ClassDef)
+            or isinstance(node, ast.Assign)
+            and _constant_or_sequential(node.value)
+        ):
             kept.append(node)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.Call):
-            if isinstance(node.value, ast.Constant) or ast.unparse(node.value.func).endswith("Sequential"):
-                kept.append(node)
     namespace: dict = {}
     exec(compile(ast.Module(kept, []), str(path), "exec"), namespace)  # noqa: S102 (our own golden files)
     built = [v for v in namespace.values() if isinstance(v, torch.nn.Module)]
     classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
     built += [cls() for cls in classes if cls.__module__ == "builtins" or cls.__module__ is None]
     return built
+
+
+def _constant_or_sequential(value: ast.expr) -> bool:
+    if isinstance(value, ast.Call):
+        return ast.unparse(value.func).endswith("Sequential")
+    return isinstance(value, ast.Constant)
 
 
 @pytest.mark.parametrize("path", torch_files(), ids=lambda p: p.name)
@@ -75,7 +82,9 @@ def test_every_golden_model_builds_and_runs_a_forward_and_backward_pass(path):
         torch.manual_seed(0)
         batch = torch.rand(4, *INPUTS[case]) * 255
         out = model(batch)
-        assert tuple(out.shape) == (4, CLASSES), f"{path.name}: {type(model).__name__} gives {tuple(out.shape)}"
+        assert tuple(out.shape) == (4, CLASSES), (
+            f"{path.name}: {type(model).__name__} gives {tuple(out.shape)}"
+        )
         out.sum().backward()
         assert all(p.grad is not None for p in model.parameters())
 
@@ -86,20 +95,57 @@ def test_the_shape_check_passes_every_golden_file(path):
 
 
 CNN = (GOLDEN / "torch_cnn.before.py").read_text()
-SHAPED = CNN.replace("    def forward(self, x):\n", "    def forward(self, x):\n        x = x.view(-1, 1, 28, 28)\n")
+SHAPED = CNN.replace(
+    "    def forward(self, x):\n", "    def forward(self, x):\n        x = x.view(-1, 1, 28, 28)\n"
+)
 SEQ = (GOLDEN / "torch_seq.before.py").read_text()
 
 
 @pytest.mark.parametrize(
     ("source", "old", "new", "expected"),
     [
-        (CNN, "nn.Linear(120, 84)", "nn.Linear(100, 84)", "nn.Linear at line 21 takes 100 input features but gets 120"),
-        (CNN, "nn.Linear(16 * 4 * 4, 120)", "nn.Linear(16 * 5 * 5, 120)", "takes 400 input features but gets 256 from the view at line 27"),
-        (SHAPED, "x.view(-1, 16 * 4 * 4)", "x.view(-1, 16 * 5 * 5)", "the view at line 28 makes 400 features but nn.Conv2d at line 19 (16 channels of 4x4) gives 256"),
-        (SHAPED, "nn.Conv2d(6, 16, 5)", "nn.Conv2d(6, 32, 5)", "makes 256 features but nn.Conv2d at line 19 (32 channels of 4x4) gives 512"),
-        (CNN, "nn.Conv2d(6, 16, 5)", "nn.Conv2d(12, 16, 5)", "nn.Conv2d at line 19 takes 12 input channels but gets 6 from nn.Conv2d at line 17"),
-        (SEQ, "nn.BatchNorm2d(16)", "nn.BatchNorm2d(32)", "nn.BatchNorm2d at line 15 takes 32 input channels but gets 16"),
-        (SEQ, "nn.Linear(32 * 7 * 7, 128)", "nn.Linear(30 * 7 * 7, 128)", "takes 1470 input features, not a multiple of the 32 channels"),
+        (
+            CNN,
+            "nn.Linear(120, 84)",
+            "nn.Linear(100, 84)",
+            "nn.Linear at line 21 takes 100 input features but gets 120",
+        ),
+        (
+            CNN,
+            "nn.Linear(16 * 4 * 4, 120)",
+            "nn.Linear(16 * 5 * 5, 120)",
+            "takes 400 input features but gets 256 from the view at line 27",
+        ),
+        (
+            SHAPED,
+            "x.view(-1, 16 * 4 * 4)",
+            "x.view(-1, 16 * 5 * 5)",
+            "the view at line 28 makes 400 features but nn.Conv2d at line 19 (16 channels of 4x4) gives 256",
+        ),
+        (
+            SHAPED,
+            "nn.Conv2d(6, 16, 5)",
+            "nn.Conv2d(6, 32, 5)",
+            "makes 256 features but nn.Conv2d at line 19 (32 channels of 4x4) gives 512",
+        ),
+        (
+            CNN,
+            "nn.Conv2d(6, 16, 5)",
+            "nn.Conv2d(12, 16, 5)",
+            "nn.Conv2d at line 19 takes 12 input channels but gets 6 from nn.Conv2d at line 17",
+        ),
+        (
+            SEQ,
+            "nn.BatchNorm2d(16)",
+            "nn.BatchNorm2d(32)",
+            "nn.BatchNorm2d at line 15 takes 32 input channels but gets 16",
+        ),
+        (
+            SEQ,
+            "nn.Linear(32 * 7 * 7, 128)",
+            "nn.Linear(30 * 7 * 7, 128)",
+            "takes 1470 input features, not a multiple of the 32 channels",
+        ),
     ],
 )
 def test_a_variant_whose_layers_no_longer_chain_is_caught_before_training(source, old, new, expected):
@@ -124,7 +170,12 @@ def test_the_facts_of_a_pytorch_source():
     assert (facts.epochs, facts.batch_size, facts.optimizer, facts.learning_rate) == (3, 64, "SGD", 0.01)
     assert model_facts(SHAPED).input_shape == (1, 28, 28)
     examples = model_facts((GOLDEN / "torch_examples.before.py").read_text())  # argparse defaults
-    assert (examples.epochs, examples.batch_size, examples.optimizer, examples.learning_rate) == (14, 64, "Adadelta", 1.0)
+    assert (examples.epochs, examples.batch_size, examples.optimizer, examples.learning_rate) == (
+        14,
+        64,
+        "Adadelta",
+        1.0,
+    )
     mlp = model_facts((GOLDEN / "torch_mlp.before.py").read_text())  # Adam without lr: its default
     assert (mlp.epochs, mlp.learning_rate, [ly.units for ly in mlp.layers]) == (20, 1e-3, [32, 10])
     lightning = model_facts((GOLDEN / "torch_lightning.before.py").read_text())
@@ -136,16 +187,22 @@ def test_the_framework_is_the_recorded_one_else_the_classifiers():
     assert code_of(CNN) is Framework.PYTORCH and code_of(keras) is Framework.KERAS
     # A PyTorch script with an unrelated Keras import is PyTorch code: it gets the PyTorch rewrite.
     mixed = "from keras.utils import np_utils  # left over\n" + CNN
-    assert "self.conv3 = nn.Conv2d(16, 32, 3, padding=1)" in REGISTRY["add_conv_block"](filters=32).apply(mixed)
+    assert "self.conv3 = nn.Conv2d(16, 32, 3, padding=1)" in REGISTRY["add_conv_block"](filters=32).apply(
+        mixed
+    )
     # The recorded framework wins over the classifier's: Keras code read as PyTorch has no PyTorch model.
     result = apply_tweaks(keras, [AddDenseLayer(units=8)], framework="pytorch")
-    assert result.skipped == [("add_dense_layer", "no nn.Linear layer: there is no output layer to put a hidden layer before")]
+    assert result.skipped == [
+        ("add_dense_layer", "no nn.Linear layer: there is no output layer to put a hidden layer before")
+    ]
     assert apply_tweaks(keras, [AddDenseLayer(units=8)], framework="keras").applied
 
 
 def state(source: str, number: int, kind: Kind = Kind.CNN) -> SearchState:
     facts = model_facts(source)
-    return SearchState(kind=kind, framework="pytorch", facts=facts, target=0.8, seed=0, number=number, past=[])
+    return SearchState(
+        kind=kind, framework="pytorch", facts=facts, target=0.8, seed=0, number=number, past=[]
+    )
 
 
 @pytest.mark.parametrize("strategy", [TPE(), Ladder()], ids=lambda s: s.name)

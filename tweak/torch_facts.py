@@ -18,7 +18,16 @@ import libcst as cst
 
 from tweak.torch_flow import read, view_size
 from tweak.torch_model import Site, Source, Step
-from tweak.torch_training import DEFAULT_RATE, Values, epoch_loops, keyword, loaders, optimizers, rate_arg, trainers
+from tweak.torch_training import (
+    DEFAULT_RATE,
+    Values,
+    epoch_loops,
+    keyword,
+    loaders,
+    optimizers,
+    rate_arg,
+    trainers,
+)
 
 FACT_KINDS = ("conv", "pool", "global_pool", "dense", "flatten", "dropout")  # as tweak.facts names them
 SHAPE_MAKERS = ("torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty")
@@ -55,10 +64,16 @@ def torch_facts(module: cst.Module) -> TorchFacts:
     consts = Constants(values)
     layers: list[TorchLayer] = []
     for model in src.models:
-        steps = model.flow if model.flow is not None else [Step(s.spec.kind, s.call, s.line, s) for s in model.sites]
+        steps = (
+            model.flow
+            if model.flow is not None
+            else [Step(s.spec.kind, s.call, s.line, s) for s in model.sites]
+        )
         layers += [_layer(src, s, consts) for s in steps if s.kind in FACT_KINDS or s.kind == "view"]
     optimizer, rate = _rate(src, values)
-    return TorchFacts(layers, _epochs(src, values), _batch(src, values), optimizer, rate, _input_shape(src, consts))
+    return TorchFacts(
+        layers, _epochs(src, values), _batch(src, values), optimizer, rate, _input_shape(src, consts)
+    )
 
 
 def _layer(src: Source, step: Step, consts: Constants) -> TorchLayer:
@@ -66,12 +81,12 @@ def _layer(src: Source, step: Step, consts: Constants) -> TorchLayer:
     site = step.site
     if site is None:
         name = (src.names.full(step.node.func) or "").rsplit(".", 1)[-1] or "view"
-        window = consts.ints(_arg(step.node, 1, "kernel_size")) if kind == "pool" else None
+        window = consts.integers(_arg(step.node, 1, "kernel_size")) if kind == "pool" else None
         return TorchLayer(kind, name, step.line, pool=window)
     spec, call = site.spec, site.call
-    outs = consts.int(_arg(call, *spec.outs)) if spec.outs else None
-    window = consts.ints(_arg(call, *spec.window)) if spec.window else None
-    strides = consts.ints(_arg(call, *spec.stride)) if spec.stride else None
+    outs = consts.integer(_arg(call, *spec.outs)) if spec.outs else None
+    window = consts.integers(_arg(call, *spec.window)) if spec.window else None
+    strides = consts.integers(_arg(call, *spec.stride)) if spec.stride else None
     padding = _arg(call, *spec.padding) if spec.padding else None
     shown = cst.Module([]).code_for_node(padding).strip("\"'") if padding is not None else ""
     return TorchLayer(
@@ -136,7 +151,7 @@ def _input_shape(src: Source, consts: Constants) -> tuple[int, ...] | None:
         method = isinstance(func, cst.Attribute) and func.attr.value in ("view", "reshape")
         if len(args) != 4 or not (method or src.names.full(func) in SHAPE_MAKERS):
             continue
-        dims = [consts.int(a.value) for a in args]
+        dims = [consts.integer(a.value) for a in args]
         if all(isinstance(d, int) and d > 0 for d in dims[1:]):
             return tuple(d for d in dims[1:] if d is not None)
     return None
@@ -148,15 +163,15 @@ class Constants:
     def __init__(self, values: Values) -> None:
         self.values = values
 
-    def int(self, node: cst.BaseExpression | None) -> int | None:
+    def integer(self, node: cst.BaseExpression | None) -> int | None:
         value = self._value(node, 0)
         return value if isinstance(value, int) else None
 
-    def ints(self, node: cst.BaseExpression | None) -> tuple[int, ...] | None:
+    def integers(self, node: cst.BaseExpression | None) -> tuple[int, ...] | None:
         if isinstance(node, cst.Tuple):
-            items = [self.int(e.value) for e in node.elements]
+            items = [self.integer(e.value) for e in node.elements]
             return tuple(i for i in items if i is not None) if all(i is not None for i in items) else None
-        single = self.int(node)
+        single = self.integer(node)
         return (single, single) if single is not None else None
 
     def _value(self, node: cst.BaseExpression | None, depth: int) -> Any:
@@ -225,7 +240,7 @@ def _start(flow: list[Step], shape: tuple[int, ...] | None, consts: Constants) -
     first = next((s.site for s in flow if s.site is not None and s.kind in ("conv", "dense")), None)
     if shape is None or first is None or first.spec.kind != "conv" or first.spec.ins is None:
         return _Flowing()
-    if consts.int(_arg(first.call, *first.spec.ins)) != shape[0]:
+    if consts.integer(_arg(first.call, *first.spec.ins)) != shape[0]:
         return _Flowing()
     return _Flowing(channels=shape[0], spatial=list(shape[1:]), said=f"the input {'x'.join(map(str, shape))}")
 
@@ -235,7 +250,7 @@ def _step(step: Step, state: _Flowing, consts: Constants) -> str | None:
     if step.kind in ("opaque", "reshape"):  # nothing is known past a step the check cannot follow...
         state.channels = state.features = state.spatial = None
         state.flat = False
-        dims = [consts.int(a.value) for a in step.node.args] if step.kind == "reshape" else []
+        dims = [consts.integer(a.value) for a in step.node.args] if step.kind == "reshape" else []
         if len(dims) >= 3 and all(isinstance(d, int) and d > 0 for d in dims[1:]):  # ...but a reshape's
             state.channels, state.spatial = dims[1], [d for d in dims[2:] if d is not None]
             state.said = f"the reshape at line {step.line}"
@@ -247,7 +262,7 @@ def _step(step: Step, state: _Flowing, consts: Constants) -> str | None:
         return None
     if site is None or step.kind not in ("conv", "dense", "norm"):
         return None
-    size = consts.int(_arg(site.call, *site.spec.ins)) if site.spec.ins else None
+    size = consts.integer(_arg(site.call, *site.spec.ins)) if site.spec.ins else None
     have = state.features if state.flat else state.channels
     if step.kind == "dense" and not state.flat and state.channels is not None:
         have = None  # a Linear over the last axis of an image: not followed
@@ -265,7 +280,7 @@ def _step(step: Step, state: _Flowing, consts: Constants) -> str | None:
 
 
 def _made(site: Site, state: _Flowing, consts: Constants) -> None:
-    out = consts.int(_arg(site.call, *site.spec.outs)) if site.spec.outs else None
+    out = consts.integer(_arg(site.call, *site.spec.outs)) if site.spec.outs else None
     state.said = f"nn.{site.name} at line {site.line}"
     if site.spec.kind == "dense":
         state.flat, state.features, state.channels, state.spatial = True, out, None, None
@@ -277,12 +292,12 @@ def _made(site: Site, state: _Flowing, consts: Constants) -> None:
 
 def _sized(site: Site, sizes: list[int], consts: Constants) -> list[int] | None:
     spec = site.spec
-    kernel = consts.ints(_arg(site.call, *spec.window)) if spec.window else None
-    stride = consts.ints(_arg(site.call, *spec.stride)) if spec.stride else None
+    kernel = consts.integers(_arg(site.call, *spec.window)) if spec.window else None
+    stride = consts.integers(_arg(site.call, *spec.stride)) if spec.stride else None
     padding_node = _arg(site.call, *spec.padding) if spec.padding else None
     if isinstance(padding_node, cst.SimpleString):
         return sizes if padding_node.evaluated_value == "same" else None
-    padding = consts.ints(padding_node) if padding_node is not None else (0, 0)
+    padding = consts.integers(padding_node) if padding_node is not None else (0, 0)
     if kernel is None or padding is None or len(kernel) != len(sizes):
         return None
     stride = stride or (1,) * len(sizes)
@@ -296,14 +311,14 @@ def _pooled(step: Step, state: _Flowing, consts: Constants) -> None:
         return
     if step.kind == "global_pool":
         node = _arg(step.site.call, 0, "output_size") if step.site else _arg(step.node, 1, "output_size")
-        out = consts.ints(node)
+        out = consts.integers(node)
         state.spatial = list(out) if out and len(out) == len(state.spatial) else None
         return
     call = step.site.call if step.site else step.node
     offset = 0 if step.site else 1
-    kernel = consts.ints(_arg(call, offset, "kernel_size"))
-    stride = consts.ints(_arg(call, offset + 1, "stride")) or kernel
-    padding = consts.ints(_arg(call, offset + 2, "padding")) or (0, 0)
+    kernel = consts.integers(_arg(call, offset, "kernel_size"))
+    stride = consts.integers(_arg(call, offset + 1, "stride")) or kernel
+    padding = consts.integers(_arg(call, offset + 2, "padding")) or (0, 0)
     if kernel is None or stride is None or len(kernel) != len(state.spatial):
         state.spatial = None
         return
@@ -323,11 +338,13 @@ def _flatten(step: Step, state: _Flowing, consts: Constants) -> str | None:
     if step.kind != "view":
         return None
     arg = view_size(step)
-    size = consts.int(arg.value) if arg is not None else None
+    size = consts.integer(arg.value) if arg is not None else None
     if size is not None and state.features is not None and size != state.features:
         return f"the view at line {step.line} makes {size} features but {state.said} gives {state.features}"
     if size is not None and state.features is None and state.channels and size % state.channels:
-        return f"the view at line {step.line} makes {size} features, not a multiple of {state.channels} channels"
+        return (
+            f"the view at line {step.line} makes {size} features, not a multiple of {state.channels} channels"
+        )
     if size is not None:
         state.features, state.said = size, f"the view at line {step.line}"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -149,7 +150,9 @@ def _class_model(src: Source, cls: cst.ClassDef, claimed: set[int]) -> Model | N
     forward = methods.get("forward")
     flow = _flow(info, forward, 0) if forward is not None else None
     attrs = set(methods) | set(info.layers) | set(info.boxes) | set(info.others)
-    return Model(cls.name.value, src.line(cls), sorted(sites, key=lambda s: s.line), flow, init, forward, attrs)
+    return Model(
+        cls.name.value, src.line(cls), sorted(sites, key=lambda s: s.line), flow, init, forward, attrs
+    )
 
 
 def _self_assignments(init: cst.FunctionDef) -> list[tuple[cst.SimpleStatementLine, str, cst.BaseExpression]]:
@@ -247,7 +250,7 @@ def _steps_of(info: _Class, call: cst.Call, depth: int) -> list[Step]:
     return [Step("opaque", call, line, what=f"{_show(func)}(...)")]
 
 
-def _view(call: cst.Call, line: int, args: tuple[cst.Arg, ...] | list[cst.Arg]) -> Step:
+def _view(call: cst.Call, line: int, args: Sequence[cst.Arg]) -> Step:
     """``x.view(-1, N)``: a flatten to N features ("view"); ``x.view(n, -1)``: a plain flatten."""
     values = [a.value for a in args]
     if len(values) == 1 and isinstance(values[0], cst.Tuple):

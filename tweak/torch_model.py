@@ -14,11 +14,16 @@ belong to); the facts and the shape check read the same analysis.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 Arg = tuple[int, str]  # an argument's position and keyword
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,11 @@ def _specs() -> dict[str, Spec]:
         sizes = {"ins": (0, "in_channels"), "outs": (1, "out_channels")}
         specs[f"Conv{d}d"] = Spec("conv", lazy=f"LazyConv{d}d", **sizes, **conv)  # type: ignore[arg-type]
         specs[f"ConvTranspose{d}d"] = Spec(
-            "conv", lazy=f"LazyConvTranspose{d}d", transposed=True, **sizes, **conv  # type: ignore[arg-type]
+            "conv",
+            lazy=f"LazyConvTranspose{d}d",
+            transposed=True,
+            **sizes,
+            **conv,
         )
         specs[f"LazyConv{d}d"] = Spec("conv", outs=(0, "out_channels"), **lazy_conv)  # type: ignore[arg-type]
         for norm in ("BatchNorm", "InstanceNorm"):
@@ -58,8 +67,8 @@ def _specs() -> dict[str, Spec]:
     specs["GroupNorm"] = Spec("norm", (1, "num_channels"), (1, "num_channels"))
     specs["Flatten"] = Spec("flatten")
     specs["Dropout"] = specs["AlphaDropout"] = Spec("dropout")
-    for act in """ReLU ReLU6 LeakyReLU ELU GELU SELU SiLU Mish Sigmoid Tanh Softmax LogSoftmax Softplus
-        Hardswish Hardtanh PReLU Identity""".split():
+    for act in _words("""ReLU ReLU6 LeakyReLU ELU GELU SELU SiLU Mish Sigmoid Tanh Softmax LogSoftmax Softplus
+        Hardswish Hardtanh PReLU Identity"""):
         specs[act] = Spec("act")
     return specs
 
@@ -68,27 +77,28 @@ SPECS: dict[str, Spec] = _specs()
 # torch.nn.functional.<name> and torch.<name> in forward, by what they do to the size of the data.
 FUNCTIONAL: dict[str, str] = {
     **dict.fromkeys(
-        """relu relu6 leaky_relu elu gelu selu silu mish sigmoid tanh softmax log_softmax softplus
-        hardswish""".split(),
+        _words("""relu relu6 leaky_relu elu gelu selu silu mish sigmoid tanh softmax log_softmax softplus
+        hardswish"""),
         "act",
     ),
-    **dict.fromkeys("dropout dropout1d dropout2d dropout3d alpha_dropout".split(), "dropout"),
-    **dict.fromkeys("max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d".split(), "pool"),
+    **dict.fromkeys(_words("dropout dropout1d dropout2d dropout3d alpha_dropout"), "dropout"),
+    **dict.fromkeys(_words("max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d"), "pool"),
     **dict.fromkeys(
-        "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool2d".split(), "global_pool"
+        _words("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool2d"),
+        "global_pool",
     ),
     "flatten": "flatten",
 }
 TENSOR_METHODS: dict[str, str] = {
-    **dict.fromkeys("relu sigmoid tanh softmax log_softmax".split(), "act"),
+    **dict.fromkeys(_words("relu sigmoid tanh softmax log_softmax"), "act"),
     "flatten": "flatten",
     "view": "view",
     "reshape": "view",
 }
 # Calls in forward that do not change what flows (or only look at it).
 IGNORED = frozenset(
-    """size dim float double half long int to cpu cuda contiguous detach unsqueeze squeeze type clone numel
-    item print len isinstance range getattr hasattr super log log_dict no_grad""".split()
+    _words("""size dim float double half long int to cpu cuda contiguous detach unsqueeze squeeze type clone numel
+    item print len isinstance range getattr hasattr super log log_dict no_grad""")
 )
 
 
@@ -213,7 +223,7 @@ class _Index(cst.CSTVisitor):
     def on_leave(self, original_node: cst.CSTNode) -> None:
         self.stack.pop()
 
-    def of(self, *kinds: type) -> list:  # type: ignore[type-arg]
+    def of(self, *kinds: type) -> list[Any]:
         return [node for kind in kinds for node in self.found.get(kind, [])]
 
 

@@ -32,7 +32,9 @@ DEFAULT_RATE: dict[str, float] = {
     "SparseAdam": 1e-3,
 }
 TRAINERS = ("pytorch_lightning.", "lightning.", "lightning.pytorch.")
-EVAL_WORDS = re.compile(r"(^|[^a-z])(test|val|valid|validation|eval|dev)([^a-z]|$)|(test|val)_?(loader|set|ds|data)")
+EVAL_WORDS = re.compile(
+    r"(^|[^a-z])(test|val|valid|validation|eval|dev)([^a-z]|$)|(test|val)_?(loader|set|ds|data)"
+)
 TRAIN_WORDS = re.compile(r"train")
 
 
@@ -106,9 +108,8 @@ class Values:
                     if isinstance(element, cst.DictElement) and isinstance(element.key, cst.SimpleString):
                         key = str(element.key.evaluated_value)
                         self.keys.setdefault((target.value, key), []).append(element.value)
-        elif isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
-            if target.value.value == "self":
-                self.selfs.setdefault(target.attr.value, []).append(value)
+        elif isinstance(target, cst.Attribute) and _is_self(target.value):
+            self.selfs.setdefault(target.attr.value, []).append(value)
 
     def _option(self, call: cst.Call) -> None:
         """argparse's ``add_argument("--lr", default=...)``."""
@@ -118,6 +119,10 @@ class Values:
         dest = _dest(call)
         if default is not None and dest:
             self.options.setdefault(dest, []).append(default)
+
+
+def _is_self(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "self"
 
 
 def _key(node: cst.Subscript) -> str | None:
@@ -132,7 +137,11 @@ def _dest(call: cst.Call) -> str | None:
     for arg in call.args:
         if arg.keyword and arg.keyword.value == "dest" and isinstance(arg.value, cst.SimpleString):
             return str(arg.value.evaluated_value)
-    flags = [str(a.value.evaluated_value) for a in call.args if not a.keyword and isinstance(a.value, cst.SimpleString)]
+    flags = [
+        str(a.value.evaluated_value)
+        for a in call.args
+        if not a.keyword and isinstance(a.value, cst.SimpleString)
+    ]
     long = [f for f in flags if f.startswith("--")]
     chosen = long[0] if long else flags[0] if flags else None
     return chosen.lstrip("-").replace("-", "_") if chosen else None
@@ -192,19 +201,31 @@ def _count(call: cst.Call) -> tuple[cst.BaseExpression, int] | None:
             return None
         start = int(first)
     stop = args[-1]
-    if isinstance(stop, cst.BinaryOperation) and isinstance(stop.operator, cst.Add) and number(stop.right) is not None:
+    if (
+        isinstance(stop, cst.BinaryOperation)
+        and isinstance(stop.operator, cst.Add)
+        and number(stop.right) is not None
+    ):
         return stop.left, start - int(number(stop.right) or 0)
     return stop, start
 
 
 def trainers(src: Source) -> list[cst.Call]:
     """Lightning's ``Trainer(...)`` calls."""
-    return [c for c in src.calls if (src.names.full(c.func) or "").startswith(TRAINERS) and _last(c) == "Trainer"]
+    return [
+        c for c in src.calls if (src.names.full(c.func) or "").startswith(TRAINERS) and _last(c) == "Trainer"
+    ]
 
 
 def _last(call: cst.Call) -> str:
     func = call.func
-    return func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else ""
+    return (
+        func.value
+        if isinstance(func, cst.Name)
+        else func.attr.value
+        if isinstance(func, cst.Attribute)
+        else ""
+    )
 
 
 def keyword(call: cst.Call, name: str, position: int | None = None) -> cst.Arg | None:

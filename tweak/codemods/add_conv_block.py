@@ -8,8 +8,8 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
-from tweak.codemods.torch_conv_block import add_conv_block
 from tweak.codemods.base import Tweak, insert_layers, last_name, layers_of, make_call, needs_import, sibling
+from tweak.codemods.torch_conv_block import add_conv_block
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
-from tweak.codemods.torch_hidden_layer import add_hidden_layer as add_hidden_layer_torch
 from tweak.codemods.base import Tweak, insert_layers, layers_of, make_call
+from tweak.codemods.torch_hidden_layer import add_hidden_layer as add_hidden_layer_torch
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
-from tweak.codemods.torch_dropout import add_dropout as add_dropout_torch
 from tweak.codemods.base import (
     Tweak,
     arg_value,
@@ -22,6 +21,7 @@ from tweak.codemods.base import (
     sibling,
     with_arg,
 )
+from tweak.codemods.torch_dropout import add_dropout as add_dropout_torch
 
 
 class _RaiseRates(cst.CSTTransformer):

@@ -9,8 +9,8 @@ import libcst.matchers as m
 from libcst.codemod import CodemodContext
 
 from mlops.classify import Framework
-from tweak.codemods.torch_rescale import add_rescaling
 from tweak.codemods.base import Tweak, insert_layers, layers_of, needs_import, sibling
+from tweak.codemods.torch_rescale import add_rescaling
 
 INPUT_SHAPE = ("input_shape", "input_dim", "batch_input_shape")
 

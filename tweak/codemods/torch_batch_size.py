@@ -16,7 +16,9 @@ from tweak.torch_training import Loader, Values, loaders
 DESCRIPTION = "Set batch_size of the training DataLoader (or the value only it reads), not the test one."
 
 
-def set_batch_size(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+def set_batch_size(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
     src = read(module)
     values = Values(src)
     found = loaders(src, values)

@@ -31,7 +31,9 @@ BETWEEN = ("act", "norm", "pool", "dropout")  # what a convolution block holds a
 AFTER = ("flatten", "view", "global_pool", "dense")  # where the convolution blocks end
 
 
-def add_conv_block(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+def add_conv_block(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
     src = read(module)
     model = main_model(src, "conv")
     if model is None or model.flow is None:
@@ -62,7 +64,13 @@ def add_conv_block(tweak: Any, module: cst.Module, context: CodemodContext, quot
 
 
 def _place(
-    tweak: Any, src: Source, model: Model, around: tuple[Step, Step], conv: Site, context: CodemodContext, edits: Edits
+    tweak: Any,
+    src: Source,
+    model: Model,
+    around: tuple[Step, Step],
+    conv: Site,
+    context: CodemodContext,
+    edits: Edits,
 ) -> None:
     """The new layers, between the two steps ``around``: in a Sequential, or bound and used in forward."""
     prev, nxt = around
@@ -71,13 +79,19 @@ def _place(
     assert channels is not None
     name = conv.name.replace("Lazy", "").replace("Transpose", "")
     args: list[tuple[str | None, object]] = [(None, channels.value), (None, int(tweak.filters)), (None, 3)]
-    new = layer_call(conv.call, name, [*args, ("padding", 1)], context, src)
+    new = layer_call(conv.call, name, [*args, ("padding", 1)], context)
     for step, offset in ((prev, 1), (nxt, 0)):
         box = step.site.container if step.site else None
-        if box is not None and step.site is not None and (offset == 0 or nxt.site is None or nxt.site.container is not box):
+        if (
+            box is not None
+            and step.site is not None
+            and (offset == 0 or nxt.site is None or nxt.site.container is not box)
+        ):
             if box.keyed:
                 raise tweak.not_applicable("the convolutions are in an nn.Sequential(OrderedDict(...))")
-            edits.call(box.call).inserts.append((step.site.index + offset, [new, layer_call(conv.call, "ReLU", [], context, src)]))
+            edits.call(box.call).inserts.append(
+                (step.site.index + offset, [new, layer_call(conv.call, "ReLU", [], context)])
+            )
             return
     anchor = anchor_of(model, conv)
     use = nxt.use or nxt.node

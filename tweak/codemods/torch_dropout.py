@@ -26,7 +26,9 @@ DESCRIPTION = "Add nn.Dropout(p) before the output nn.Linear; raise a lower drop
 DEFAULT_P = 0.5  # nn.Dropout() and F.dropout(x)
 
 
-def add_dropout(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+def add_dropout(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
     src = read(module)
     model = main_model(src, "dense")
     if model is None or model.flow is None:
@@ -41,18 +43,26 @@ def add_dropout(tweak: Any, module: cst.Module, context: CodemodContext, quote: 
         for step in drops:
             where = (0, "p") if step.site else (1, "p")
             arg = arg_value(step.node, *where)
-            old = float(arg.value.evaluated_value) if arg and isinstance(arg.value, cst.Float | cst.Integer) else None
+            old = (
+                float(arg.value.evaluated_value)
+                if arg and isinstance(arg.value, cst.Float | cst.Integer)
+                else None
+            )
             if arg is not None and old is None:
                 continue  # a rate the code computes: left as written
             if (old if old is not None else DEFAULT_P) < rate:
                 edits.set_arg(step.node, where, literal(rate))
-                raised.append(f"dropout {old if old is not None else DEFAULT_P:g} -> {rate:g} at line {step.line}")
+                raised.append(
+                    f"dropout {old if old is not None else DEFAULT_P:g} -> {rate:g} at line {step.line}"
+                )
         if not raised:
-            raise tweak.not_applicable(f"the output layer already has a dropout of at least {rate:g} before it")
+            raise tweak.not_applicable(
+                f"the output layer already has a dropout of at least {rate:g} before it"
+            )
         return src.module.visit(edits), ", ".join(raised)
     out = flow[last].site
     assert out is not None
-    new = layer_call(out.call, "Dropout", [(None, rate)], context, src)
+    new = layer_call(out.call, "Dropout", [(None, rate)], context)
     if out.container is not None:
         if out.container.keyed:
             raise tweak.not_applicable("the output layer is in an nn.Sequential(OrderedDict(...))")

@@ -6,7 +6,7 @@ bound in ``__init__`` and applied in ``forward``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -21,7 +21,9 @@ Build = Callable[[cst.BaseExpression], cst.BaseExpression]  # wraps the tensor t
 
 @dataclass
 class CallEdit:
-    sets: dict[str, tuple[int, cst.BaseExpression]] = field(default_factory=dict)  # keyword: (position, value)
+    sets: dict[str, tuple[int, cst.BaseExpression]] = field(
+        default_factory=dict
+    )  # keyword: (position, value)
     lazy: str | None = None  # the lazy class to become, dropping the input size argument
     drop: tuple[int, str] | None = None
     inserts: list[tuple[int, list[cst.BaseExpression]]] = field(default_factory=list)  # Sequential elements
@@ -50,7 +52,7 @@ class Edits(cst.CSTTransformer):
     def empty(self) -> bool:
         return not (self.calls or self.replace or self.before or self.after)
 
-    def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+    def on_leave(self, original_node, updated_node):  # noqa: ANN001, ANN201 (LibCST's generic hook)
         updated = super().on_leave(original_node, updated_node)
         if isinstance(updated, cst.Call) and original_node in self.calls:
             updated = _edited(updated, self.calls[original_node])
@@ -60,7 +62,9 @@ class Edits(cst.CSTTransformer):
             updated = updated.with_changes(body=self._around(original_node.body, updated.body))
         return updated
 
-    def _around(self, original: tuple, updated: tuple) -> list:  # type: ignore[type-arg]
+    def _around(
+        self, original: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
+    ) -> list[cst.BaseStatement]:
         body: list[cst.BaseStatement] = []
         for old, new in zip(original, updated, strict=True):
             body += self.before.get(old, [])
@@ -98,12 +102,13 @@ def insert_args(call: cst.Call, index: int, values: list[cst.BaseExpression]) ->
 # -- adding layers --------------------------------------------------------------------------------------
 
 
-def layer_call(like: cst.Call, name: str, args: list[tuple[str | None, object]], context: CodemodContext, src: Source) -> cst.Call:
+def layer_call(
+    like: cst.Call, name: str, args: list[tuple[str | None, object]], context: CodemodContext
+) -> cst.Call:
     """A ``nn.<name>(...)`` call spelled as ``like`` is (``nn.Linear`` -> ``nn.ReLU``; a bare name imported)."""
     if isinstance(like.func, cst.Name):
         AddImportsVisitor.add_needed_import(context, "torch.nn", name)
-    del src
-    return make_call(sibling(like.func, name), args)  # type: ignore[arg-type]
+    return make_call(sibling(like.func, name), args)
 
 
 def free_name(model: Model, base: str) -> str:
@@ -129,7 +134,11 @@ def apply_before(edits: Edits, src: Source, use: cst.Call, tensor: cst.BaseExpre
     """Make ``build`` apply to ``tensor``, the input of ``use`` in forward: a line ``x = build(x)`` before
     the statement when the input is a plain name, else the input wrapped in place."""
     stmt = src.statement(use)
-    if isinstance(tensor, cst.Name) and stmt is not None and isinstance(src.parents.get(stmt), cst.IndentedBlock):
+    if (
+        isinstance(tensor, cst.Name)
+        and stmt is not None
+        and isinstance(src.parents.get(stmt), cst.IndentedBlock)
+    ):
         target = cst.AssignTarget(cst.Name(tensor.value))
         line = cst.SimpleStatementLine([cst.Assign([target], build(cst.Name(tensor.value)))])
         edits.before.setdefault(stmt, []).append(line)
@@ -140,9 +149,11 @@ def apply_before(edits: Edits, src: Source, use: cst.Call, tensor: cst.BaseExpre
 
 def input_of(call: cst.Call) -> cst.BaseExpression | None:
     """The tensor a call in forward takes: ``x`` of ``self.fc(x)``, ``torch.flatten(x, 1)``, ``x.view(...)``."""
-    if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("view", "reshape", "flatten"):
-        if not (isinstance(call.func.value, cst.Name) and call.func.value.value == "torch"):
-            return call.func.value
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in ("view", "reshape", "flatten"):
+        receiver = func.value
+        if not (isinstance(receiver, cst.Name) and receiver.value == "torch"):
+            return receiver
     return call.args[0].value if call.args else None
 
 

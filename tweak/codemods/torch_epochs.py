@@ -23,7 +23,9 @@ def set_epochs(tweak: Any, module: cst.Module, context: CodemodContext, quote: s
     edits = Edits()
     said: list[str] = []
     for loop in epoch_loops(src):
-        said.append(_set(edits, values, loop.count, epochs, loop.offset, f"the epoch loop at line {loop.line}"))
+        said.append(
+            _set(edits, values, loop.count, epochs, loop.offset, f"the epoch loop at line {loop.line}")
+        )
     for trainer in trainers(src):
         arg = keyword(trainer, "max_epochs")
         if arg is None:
@@ -36,7 +38,9 @@ def set_epochs(tweak: Any, module: cst.Module, context: CodemodContext, quote: s
     return src.module.visit(edits), ", ".join(dict.fromkeys(said))
 
 
-def _set(edits: Edits, values: Values, count: cst.BaseExpression, epochs: int, offset: int, where: str) -> str:
+def _set(
+    edits: Edits, values: Values, count: cst.BaseExpression, epochs: int, offset: int, where: str
+) -> str:
     """The number of epochs where ``count`` is written (or in its place), and what was done in words."""
     new = cst.Integer(str(epochs + offset))
     written = values.resolve(count)

@@ -15,14 +15,18 @@ from tweak.codemods.torch_edits import Edits
 from tweak.torch_flow import read
 from tweak.torch_model import Source
 
-DESCRIPTION = "Divide the inputs by 255 where they become float tensors (or in forward) unless already scaled."
+DESCRIPTION = (
+    "Divide the inputs by 255 where they become float tensors (or in forward) unless already scaled."
+)
 SCALERS = ("ToTensor", "Normalize", "ToDtype", "Rescale")
 FLOATS = ("torch.float32", "torch.float", "torch.float64", "torch.double", "torch.half", "torch.float16")
 LABELS = re.compile(r"(^|[^a-z])(y|labels?|targets?|classes)([^a-z]|$)")
 MAKERS = ("torch.tensor", "torch.as_tensor", "torch.from_numpy")
 
 
-def add_rescaling(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+def add_rescaling(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
     src = read(module)
     scaled = _already_scaled(src)
     if scaled:
@@ -113,7 +117,9 @@ def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tup
     """``x = x / 255.0`` first in the model's forward, when the code makes no float tensor itself."""
     models = [m for m in src.models if m.forward is not None]
     if not models:
-        raise tweak.not_applicable("no float tensor is made from the data, and no forward to scale the inputs in")
+        raise tweak.not_applicable(
+            "no float tensor is made from the data, and no forward to scale the inputs in"
+        )
     forward = models[-1].forward
     assert forward is not None
     params = [p.name.value for p in forward.params.params]

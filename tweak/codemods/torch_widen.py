@@ -14,20 +14,30 @@ from tweak.codemods.torch_edits import Edits, input_of, number_arg
 from tweak.torch_flow import Follow, follow, read, rescaled, view_size
 from tweak.torch_model import Model, Source
 
-DESCRIPTION = "Widen nn.Conv2d out_channels or hidden nn.Linear out_features, keeping what follows consistent."
+DESCRIPTION = (
+    "Widen nn.Conv2d out_channels or hidden nn.Linear out_features, keeping what follows consistent."
+)
 
 Op = Callable[[Edits], None]
 
 
-def widen_filters(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
-    return _widen(tweak, module, "filters", lambda m: [i for i, s in enumerate(m.flow or []) if s.kind == "conv"])
+def widen_filters(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
+    return _widen(
+        tweak, module, "filters", lambda m: [i for i, s in enumerate(m.flow or []) if s.kind == "conv"]
+    )
 
 
-def widen_units(tweak: Any, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
+def widen_units(
+    tweak: Any, module: cst.Module, context: CodemodContext, quote: str
+) -> tuple[cst.Module, str]:
     return _widen(tweak, module, "hidden units", Model.hidden_dense)
 
 
-def _widen(tweak: Any, module: cst.Module, what: str, targets: Callable[[Model], list[int]]) -> tuple[cst.Module, str]:
+def _widen(
+    tweak: Any, module: cst.Module, what: str, targets: Callable[[Model], list[int]]
+) -> tuple[cst.Module, str]:
     src = read(module)
     edits = Edits()
     changed: list[str] = []
@@ -47,7 +57,9 @@ def _widen(tweak: Any, module: cst.Module, what: str, targets: Callable[[Model],
     return src.module.visit(edits), f"{what} " + ", ".join(changed) + "".join(f"; {n}" for n in lazy)
 
 
-def _widen_one(src: Source, model: Model, index: int, factor: float, edits: Edits, notes: list[str]) -> str | None:
+def _widen_one(
+    src: Source, model: Model, index: int, factor: float, edits: Edits, notes: list[str]
+) -> str | None:
     assert model.flow is not None
     site = model.flow[index].site
     if site is None or site.spec.outs is None:
