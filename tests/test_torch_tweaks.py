@@ -12,7 +12,7 @@ import pytest
 
 from mlops.classify import Framework
 from mlops.domain import Kind
-from tweak.codemods import REGISTRY, AddDenseLayer, ScaleFilters, SetEpochs, apply_tweaks
+from tweak.codemods import REGISTRY, AddDenseLayer, ScaleFilters, SetEpochs, TweakNotApplicable, apply_tweaks
 from tweak.facts import check_variant, model_facts
 from tweak.framework import code_of
 from tweak.strategies import TPE, Ladder, SearchState
@@ -226,3 +226,61 @@ def test_every_pytorch_codemod_module_has_a_one_line_description():
             continue
         module = importlib.import_module(f"tweak.codemods.{path.stem}")
         assert module.DESCRIPTION and "\n" not in module.DESCRIPTION, path.name
+
+
+RESIDUAL = """import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x) + x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.block = Block(16)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.block(self.stem(x))), 1))
+
+
+def train(model, epochs=3):
+    for epoch in range(epochs):
+        pass
+
+
+train(Net(), epochs=5)
+"""
+
+
+def test_a_block_the_flow_cannot_follow_stops_widening_and_the_model_is_the_outermost_one():
+    with pytest.raises(
+        TweakNotApplicable, match=r"nn.Conv2d at line 18 kept: its output goes through self.block"
+    ):
+        ScaleFilters(factor=2).apply(RESIDUAL)
+    scaled = REGISTRY["add_rescaling"]().edit(RESIDUAL)
+    assert scaled.description == "divide the inputs by 255 first in Net.forward"  # not in the Block's
+
+
+def test_epochs_read_from_a_parameter_are_set_where_the_function_is_called_too():
+    done = SetEpochs(epochs=12).edit(RESIDUAL)
+    assert "def train(model, epochs=12):" in done.source and "train(Net(), epochs=12)" in done.source
+
+
+def test_the_one_loader_that_does_not_evaluate_is_the_training_one():
+    source = (
+        "import torch\nfrom torch.utils.data import DataLoader\n"
+        "loader = DataLoader(ds, 32)\nval_loader = DataLoader(val_ds, 32)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    )
+    after = REGISTRY["set_batch_size"](batch_size=8).apply(source)
+    assert "loader = DataLoader(ds, 8)" in after and "val_loader = DataLoader(val_ds, 32)" in after

@@ -48,6 +48,11 @@ def find_models(src: Source) -> list[Model]:
     return sorted(models, key=lambda m: m.line)
 
 
+def outermost(models: list[Model]) -> list[Model]:
+    """The models no other model builds (a ResNet, not its blocks), in file order."""
+    return [m for m in models if not any(m.name in other.uses for other in models if other is not m)]
+
+
 def _bound_name(src: Source, call: cst.Call) -> str | None:
     parent = src.parents.get(call)
     if isinstance(parent, cst.Assign) and isinstance(parent.targets[0].target, cst.Name):
@@ -127,6 +132,7 @@ class _Class:
     layers: dict[str, Site] = field(default_factory=dict)
     boxes: dict[str, Container] = field(default_factory=dict)
     others: dict[str, str] = field(default_factory=dict)  # self.<attr> bound to something else
+    uses: set[str] = field(default_factory=set)  # the classes it builds
 
 
 def _class_model(src: Source, cls: cst.ClassDef, claimed: set[int]) -> Model | None:
@@ -144,15 +150,15 @@ def _class_model(src: Source, cls: cst.ClassDef, claimed: set[int]) -> Model | N
             info.layers[attr] = Site(value, layer[0], layer[1], src.line(value), attr, stmt)
         else:
             info.others[attr] = f"{_show(value.func)}(...)"
+            info.uses.add(_last(value.func) or "")
     sites = list(info.layers.values()) + [s for box in info.boxes.values() for s in _sites_of(box)]
     if not sites:
         return None
     forward = methods.get("forward")
     flow = _flow(info, forward, 0) if forward is not None else None
     attrs = set(methods) | set(info.layers) | set(info.boxes) | set(info.others)
-    return Model(
-        cls.name.value, src.line(cls), sorted(sites, key=lambda s: s.line), flow, init, forward, attrs
-    )
+    sites.sort(key=lambda s: s.line)
+    return Model(cls.name.value, src.line(cls), sites, flow, init, forward, attrs, info.uses)
 
 
 def _self_assignments(init: cst.FunctionDef) -> list[tuple[cst.SimpleStatementLine, str, cst.BaseExpression]]:

@@ -147,6 +147,7 @@ class Model:
     init: cst.FunctionDef | None = None
     forward: cst.FunctionDef | None = None
     attrs: set[str] = field(default_factory=set)  # names the class already binds or defines
+    uses: set[str] = field(default_factory=set)  # the classes its __init__ builds (other models: blocks)
 
     def hidden_dense(self) -> list[int]:
         """Flow positions of the Linear layers before the last one."""
@@ -252,6 +253,7 @@ class Source:
         self.fors: list[cst.For] = index.of(cst.For)
         self.assigns: list[cst.Assign | cst.AnnAssign] = index.of(cst.Assign, cst.AnnAssign)
         self.params: list[cst.Param] = index.of(cst.Param)
+        self.functions: list[cst.FunctionDef] = index.of(cst.FunctionDef)
         self.names = Names(index.of(cst.Import, cst.ImportFrom))
         self.models: list[Model] = []  # filled by tweak.torch_flow.read
 

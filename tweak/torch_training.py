@@ -74,6 +74,11 @@ class Values:
                 self.params.setdefault(param.name.value, []).append(param.default)
         for call in src.calls:
             self._option(call)
+        called: dict[str, list[cst.Call]] = {}
+        for call in src.calls:
+            called.setdefault(_last(call), []).append(call)
+        for func in src.functions:
+            self._passed(func, called)
 
     def resolve(self, node: cst.BaseExpression, depth: int = 0) -> list[Written]:
         """The numbers ``node`` reads, where they are written; [] when not a number found in the code."""
@@ -110,6 +115,24 @@ class Values:
                         self.keys.setdefault((target.value, key), []).append(element.value)
         elif isinstance(target, cst.Attribute) and _is_self(target.value):
             self.selfs.setdefault(target.attr.value, []).append(value)
+
+    def _passed(self, func: cst.FunctionDef, called: dict[str, list[cst.Call]]) -> None:
+        """What the code's calls of a function it defines pass to its parameters (``train(model, epochs=5)``);
+        an ``__init__``'s calls are its class's."""
+        names = [p.name.value for p in func.params.params]
+        offset = 1 if names[:1] in (["self"], ["cls"]) else 0
+        name = func.name.value
+        if name == "__init__":
+            owner = self.src.parents.get(self.src.parents.get(func) or func)
+            name = owner.name.value if isinstance(owner, cst.ClassDef) else name
+        for call in called.get(name, []):
+            positional = [a for a in call.args if a.keyword is None and not a.star]
+            for index, arg in enumerate(positional):
+                if index + offset < len(names):
+                    self.params.setdefault(names[index + offset], []).append(arg.value)
+            for arg in call.args:
+                if arg.keyword is not None and arg.keyword.value in names:
+                    self.params.setdefault(arg.keyword.value, []).append(arg.value)
 
     def _option(self, call: cst.Call) -> None:
         """argparse's ``add_argument("--lr", default=...)``."""
@@ -186,8 +209,9 @@ def _range_of(node: cst.BaseExpression) -> cst.Call | None:
 
 
 def _is_epoch_loop(loop: cst.For, call: cst.Call) -> bool:
-    text = cst.Module([]).code_for_node(loop.target) + cst.Module([]).code_for_node(call)
-    return "epoch" in text.lower()
+    """``for epoch in ...``, ``for ep in ...``, or a loop over ``range(EPOCHS)``."""
+    target = cst.Module([]).code_for_node(loop.target).lower()
+    return "epoch" in target or target == "ep" or "epoch" in cst.Module([]).code_for_node(call).lower()
 
 
 def _count(call: cst.Call) -> tuple[cst.BaseExpression, int] | None:
@@ -272,8 +296,9 @@ def loaders(src: Source, values: Values) -> list[Loader]:
             if arg.star == "**" and isinstance(arg.value, cst.Name):
                 via = next(iter(values.keys.get((arg.value.value, "batch_size"), [])), None)
         found.append(Loader(call, _trains(src, call), keyword(call, "batch_size", 1), via))
-    if not any(loader.training for loader in found) and len(found) == 1:
-        found = [Loader(found[0].call, True, found[0].batch, found[0].via)]
+    unknown = [loader for loader in found if loader.training is None]
+    if not any(loader.training for loader in found) and len(unknown) == 1:  # the one that does not evaluate
+        found = [Loader(x.call, True, x.batch, x.via) if x is unknown[0] else x for x in found]
     return found
 
 

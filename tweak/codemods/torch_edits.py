@@ -14,6 +14,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from tweak.codemods.base import arg_value, literal, make_call, sibling, with_arg
+from tweak.torch_flow import outermost
 from tweak.torch_model import Model, Site, Source
 
 Build = Callable[[cst.BaseExpression], cst.BaseExpression]  # wraps the tensor that flows: x -> F.relu(x)
@@ -183,7 +184,7 @@ def as_literal(value: float) -> cst.BaseExpression:
 
 def main_model(src: Source, kind: str) -> Model | None:
     """The model a layer is added to: the last one in the file whose forward has a layer of ``kind``."""
-    found = [m for m in src.models if any(s.kind == kind and s.site for s in m.flow or [])]
+    found = [m for m in outermost(src.models) if any(s.kind == kind and s.site for s in m.flow or [])]
     return found[-1] if found else None
 
 

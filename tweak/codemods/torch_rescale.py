@@ -12,7 +12,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tweak.codemods.torch_edits import Edits
-from tweak.torch_flow import read
+from tweak.torch_flow import outermost, read
 from tweak.torch_model import Source
 
 DESCRIPTION = (
@@ -115,7 +115,7 @@ def _text(node: cst.CSTNode) -> str:
 
 def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tuple[cst.Module, str]:
     """``x = x / 255.0`` first in the model's forward, when the code makes no float tensor itself."""
-    models = [m for m in src.models if m.forward is not None]
+    models = [m for m in outermost(src.models) if m.forward is not None]
     if not models:
         raise tweak.not_applicable(
             "no float tensor is made from the data, and no forward to scale the inputs in"
@@ -123,8 +123,10 @@ def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tup
     forward = models[-1].forward
     assert forward is not None
     params = [p.name.value for p in forward.params.params]
-    if len(params) < 2 or not isinstance(forward.body, cst.IndentedBlock):
+    if len(params) < 2:
         raise tweak.not_applicable("the model's forward takes no input")
+    if not isinstance(forward.body, cst.IndentedBlock):
+        raise tweak.not_applicable("the model's forward is written on one line")
     name = params[1]
     line = cst.parse_statement(f"{name} = {name} / {_text(number)}")
     body = list(forward.body.body)
