@@ -264,7 +264,7 @@ train(Net(), epochs=5)
 
 def test_a_block_the_flow_cannot_follow_stops_widening_and_the_model_is_the_outermost_one():
     with pytest.raises(
-        TweakNotApplicable, match=r"nn.Conv2d at line 18 kept: its output goes through self.block"
+        TweakNotApplicable, match=r"nn.Conv2d at line 17 kept: its output goes through self.block"
     ):
         ScaleFilters(factor=2).apply(RESIDUAL)
     scaled = REGISTRY["add_rescaling"]().edit(RESIDUAL)
