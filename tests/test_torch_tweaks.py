@@ -71,7 +71,7 @@ def _constant_or_sequential(value: ast.expr) -> bool:
 
 
 @pytest.mark.parametrize("path", torch_files(), ids=lambda p: p.name)
-def test_every_golden_model_builds_and_runs_a_forward_and_backward_pass(path):
+def test_every_golden_model_builds_runs_a_forward_pass_and_trains_a_step(path):
     torch = pytest.importorskip("torch", reason="torch is not installed (it is in the PyTorch environment)")
     if "lightning" in path.read_text():
         pytest.importorskip("pytorch_lightning", reason="Lightning is not installed")
@@ -80,13 +80,21 @@ def test_every_golden_model_builds_and_runs_a_forward_and_backward_pass(path):
     assert models, f"{path.name} defines no model"
     for model in models:
         torch.manual_seed(0)
+        # As scripts do: the optimizer is made before the first batch (a LazyLinear is not sized yet).
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         batch = torch.rand(4, *INPUTS[case]) * 255
         out = model(batch)
-        assert tuple(out.shape) == (4, CLASSES), (
-            f"{path.name}: {type(model).__name__} gives {tuple(out.shape)}"
-        )
-        out.sum().backward()
-        assert all(p.grad is not None for p in model.parameters())
+        shape = tuple(out.shape)
+        assert shape == (4, CLASSES), f"{path.name}: {type(model).__name__} gives {shape}"
+        before = [p.detach().clone() for p in model.parameters()]
+        torch.nn.functional.cross_entropy(out, torch.arange(4)).backward()
+        optimizer.step()
+        # Every weight learns (a bias before a BatchNorm rightly gets no gradient).
+        named = list(model.named_parameters())
+        unchanged = [
+            n for (n, p), b in zip(named, before, strict=True) if n.endswith("weight") and torch.equal(p, b)
+        ]
+        assert not unchanged, f"{path.name}: one SGD step left {unchanged} as they were"
 
 
 @pytest.mark.parametrize("path", torch_files(), ids=lambda p: p.name)
