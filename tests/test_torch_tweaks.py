@@ -28,6 +28,7 @@ INPUTS = {
     "torch_lightning": (8, 8),
     "torch_lazy": (1, 28, 28),
     "torch_defs": (1, 28, 28),
+    "torch_lit_seq": (1, 28, 28),
 }
 CLASSES = 10
 KEPT_IMPORTS = ("torch", "pytorch_lightning", "lightning")

@@ -158,7 +158,8 @@ def _class_model(src: Source, cls: cst.ClassDef, claimed: set[int]) -> Model | N
     flow = _flow(info, forward, 0) if forward is not None else None
     attrs = set(methods) | set(info.layers) | set(info.boxes) | set(info.others)
     sites.sort(key=lambda s: s.line)
-    return Model(cls.name.value, src.line(cls), sites, flow, init, forward, attrs, info.uses)
+    modules = set(info.layers) | set(info.boxes)
+    return Model(cls.name.value, src.line(cls), sites, flow, init, forward, attrs, info.uses, cls, modules)
 
 
 def _self_assignments(init: cst.FunctionDef) -> list[tuple[cst.SimpleStatementLine, str, cst.BaseExpression]]:

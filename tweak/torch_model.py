@@ -148,6 +148,8 @@ class Model:
     forward: cst.FunctionDef | None = None
     attrs: set[str] = field(default_factory=set)  # names the class already binds or defines
     uses: set[str] = field(default_factory=set)  # the classes its __init__ builds (other models: blocks)
+    cls: cst.ClassDef | None = None
+    modules: set[str] = field(default_factory=set)  # the self.<attr> bound to layers and Sequentials
 
     def hidden_dense(self) -> list[int]:
         """Flow positions of the Linear layers before the last one."""

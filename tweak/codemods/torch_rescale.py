@@ -13,7 +13,7 @@ from libcst.codemod import CodemodContext
 
 from tweak.codemods.torch_edits import Edits
 from tweak.torch_flow import outermost, read
-from tweak.torch_model import Source
+from tweak.torch_model import Model, Source
 
 DESCRIPTION = (
     "Divide the inputs by 255 where they become float tensors (or in forward) unless already scaled."
@@ -122,6 +122,12 @@ def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tup
         )
     forward = models[-1].forward
     assert forward is not None
+    bypass = _bypassing(models[-1])
+    if bypass:
+        raise tweak.not_applicable(
+            f"{bypass} applies the model's layers without forward: scaling in forward would differ between "
+            "training and evaluation"
+        )
     params = [p.name.value for p in forward.params.params]
     if len(params) < 2:
         raise tweak.not_applicable("the model's forward takes no input")
@@ -136,3 +142,30 @@ def _in_forward(tweak: Any, src: Source, edits: Edits, number: cst.Float) -> tup
     edits.before.setdefault(anchor, []).append(line)
     said = f"divide the inputs by {float(number.value):g} first in {models[-1].name}.forward"
     return src.module.visit(edits), said
+
+
+def _bypassing(model: Model) -> str | None:
+    """A method of the model (a Lightning ``training_step``) that calls its layers, not ``forward``."""
+    if model.cls is None:
+        return None
+    for method in model.cls.body.body:
+        if not isinstance(method, cst.FunctionDef) or method.name.value in ("__init__", "forward"):
+            continue
+        for call in _calls_in(method):
+            func = call.func
+            if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
+                continue
+            if func.value.value == "self" and func.attr.value in model.modules:
+                return f"{method.name.value}()"
+    return None
+
+
+def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class Calls(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:  # noqa: N802 (LibCST's name)
+            found.append(call)
+
+    node.visit(Calls())
+    return found
