@@ -11,7 +11,12 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
+import libcst as cst
+
+from mlops.classify import Framework
 from mlops.vocabulary import KERAS_LAYERS, Role
+from tweak.framework import code_of
+from tweak.torch_facts import check_torch, torch_facts
 
 # The tweaks' kinds of layer: which roles the codemods treat alike (tweak/codemods/base.py finds a model's
 # layers by kind). A role left out is a layer the tweaks do not touch.
@@ -223,11 +228,14 @@ class _Gather(ast.NodeVisitor):
         )
 
 
-def model_facts(source: str) -> ModelFacts:
+def model_facts(source: str, framework: Framework | str | None = None) -> ModelFacts:
+    """The facts of ``source``, read as its framework's code (``framework``: as job 2 recorded it)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError) as e:
         return ModelFacts(parses=False, error=f"line {getattr(e, 'lineno', '?')}: {e}")
+    if code_of(source, framework) is Framework.PYTORCH:
+        return _pytorch_facts(source)
     gather = _Gather()
     gather.visit(tree)
     epochs = gather.fit_epochs if isinstance(gather.fit_epochs, int) else None
@@ -243,13 +251,31 @@ def model_facts(source: str) -> ModelFacts:
     )
 
 
-def check_variant(source: str) -> str | None:
+def _pytorch_facts(source: str) -> ModelFacts:
+    """A PyTorch source's facts (tweak/torch_facts.py) as the records the strategies read."""
+    try:
+        found = torch_facts(cst.parse_module(source))
+    except cst.ParserSyntaxError as e:
+        return ModelFacts(parses=False, error=f"line {e.raw_line}: {e.message}")
+    return ModelFacts(
+        layers=[Layer(**vars(layer)) for layer in found.layers],
+        epochs=found.epochs,
+        batch_size=found.batch_size,
+        optimizer=found.optimizer,
+        learning_rate=found.learning_rate,
+        input_shape=found.input_shape,
+    )
+
+
+def check_variant(source: str, framework: Framework | str | None = None) -> str | None:
     """Why a variant cannot work, found before it wastes a training; None when nothing is wrong."""
     try:
         compile(source, "<variant>", "exec")
     except SyntaxError as e:
         return f"the variant does not parse (line {e.lineno}: {e.msg})"
-    facts = model_facts(source)
+    if code_of(source, framework) is Framework.PYTORCH:
+        return check_torch(cst.parse_module(source))
+    facts = model_facts(source, framework)
     shape = facts.input_shape
     windowed = [layer for layer in facts.layers if layer.kind in WINDOWED]
     if not shape or not windowed:

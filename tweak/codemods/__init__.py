@@ -6,15 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops.classify import Framework
 from tweak.codemods.add_conv_block import AddConvBlock
 from tweak.codemods.add_dense_layer import AddDenseLayer
 from tweak.codemods.add_dropout import AddDropout
 from tweak.codemods.add_rescaling import AddRescaling
 from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
+from tweak.codemods.set_batch_size import SetBatchSize
 from tweak.codemods.set_estimator_param import SetEstimatorParam
 from tweak.codemods.set_fit_argument import SetEpochs
 from tweak.codemods.set_learning_rate import SetLearningRate
+from tweak.framework import framework_of
 
 REGISTRY: dict[str, type[Tweak]] = {
     cls.NAME: cls
@@ -26,6 +29,7 @@ REGISTRY: dict[str, type[Tweak]] = {
         ScaleUnits,
         ScaleFilters,
         SetEpochs,
+        SetBatchSize,
         SetLearningRate,
         SetEstimatorParam,
     )
@@ -41,6 +45,7 @@ __all__ = [
     "Edit",
     "ScaleFilters",
     "ScaleUnits",
+    "SetBatchSize",
     "SetEpochs",
     "SetEstimatorParam",
     "SetLearningRate",
@@ -58,12 +63,16 @@ class Applied:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (tweak, why it did not apply)
 
 
-def apply_tweaks(source: str, tweaks: Sequence[Tweak]) -> Applied:
-    """Apply tweaks in order to ``source``; one that does not fit is skipped with its reason."""
+def apply_tweaks(source: str, tweaks: Sequence[Tweak], framework: Framework | str | None = None) -> Applied:
+    """Apply tweaks in order to ``source``; one that does not fit is skipped with its reason.
+
+    ``framework`` is the source's as job 2 recorded it (the run's); without it the classifier is asked,
+    once, about the source as given (a variant keeps the framework of the source it was made from)."""
     result = Applied(source)
+    known = framework_of(source, framework)
     for tweak in tweaks:
         try:
-            done = tweak.edit(result.source)
+            done = tweak.edit(result.source, known)
         except TweakNotApplicable as e:
             result.skipped.append((tweak.NAME, e.reason))
             continue

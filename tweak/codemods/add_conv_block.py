@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, insert_layers, last_name, layers_of, make_call, needs_import, sibling
+from tweak.codemods.torch_conv_block import add_conv_block
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,5 @@ class AddConvBlock(Tweak):
         )
         module = insert_layers(module, flatten[0].call, [new_conv, new_pool], tweak=self)
         return module, f"add a convolution block ({filters} filters + pooling) before Flatten"
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_conv_block}

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, insert_layers, layers_of, make_call
+from tweak.codemods.torch_hidden_layer import add_hidden_layer as add_hidden_layer_torch
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,5 @@ class AddDenseLayer(Tweak):
         new = make_call(output.func, [(None, units), ("activation", "relu")], quote)
         module = insert_layers(module, output, [new], tweak=self)
         return module, f"add Dense({units}, relu) before the output layer"
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_hidden_layer_torch}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import (
     Tweak,
     arg_value,
@@ -20,6 +21,7 @@ from tweak.codemods.base import (
     sibling,
     with_arg,
 )
+from tweak.codemods.torch_dropout import add_dropout as add_dropout_torch
 
 
 class _RaiseRates(cst.CSTTransformer):
@@ -82,3 +84,5 @@ class AddDropout(Tweak):
                 )
             done.insert(0, f"add Dropout({self.rate}) after hidden Dense layers")
         return module, ", ".join(done)
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_dropout_torch}

@@ -8,7 +8,9 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, insert_layers, layers_of, needs_import, sibling
+from tweak.codemods.torch_rescale import add_rescaling
 
 INPUT_SHAPE = ("input_shape", "input_dim", "batch_input_shape")
 
@@ -70,3 +72,5 @@ class AddRescaling(Tweak):
             module,
             f"add Rescaling(1/{self.divisor:g}) in front of the model (inputs were 0..{self.divisor:g})",
         )
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: add_rescaling}

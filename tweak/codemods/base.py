@@ -9,7 +9,7 @@ own import style keeps working.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -18,8 +18,14 @@ import libcst.matchers as m
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
+from mlops.classify import Framework
 from mlops.errors import MlopsError
 from tweak.facts import LAYER_KINDS
+from tweak.framework import code_of
+
+# A framework's rewrite of a tweak: (the tweak, the module, the codemod context, the file's quote) -> the
+# changed module and what was done, in words.
+Rewrite = Callable[[Any, cst.Module, CodemodContext, str], tuple[cst.Module, str]]
 
 
 class TweakNotApplicable(MlopsError):
@@ -44,25 +50,34 @@ class Tweak:
 
     NAME: ClassVar[str] = "tweak"
     DESCRIPTION: ClassVar[str] = ""
+    # The rewrite for each framework's code, the one place a tweak switches on the framework (which one a
+    # source is: tweak/framework.py). The Keras rewrite is the class's ``transform`` method.
+    REWRITES: ClassVar[Mapping[Framework, Rewrite]] = {}
 
-    def edit(self, source: str) -> Edit:
-        """The source with the tweak made; raises TweakNotApplicable when it does not fit."""
+    def edit(self, source: str, framework: Framework | str | None = None) -> Edit:
+        """The source with the tweak made; raises TweakNotApplicable when it does not fit.
+
+        ``framework`` is the source's as job 2 recorded it; without it the classifier is asked."""
         try:
             module = cst.parse_module(source)
         except cst.ParserSyntaxError as e:
             raise self.not_applicable(f"the source does not parse ({e.message} at line {e.raw_line})") from e
+        code = code_of(source, framework)
+        rewrite = self.REWRITES.get(code)
+        if rewrite is None:
+            raise self.not_applicable(f"it has no rewrite for {code} code")
         context = CodemodContext()
         # New strings take the quotes the file uses most.
         quote = '"' if source.count('"') >= source.count("'") else "'"
-        new, description = self.transform(module, context, quote)
+        new, description = rewrite(self, module, context, quote)
         new = AddImportsVisitor(context).transform_module(new) if context.scratch else new
         if new.code == source:
             raise self.not_applicable("nothing to change")
         return Edit(new.code, description)
 
-    def apply(self, source: str) -> str:
+    def apply(self, source: str, framework: Framework | str | None = None) -> str:
         """The source with the tweak made (``edit`` without the description)."""
-        return self.edit(source).source
+        return self.edit(source, framework).source
 
     def transform(self, module: cst.Module, context: CodemodContext, quote: str) -> tuple[cst.Module, str]:
         """The changed module and what was done, in words."""

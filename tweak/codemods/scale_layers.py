@@ -8,6 +8,7 @@ from typing import ClassVar
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import (
     LayerSite,
     Tweak,
@@ -18,6 +19,7 @@ from tweak.codemods.base import (
     literal,
     with_arg,
 )
+from tweak.codemods.torch_widen import widen_filters, widen_units
 
 
 class _ScaleCalls(cst.CSTTransformer):
@@ -69,6 +71,7 @@ class ScaleUnits(_Scale):
     DESCRIPTION = "Multiply the units of every hidden Dense layer (not the output layer) by a factor."
     WHAT = "hidden units"
     NAMES = ("units", "output_dim")
+    REWRITES = {Framework.KERAS: _Scale.transform, Framework.PYTORCH: widen_units}
 
     def targets(self, sites: list[LayerSite]) -> list[LayerSite]:
         return hidden_dense(sites)
@@ -80,6 +83,7 @@ class ScaleFilters(_Scale):
     DESCRIPTION = "Multiply the filters of every convolution layer by a factor."
     WHAT = "filters"
     NAMES = ("filters", "nb_filter")
+    REWRITES = {Framework.KERAS: _Scale.transform, Framework.PYTORCH: widen_filters}
 
     def targets(self, sites: list[LayerSite]) -> list[LayerSite]:
         return [s for s in sites if s.kind == "conv"]

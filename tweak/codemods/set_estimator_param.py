@@ -9,6 +9,7 @@ from typing import Any
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, last_name, literal, with_arg
 
 
@@ -44,3 +45,5 @@ class SetEstimatorParam(Tweak):
         if not olds:
             raise self.not_applicable(f"no {' or '.join(sorted(estimators))} is built in this code")
         return new, f"{param} {olds[0]} -> {value!r}"
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: transform}

@@ -8,7 +8,9 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, dotted, last_name, literal, with_arg
+from tweak.codemods.torch_learning_rate import set_rate as set_torch_rate
 
 OPTIMIZERS = {
     "adam": "Adam",
@@ -49,6 +51,22 @@ def keras_prefix(module: cst.Module) -> str | None:
     return prefix
 
 
+class _FindCompiles(cst.CSTVisitor):
+    """The compile() calls, and the variables their optimizer is read from (``optimizer=opt``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compiles: list[cst.Call] = []
+        self.optimizer_vars: set[str] = set()
+
+    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802 (LibCST's name)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "compile":
+            self.compiles.append(node)
+            for arg in node.args:
+                if arg.keyword and arg.keyword.value == "optimizer" and isinstance(arg.value, cst.Name):
+                    self.optimizer_vars.add(arg.value.value)
+
+
 @dataclass(frozen=True)
 class SetLearningRate(Tweak):
     NAME = "set_learning_rate"
@@ -69,23 +87,10 @@ class SetLearningRate(Tweak):
                 else:
                     AddImportsVisitor.add_needed_import(context, "keras")
 
-        optimizer_vars: set[str] = set()
-        compiles: list[cst.Call] = []
-
-        class Find(cst.CSTVisitor):
-            def visit_Call(self, node: cst.Call) -> None:  # noqa: N802
-                if isinstance(node.func, cst.Attribute) and node.func.attr.value == "compile":
-                    compiles.append(node)
-                    for arg in node.args:
-                        if (
-                            arg.keyword
-                            and arg.keyword.value == "optimizer"
-                            and isinstance(arg.value, cst.Name)
-                        ):
-                            optimizer_vars.add(arg.value.value)
-
-        module.visit(Find())
-        if not compiles:
+        found = _FindCompiles()
+        module.visit(found)
+        optimizer_vars = found.optimizer_vars
+        if not found.compiles:
             raise self.not_applicable("no compile() call")
         done: list[str] = []
 
@@ -122,3 +127,5 @@ class SetLearningRate(Tweak):
         if not done:
             raise self.not_applicable("the optimizer is neither a known name nor an optimizer object")
         return new, f"learning rate {self.learning_rate:g} ({done[0]})"
+
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: set_torch_rate}
