@@ -1,4 +1,4 @@
-"""A small CNN on MNIST-shaped digits, written as in the PyTorch tutorial."""
+"""A LeNet-sized CNN on MNIST-shaped digits, in the plain training-loop style most PyTorch scripts use."""
 
 import numpy as np
 import torch

@@ -1,4 +1,4 @@
-"""pytorch/examples' MNIST script, as people copy it (argparse, Adadelta, kwargs for the loaders)."""
+"""Glyph classifier, command-line style: argparse flags, loader kwargs, Adadelta with a step schedule."""
 
 import argparse
 
@@ -10,85 +10,74 @@ from torch.optim.lr_scheduler import StepLR
 from torchvision import datasets, transforms
 
 
-class Net(nn.Module):
+class GlyphNet(nn.Module):
     def __init__(self):
-        super(Net, self).__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
+        super().__init__()
+        self.features_a = nn.Conv2d(1, 24, 3, 1)
+        self.features_b = nn.Conv2d(24, 48, 3, 1)
+        self.drop_features = nn.Dropout(0.3)
+        self.drop_hidden = nn.Dropout(0.4)
+        self.hidden = nn.Linear(6912, 96)
+        self.head = nn.Linear(96, 10)
 
     def forward(self, x):
-        x = self.conv1(x)
-        x = F.relu(x)
-        x = self.conv2(x)
-        x = F.relu(x)
+        x = F.relu(self.features_a(x))
+        x = F.relu(self.features_b(x))
         x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
+        x = self.drop_features(x)
         x = torch.flatten(x, 1)
-        x = self.fc1(x)
-        x = F.relu(x)
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        output = F.log_softmax(x, dim=1)
-        return output
+        x = F.relu(self.hidden(x))
+        x = self.drop_hidden(x)
+        return F.log_softmax(self.head(x), dim=1)
 
 
-def train(model, train_loader, optimizer, epoch):
-    model.train()
-    for data, target in train_loader:
-        optimizer.zero_grad()
-        loss = F.nll_loss(model(data), target)
+def fit_one_epoch(net, loader, opt, epoch):
+    net.train()
+    for images, labels in loader:
+        opt.zero_grad()
+        loss = F.nll_loss(net(images), labels)
         loss.backward()
-        optimizer.step()
+        opt.step()
+    print(f"epoch {epoch} done, last batch loss {loss.item():.4f}")
 
 
-def test(model, test_loader):
-    model.eval()
-    correct = 0
+def score(net, loader):
+    net.eval()
+    hits = 0
     with torch.no_grad():
-        for data, target in test_loader:
-            pred = model(data).argmax(dim=1, keepdim=True)
-            correct += pred.eq(target.view_as(pred)).sum().item()
-    print("Test set: Accuracy: {}/{} ({:.0f}%)".format(
-        correct, len(test_loader.dataset), 100.0 * correct / len(test_loader.dataset)))
+        for images, labels in loader:
+            hits += (net(images).argmax(dim=1) == labels).sum().item()
+    share = hits / len(loader.dataset)
+    print(f"held-out accuracy {share:.4f} ({hits} of {len(loader.dataset)})")
+
+
+def cli():
+    ap = argparse.ArgumentParser(description="train the glyph classifier")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--eval-batch-size", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=1.0)
+    ap.add_argument("--decay", type=float, default=0.7)
+    return ap.parse_args()
 
 
 def main():
-    parser = argparse.ArgumentParser(description="PyTorch MNIST Example")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
-                        help="input batch size for training (default: 64)")
-    parser.add_argument("--test-batch-size", type=int, default=1000, metavar="N",
-                        help="input batch size for testing (default: 1000)")
-    parser.add_argument("--epochs", type=int, default=20, metavar="N",
-                        help="number of epochs to train (default: 14)")
-    parser.add_argument("--lr", type=float, default=1.0, metavar="LR",
-                        help="learning rate (default: 1.0)")
-    parser.add_argument("--gamma", type=float, default=0.7, metavar="M",
-                        help="Learning rate step gamma (default: 0.7)")
-    args = parser.parse_args()
+    args = cli()
+    train_kwargs = {"batch_size": args.batch_size, "shuffle": True}
+    eval_kwargs = {"batch_size": args.eval_batch_size}
+    prep = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.13,), (0.31,))])
+    train_set = datasets.MNIST("data", train=True, download=True, transform=prep)
+    eval_set = datasets.MNIST("data", train=False, transform=prep)
+    train_loader = torch.utils.data.DataLoader(train_set, **train_kwargs)
+    eval_loader = torch.utils.data.DataLoader(eval_set, **eval_kwargs)
 
-    train_kwargs = {"batch_size": args.batch_size}
-    test_kwargs = {"batch_size": args.test_batch_size}
-    transform = transforms.Compose([
-        transforms.ToTensor(),
-        transforms.Normalize((0.1307,), (0.3081,))
-    ])
-    dataset1 = datasets.MNIST("../data", train=True, download=True, transform=transform)
-    dataset2 = datasets.MNIST("../data", train=False, transform=transform)
-    train_loader = torch.utils.data.DataLoader(dataset1, **train_kwargs)
-    test_loader = torch.utils.data.DataLoader(dataset2, **test_kwargs)
-
-    model = Net()
-    optimizer = optim.Adadelta(model.parameters(), lr=args.lr)
-
-    scheduler = StepLR(optimizer, step_size=1, gamma=args.gamma)
+    net = GlyphNet()
+    opt = optim.Adadelta(net.parameters(), lr=args.lr)
+    schedule = StepLR(opt, step_size=1, gamma=args.decay)
     for epoch in range(1, args.epochs + 1):
-        train(model, train_loader, optimizer, epoch)
-        test(model, test_loader)
-        scheduler.step()
+        fit_one_epoch(net, train_loader, opt, epoch)
+        score(net, eval_loader)
+        schedule.step()
 
 
 if __name__ == "__main__":
