@@ -11,6 +11,7 @@ from tweak.codemods.add_dense_layer import AddDenseLayer
 from tweak.codemods.add_dropout import AddDropout
 from tweak.codemods.add_rescaling import AddRescaling
 from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
+from tweak.codemods.regularize_linear import RegularizeLinear
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
 from tweak.codemods.set_estimator_param import SetEstimatorParam
 from tweak.codemods.set_fit_argument import SetEpochs
@@ -28,6 +29,7 @@ REGISTRY: dict[str, type[Tweak]] = {
         SetEpochs,
         SetLearningRate,
         SetEstimatorParam,
+        RegularizeLinear,
     )
 }
 
@@ -39,6 +41,7 @@ __all__ = [
     "AddRescaling",
     "Applied",
     "Edit",
+    "RegularizeLinear",
     "ScaleFilters",
     "ScaleUnits",
     "SetEpochs",
