@@ -20,7 +20,15 @@ from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, describe_stop, read_json
+from mlops_harness.protocol import (
+    LOG_FILE,
+    METRICS_FILE,
+    SOURCE_CROSS_VALIDATED,
+    SOURCE_TRAIN_ACCURACY,
+    accuracy_key,
+    describe_stop,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,6 +42,24 @@ GREEN, BLUE, GREY, RED, AMBER, ORANGE = "#2e7d32", "#1565c0", "#90a4ae", "#c6282
 UNSCORED = {TrialStatus.FAILED: RED, TrialStatus.PRUNED: AMBER, TrialStatus.SKIPPED: GREY}
 # XML 1.0 cannot hold these, and a training's error can (ANSI colours from a library's message).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+# A metric the script never measured, said wherever a metric is shown (see docs/harness.md).
+UNMEASURED_LABELS = {
+    SOURCE_CROSS_VALIDATED: "cross-validated by mlops (the script measures nothing)",
+    SOURCE_TRAIN_ACCURACY: "accuracy on its training data (the script measures nothing)",
+}
+
+
+def metric_label(source: str | None) -> str | None:
+    """How a metric the script never measured came about, in words; None for one the script measured."""
+    return UNMEASURED_LABELS.get(source or "")
+
+
+def best_label(run: RunRecord, trials: list[TrialRecord]) -> str | None:
+    """The label of the run's best metric (see :func:`metric_label`)."""
+    best = next((t for t in trials if t.number == run.best_trial), None)
+    return metric_label(best.metric_source) if best is not None else None
 
 
 def _metrics(run: RunRecord, number: int | None) -> dict[str, Any]:
@@ -259,8 +285,10 @@ def _verdict(run: RunRecord, trials: list[TrialRecord]) -> str:
         lift = ", the code as pushed: no tweak did better"
     else:
         lift = f", up <b>{run.best_metric - baseline:+.4f}</b> from {baseline:.4f} as pushed"
+    label = best_label(run, trials)
+    how = f", {html.escape(label)}" if label else ""
     return (
-        f"<b>{HEADS[run.status]}</b>: best {metric} <b>{run.best_metric:.4f}</b> (trial {run.best_trial}) "
+        f"<b>{HEADS[run.status]}</b>: best {metric} <b>{run.best_metric:.4f}</b> (trial {run.best_trial}{how}) "
         f"against a target of {run.target:g}{lift}.{why}"
     )
 
@@ -303,6 +331,9 @@ def _row(run: RunRecord, t: TrialRecord) -> str:
         changes += f'<br><span class="note">{html.escape(t.hint)}</span>'
     best = t.number == run.best_trial
     metric = f"{t.metric:.4f}" if t.metric is not None else "-"
+    label = metric_label(t.metric_source) if t.metric is not None else None
+    if label:
+        metric += f'<br><span class="note">{html.escape(label)}</span>'
     duration = f"{t.duration_s:.1f} s" if t.duration_s is not None else "-"
     return (
         f'<tr class="{"best" if best else ""}"><td class="num">{t.number}{" ★" if best else ""}</td>'
@@ -451,6 +482,7 @@ def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
         "target": run.target,
         "baseline_metric": run.baseline_metric,
         "best_metric": run.best_metric,
+        "best_metric_label": best_label(run, trials),
         "best_trial": run.best_trial,
         "reached": run.status is RunStatus.REACHED,
         "status": run.status.value,
