@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,42 @@ def test_what_the_script_measures_or_writes_wins_and_too_few_samples_are_not_cro
     )
     assert tiny.returncode == ExitCode.NO_METRIC
     assert "fitted on too few samples to cross-validate" in tiny.stdout
+
+
+@pytest.mark.slow
+def test_a_regressor_run_is_tuned_towards_an_r2_target_and_every_view_says_how_it_was_measured(tmp_path):
+    from tests.support.processes import run_cli
+    from tests.support.repos import make_repo
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": """
+            from sklearn.datasets import load_diabetes
+            from sklearn.linear_model import LinearRegression
+            X, y = load_diabetes(return_X_y=True)
+            model = LinearRegression().fit(X, y)
+            print(model.predict(X[:3]))
+            """
+        },
+    )
+    ws = tmp_path / "ws"
+    done = run_cli(
+        "run", str(repo), "--workspace", str(ws), "--max-trials", "2", "--target", "0.99", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = json.loads(run_cli("show", "--workspace", str(ws), "1", "--json", cwd=tmp_path).stdout)
+    first, second = shown["trial_list"]
+    assert first["metric_name"] == "r2" and first["metric_source"] == "cross_validated"
+    assert first["metric_label"] == "cross-validated by mlops (the script measures nothing)"
+    assert second["changes"][0] == "LinearRegression -> Ridge(alpha=0.1)"  # the tuner's first guess
+    assert second["metric_source"] == "cross_validated" and not shown["reached"]  # R² is held to 0.99
+    history = run_cli("history", "--workspace", str(ws), cwd=tmp_path).stdout
+    assert "** cross-validated by mlops (the script measures nothing)" in history
+    (line,) = [
+        json.loads(x)
+        for x in run_cli("history", "--workspace", str(ws), "--json", cwd=tmp_path).stdout.splitlines()
+    ]
+    assert line["best_metric_label"] == "cross-validated by mlops (the script measures nothing)"
+    report = Path(line["report"]).read_text()
+    assert report.count("cross-validated by mlops (the script measures nothing)") >= 3  # verdict and rows
