@@ -152,3 +152,5 @@ def test_a_regressor_run_is_tuned_towards_an_r2_target_and_every_view_says_how_i
     assert line["best_metric_label"] == "cross-validated by mlops (the script measures nothing)"
     report = Path(line["report"]).read_text()
     assert report.count("cross-validated by mlops (the script measures nothing)") >= 3  # verdict and rows
+    page = run_cli("history", "--workspace", str(ws), "--html", cwd=tmp_path).stdout.strip()
+    assert "cross-validated by mlops (the script measures nothing)" in Path(page).read_text()
