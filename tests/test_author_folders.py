@@ -141,3 +141,39 @@ def test_the_checkouts_files_and_notebooks_are_read_and_a_data_path_is_left_to_d
 def test_a_model_check_is_not_a_training_and_gets_nothing(tmp_path):
     spec = spec_for(tmp_path, "model.save('/DLCode/m.h5')\n", check_model=True)
     assert with_author_folders(spec) is spec
+
+
+# -- the harness's side ---------------------------------------------------------------------------------
+
+
+def test_the_harness_reads_an_accuracy_any_library_wrote_in_an_authors_folder_and_lets_it_be_made_again(
+    tmp_path,
+):
+    """What a mount gives the script, without one: the folder is there (MLOPS_AUTHOR_FOLDERS names it),
+    the script makes it again as on its author's machine, numpy writes its accuracy there past Python's
+    open, and the harness reads it."""
+    from tests.support.processes import run_harness
+
+    folder = tmp_path / "DLCode"
+    (folder / "models").mkdir(parents=True)
+    script = f"""
+    import os
+    import numpy as np
+    os.mkdir({str(folder)!r})
+    os.makedirs({str(folder / "models")!r})
+    np.save({str(folder / "models" / "weights.npy")!r}, np.zeros(3))
+    np.savetxt({str(folder / "accuracy.txt")!r}, [91.25], fmt="%.2f")
+    """
+    names = json.dumps([str(folder), str(folder / "models")])
+    done, out = run_harness(tmp_path, script, env={ENV_AUTHOR_FOLDERS: names})
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["value"] == 0.9125 and metrics["source"] == f"file:{folder / 'accuracy.txt'}"
+    # A folder mlops did not make is refused as ever.
+    other, again_dir = tmp_path / "other", tmp_path / "again"
+    other.mkdir()
+    again_dir.mkdir()
+    again, _ = run_harness(
+        again_dir, f"import os\nos.mkdir({str(other)!r})\n", env={ENV_AUTHOR_FOLDERS: names}
+    )
+    assert again.returncode == 1 and "FileExistsError" in again.stderr
