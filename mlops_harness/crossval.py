@@ -19,6 +19,7 @@ time the script has imported them itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mlops_harness.protocol import SOURCE_CROSS_VALIDATED
@@ -39,7 +40,9 @@ def folds_for(samples: int, smallest_class: int | None) -> int:
     return k if k >= 2 else 0
 
 
-def cross_validate(rec: Recorder, seed: int | None, say: Any) -> tuple[dict[str, Any], Any] | None:
+def cross_validate(
+    rec: Recorder, seed: int | None, say: Callable[[str], None]
+) -> tuple[dict[str, Any], Any] | None:
     """The cross-validated score of a clone of the last classifier or regressor the script fitted (and the
     fitted model itself), or None when there is none or it cannot be measured (said)."""
     fit = rec.last_fit

@@ -16,8 +16,10 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlops_harness import crossval
 from mlops_harness.crossval import folds_for
 from mlops_harness.protocol import ExitCode
+from mlops_harness.recorder import Recorder
 from tests.support.processes import run_harness
 
 
@@ -31,6 +33,22 @@ def test_five_folds_fewer_for_tiny_data_and_rare_classes():
     assert folds_for(100, 3) == 3  # a class of three: three stratified folds
     assert folds_for(100, 1) == 5  # a class of one cannot be in every fold: folds as for a regressor
     assert folds_for(3, None) == 0 and folds_for(100, 2) == 2
+
+
+def fitted_in(tmp_path, seconds: float) -> Recorder:
+    rec = Recorder(tmp_path, tmp_path)
+    x, y = load_diabetes(return_X_y=True)
+    rec.last_fit = {"model": LinearRegression().fit(x, y), "X": x, "y": y, "seconds": seconds}
+    return rec
+
+
+def test_the_folds_are_bounded_in_time(tmp_path, monkeypatch):
+    said: list[str] = []
+    assert crossval.cross_validate(fitted_in(tmp_path, seconds=100.0), 0, said.append) is None
+    assert "took 100 s to fit: cross-validating it would take longer than the 120 s" in said[0]
+    monkeypatch.setattr(crossval, "BUDGET_S", 1e-6)  # spent by the first fold: two folds, the least
+    found, _ = crossval.cross_validate(fitted_in(tmp_path, seconds=0.0), 0, said.append)
+    assert (found["folds"], found["of"]) == (2, 5) and "2 of 5 folds" in said[-1]
 
 
 @pytest.mark.slow
