@@ -24,10 +24,11 @@ from mlops.envsafe import RedactingFilter, Redactor
 from mlops.errors import LedgerError
 from mlops.index_page import write_index
 from mlops.ledger import Ledger
+from mlops.measured import UNMEASURED_LABELS, metric_label
 from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
 from mlops.progress import Progress
 from mlops.pull import failed_pulls
-from mlops.report import UNMEASURED_LABELS, metric_label, run_summary
+from mlops.report import run_summary
 from mlops_harness.protocol import MODEL_CARD, ModelFormat
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mlops.domain import RunStatus
 from mlops.ledger import Ledger, RunRecord
-from mlops.report import BLUE, GREEN, ORANGE, RED, REPORT, best_label
+from mlops.measured import best_label
+from mlops.report import BLUE, GREEN, ORANGE, RED, REPORT
 from mlops_harness.protocol import write_atomic
 
 INDEX = "index.html"

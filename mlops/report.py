@@ -18,17 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.measured import best_label, metric_label
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
-from mlops_harness.protocol import (
-    LOG_FILE,
-    METRICS_FILE,
-    SOURCE_CROSS_VALIDATED,
-    SOURCE_TRAIN_ACCURACY,
-    accuracy_key,
-    describe_stop,
-    read_json,
-)
+from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, describe_stop, read_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,24 +35,6 @@ GREEN, BLUE, GREY, RED, AMBER, ORANGE = "#2e7d32", "#1565c0", "#90a4ae", "#c6282
 UNSCORED = {TrialStatus.FAILED: RED, TrialStatus.PRUNED: AMBER, TrialStatus.SKIPPED: GREY}
 # XML 1.0 cannot hold these, and a training's error can (ANSI colours from a library's message).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-# A metric the script never measured, said wherever a metric is shown (see docs/harness.md).
-UNMEASURED_LABELS = {
-    SOURCE_CROSS_VALIDATED: "cross-validated by mlops (the script measures nothing)",
-    SOURCE_TRAIN_ACCURACY: "accuracy on its training data (the script measures nothing)",
-}
-
-
-def metric_label(source: str | None) -> str | None:
-    """How a metric the script never measured came about, in words; None for one the script measured."""
-    return UNMEASURED_LABELS.get(source or "")
-
-
-def best_label(run: RunRecord, trials: list[TrialRecord]) -> str | None:
-    """The label of the run's best metric (see :func:`metric_label`)."""
-    best = next((t for t in trials if t.number == run.best_trial), None)
-    return metric_label(best.metric_source) if best is not None else None
 
 
 def _metrics(run: RunRecord, number: int | None) -> dict[str, Any]:
