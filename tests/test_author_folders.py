@@ -125,6 +125,25 @@ def test_a_link_the_trial_left_in_outside_is_never_followed_nor_mounted(tmp_path
     assert with_author_folders(linked).data == () and list(victim.iterdir()) == []
 
 
+WAITS = """
+import os, time
+from pathlib import Path
+FLAG = '/root/shared/ready/'
+while not os.path.exists(FLAG):
+    time.sleep(1)
+if not os.path.isdir('/ready'):
+    print('no /ready')
+if Path('/exports/done').exists():
+    print('done')
+np.save('/root/shared/ready/out.npy', x)
+"""
+
+
+def test_a_path_the_script_waits_for_or_asks_about_is_never_made(tmp_path):
+    """Another job makes it: made by mlops, it would end the script's wait or change its course."""
+    assert folders_for(spec_for(tmp_path, WAITS)) == ["/exports"]
+
+
 def test_the_checkouts_files_and_notebooks_are_read_and_a_data_path_is_left_to_data(tmp_path):
     spec = spec_for(
         tmp_path,

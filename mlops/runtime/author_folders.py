@@ -33,6 +33,7 @@ from typing import NamedTuple
 from mlops.notebook import notebook_to_script
 from mlops.project import EXACT_TARGETS, RELATIVE_MOUNTS, SYSTEM_TARGETS, DataPath
 from mlops.runtime.base import TrialSpec
+from mlops.waits import waits_in
 from mlops_harness.protocol import ENV_AUTHOR_FOLDERS, OUTSIDE_DIR
 
 # Never mounted at or under: the system, the trial's own mount points in a container (/code, /trial,
@@ -44,7 +45,11 @@ MAX_MOUNTS = 16
 MAX_FOLDERS = 64
 MAX_FILES = 200  # Python files of the checkout read for paths
 MAX_FILE_BYTES = 1 << 20
-FOLDER_CALLS = frozenset({"join", "makedirs", "mkdir", "chdir", "exists", "isdir", "listdir"})
+FOLDER_CALLS = frozenset({"join", "makedirs", "mkdir", "chdir"})
+# Calls that ask whether a path is there: the script decides on the answer (it waits for another job's
+# file, it makes a folder itself), so such a path is never made, only the folder above it.
+TEST_CALLS = frozenset({"exists", "isfile", "isdir", "lexists", "listdir", "glob", "iglob"})
+TEST_METHODS = frozenset({"exists", "is_file", "is_dir"})  # Path('/x').exists()
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".mlops", "node_modules"})
 
 
@@ -55,6 +60,7 @@ class NamedPath(NamedTuple):
     text: str
     folder: bool = False
     file: bool = False
+    tested: bool = False  # asked whether it is there
 
 
 # -- gather -----------------------------------------------------------------------------------------------
@@ -91,6 +97,10 @@ def named_paths(source: str) -> list[NamedPath]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:
             context[id(node.args[0])] = _call_name(node)
+        if isinstance(node, ast.Call) and _call_name(node) in TEST_METHODS and not node.args:
+            owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+            if isinstance(owner, ast.Call) and owner.args:
+                context[id(owner.args[0])] = "exists"
         elif isinstance(node, ast.JoinedStr):
             skipped.update(id(v) for v in node.values)
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
@@ -107,9 +117,9 @@ def named_paths(source: str) -> list[NamedPath]:
         if more:  # only the folders before the placeholder are known: /DLCode/run_{i}.h5 -> /DLCode
             found.append(NamedPath(posixpath.dirname(text) if not text.endswith("/") else text, folder=True))
         else:
-            found.append(
-                NamedPath(text, folder=text.endswith("/") or call in FOLDER_CALLS, file=call == "open")
-            )
+            tested = call in TEST_CALLS
+            folder = (text.endswith("/") or call in FOLDER_CALLS) and not tested
+            found.append(NamedPath(text, folder=folder, file=call == "open", tested=tested))
     return found
 
 
@@ -133,6 +143,8 @@ def folder_of(named: NamedPath) -> str | None:
     if path is None:
         return None
     parent = posixpath.dirname(path)
+    if named.tested:
+        return parent if parent != "/" else None
     if named.folder:
         return path
     if named.file or "." in posixpath.basename(path).lstrip("."):
@@ -214,12 +226,16 @@ def _read_plain(path: Path) -> str | None:
 def folders_for(spec: TrialSpec) -> list[str]:
     """The author's folders the trial's code names that this machine lacks (see :func:`plan`)."""
     named: list[str] = []
+    waited: list[str] = []
     for text in _sources(spec):
         try:
             paths = named_paths(text)
+            waited += [posixpath.normpath(w.path) for w in waits_in(text) if w.path.startswith("/")]
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the trial fails on it, said by the harness
         named += [f for p in paths if (f := folder_of(p)) is not None]
+    # A path a loop waits for comes from another job: making it (or a folder in it) would end the wait.
+    named = [f for f in named if not any(f == w or f.startswith(w + "/") for w in waited)]
     absolute = [d.target for d in spec.data if not d.relative]
     return plan(named, os.path.lexists, absolute)
 
