@@ -45,6 +45,7 @@ from mlops_harness.protocol import (
     ENV_SEED,
     METRICS_FILE,
     OUTCOME_FILE,
+    SOURCE_TRAIN_ACCURACY,
     WORK_DIR,
     EventKind,
     ExitCode,
@@ -257,6 +258,9 @@ def final_metric(
     metrics.choose_metric_and_origin); else, when it ended well, an accuracy it wrote to a file; else the
     cross-validated score of the last estimator it fitted (it trains, but measures nothing)."""
     chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
+    if chosen is not None and chosen["source"] == SOURCE_TRAIN_ACCURACY:
+        say("note: the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
+            "of its last fit on its own training data")  # fmt: skip
     if chosen is not None or not ended_ok:
         return chosen, origin
     found = read_accuracy_file(folder, guards.written_files())

@@ -172,3 +172,23 @@ def test_a_regressor_run_is_tuned_towards_an_r2_target_and_every_view_says_how_i
     assert report.count("cross-validated by mlops (the script measures nothing)") >= 3  # verdict and rows
     page = run_cli("history", "--workspace", str(ws), "--html", cwd=tmp_path).stdout.strip()
     assert "cross-validated by mlops (the script measures nothing)" in Path(page).read_text()
+
+
+@pytest.mark.slow
+def test_a_keras_fit_never_evaluated_keeps_its_training_accuracy_and_says_so(tmp_path):
+    done, out = run_harness(
+        tmp_path,
+        """
+        import keras
+        from sklearn.datasets import load_digits
+        X, y = load_digits(return_X_y=True)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(X / 16.0, y, epochs=2, verbose=0)
+        print(model.predict(X[:1] / 16.0, verbose=0).argmax())
+        """,
+    )
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    metrics = read(out, "metrics.json")
+    assert metrics["source"] == "train_accuracy" and metrics["value"] == metrics["history"][-1]["accuracy"]
+    assert "the script measures nothing (no evaluate, no validation data)" in done.stdout
