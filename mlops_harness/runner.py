@@ -259,7 +259,7 @@ def final_metric(
     cross-validated score of the last estimator it fitted (it trains, but measures nothing)."""
     chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
     if chosen is not None and chosen["source"] == SOURCE_TRAIN_ACCURACY:
-        say("note: the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
+        say("the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
             "of its last fit on its own training data")  # fmt: skip
     if chosen is not None or not ended_ok:
         return chosen, origin
