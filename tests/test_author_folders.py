@@ -28,7 +28,7 @@ SAVE_DIR = '/models'
 joined = os.path.join('/results/run', 'a.txt')
 opened = open('/output', 'w')
 system = ['/usr/lib/x.so', '/tmp/x.txt', '/etc/hosts', '/proc/self', '/code/train.py', '/trial/x', '/opt/x/y']
-patterns = glob.glob('/data2/*.csv'), '/home/$USER/x', '~/x', '/a\\\\b'
+patterns = glob.glob('/data2/*.csv'), '/home/$USER/x', '~/x', '/a\\\\b', '/ 2', '/a:b/c'
 '''
 
 

@@ -24,6 +24,7 @@ import ast
 import json
 import os
 import posixpath
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -40,6 +41,7 @@ from mlops_harness.protocol import ENV_AUTHOR_FOLDERS, OUTSIDE_DIR
 # /cache, the imported data sets at /datasets, data: at /mlops-data), its private /tmp.
 RESERVED = (*SYSTEM_TARGETS, "/tmp", "/var", "/datasets", RELATIVE_MOUNTS)
 NOT_IN_A_PATH = set("\x00\n\r\t\\*?[]<>|\"'`$~")
+NAME = re.compile(r"[\w.@+=,-][\w .@+=,-]*")  # a folder's or file's name as people write them (not "/ 2")
 MAX_PATH = 1024
 MAX_MOUNTS = 16
 MAX_FOLDERS = 64
@@ -133,7 +135,8 @@ def _plain(text: str) -> str | None:
     path = posixpath.normpath(text)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
-    return path if path != "/" and all(len(p) <= 255 for p in path.split("/")) else None
+    parts = path.split("/")[1:]
+    return path if path != "/" and all(NAME.fullmatch(p) and len(p) <= 255 for p in parts) else None
 
 
 def folder_of(named: NamedPath) -> str | None:
