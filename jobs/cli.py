@@ -32,6 +32,7 @@ from mlops.envsafe import RedactingFilter, Redactor
 from mlops.errors import LedgerError
 from mlops.index_page import write_index
 from mlops.ledger import Ledger
+from mlops.measured import UNMEASURED_LABELS, metric_label
 from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
 from mlops.progress import Progress
 from mlops.pull import failed_pulls
@@ -159,9 +160,13 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             out.write(json.dumps({"run": None, "status": "pull-failed", **failure}) + "\n")
         return 0
     rows = []
+    labels: set[str] = set()
     for run in runs:
         s = run_summary(ledger, run)
         best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
+        if s["best_metric_label"]:  # a metric the script never measured: marked, said once below the table
+            labels.add(s["best_metric_label"])
+            best += "*" * (sorted(UNMEASURED_LABELS.values()).index(s["best_metric_label"]) + 1)
         rows.append(
             [
                 s["run"],
@@ -181,6 +186,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
         rows,
     )
+    for i, label in enumerate(sorted(UNMEASURED_LABELS.values()), start=1):
+        if label in labels:
+            out.write(f"{'*' * i} {label}\n")
     for failure in failures:
         at = failure.get("commit") or failure.get("ref") or "HEAD"
         out.write(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}\n")
@@ -207,6 +215,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 "metric": t.metric,
                 "metric_name": t.metric_name,
                 "metric_source": t.metric_source,
+                "metric_label": metric_label(t.metric_source),
                 "changes": t.changes,
                 "tweaks": t.tweaks,
                 "restarts": t.restarts,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlops.domain import RunStatus
 from mlops.ledger import Ledger, RunRecord
+from mlops.measured import best_label
 from mlops.report import BLUE, GREEN, ORANGE, RED, REPORT
 from mlops_harness.protocol import write_atomic
 
@@ -166,7 +167,9 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
     kind = f'<span title="{html.escape(run.family or "")}">{kind}</span>'
     metric = run.metric or "metric"
     title = f"best {metric} {run.best_metric:.4f}" if run.best_metric is not None else f"no {metric}"
-    title = html.escape(f"{title} against a target of {run.target:g}")
+    label = best_label(run, trials)  # a metric the script never measured says so
+    title = html.escape(f"{title} against a target of {run.target:g}" + (f", {label}" if label else ""))
+    bar = _bar(run) + (f'<div class="muted small">{html.escape(label)}</div>' if label else "")
     return (
         f'<tr data-status="{run.status.value}" data-started="{run.created_at:.3f}">'
         f'<td><span class="status s-{run.status.value}">{LABELS[run.status]}</span></td>'
@@ -175,7 +178,7 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
         f'<td title="{html.escape(run.source)}">{"/<wbr>".join(html.escape(_source(run.source)).split("/"))}</td>'
         f'<td title="{html.escape(run.author or "")}"><code>{html.escape(run.commit[:10])}</code></td>'
         f'<td class="nowrap">{kind}</td>'
-        f'<td class="nowrap" title="{title}">{_bar(run)}</td>'
+        f'<td class="nowrap" title="{title}">{bar}</td>'
         f'<td class="num">{len(trials)} / {run.max_trials}</td>'
         f'<td class="num">{restarts}</td>'
         f'<td class="num">{took}</td>'

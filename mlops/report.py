@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.measured import best_label, metric_label
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
 from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, describe_stop, read_json
@@ -259,8 +260,10 @@ def _verdict(run: RunRecord, trials: list[TrialRecord]) -> str:
         lift = ", the code as pushed: no tweak did better"
     else:
         lift = f", up <b>{run.best_metric - baseline:+.4f}</b> from {baseline:.4f} as pushed"
+    label = best_label(run, trials)
+    how = f", {html.escape(label)}" if label else ""
     return (
-        f"<b>{HEADS[run.status]}</b>: best {metric} <b>{run.best_metric:.4f}</b> (trial {run.best_trial}) "
+        f"<b>{HEADS[run.status]}</b>: best {metric} <b>{run.best_metric:.4f}</b> (trial {run.best_trial}{how}) "
         f"against a target of {run.target:g}{lift}.{why}"
     )
 
@@ -303,6 +306,9 @@ def _row(run: RunRecord, t: TrialRecord) -> str:
         changes += f'<br><span class="note">{html.escape(t.hint)}</span>'
     best = t.number == run.best_trial
     metric = f"{t.metric:.4f}" if t.metric is not None else "-"
+    label = metric_label(t.metric_source) if t.metric is not None else None
+    if label:
+        metric += f'<br><span class="note">{html.escape(label)}</span>'
     duration = f"{t.duration_s:.1f} s" if t.duration_s is not None else "-"
     return (
         f'<tr class="{"best" if best else ""}"><td class="num">{t.number}{" ★" if best else ""}</td>'
@@ -451,6 +457,7 @@ def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
         "target": run.target,
         "baseline_metric": run.baseline_metric,
         "best_metric": run.best_metric,
+        "best_metric_label": best_label(run, trials),
         "best_trial": run.best_trial,
         "reached": run.status is RunStatus.REACHED,
         "status": run.status.value,

@@ -204,3 +204,19 @@ SKLEARN_ESTIMATORS: dict[str, Family] = {
 }
 # sklearn.ensemble classes that only wrap other estimators (the estimators inside say what is trained).
 SKLEARN_WRAPPERS: tuple[str, ...] = ("Voting", "Stacking", "Bagging")
+
+# The hyperparameters of scikit-learn estimators that the tuner varies, by class name: the strength of
+# their regularization (alpha, C), the depth of their trees, how many trees, how many neighbours. A
+# LinearRegression has none: its regularized form is a Ridge regression (tweak/codemods/regularize_linear.py).
+SKLEARN_TUNED: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(_names("Ridge RidgeClassifier Lasso ElasticNet"), ("alpha",)),
+    **dict.fromkeys(_names("LogisticRegression SVC SVR LinearSVC LinearSVR"), ("C",)),
+    **dict.fromkeys(_names("DecisionTreeClassifier DecisionTreeRegressor"), ("max_depth",)),
+    **dict.fromkeys(
+        _names("""RandomForestClassifier RandomForestRegressor ExtraTreesClassifier ExtraTreesRegressor
+        GradientBoostingClassifier GradientBoostingRegressor"""),
+        ("n_estimators", "max_depth"),
+    ),
+    **dict.fromkeys(_names("AdaBoostClassifier AdaBoostRegressor"), ("n_estimators",)),
+    **dict.fromkeys(_names("KNeighborsClassifier KNeighborsRegressor"), ("n_neighbors",)),
+}

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlops_harness.protocol import ENV_CLUSTER_METRIC, WRITTEN_ACCURACY_KEYS, accuracy_key
+from mlops_harness.protocol import (
+    ENV_CLUSTER_METRIC,
+    SOURCE_TRAIN_ACCURACY,
+    WRITTEN_ACCURACY_KEYS,
+    accuracy_key,
+)
 from mlops_harness.recorder import Recorder
 
 NUMBER = re.compile(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?")
@@ -118,7 +123,7 @@ def choose_metric_and_origin(rec: Recorder) -> tuple[dict[str, Any], Origin] | N
         rows = sorted((h for h in rec.history if h["fit"] == last_fit), key=lambda h: h["epoch"])
         restored = rec.models.restored.get(last_fit)
         row = next((h for h in rows if h["epoch"] == restored), rows[-1])
-        for prefix, source in (("val_", "val_accuracy"), ("", "train_accuracy")):
+        for prefix, source in (("val_", "val_accuracy"), ("", SOURCE_TRAIN_ACCURACY)):
             key = accuracy_key(row, prefix)
             if key:
                 chosen = {"metric": "accuracy", "value": row[key], "source": source}

@@ -60,7 +60,7 @@ EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"  # the process's output; written by the runtime, not by the harness
 CHECKPOINT_DIR = "checkpoints"
 WORK_DIR = "work"  # the script's folder, copied: the working directory of the training
-OUTSIDE_DIR = "_outside"  # in WORK_DIR: files the script wrote to absolute paths it could not write
+OUTSIDE_DIR = "outside"  # the author's absolute folders the script writes to (/DLCode -> outside/DLCode)
 INPUTS_FILE = "inputs.json"  # written by the orchestrator: {"answers": [...]}, the script's input() answers
 MODEL_DIR = "model"  # the trained model: in a trial folder, and the best one in the run folder
 MODEL_CARD = "model.json"  # in the run's model folder: what the model is, where it came from, that it loads
@@ -94,6 +94,8 @@ ENV_CHECKPOINTS = "MLOPS_CHECKPOINTS"  # "0": no checkpoints at all
 ENV_PATIENCE = "MLOPS_PATIENCE"  # epochs without a better monitored value before a fit stops; "0": never
 ENV_STOP_AT = "MLOPS_STOP_AT"  # a validation accuracy at which a fit stops (the target and a margin)
 ENV_DATASETS = "MLOPS_DATASETS"  # the folder of imported data sets (read-only), as the trial sees it
+ENV_AUTHOR_FOLDERS = "MLOPS_AUTHOR_FOLDERS"  # JSON list: folders of the author's machine that mlops made
+# for the trial (mounted from OUTSIDE_DIR at the paths the script names, and the folders inside them)
 ENV_IMPORT_WORKSPACE = "MLOPS_IMPORT_WORKSPACE"  # the --workspace a failed download's import line names
 
 # The imported data sets of a machine (``mlops datasets import``), one folder per kind, and where each kind
@@ -104,6 +106,14 @@ DATASET_HOMES = {
     "sklearn": ("SCIKIT_LEARN_DATA", ""),
     "torch": ("TORCH_HOME", ""),
 }
+
+# Where a metric came from (metrics.json's ``source``), for the sources of a metric the script itself never
+# measured: a scikit-learn model mlops cross-validated after the script ended, and the accuracy a Keras fit
+# logged on its own training data (no evaluate, no validation data). Others are the script's own call
+# ("score", "accuracy_score", "evaluate", "val_accuracy", "kmeans") or a file it wrote ("file:NAME").
+SOURCE_CROSS_VALIDATED = "cross_validated"
+SOURCE_TRAIN_ACCURACY = "train_accuracy"
+UNMEASURED_SOURCES = (SOURCE_CROSS_VALIDATED, SOURCE_TRAIN_ACCURACY)
 
 # Accuracy keys among Keras's logs, most wanted first.
 ACCURACY_KEYS = ("accuracy", "acc")

@@ -49,6 +49,9 @@ class Recorder:
         self.inputs: list[dict[str, Any]] = []  # the INPUTS events' fields: what each fit trained on
         self.kmeans: list[dict[str, Any]] = []  # {"X", "model", "estimator"}
         self.datasets: list[tuple[Any, Any]] = []  # (X, y) returned by sklearn.datasets
+        # The last classifier or regressor the user's code fitted: {"model", "X", "y", "seconds"} (the data
+        # is the script's own, alive anyway); cross-validated if the script measures nothing
+        self.last_fit: dict[str, Any] | None = None
         self.in_harness = False  # set while the harness itself computes (the WCSS curve)
         self.noted: set[str] = set()
         self.models = ModelTracker()  # which model was fitted on what, predicted what, measured where

@@ -26,7 +26,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import ahead, compat, datasets, failures, legacy_paths, model_saver, sklearn_hooks
+from mlops_harness import (
+    ahead,
+    compat,
+    crossval,
+    datasets,
+    failures,
+    legacy_paths,
+    model_saver,
+    sklearn_hooks,
+)
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
 from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
@@ -36,6 +45,7 @@ from mlops_harness.protocol import (
     ENV_SEED,
     METRICS_FILE,
     OUTCOME_FILE,
+    SOURCE_TRAIN_ACCURACY,
     WORK_DIR,
     EventKind,
     ExitCode,
@@ -184,11 +194,7 @@ def run(args: argparse.Namespace) -> int:
         kmeans = sklearn_hooks.measure_kmeans(rec, seed)
     except Exception as e:  # noqa: BLE001
         say(f"warning: could not measure the clustering: {e}")
-    chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
-    if chosen is None and exit_code == ExitCode.OK:
-        found = read_accuracy_file(script_path.parent, guards.written)
-        if found:
-            chosen = {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}
+    chosen, origin = final_metric(rec, exit_code == ExitCode.OK, script_path.parent, guards, seed)
     if chosen is not None and exit_code == ExitCode.SCRIPT_ERROR and measured(rec, chosen):
         # It trained and measured, then failed (a plot, a save, a folder of its author's machine): the
         # metric stands, and the failure is a warning of the trial.
@@ -243,6 +249,30 @@ def run(args: argparse.Namespace) -> int:
     )
     rec.events.close()
     return exit_code
+
+
+def final_metric(
+    rec: Recorder, ended_ok: bool, folder: Path, guards: Guards, seed: int | None
+) -> tuple[dict[str, Any] | None, Origin]:
+    """The trial's metric once the script has ended, and where it came from: what the script measured (see
+    metrics.choose_metric_and_origin); else, when it ended well, an accuracy it wrote to a file; else the
+    cross-validated score of the last estimator it fitted (it trains, but measures nothing)."""
+    chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
+    if chosen is not None and chosen["source"] == SOURCE_TRAIN_ACCURACY:
+        say("the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
+            "of its last fit on its own training data")  # fmt: skip
+    if chosen is not None or not ended_ok:
+        return chosen, origin
+    found = read_accuracy_file(folder, guards.written_files())
+    if found:
+        return {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}, origin
+    measured = crossval.cross_validate(rec, seed, say)
+    if measured is None:
+        return None, origin
+    chosen, origin = choose_metric_and_origin(rec) or (None, origin)
+    if chosen is not None:
+        chosen["cross_validation"] = measured[0]
+    return chosen, origin
 
 
 def save_model(rec: Recorder, origin: Origin, source: str, out: Path) -> None:

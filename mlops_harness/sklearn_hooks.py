@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,9 +81,16 @@ def _outermost_call(depth: threading.local, call: Callable[[], Any]) -> tuple[An
 
 def _wrap_fit(original: Callable[..., Any], rec: Recorder, depth: threading.local) -> Callable[..., Any]:
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
         result, outermost = _outermost_call(depth, lambda: original(self, *args, **kwargs))
         if outermost and not rec.in_harness and rec.called_from_user():
-            rec.models.fitted(rec.outermost_model(self), args[0] if args else kwargs.get("X"))
+            model = rec.outermost_model(self)
+            x = args[0] if args else kwargs.get("X")
+            rec.models.fitted(model, x)
+            y = args[1] if len(args) > 1 else kwargs.get("y")
+            if model is self and y is not None and x is not None and hasattr(self, "predict"):
+                # what a cross-validation needs, should the script never measure it (see crossval.py)
+                rec.last_fit = {"model": self, "X": x, "y": y, "seconds": time.perf_counter() - started}
         return result
 
     return fit

@@ -44,3 +44,11 @@ def test_each_repository_as_pushed(
         assert got.generation == expected["generation"], got.log
     for package in expected.get("installs", []):
         assert any(line.startswith(f"{package}==") for line in got.installed), got.log
+    if "source" in expected:  # a metric the script never measured says so (cross_validated)
+        assert got.source == expected["source"], got.log
+    if "metric" in expected:
+        assert got.metric_name == expected["metric"], got.log
+    for written in expected.get("outside", []):  # the author's folders: in the trial's outside/
+        assert got.run_dir is not None and (got.run_dir / "trials" / "0" / "outside" / written).is_file(), (
+            got.log
+        )

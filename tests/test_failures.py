@@ -126,7 +126,7 @@ def test_an_accuracy_written_to_an_absolute_path_of_the_authors_machine_is_read(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["value"] == pytest.approx(0.935)
     assert metrics["source"] == "file:/newdir/o.txt"  # the path as the script wrote it, not where it went
-    assert (out / "work" / "_outside" / "newdir" / "o.txt").read_text() == "93.5%"
+    assert (out / "outside" / "newdir" / "o.txt").read_text() == "93.5%"
     assert not Path("/newdir").exists()
 
 

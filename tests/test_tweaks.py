@@ -18,8 +18,10 @@ from tweak.codemods import (
     AddConvBlock,
     AddDenseLayer,
     AddRescaling,
+    RegularizeLinear,
     ScaleUnits,
     SetEpochs,
+    SetEstimatorParam,
     TweakNotApplicable,
     apply_tweaks,
     tweak_from_json,
@@ -225,3 +227,48 @@ def test_tpe_puts_a_rescaling_layer_in_front_of_pixels_trial_0_trained_on_unscal
     assert AddRescaling(divisor=255.0) in tpe.propose(state(number=2, past=tried, inputs=pixels)).tweaks
     for scaled in ({"min": 0.0, "max": 1.0}, {"min": 0.0, "max": 16.0}, {"min": -3.2, "max": 200.0}):
         assert not any(t.NAME == "add_rescaling" for t in tpe.propose(state(number=1, inputs=scaled)).tweaks)
+
+
+TREE_FROM_PROMPT = """
+from sklearn.datasets import load_diabetes
+from sklearn.tree import DecisionTreeRegressor
+
+depth = int(input("max depth: "))
+X, y = load_diabetes(return_X_y=True)
+model = DecisionTreeRegressor(max_depth=depth, random_state=0).fit(X, y)
+print(model.predict(X[:1]))
+"""
+
+
+def test_a_regressor_gets_its_regularization_and_its_trees_proposed_and_the_variant_runs():
+    s = state(kind=Kind.OTHER, framework="sklearn", source="sklearn_regression")
+    first = TPE().propose(s)
+    assert RegularizeLinear(alpha=0.1) in first.tweaks  # LinearRegression's one knob: a Ridge penalty
+    assert (
+        SetEstimatorParam(estimators=["RandomForestRegressor"], param="n_estimators", value=200)
+        in first.tweaks
+    )
+    variant = apply_tweaks((GOLDEN / "sklearn_regression.before.py").read_text(), first.tweaks)
+    assert not variant.skipped and "Ridge(alpha=0.1, fit_intercept=True)" in variant.source
+    compile(variant.source, "variant", "exec")
+    # TPE then searches the strengths, depths and numbers of trees (a depth of None among them).
+    space = TPE().space(s)
+    assert set(space) == {"ridge_alpha", "n_estimators", "max_depth"}
+    assert None in space["max_depth"].choices
+    tried = [
+        Past(0, [], TrialStatus.SUCCEEDED, 0.41),
+        Past(1, first.tweaks, TrialStatus.SUCCEEDED, 0.45, first.params),
+    ]
+    later = TPE().propose(
+        state(kind=Kind.OTHER, framework="sklearn", source="sklearn_regression", number=2, past=tried)
+    )
+    assert later is not None and later.tweaks and later.tweaks != first.tweaks
+    steps = Ladder().propose(s)
+    assert steps is not None and steps.tweaks == first.tweaks[:1]
+
+
+def test_a_depth_the_script_reads_from_a_prompt_is_tuned_through_its_answer_not_in_the_code():
+    facts = model_facts(TREE_FROM_PROMPT)
+    s = SearchState(kind=Kind.OTHER, framework="sklearn", facts=facts, target=0.8, seed=0, number=1, past=[])
+    assert "max_depth" not in TPE().space(s)
+    assert TPE().propose(s) is None  # nothing in the code to turn, and no prompt measured yet

@@ -14,7 +14,7 @@ from typing import Any
 import libcst as cst
 
 from mlops.classify import Framework
-from mlops.vocabulary import KERAS_LAYERS, Role
+from mlops.vocabulary import KERAS_LAYERS, SKLEARN_TUNED, Role
 from tweak.framework import code_of
 from tweak.torch_facts import check_torch, torch_facts
 
@@ -75,6 +75,7 @@ class Estimator:
     name: str
     line: int
     params: dict[str, Any] = field(default_factory=dict)
+    computed: frozenset[str] = frozenset()  # keywords given by an expression (a variable, a prompt's answer)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,14 @@ def _literal(node: ast.AST | None) -> Any:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _ints(value: Any, dims: int = 2) -> tuple[int, ...] | None:
@@ -187,11 +196,15 @@ class _Gather(ast.NodeVisitor):
                 self.input_shapes.append(tuple(values[1:]))
         elif name and name[:1].isupper() and node.keywords and name not in LAYER_KINDS:
             params = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
-            if any(p in SKLEARN_ESTIMATORS_WITH_PARAMS for p in params) or name.endswith(
-                ("KMeans", "Classifier", "Regressor", "Regression", "SVC")
+            if (
+                any(p in SKLEARN_ESTIMATORS_WITH_PARAMS for p in params)
+                or name.endswith(("KMeans", "Classifier", "Regressor", "Regression", "SVC"))
+                or name in SKLEARN_TUNED
             ):
-                self.estimators.append(Estimator(name, node.lineno, params))
-        if name and (name.endswith("KMeans") or name.startswith("MLP")) and not node.keywords:
+                computed = frozenset(k.arg for k in node.keywords if k.arg and not _is_literal(k.value))
+                self.estimators.append(Estimator(name, node.lineno, params, computed))
+        tuned = name in SKLEARN_TUNED or name == "LinearRegression"  # their knobs are tuned when unset
+        if name and (name.endswith("KMeans") or name.startswith("MLP") or tuned) and not node.keywords:
             self.estimators.append(Estimator(name, node.lineno, {}))
         self.generic_visit(node)
 

@@ -7,8 +7,11 @@ module only decides, so the rule is testable on numbers alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kneed import KneeLocator
+
+from tweak.codemods import SetEstimatorParam
 
 # The elbow is trusted when the clustering it gives is nearly as well separated as the best one.
 SILHOUETTE_TOLERANCE = 0.9
@@ -46,3 +49,42 @@ def choose_k(ks: list[int], inertias: list[float], silhouettes: list[float]) -> 
             f"{silhouettes[best_i]:.3f} at k={best.k})",
         )
     return KChoice(int(knee), "elbow", f"the WCSS curve bends at k={knee} (silhouette {knee_sil:.3f})")
+
+
+def _choices(kmeans: dict[str, Any] | None) -> list[tuple[int, str]]:
+    """k values to try, best first: the knee detector's choice, then by silhouette."""
+    curve = (kmeans or {}).get("curve") or {}
+    ks, inertias, sils = curve.get("k") or [], curve.get("inertia") or [], curve.get("silhouette") or []
+    if not ks:
+        return []
+    choice = choose_k(ks, inertias, sils)
+    order = [(choice.k, f"k={choice.k} chosen by the {choice.rule} rule: {choice.reason}")]
+    for k, s in sorted(zip(ks, sils, strict=True), key=lambda p: -p[1]):
+        if k != choice.k:
+            order.append((k, f"k={k}, the next best silhouette ({s:.3f})"))
+    return order
+
+
+def _estimator(facts: Any, kmeans: dict[str, Any] | None) -> str:
+    for est in getattr(facts, "estimators", []) or []:
+        name = getattr(est, "name", "")
+        if name in ("KMeans", "MiniBatchKMeans"):
+            return name
+    return str((kmeans or {}).get("estimator") or "KMeans")
+
+
+def next_k(
+    facts: Any, kmeans: dict[str, Any] | None, tried_params: list[dict[str, Any]]
+) -> tuple[SetEstimatorParam, int, str] | None:
+    """The next k to try (the tweak that sets it, k, and why), from the harness's measurements of trial 0
+    (``kmeans``); None when every k of the curve was tried."""
+    tried = {params.get("n_clusters") for params in tried_params}
+    tried.add((kmeans or {}).get("n_clusters"))
+    for k, note in _choices(kmeans):
+        if k not in tried:
+            return (
+                SetEstimatorParam(estimators=[_estimator(facts, kmeans)], param="n_clusters", value=k),
+                k,
+                note,
+            )
+    return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
-from tweak import evidence
+from tweak import estimators, evidence
 from tweak import prompts as prompts_mod
 from tweak.codemods import (
     AddConvBlock,
@@ -197,42 +197,11 @@ def _loss_rate(state: SearchState) -> tuple[float, str] | None:
     return bounded, f"{finding.reason}; {rule}{kept}"
 
 
-def _sklearn_estimators(facts: Any) -> list[Any]:
-    return list(getattr(facts, "estimators", []) or [])
-
-
-def _kmeans_choices(state: SearchState) -> list[tuple[int, str]]:
-    """k values to try, best first: the knee detector's choice, then by silhouette."""
-    from tweak.kmeans import choose_k
-
-    curve = (state.kmeans or {}).get("curve") or {}
-    ks, inertias, sils = curve.get("k") or [], curve.get("inertia") or [], curve.get("silhouette") or []
-    if not ks:
-        return []
-    choice = choose_k(ks, inertias, sils)
-    order = [(choice.k, f"k={choice.k} chosen by the {choice.rule} rule: {choice.reason}")]
-    for k, s in sorted(zip(ks, sils, strict=True), key=lambda p: -p[1]):
-        if k != choice.k:
-            order.append((k, f"k={k}, the next best silhouette ({s:.3f})"))
-    return order
-
-
-def _kmeans_estimator(state: SearchState) -> str:
-    for est in _sklearn_estimators(state.facts):
-        name = getattr(est, "name", "")
-        if name in ("KMeans", "MiniBatchKMeans"):
-            return name
-    return str((state.kmeans or {}).get("estimator") or "KMeans")
-
-
 def _propose_kmeans(state: SearchState) -> Proposal | None:
-    tried = {p.params.get("n_clusters") for p in state.past}
-    tried.add((state.kmeans or {}).get("n_clusters"))
-    for k, note in _kmeans_choices(state):
-        if k not in tried:
-            tweak = SetEstimatorParam(estimators=[_kmeans_estimator(state)], param="n_clusters", value=k)
-            return Proposal([tweak], {"n_clusters": k}, note)
-    return None
+    from tweak.kmeans import next_k  # kneed, only for a clustering
+
+    found = next_k(state.facts, state.kmeans, [p.params for p in state.past])
+    return Proposal([found[0]], {"n_clusters": found[1]}, found[2]) if found else None
 
 
 # -- ladder -----------------------------------------------------------------------------------------
@@ -266,7 +235,7 @@ class Ladder(Strategy):
                 SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=(100, 100)),
                 SetEstimatorParam(estimators=MLP, param="max_iter", value=1000),
             ]
-        return []
+        return estimators.steps(state.facts) if state.framework == "sklearn" else []
 
     def propose(self, state: SearchState) -> Proposal | None:
         """Step ``number``, or the next one whose changes no trial has made (answers can stay the same)."""
@@ -308,12 +277,16 @@ class TPE(Strategy):
         elif state.kind is Kind.ANN:
             space["hidden"] = d.CategoricalDistribution(["64", "128", "128,64", "256,128"])
             space["max_iter"] = d.CategoricalDistribution([300, 1000])
+        elif state.framework == "sklearn":  # regressors and classifiers: regularization, depth, trees
+            space.update(estimators.space(state.facts))
         # What the script asks with input() is tuned through its answers, not by rewriting the code.
         asked = {p.role for p in prompts_mod.tunable(state.prompts)}
         replaced = {
             prompts_mod.Role.EPOCHS: ("epochs", "max_iter"),
             prompts_mod.Role.UNITS: ("units", "hidden"),
             prompts_mod.Role.FILTERS: ("filters",),
+            prompts_mod.Role.DEPTH: ("max_depth",),
+            prompts_mod.Role.ESTIMATORS: ("n_estimators",),
         }
         for role, keys in replaced.items():
             if role in asked:
@@ -344,6 +317,7 @@ class TPE(Strategy):
             point["filters"] = 32
         if "hidden" in space:
             point["hidden"] = "128"  # max_iter stays as written: more iterations only cost time
+        point.update({k: v for k, v in estimators.first(state.facts).items() if k in space})
         for prompt in prompts_mod.tunable(state.prompts):
             guess = prompts_mod.first_guess(prompt, min(20 * 1, _affordable_epochs(state) or 20))
             if guess is not None:
@@ -404,6 +378,8 @@ class TPE(Strategy):
             tweaks.append(SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=sizes))
         if "max_iter" in point:
             tweaks.append(SetEstimatorParam(estimators=MLP, param="max_iter", value=point["max_iter"]))
+        if state.framework == "sklearn" and state.kind is Kind.OTHER:
+            tweaks += estimators.tweaks_for(state.facts, point)
         return tweaks
 
     def _study(self, state: SearchState, seed: int) -> tuple[optuna.Study, dict[str, Any]]:

@@ -35,6 +35,7 @@ from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
 from mlops.runtime.ahead import StartedAhead, Waiting, put_back_source
 from mlops.runtime.ahead import wait_s as ahead_wait_s
+from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
@@ -213,6 +214,8 @@ class LocalRuntime:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         (spec.trial_dir / GO_FILE).unlink(missing_ok=True)  # an earlier launch's
         spec = with_data(spec, mounted=self.sandboxed)  # unsandboxed: data: paths rewritten in a copy
+        if self.sandboxed:  # the author's folders the script writes to, from the trial's outside/
+            spec = with_author_folders(spec)
         try:
             log_fd = open_log(spec.trial_dir / LOG_FILE)
         except OSError as e:

@@ -215,10 +215,10 @@ def test_the_system_the_home_folder_and_the_docker_socket_are_out_of_reach(tmp_p
     found = work_file(workspace, run, "found.txt")
     assert found is not None
     # A write to the home folder, out of reach, is caught like an author's `/root/accuracy.txt`: it lands in
-    # the trial's own work/_outside/, never in the host's home. The system is never redirected: it refuses.
+    # the trial's own outside/, never in the host's home. The system is never redirected: it refuses.
     for line in found.splitlines():
         assert line.startswith("wrote /root/"), found
-        kept = work_file(workspace, run, "_outside/" + line.removeprefix("wrote /"))
+        kept = work_file(workspace, run, "../outside/" + line.removeprefix("wrote /"))
         assert kept is not None and kept.endswith(tag), found
     assert (bashrc.read_bytes() if bashrc.exists() else None) == before
     for path in (Path("/usr/lib") / tag, Path("/etc") / tag, Path("/root") / tag, Path("/var/tmp") / tag):

@@ -46,6 +46,8 @@ class Outcome:
     log: str
     run_dir: Path | None = None
     trials: int = 0  # how many trials the run started (0: it failed before trial 0)
+    source: str | None = None  # where trial 0's metric came from (metrics.json's source)
+    metric_name: str | None = None
 
 
 def train_as_pushed(
@@ -88,6 +90,8 @@ def train_as_pushed(
         log=out.getvalue(),
         run_dir=run.dir,
         trials=len(trials),
+        source=first.metric_source if first is not None else None,
+        metric_name=first.metric_name if first is not None else None,
     )
 
 

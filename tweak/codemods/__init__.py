@@ -12,6 +12,7 @@ from tweak.codemods.add_dense_layer import AddDenseLayer
 from tweak.codemods.add_dropout import AddDropout
 from tweak.codemods.add_rescaling import AddRescaling
 from tweak.codemods.base import Edit, Tweak, TweakNotApplicable
+from tweak.codemods.regularize_linear import RegularizeLinear
 from tweak.codemods.scale_layers import ScaleFilters, ScaleUnits
 from tweak.codemods.set_batch_size import SetBatchSize
 from tweak.codemods.set_estimator_param import SetEstimatorParam
@@ -32,6 +33,7 @@ REGISTRY: dict[str, type[Tweak]] = {
         SetBatchSize,
         SetLearningRate,
         SetEstimatorParam,
+        RegularizeLinear,
     )
 }
 
@@ -43,6 +45,7 @@ __all__ = [
     "AddRescaling",
     "Applied",
     "Edit",
+    "RegularizeLinear",
     "ScaleFilters",
     "ScaleUnits",
     "SetBatchSize",

@@ -41,6 +41,7 @@ from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
@@ -150,6 +151,7 @@ class DockerRuntime(Images):
         tag = self._image_tag(spec)
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         spec = with_data(spec, mounted=True)  # relative data: paths rewritten to their mount points
+        spec = with_author_folders(spec)  # the author's folders the script writes to, from outside/
         user = f"{os.getuid()}:{os.getgid()}"
         if os.getuid() == 0:  # never run the user's code as root: hand the trial folder to the image's user
             user = TRIAL_USER
