@@ -267,18 +267,21 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
 
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
+        project = read_project(run.code_dir)
         env = {
-            **read_project(run.code_dir).env,  # the pushed repository's own constants (mlops.yaml)
+            **project.env,  # the pushed repository's own constants (mlops.yaml)
             **passed,
             ENV_SEED: str(trial_seed(int(run.settings.get("seed", 0)), number)),
             ENV_CLUSTER_METRIC: str(run.settings.get("cluster_metric", "silhouette")),
-            ENV_PATIENCE: str(settings.patience),
         }
+        stops = project.early_stop.applies_to(number)  # trial 0 runs as pushed (docs/harness.md)
+        if stops:
+            env[ENV_PATIENCE] = str(settings.patience)
         if settings.checkpoint_every_batches:
             env[ENV_CHECKPOINT_EVERY_BATCHES] = str(settings.checkpoint_every_batches)
         if settings.workspace.resolve() != Settings().workspace.resolve():  # what `mlops datasets` reads
             env[ENV_IMPORT_WORKSPACE] = str(settings.workspace)
-        if settings.stop_at_target:
+        if settings.stop_at_target and stops:
             env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
         return TrialSpec(
             run_id=run.id,
