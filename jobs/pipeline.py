@@ -323,7 +323,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     return Tuner(
         ctx.ledger,
         ctx.progress,
-        envs.fallback(supervisor.execute),
+        envs.fallback(supervisor.execute_with_plain_retry),
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
         ModelPolicy(s.keep_models, s.keep_checkpoints, check),

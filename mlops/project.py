@@ -284,7 +284,7 @@ def _install(value: object) -> bool:
 
 def _early_stop(value: object) -> EarlyStop:
     try:
-        return EarlyStop(value)
+        return EarlyStop(value if isinstance(value, str) else repr(value))
     except ValueError:
         known = ", ".join(e.value for e in EarlyStop)
         raise SourceError(f"{CONFIG_FILE}: 'early_stop' must be one of {known} but got {value!r}") from None
