@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_harness.protocol import CURVE_KEYS
+from tweak.facts import old_default
 
 # A layer size, an epoch cap or a rate changed by less than this factor changes nothing that matters.
 SMALLEST_CHANGE = 1.5
@@ -162,6 +163,38 @@ def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str] | None:
     if rate < usual and matters(rate / usual):
         return usual, f"{shown} is too slow: up to {usual:g}, its usual rate"
     return None
+
+
+def loss_rate(losses: list[float], facts: Any, unscaled: bool) -> tuple[float, str] | None:
+    """The learning rate trial 0's training loss calls for (inside the searched range), and why, in words;
+    None when it fell, or when the rate is not what holds it back.
+
+    Unscaled inputs (``unscaled``) explain a stall at the usual rate better than the rate does: the
+    Rescaling layer is the change then, and the rate is left alone unless it is far from its usual value."""
+    finding = stalled_loss(losses, classes_of(facts))
+    chosen = rate_for(finding, facts) if finding is not None else None
+    if finding is None or chosen is None:
+        return None
+    rate, rule = chosen
+    _, now = current_rate(facts)
+    if unscaled and "tenfold" in rule:
+        return None
+    low, high = rate_range(facts)
+    bounded = min(max(rate, low), high)
+    if not matters(bounded / now) or (bounded < now) != (rate < now):
+        return None  # too small a change, or the searched range's bound is on the other side
+    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
+    return bounded, f"{finding.reason}; {rule}{kept}"
+
+
+def author_rate(losses: list[float], facts: Any) -> tuple[float, str] | None:
+    """The rate the script's author trained with, when its optimizer runs at a default that changed since
+    (``Adadelta()``: 1.0 then, 0.001 now), and why; None when it does not, or trial 0's loss diverged."""
+    old = old_default(facts)
+    finding = stalled_loss(losses, None)
+    if old is None or (finding is not None and finding.diverged):
+        return None
+    return old.old, f"{old.describe()}: its author's {old.old:g}"
 
 
 def overfits(gap: float | None) -> bool:

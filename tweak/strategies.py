@@ -36,7 +36,6 @@ from tweak.codemods import (
     SetLearningRate,
     Tweak,
 )
-from tweak.facts import old_default
 
 if TYPE_CHECKING:
     import optuna
@@ -166,38 +165,19 @@ def _overfit_gap(state: SearchState) -> float | None:
 
 
 def _loss_rate(state: SearchState) -> tuple[float, str] | None:
-    """The learning rate trial 0's stalled training loss calls for, and why, in words; None when it fell.
-
-    Unscaled inputs explain a stall at the usual rate better than the rate does: the Rescaling layer is
-    the change then, and the rate is left alone unless it is far from its usual value."""
+    """The learning rate trial 0's stalled training loss calls for, and why (``evidence.loss_rate``)."""
     first = _trial0(state)
     if first is None or state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
         return None
-    finding = evidence.stalled_loss(first.losses, evidence.classes_of(state.facts))
-    chosen = evidence.rate_for(finding, state.facts) if finding is not None else None
-    if finding is None or chosen is None:
-        return None
-    rate, rule = chosen
-    _, now = evidence.current_rate(state.facts)
-    if _unscaled(state) is not None and "tenfold" in rule:
-        return None
-    low, high = evidence.rate_range(state.facts)
-    bounded = min(max(rate, low), high)
-    if not evidence.matters(bounded / now) or (bounded < now) != (rate < now):
-        return None  # too small a change, or the searched range's bound is on the other side
-    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
-    return bounded, f"{finding.reason}; {rule}{kept}"
+    return evidence.loss_rate(first.losses, state.facts, _unscaled(state) is not None)
 
 
 def _author_rate(state: SearchState) -> tuple[float, str] | None:
-    """The rate the script's author trained with, when its optimizer runs at a default that changed since
-    (``Adadelta()``: 1.0 then, 0.001 now), and why; None when it does not, or trial 0's loss diverged."""
-    old = old_default(state.facts)
+    """The rate the script's author trained with, when it runs at a default that changed since."""
     first = _trial0(state)
-    finding = evidence.stalled_loss(first.losses, None) if first is not None else None
-    if old is None or (finding is not None and finding.diverged) or state.framework == "sklearn":
+    if state.framework == "sklearn" or state.kind not in (Kind.CNN, Kind.ANN):
         return None
-    return old.old, f"{old.describe()}: its author's {old.old:g}"
+    return evidence.author_rate(first.losses if first is not None else [], state.facts)
 
 
 def _sklearn_estimators(facts: Any) -> list[Any]:
