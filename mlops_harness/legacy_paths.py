@@ -96,6 +96,7 @@ class _Alias(importlib.abc.Loader):
             raise AttributeError(f"module {module.__name__!r} (an alias of {shown}) has no {name!r}")
 
         vars(module)["__getattr__"] = lookup
+        module.__file__ = f"<an alias of {shown}>"  # what an ImportError of a missing name shows
         module.__path__ = []  # a package, so that deeper old paths (normalization.batch_normalization) import too
         top = self.top(module.__name__)
         if top not in _Alias.said:
