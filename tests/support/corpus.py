@@ -57,6 +57,7 @@ class Outcome:
     run_dir: Path | None = None
     trials: int = 0  # how many trials the run started (0: it failed before trial 0)
     script: str = ""  # the entry point the run trained
+    framework: str = ""  # what job 2 said the script trains with (keras, tf.keras, sklearn, ...)
     python: str = ""  # the interpreter of the run's environment (local runtime)
 
 
@@ -108,6 +109,7 @@ def train_as_pushed(
         run_dir=run.dir,
         trials=len(trials),
         script=run.script or "",
+        framework=run.framework or "",
         python=(env.python or "") if env is not None else "",
     )
 
