@@ -138,7 +138,9 @@ def test_keras_2_module_paths_that_moved_alias_the_public_modules_each_said_once
     assert rest[0] == "plot: None"
     assert rest[1] == "read as an attribute: True"
     assert rest[2] == "only plot_model is quiet: graphviz is missing"
-    assert "cannot import name 'Network'" in rest[3] and "(<an alias of keras.layers, keras.models>)" in rest[3]
+    assert (
+        "cannot import name 'Network'" in rest[3] and "(<an alias of keras.layers, keras.models>)" in rest[3]
+    )
     assert rest[4] == "keras.wrappers.scikit_learn is not aliased"
 
 
