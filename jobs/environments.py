@@ -7,13 +7,14 @@ The runtimes never build anything: a trial's spec carries the interpreter (local
 
 from __future__ import annotations
 
-import shutil
+import ast
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlops import envs
-from mlops.classify import Api
+from mlops.classify import Api, Framework
 from mlops.domain import RunStatus, TrialStatus
 from mlops.envs.boxes import PlainBox
 from mlops.envs.images import ImageBuilder
@@ -24,10 +25,24 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
 from mlops.runtime.base import Runtime, TrialSpec
-from mlops_harness.protocol import FailureClass
-from tweak.loop import Execute
+from mlops.vocabulary import KERAS_LAYERS
+from mlops_harness.protocol import OUTCOME_FILE, FailureClass, read_json
+from monitor.supervisor import set_aside
+from tweak.loop import ORIGINAL, Execute
 
 ENV_DIR = "envs"
+# Keras 2 code on Keras 3 that fails on what Keras gave, not on an import (older_code).
+VALUE_ERRORS = ("AttributeError", "TypeError")
+KERAS_TYPES = frozenset(KERAS_LAYERS) | {
+    *("Sequential", "Functional", "Model", "History", "KerasTensor", "Variable", "Layer", "Callback"),
+    *("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "Adamax", "Nadam", "Ftrl", "AdamW"),
+}
+KERAS_OBJECT = re.compile(r"'(\w+)' object")
+KERAS_CALLS = frozenset(
+    {"fit", "evaluate", "predict", "fit_generator", "evaluate_generator", "predict_generator"}
+)
+KERAS_RESULT = re.compile(r"\.history\b|\.(?:evaluate|predict)\(")
+FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
 
 
 class Environments:
@@ -144,57 +159,136 @@ class Environments:
         return replace(spec, python=env.python, image=env.image or spec.image)
 
     def fallback(self, execute: Execute) -> Execute:
-        """``execute``, with a trial 0 that fails as code of another library generation (class ``api``) in
-        the current generation tried once more in the legacy one; the run keeps the one that worked."""
+        """``execute``, with a trial 0 that fails in the current generation as code of an older one (class
+        ``api``, or an AttributeError or TypeError on a value Keras gave: see :func:`older_code`) tried once
+        more in the legacy one; the run keeps the one that worked."""
 
         def run_trial(run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune: Any) -> TrialRecord:
             done = execute(run, trial, spec, prune)
-            if (
-                trial.number != 0
-                or done.status is not TrialStatus.FAILED
-                or done.failure_class != FailureClass.API
-            ):
+            why = older_code(run, done, spec.trial_dir) if trial.number == 0 else None
+            if why is None:
                 return done
-            before = self.of(run)
-            if before.generation is envs.Generation.LEGACY:
-                return done
-            self.progress.info(
-                f"   trial 0 failed as code of an older library [{done.failure_class}]: {done.error}; trying it "
-                f"once in the {envs.Generation.LEGACY.describe()} environment"
-            )
-            try:
-                legacy = self.of(
-                    run,
-                    envs.Generation.LEGACY,
-                    f"trial 0 failed as {done.failure_class} code in the current one",
-                )
-            except SourceError as e:
-                self.progress.warn(f"the legacy environment cannot be made for run {run.id}: {e}")
-                return done
-            self._set_aside(spec.trial_dir, before.generation.value)
-            again = execute(
-                run, trial, replace(spec, python=legacy.python, image=legacy.image or spec.image), prune
-            )
-            if again.status is TrialStatus.FAILED and again.failure_class == FailureClass.API:
-                envs.record(
-                    self.ledger,
-                    run.id,
-                    before,
-                    f"the legacy environment failed too; back to {before.describe()}",
-                )
-            else:
-                self.progress.info(f"   run {run.id} keeps the {legacy.generation.describe()} environment")
-            return again
+            return self._in_legacy(execute, run, trial, spec, prune, done, why)
 
         return run_trial
 
-    @staticmethod
-    def _set_aside(trial_dir: Path, label: str) -> None:
-        """The failed attempt's folder moves to ``<n>.<label>``; the new attempt starts from its source."""
-        aside = trial_dir.with_name(f"{trial_dir.name}.{label}")
-        shutil.rmtree(aside, ignore_errors=True)
-        trial_dir.rename(aside)
-        trial_dir.mkdir()
-        for name in ("source.py", "params.json"):
-            if (aside / name).exists():
-                shutil.copy2(aside / name, trial_dir / name)
+    def _in_legacy(
+        self,
+        execute: Execute,
+        run: RunRecord,
+        trial: TrialRecord,
+        spec: TrialSpec,
+        prune: Any,
+        done: TrialRecord,
+        why: str,
+    ) -> TrialRecord:
+        before = self.of(run)
+        if before.generation is envs.Generation.LEGACY:
+            return done
+        self.progress.info(
+            f"   trial 0 failed as code of an older library [{done.failure_class}]: {why}; trying it "
+            f"once in the {envs.Generation.LEGACY.describe()} environment"
+        )
+        try:
+            legacy = self.of(
+                run, envs.Generation.LEGACY, f"trial 0 failed as {done.failure_class} code in the current one"
+            )
+        except SourceError as e:
+            self.progress.warn(f"the legacy environment cannot be made for run {run.id}: {e}")
+            return done
+        set_aside(spec.trial_dir, before.generation.value)
+        again = execute(
+            run, trial, replace(spec, python=legacy.python, image=legacy.image or spec.image), prune
+        )
+        failed_too = again.status is TrialStatus.FAILED and (
+            again.failure_class == FailureClass.API or done.failure_class != FailureClass.API
+        )
+        if failed_too:
+            envs.record(
+                self.ledger, run.id, before, f"the legacy environment failed too; back to {before.describe()}"
+            )
+        else:
+            self.progress.info(f"   run {run.id} keeps the {legacy.generation.describe()} environment")
+        return again
+
+
+def older_code(run: RunRecord, done: TrialRecord, trial_dir: Path) -> str | None:
+    """Why trial 0's failure looks like code of an older library generation, or None.
+
+    Class ``api`` (an import or a name that moved, a keyword that went away: the harness says so); or, for
+    Keras code, an AttributeError or TypeError on what Keras gave: a Keras object that lacks what Keras 2's
+    had (``'Dense' object has no attribute 'output_shape'``), or on the script's line that uses what ``fit``,
+    ``evaluate``, ``predict`` or a history returned (``np.array2string(h.history['accuracy'][-1]*100)``
+    failed so when Keras gave Python floats; the harness gives numpy scalars now). A bug of the script's
+    own, on its own values, is not retried: it would fail the same way."""
+    if done.status is not TrialStatus.FAILED:
+        return None
+    if done.failure_class == FailureClass.API:
+        return done.error or FailureClass.API.value
+    error = done.error or ""
+    keras = run.framework in (Framework.KERAS.value, Framework.TF_KERAS.value)
+    if not keras or done.failure_class != FailureClass.CODE or not error.startswith(VALUE_ERRORS):
+        return None
+    kind = KERAS_OBJECT.search(error)
+    if kind is not None and kind.group(1) in KERAS_TYPES:
+        return f"{error} (an object of Keras)"
+    frames = traceback_frames(str((read_json(trial_dir / OUTCOME_FILE) or {}).get("traceback") or ""))
+    line = next((code for file, n, code in frames if n == done.error_line and _is(file, done.error_file)), "")
+    source = (run.dir / ORIGINAL).read_text(encoding="utf-8") if done.error_file == run.script else ""
+    if KERAS_RESULT.search(line) or set(re.findall(r"\b[A-Za-z_]\w*\b", line)) & keras_values(source):
+        return f"{error} (on a value Keras returned: {line.strip()})"
+    return None
+
+
+def _is(path: str, relative: str | None) -> bool:
+    return bool(relative) and path.replace("\\", "/").endswith("/" + str(relative))
+
+
+def traceback_frames(text: str) -> list[tuple[str, int, str]]:
+    """(file, line, code) of each frame of a Python traceback's text, innermost last."""
+    lines = text.splitlines()
+    frames = []
+    for i, line in enumerate(lines):
+        match = FRAME.match(line)
+        if match:
+            code = lines[i + 1].strip() if i + 1 < len(lines) and not FRAME.match(lines[i + 1]) else ""
+            frames.append((match.group(1), int(match.group(2)), code))
+    return frames
+
+
+def keras_values(source: str) -> set[str]:
+    """The names a script binds to what Keras returned: ``h = model.fit(...)``, ``loss, acc =
+    model.evaluate(...)``, ``p = h.history['accuracy']``, and names made from those."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    assigns = [node for node in ast.walk(tree) if isinstance(node, ast.Assign)]
+    names: set[str] = set()
+    while True:
+        found = {
+            target.id
+            for node in assigns
+            if _from_keras(node.value, names)
+            for bound in node.targets
+            for target in ast.walk(bound)
+            if isinstance(target, ast.Name)
+        }
+        if found <= names:
+            return names
+        names |= found
+
+
+def _from_keras(value: ast.AST, names: set[str]) -> bool:
+    for node in ast.walk(value):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in KERAS_CALLS
+        ):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "history":
+            return True
+        if isinstance(node, ast.Name) and node.id in names:
+            return True
+    return False

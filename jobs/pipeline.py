@@ -267,18 +267,21 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
 
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = trial_dir(run, number)
+        project = read_project(run.code_dir)
         env = {
-            **read_project(run.code_dir).env,  # the pushed repository's own constants (mlops.yaml)
+            **project.env,  # the pushed repository's own constants (mlops.yaml)
             **passed,
             ENV_SEED: str(trial_seed(int(run.settings.get("seed", 0)), number)),
             ENV_CLUSTER_METRIC: str(run.settings.get("cluster_metric", "silhouette")),
-            ENV_PATIENCE: str(settings.patience),
         }
+        stops = project.early_stop.applies_to(number)  # trial 0 runs as pushed (docs/harness.md)
+        if stops:
+            env[ENV_PATIENCE] = str(settings.patience)
         if settings.checkpoint_every_batches:
             env[ENV_CHECKPOINT_EVERY_BATCHES] = str(settings.checkpoint_every_batches)
         if settings.workspace.resolve() != Settings().workspace.resolve():  # what `mlops datasets` reads
             env[ENV_IMPORT_WORKSPACE] = str(settings.workspace)
-        if settings.stop_at_target:
+        if settings.stop_at_target and stops:
             env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
         return TrialSpec(
             run_id=run.id,
@@ -323,7 +326,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     return Tuner(
         ctx.ledger,
         ctx.progress,
-        envs.fallback(supervisor.execute),
+        envs.fallback(supervisor.execute_with_plain_retry),
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
         ModelPolicy(s.keep_models, s.keep_checkpoints, check),

@@ -8,6 +8,7 @@ the file and the setting: it is the pushed code that is wrong, not mlops.
 
 from __future__ import annotations
 
+import enum
 import os
 import posixpath
 from dataclasses import dataclass, field, fields
@@ -75,6 +76,17 @@ class TunedFile:
         ]
 
 
+class EarlyStop(enum.StrEnum):
+    """Which trials' Keras fits mlops may stop early (its patience and ``stop_at_target``)."""
+
+    TUNING = "tuning"  # the tuning trials only: trial 0 runs as pushed, every epoch it asks for
+    ALL = "all"  # trial 0 too: a baseline that costs less, at the price of running other than as pushed
+    NONE = "none"  # no trial: the script's own logic depends on every epoch of its fits
+
+    def applies_to(self, trial: int) -> bool:
+        return self is EarlyStop.ALL or (self is EarlyStop.TUNING and trial > 0)
+
+
 @dataclass(frozen=True)
 class Project:
     """What the repository's mlops.yaml says; with no mlops.yaml, every setting has its default."""
@@ -96,6 +108,9 @@ class Project:
     # Files of values the scripts read, one a line, whose lines are tuned (``tune_file: {input.txt:
     # [max_depth, n_estimators]}``): each trial reads its own copy, with its values.
     tune_file: tuple[TunedFile, ...] = ()
+    # Which trials' Keras fits mlops may stop early (``early_stop: all`` for trial 0 too, ``none`` for no
+    # trial). Trial 0 is the code as pushed, so by default it runs every epoch it asks for.
+    early_stop: EarlyStop = EarlyStop.TUNING
 
 
 def read_project(root: Path | str, workspace: Path | None = None) -> Project:
@@ -116,6 +131,7 @@ def read_project(root: Path | str, workspace: Path | None = None) -> Project:
         env=_env(data.get("env", {})),
         data=mapped,
         tune_file=_tune_files(data.get("tune_file"), root, mapped),
+        early_stop=_early_stop(data.get("early_stop", EarlyStop.TUNING.value)),
     )
 
 
@@ -264,6 +280,14 @@ def _install(value: object) -> bool:
     if not isinstance(value, bool):
         raise SourceError(f"{CONFIG_FILE}: 'install' must be true or false but got {value!r}")
     return value
+
+
+def _early_stop(value: object) -> EarlyStop:
+    try:
+        return EarlyStop(value if isinstance(value, str) else repr(value))
+    except ValueError:
+        known = ", ".join(e.value for e in EarlyStop)
+        raise SourceError(f"{CONFIG_FILE}: 'early_stop' must be one of {known} but got {value!r}") from None
 
 
 def _env(value: object) -> dict[str, str]:

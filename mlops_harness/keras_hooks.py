@@ -1,5 +1,6 @@
-"""Keras instrumentation: a per-epoch recorder and an atomic backup-and-restore on every ``fit``, and the
-accuracy of the user's own ``evaluate``.
+"""Keras instrumentation: a per-epoch recorder and an atomic backup-and-restore on every ``fit``, an early
+stop on the fits of tuning trials, and the accuracy of the user's own ``evaluate``; what ``fit`` and
+``evaluate`` return is what the script would have got without them (``keras_returns``).
 
 Imported by the post-import hook of ``keras`` (see ``runner.py``) once the script has imported Keras, never
 when the harness starts, so it imports ``keras`` at its top. Keras ships no type hints: its objects are Any.
@@ -8,21 +9,16 @@ when the harness starts, so it imports ``keras`` at its top. Keras ships no type
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import shutil
 import sys
-import time
 from collections.abc import Callable
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import keras
 
-from mlops_harness import compat
+from mlops_harness import compat, keras_checkpoints, keras_returns, loops
 from mlops_harness.protocol import (
-    CHECKPOINT_DIR,
     ENV_CHECKPOINT_EVERY_BATCHES,
     ENV_CHECKPOINTS,
     ENV_PATIENCE,
@@ -35,86 +31,6 @@ from mlops_harness.recorder import Recorder, say
 Logs = dict[str, Any] | None
 # A fit with no validation data stops past the target on its training accuracy, by this much more.
 TRAIN_STOP_MARGIN = 0.08
-
-
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
-    """Keras's backup-and-restore, each checkpoint written whole before it becomes the one to restore.
-
-    A checkpoint is a folder ``ckpt-<epoch>-<batch>`` holding the weights (with the optimizer's state)
-    and the epoch, renamed into place when complete, so a kill while writing leaves the one before
-    intact. A checkpoint that cannot be read is skipped for the one before it, and a disk too full to
-    write one is reported once while training goes on. Keras 3 only: Keras 2 keeps its own format.
-
-    Saved once an epoch, except for an epoch that ends less than ``MIN_GAP_S`` after the last checkpoint
-    was written: a small model's epochs are short (0.2 s for the demo's) and each checkpoint costs tens of
-    milliseconds, a fifth of the training; a kill loses at most ``MIN_GAP_S`` more of it.
-    """
-
-    KEEP = 2
-    MIN_GAP_S = 0.4
-
-    def __init__(self, backup_dir: str, save_freq: str | int, rec: Recorder, fit_index: int) -> None:
-        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
-        self.folder = Path(backup_dir)
-        self.rec = rec
-        self.fit_index = fit_index
-        self.disabled = False
-        self.warned = False
-        self.every_epoch = save_freq == "epoch"
-        self.last_saved: float | None = None
-
-    def _checkpoints(self) -> list[Path]:
-        return sorted(self.folder.glob("ckpt-*"), reverse=True)
-
-    def on_train_begin(self, logs: Logs = None) -> None:
-        if not self.model.built:
-            self.disabled = True
-            say("checkpoints are off for this model: it is not built before fit()")
-            return
-        found = self._checkpoints()
-        for checkpoint in found:
-            try:
-                meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
-                if self.model.optimizer is not None and not self.model.optimizer.built:
-                    self.model.optimizer.build(self.model.trainable_variables)
-                self.model.load_weights(str(checkpoint / "model.weights.h5"))
-                self.model._initial_epoch = int(meta["epoch"])
-                return
-            except Exception as e:  # noqa: BLE001 (a corrupt checkpoint of any sort)
-                say(
-                    f"checkpoint {checkpoint.name} cannot be read ({type(e).__name__}); trying the one before"
-                )
-        if found:
-            say("no checkpoint could be read; training starts from the beginning")
-
-    def _save_model(self) -> None:
-        if self.disabled:
-            return
-        recent = self.last_saved is not None and time.monotonic() - self.last_saved < self.MIN_GAP_S
-        if self.every_epoch and recent:
-            return
-        epoch, batch = int(self._current_epoch), int(self._last_batch_seen)
-        name = f"ckpt-{epoch:06d}-{batch:06d}"
-        tmp = self.folder / f".tmp-{name}"
-        try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self.model.save_weights(str(tmp / "model.weights.h5"))
-            meta = {"epoch": epoch, "batch": batch, "at": time.time()}
-            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-            final = self.folder / name
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in self._checkpoints()[self.KEEP :]:
-                shutil.rmtree(old, ignore_errors=True)
-            self.last_saved = time.monotonic()
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not self.warned:
-                self.warned = True
-                say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
-            return
-        self.rec.checkpoint(self.fit_index, epoch, batch, name)
 
 
 class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
@@ -156,9 +72,11 @@ class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
         self.patience = 0 if user_stops else patience  # the script's own EarlyStopping is respected
         self.stop_at = stop_at
         self.inner: Any = None
+        self.ran: int | None = None  # the epochs run, when it stopped the fit before its last
 
     def on_train_begin(self, logs: Logs = None) -> None:
         self.inner = None
+        self.ran = None
 
     def _watch(self, logs: dict[str, Any]) -> None:
         monitor = (
@@ -197,8 +115,9 @@ class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
             self._stopped(epoch, StopReason.TARGET, watched, values, epoch)
 
     def _stopped(self, epoch: int, why: StopReason, monitor: str, logs: dict[str, Any], best: int) -> None:
-        if epoch + 1 >= int((self.params or {}).get("epochs") or 0):
+        if epoch + 1 >= self.epochs():
             return  # it was the last epoch anyway
+        self.ran = epoch + 1
         value = logs.get(monitor)
         number = float(value) if isinstance(value, int | float) else None
         self.rec.stop(self.fit_index, epoch + 1, why, monitor, number, self.patience, int(best) + 1)
@@ -206,6 +125,10 @@ class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_end(self, logs: Logs = None) -> None:
         if self.inner is not None:
             self.inner.on_train_end(logs)
+
+    def epochs(self) -> int:
+        """The epochs the fit asked for."""
+        return int((self.params or {}).get("epochs") or 0)
 
 
 class EvaluateCapture(keras.callbacks.Callback):  # type: ignore[misc]
@@ -254,21 +177,13 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
         rec.fit_calls += 1
         kwargs = compat.fit_kwargs(kwargs, rec)
         extra: list[Any] = [EpochRecorder(rec, index)]
+        early = None
         if patience > 0 or stop_at is not None:
             own = _argument(original, self, args, kwargs, "callbacks") or []
-            user_stops = any(isinstance(c, keras.callbacks.EarlyStopping) for c in own)
-            extra.append(EarlyStop(rec, index, patience, stop_at, user_stops))
+            early = _early_stop(rec, index, patience, stop_at, own)
+            extra += [early] if early is not None else []
         if checkpoints_on:
-            backup_dir = rec.out / CHECKPOINT_DIR / f"fit-{index}"
-            backup_dir.mkdir(parents=True, exist_ok=True)
-            freq: str | int = every if every > 0 else "epoch"
-            if keras_major >= 3:
-                backup = AtomicBackupAndRestore(str(backup_dir), freq, rec, index)
-            else:  # Keras 2 keeps its own training-state format; its callback restores it
-                backup = keras.callbacks.BackupAndRestore(
-                    str(backup_dir), save_freq=freq, delete_checkpoint=False
-                )
-            extra.insert(0, backup)
+            extra.insert(0, keras_checkpoints.backup(rec, index, every, keras_major))
         quiet = not sys.stdout.isatty()
         args, kwargs = _add_callbacks(original, self, args, kwargs, extra, quiet)
         x = _argument(original, self, args, kwargs, "x")
@@ -283,9 +198,39 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, keras_major: int) -> 
         if restored is not None:
             rec.models.restored[index] = restored
             say(f"fit {index} ended with the weights of its best epoch, {restored}")
+        keras_returns.numpy_history(history)
+        if early is not None and early.ran is not None:
+            _fill(history, early.ran, early.epochs(), restored or early.ran, index)
         return history
 
     return fit
+
+
+def _early_stop(
+    rec: Recorder, index: int, patience: int, stop_at: float | None, own: list[Any]
+) -> EarlyStop | None:
+    """The early stop of fit number ``index``; None for a fit run inside a ``while`` loop of the user's
+    code, which decides by what each fit gives (``while accuracy < .90:``): stopped early, it would run
+    rounds it would not have run, or never end."""
+    loop = loops.enclosing_while(rec.work_root, depth=3)
+    if loop is not None:
+        rec.note(
+            f"the fit at {loop.file}:{loop.call_line} runs inside the while loop of line {loop.line}: mlops does "
+            "not stop it early, as the loop decides by what each fit gives"
+        )
+        return None
+    user_stops = any(isinstance(c, keras.callbacks.EarlyStopping) for c in own)
+    return EarlyStop(rec, index, patience, stop_at, user_stops)
+
+
+def _fill(history: Any, ran: int, epochs: int, kept: int, index: int) -> None:
+    """A fit that mlops stopped early returns a history as long as the epochs asked for (keras_returns)."""
+    added = keras_returns.pad_history(history, epochs, kept)
+    if added:
+        say(
+            f"fit {index} ran {ran} of its {epochs} epochs: the history it returns is filled to {epochs} with "
+            f"the values of epoch {kept}, whose weights the model keeps, so the script reads it as it would"
+        )
 
 
 def _restored_epoch(model: Any, callbacks: Any) -> int | None:
@@ -320,7 +265,7 @@ def _wrap_evaluate(original: Callable[..., Any], rec: Recorder) -> Callable[...,
         if rec.fit_depth or not rec.called_from_user():
             return original(self, *args, **kwargs)
         args, kwargs = _add_callbacks(original, self, args, kwargs, [EvaluateCapture(rec, self)])
-        return original(self, *args, **kwargs)
+        return keras_returns.as_numpy(original(self, *args, **kwargs))  # numpy scalars, as Keras 2 gave
 
     return evaluate
 

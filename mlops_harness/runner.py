@@ -76,7 +76,7 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
 
     table: dict[str, Hook] = {
         "keras": keras,
-        "keras.utils": compat.lazy_np_utils,
+        **compat.HOOKS,  # keras.utils: old module paths read as attributes, plot_model without pydot
         "sklearn.base": lambda m: sklearn_hooks.install_base(m, rec),
         "sklearn.metrics": lambda m: sklearn_hooks.install_metrics(m, rec),
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),

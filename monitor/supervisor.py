@@ -7,15 +7,19 @@ fails the same way twice (the same traceback) it is a bug, not a crash: the tria
 
 The person watching sees each epoch, and pruning decides on it, from the harness's structured events
 (``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``), never from its human log lines.
+
+A tuning trial whose script failed after the harness stopped one of its fits early is run once more without
+the early stop (:meth:`Supervisor.execute_with_plain_retry`): what mlops adds may not make a script fail.
 """
 
 from __future__ import annotations
 
 import enum
+import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,23 @@ from mlops.progress import Progress
 from mlops.runtime.base import Runtime, TrialSpec, follow_file
 from mlops.trial import RESTARTED, LaunchResult, read_result
 from mlops.waits import explain_timeout
-from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, decode_events
+from mlops_harness.protocol import (
+    ENV_PATIENCE,
+    ENV_STOP_AT,
+    EVENTS_FILE,
+    OUTCOME_FILE,
+    Event,
+    EventKind,
+    FailureClass,
+    decode_events,
+    read_json,
+    read_plain,
+)
+
+# The variables of the harness's early stop: its patience, and the stop past the target.
+EARLY_STOP_ENV = (ENV_PATIENCE, ENV_STOP_AT)
+# Failures of the script's own code that a fit stopped early can cause (an index past the end of its history).
+AFTER_STOP = frozenset({FailureClass.CODE.value, FailureClass.API.value})
 
 
 class Action(enum.Enum):
@@ -91,6 +111,42 @@ class Pruned(threading.Event):
     """Set when the trial was stopped as pruned; ``why`` says what its check said."""
 
     why = ""
+
+
+def stopped_early(trial_dir: Path) -> bool:
+    """True when the harness stopped a fit of the trial early (a ``stopped`` event; links not followed)."""
+    try:
+        lines = read_plain(trial_dir / EVENTS_FILE).splitlines()
+    except OSError:
+        return False
+    return any(event.kind is EventKind.STOPPED for event in decode_events(lines))
+
+
+def broke_after_stop(done: TrialRecord, spec: TrialSpec) -> str | None:
+    """The error of a trial whose script failed after the harness stopped one of its fits early (failed, or
+    failed after its metric was measured), when it ran with the early stop; else None."""
+    if not any(name in spec.env for name in EARLY_STOP_ENV) or not stopped_early(spec.trial_dir):
+        return None
+    if done.status is TrialStatus.FAILED and done.failure_class in AFTER_STOP:
+        return done.error or "an error"
+    after = (read_json(spec.trial_dir / OUTCOME_FILE) or {}).get("failed_after_metric")
+    if done.status is TrialStatus.SUCCEEDED and isinstance(after, dict):
+        return str(after.get("error") or "an error")
+    return None
+
+
+def set_aside(trial_dir: Path, label: str) -> Path:
+    """The folder of an attempt moves to ``<n>.<label>``; the next attempt starts from its source."""
+    aside = trial_dir.with_name(f"{trial_dir.name}.{label}")
+    shutil.rmtree(aside, ignore_errors=True)
+    trial_dir.rename(aside)
+    trial_dir.mkdir()
+    for name in ("source.py", "params.json", "inputs.json"):
+        if (aside / name).exists():
+            shutil.copy2(aside / name, trial_dir / name)
+    if (aside / "files").is_dir():  # the trial's copies of the files mlops.yaml's tune_file: names
+        shutil.copytree(aside / "files", trial_dir / "files")
+    return aside
 
 
 class Supervisor:
@@ -233,6 +289,55 @@ class Supervisor:
                     f"gave up on trial {trial.number}: {decision.reason}",
                 )
             return self.ledger.trial(run.id, trial.number)
+
+    def execute_with_plain_retry(
+        self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune: PruneCheck | None = None
+    ) -> TrialRecord:
+        """``execute``; a trial whose script failed after the harness stopped one of its fits early runs once
+        more without the early stop (the first attempt's folder set aside as ``<n>.early-stop``), with no
+        pruning: as the script was written. When that attempt ends without a metric and the first one
+        measured one before it failed, the first one is kept, and its metric with it."""
+        done = self.execute(run, trial, spec, prune)
+        why = broke_after_stop(done, spec)
+        if why is None:
+            return done
+        said = (
+            f"trial {trial.number}: the script failed after mlops stopped a fit early ({why}); "
+            "running it once more without early stopping"
+        )
+        self.progress.info(f"   {said}")
+        self.ledger.event(run.id, trial.number, "retry-without-early-stop", said)
+        aside = set_aside(spec.trial_dir, "early-stop")
+        plain = replace(spec, env={k: v for k, v in spec.env.items() if k not in EARLY_STOP_ENV})
+        again = self.execute(run, self.ledger.trial(run.id, trial.number), plain, None)
+        if again.metric is not None or done.metric is None:
+            return again
+        set_aside(spec.trial_dir, "no-early-stop")
+        shutil.rmtree(spec.trial_dir)
+        aside.rename(spec.trial_dir)
+        self._finish_as(done, "without early stopping it failed: the metric measured before is kept")
+        return self.ledger.trial(run.id, trial.number)
+
+    def _finish_as(self, done: TrialRecord, why: str) -> None:
+        """Record ``done`` (a finished attempt) as the trial's result again."""
+        self.ledger.event(done.run_id, done.number, "retry-without-early-stop", f"trial {done.number}: {why}")
+        self.ledger.finish_trial(
+            done.run_id,
+            done.number,
+            done.status,
+            metric_name=done.metric_name,
+            metric=done.metric,
+            metric_source=done.metric_source,
+            end_reason=done.end_reason,
+            exit_code=done.exit_code,
+            error=done.error,
+            error_file=done.error_file,
+            error_line=done.error_line,
+            epochs=done.epochs,
+            duration_s=done.duration_s,
+            failure_class=done.failure_class,
+            hint=done.hint,
+        )
 
     def _follow(self, run: RunRecord, number: int, handle: Any) -> None:
         """The training's output, line by line, to the person watching."""

@@ -31,6 +31,7 @@ def test_each_repository_as_pushed(
     got = train_as_pushed(name, tmp_path, workspaces[runtime], runtime, **expected.get("flags", {}))
     if expected["expect"] == "metric":
         assert got.metric is not None and got.metric >= expected["at_least"], got.log
+        assert got.metric <= expected.get("at_most", 1.0), got.log  # as pushed, it barely learns
     else:
         assert got.metric is None and got.failure == expected["expect"], got.log
     if expected.get("before_trial_0"):

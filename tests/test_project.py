@@ -46,7 +46,7 @@ def test_entry_points_must_be_a_list_of_paths(tmp_path: Path, config: str) -> No
         ("- a.py\n", "mlops.yaml: must be a mapping of settings"),
         (
             "other: 1\n",
-            "mlops.yaml: unknown setting 'other' (known: data, entry_points, env, inputs, install",
+            "mlops.yaml: unknown setting 'other' (known: data, early_stop, entry_points, env, inputs, install",
         ),
         ("inputs: [3, {a: 1}]\n", "mlops.yaml: 'inputs' item 2 must be a number or a line of text"),
         ("inputs: [true]\n", "mlops.yaml: 'inputs' item 1 must be a number or a line of text"),
@@ -97,3 +97,20 @@ def test_env_gives_the_training_constants_never_the_callers_variables(tmp_path: 
 def test_env_that_cannot_work_names_the_setting(tmp_path: Path, env: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         read_project(_repo(tmp_path, f"entry_points: [a.py]\nenv: {env}\n", "a.py"))
+
+
+@pytest.mark.parametrize(
+    ("config", "trial_0", "trial_1"),
+    [(None, False, True), ("early_stop: all\n", True, True), ("early_stop: none\n", False, False)],
+)
+def test_early_stop_says_which_trials_may_be_stopped_early(
+    tmp_path: Path, config: str | None, trial_0: bool, trial_1: bool
+) -> None:
+    early = read_project(_repo(tmp_path, config, "a.py")).early_stop
+    assert (early.applies_to(0), early.applies_to(1)) == (trial_0, trial_1)
+
+
+def test_an_unknown_early_stop_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as e:
+        read_project(_repo(tmp_path, "early_stop: yes\n", "a.py"))
+    assert str(e.value) == "mlops.yaml: 'early_stop' must be one of tuning, all, none but got True"

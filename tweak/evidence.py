@@ -3,7 +3,10 @@
 Trial 0 is the code as pushed; the harness recorded its per-epoch history (training loss and accuracy,
 validation accuracy) and what its fit trained on. Three findings steer TPE's proposals:
 
-- a training loss that does not fall (NaN, rising, flat, or still at chance level): the learning rate;
+- a training loss that does not fall: the learning rate. Only a loss that rises or becomes NaN lowers it (the
+  steps are too large); one that stays flat, or at chance level, with a step below the optimizer's usual
+  working rate raises it to that rate (Adadelta at tf.keras's and Keras 3's default of 0.001 barely moves:
+  it works at 1.0, standalone Keras's default); flat at its usual rate, the rate is not what holds it back;
 - a training accuracy far above the validation one: regularization (dropout), not more units or filters;
 - inputs in 0..255 that the model never scales: a ``Rescaling`` layer (tweak/strategies.py ``_unscaled``).
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_harness.protocol import CURVE_KEYS
+from tweak.facts import old_default
 
 # A layer size, an epoch cap or a rate changed by less than this factor changes nothing that matters.
 SMALLEST_CHANGE = 1.5
@@ -27,10 +31,27 @@ OVERFIT_GAP = 0.1
 FALLING = 0.9
 # A training loss at this share of chance level (ln of the classes) or above has learned nothing yet.
 AT_CHANCE = 0.9
-# Keras's default rate of each optimizer, and the rate a first guess gives it when its loss stalls.
+# Keras's default rate of each optimizer today (tf.keras 2.x and Keras 3): 0.001 for all but SGD.
 DEFAULT_RATE = {"sgd": 0.01}
-USUAL_RATE = 1e-3  # Adam, RMSprop, Nadam, ... (Keras's default for all but SGD)
-STALLED_RATE = {"sgd": 0.05}  # plain SGD at 0.01 barely moves a small network in a few epochs
+USUAL_RATE = 1e-3
+# The rate each optimizer usually works at, where it is not 0.001: what a loss that does not fall with a
+# smaller step is given. Plain SGD at 0.01 barely moves a small network in a few epochs; Adadelta was made to
+# need no rate (its paper has none; standalone Keras ran it at 1.0), Adagrad ran at 0.01 in standalone Keras.
+WORKING_RATE = {"sgd": 0.05, "adadelta": 1.0, "adagrad": 0.01}
+# The learning rates TPE searches, around the usual working rates; an optimizer whose working rate is
+# outside them has a range of its own.
+RATES = (5e-4, 5e-2)
+RATE_RANGES = {"adadelta": (0.05, 2.0)}
+
+
+def working_rate(name: str) -> float:
+    """The rate the optimizer of that name (lower case) usually works at."""
+    return WORKING_RATE.get(name, USUAL_RATE)
+
+
+def rate_range(facts: Any) -> tuple[float, float]:
+    """The learning rates searched for the script's optimizer."""
+    return RATE_RANGES.get(str(getattr(facts, "optimizer", "") or "").lower(), RATES)
 
 
 def matters(factor: float) -> bool:
@@ -126,18 +147,54 @@ def current_rate(facts: Any) -> tuple[str, float]:
     return name, DEFAULT_RATE.get(name, USUAL_RATE)
 
 
-def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str]:
-    """The learning rate that trial 0's stalled loss calls for, and the rule that chose it, in words."""
+def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str] | None:
+    """The learning rate that trial 0's stalled loss calls for, and the rule that chose it, in words; None
+    when the rate is not what holds it back (a flat loss at the optimizer's usual rate).
+
+    Only a loss that rises or becomes NaN lowers the rate: to the usual one when it is far above it, else
+    tenfold. A flat loss with a step far below the usual one raises it there."""
     name, rate = current_rate(facts)
-    usual = STALLED_RATE.get(name, USUAL_RATE)
+    usual = working_rate(name)
     shown = f"{name or 'the optimizer'} at {rate:g}"
-    if rate > usual and matters(rate / usual):
-        return usual, f"{shown} is far above its usual rate: down to {usual:g}"
     if finding.diverged:
+        if rate > usual and matters(rate / usual):
+            return usual, f"{shown} is far above its usual rate: down to {usual:g}"
         return rate / 10, f"{shown} diverges: down tenfold"
     if rate < usual and matters(rate / usual):
-        return usual, f"{shown} is too slow: up to {usual:g}"
-    return rate / 10, f"{shown} does not learn: down tenfold"
+        return usual, f"{shown} is too slow: up to {usual:g}, its usual rate"
+    return None
+
+
+def loss_rate(losses: list[float], facts: Any, unscaled: bool) -> tuple[float, str] | None:
+    """The learning rate trial 0's training loss calls for (inside the searched range), and why, in words;
+    None when it fell, or when the rate is not what holds it back.
+
+    Unscaled inputs (``unscaled``) explain a stall at the usual rate better than the rate does: the
+    Rescaling layer is the change then, and the rate is left alone unless it is far from its usual value."""
+    finding = stalled_loss(losses, classes_of(facts))
+    chosen = rate_for(finding, facts) if finding is not None else None
+    if finding is None or chosen is None:
+        return None
+    rate, rule = chosen
+    _, now = current_rate(facts)
+    if unscaled and "tenfold" in rule:
+        return None
+    low, high = rate_range(facts)
+    bounded = min(max(rate, low), high)
+    if not matters(bounded / now) or (bounded < now) != (rate < now):
+        return None  # too small a change, or the searched range's bound is on the other side
+    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
+    return bounded, f"{finding.reason}; {rule}{kept}"
+
+
+def author_rate(losses: list[float], facts: Any) -> tuple[float, str] | None:
+    """The rate the script's author trained with, when its optimizer runs at a default that changed since
+    (``Adadelta()``: 1.0 then, 0.001 now), and why; None when it does not, or trial 0's loss diverged."""
+    old = old_default(facts)
+    finding = stalled_loss(losses, None)
+    if old is None or (finding is not None and finding.diverged):
+        return None
+    return old.old, f"{old.describe()}: its author's {old.old:g}"
 
 
 def overfits(gap: float | None) -> bool:

@@ -46,6 +46,20 @@ LAYER_KINDS: dict[str, str] = {
 SIZED_ROLES = frozenset({Role.CONVOLUTION, Role.DEPTHWISE_CONVOLUTION, Role.POOLING})
 WINDOWED = ("conv", "depthwise_conv", "recurrent_conv", "pool")  # the kinds with a kernel or pool window
 
+# Keras optimizers' default learning rates that changed between generations: standalone Keras (up to 2.3)
+# -> tf.keras 2.x and Keras 3 (Keras pull request 12841; TensorFlow 1.14's release notes). A script that
+# relies on one of these defaults trains as its author never saw it: Adadelta at 0.001 barely learns.
+CHANGED_DEFAULTS: dict[str, tuple[float, float]] = {
+    "adadelta": (1.0, 0.001),
+    "adagrad": (0.01, 0.001),
+    "adamax": (0.002, 0.001),
+    "nadam": (0.002, 0.001),
+}
+# Optimizer classes, by their name in lower case (what a string in compile() or a class name says).
+OPTIMIZERS = frozenset(
+    ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "adafactor"]
+)
+
 SKLEARN_ESTIMATORS_WITH_PARAMS = {
     "n_clusters",
     "hidden_layer_sizes",
@@ -85,6 +99,7 @@ class ModelFacts:
     batch_size: int | None = None
     optimizer: str | None = None
     learning_rate: float | None = None
+    rate_written: bool = False  # the optimizer is given a rate (literal or not); else it runs at its default
     input_shape: tuple[int, ...] | None = None
     estimators: list[Estimator] = field(default_factory=list)
     parses: bool = True
@@ -151,6 +166,8 @@ class _Gather(ast.NodeVisitor):
         self.fit_batch: Any = None
         self.optimizer: str | None = None
         self.learning_rate: float | None = None
+        self.rate_written = False
+        self.optimizers: dict[str, ast.Call] = {}  # names bound to an optimizer object: opt = Adadelta()
         self.input_shapes: list[tuple[int, ...]] = []
         self.estimators: list[Estimator] = []
 
@@ -158,6 +175,9 @@ class _Gather(ast.NodeVisitor):
         for target in node.targets:
             if isinstance(target, ast.Name):
                 self.assigns[target.id] = _literal(node.value)
+                called = _name(node.value.func) if isinstance(node.value, ast.Call) else None
+                if isinstance(node.value, ast.Call) and str(called).lower() in OPTIMIZERS:
+                    self.optimizers[target.id] = node.value
         self.generic_visit(node)
 
     def _value(self, node: ast.AST | None) -> Any:
@@ -177,13 +197,7 @@ class _Gather(ast.NodeVisitor):
             if batch is not None:
                 self.fit_batch = self._value(batch)
         elif name == "compile":
-            opt = _kw(node, "optimizer")
-            if isinstance(opt, ast.Constant) and isinstance(opt.value, str):
-                self.optimizer = opt.value
-            elif isinstance(opt, ast.Call):
-                self.optimizer = _name(opt.func)
-                lr = self._value(_arg(opt, 0, "learning_rate", "lr"))  # SGD(0.1), Adam(lr=...)
-                self.learning_rate = float(lr) if isinstance(lr, int | float) else None
+            self._compile(_arg(node, 0, "optimizer"))
         elif name in ("Input", "InputLayer"):
             shape = _ints(self._value(_arg(node, 0, "shape", "input_shape")), 1)
             if shape:
@@ -207,6 +221,20 @@ class _Gather(ast.NodeVisitor):
         if name and (name.endswith("KMeans") or name.startswith("MLP") or tuned) and not node.keywords:
             self.estimators.append(Estimator(name, node.lineno, {}))
         self.generic_visit(node)
+
+    def _compile(self, opt: ast.AST | None) -> None:
+        """The optimizer of ``compile(optimizer=...)``: a name (``"adadelta"``), an object (``Adadelta()``) or
+        a variable bound to one (``opt = SGD(0.1)``), and its rate as written."""
+        if isinstance(opt, ast.Name) and opt.id in self.optimizers:
+            opt = self.optimizers[opt.id]
+        if isinstance(opt, ast.Constant) and isinstance(opt.value, str):
+            self.optimizer, self.learning_rate, self.rate_written = opt.value, None, False
+        elif isinstance(opt, ast.Call):
+            self.optimizer = _name(opt.func)
+            given = _arg(opt, 0, "learning_rate", "lr")  # SGD(0.1), Adam(lr=...)
+            lr = self._value(given)
+            self.learning_rate = float(lr) if isinstance(lr, int | float) else None
+            self.rate_written = given is not None
 
     def _layer(self, node: ast.Call, name: str) -> None:
         kind = LAYER_KINDS[name]
@@ -259,6 +287,7 @@ def model_facts(source: str, framework: Framework | str | None = None) -> ModelF
         batch_size=batch,
         optimizer=gather.optimizer,
         learning_rate=gather.learning_rate,
+        rate_written=gather.rate_written,
         input_shape=gather.input_shapes[0] if gather.input_shapes else None,
         estimators=gather.estimators,
     )
@@ -278,6 +307,30 @@ def _pytorch_facts(source: str) -> ModelFacts:
         learning_rate=found.learning_rate,
         input_shape=found.input_shape,
     )
+
+
+@dataclass(frozen=True)
+class OldDefault:
+    """An optimizer left at a default learning rate that changed since the script was written."""
+
+    optimizer: str  # as written
+    old: float  # standalone Keras's (up to 2.3)
+    now: float  # tf.keras 2.x's and Keras 3's
+
+    def describe(self) -> str:
+        return (
+            f"the script relies on {self.optimizer}'s default learning rate: {self.old:g} in standalone Keras "
+            f"(up to 2.3), {self.now:g} in tf.keras and Keras 3"
+        )
+
+
+def old_default(facts: ModelFacts) -> OldDefault | None:
+    """The changed default the script's optimizer runs at (``Adadelta()``, ``optimizer="adagrad"``), if any."""
+    name = str(facts.optimizer or "")
+    if name.lower() not in CHANGED_DEFAULTS or facts.rate_written:
+        return None
+    old, now = CHANGED_DEFAULTS[name.lower()]
+    return OldDefault(name, old, now)
 
 
 def check_variant(source: str, framework: Framework | str | None = None) -> str | None:

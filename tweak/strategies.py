@@ -10,6 +10,7 @@ so the same run proposes the same trials after a restart.
   TPE sampler over the space of tweaks, learning from every trial's metric, and Optuna's median pruner on
   the per-epoch metric to stop a hopeless trial early. What trial 0 measured (tweak/evidence.py) chooses
   the changes: its stalled loss the rate, its overfitting dropout, its unscaled pixels a Rescaling layer;
+  an optimizer left at a default that changed since standalone Keras (tweak/facts.py) gets its author's;
   a change too small to matter is not proposed, and a batch of parallel trials is asked of TPE at once
   (constant liar), so its trials differ.
 """
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 Tweaks = list[Tweak]
 MLP = ("MLPClassifier", "MLPRegressor")
-# The learning rates TPE searches; a rate chosen from trial 0's loss is kept inside them.
-RATES = (5e-4, 5e-2)
 # The dropout rates TPE searches when trial 0 overfits, and the first guess's.
 DROPOUTS = (0.0, 0.2, 0.3, 0.5)
 FIRST_DROPOUT = 0.3
@@ -176,25 +175,19 @@ def _overfit_gap(state: SearchState) -> float | None:
 
 
 def _loss_rate(state: SearchState) -> tuple[float, str] | None:
-    """The learning rate trial 0's stalled training loss calls for, and why, in words; None when it fell.
-
-    Unscaled inputs explain a stall at the usual rate better than the rate does: the Rescaling layer is
-    the change then, and the rate is left alone unless it is far from its usual value."""
+    """The learning rate trial 0's stalled training loss calls for, and why (``evidence.loss_rate``)."""
     first = _trial0(state)
     if first is None or state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
         return None
-    finding = evidence.stalled_loss(first.losses, evidence.classes_of(state.facts))
-    if finding is None:
+    return evidence.loss_rate(first.losses, state.facts, _unscaled(state) is not None)
+
+
+def _author_rate(state: SearchState) -> tuple[float, str] | None:
+    """The rate the script's author trained with, when it runs at a default that changed since."""
+    first = _trial0(state)
+    if state.framework == "sklearn" or state.kind not in (Kind.CNN, Kind.ANN):
         return None
-    rate, rule = evidence.rate_for(finding, state.facts)
-    _, now = evidence.current_rate(state.facts)
-    if _unscaled(state) is not None and "tenfold" in rule:
-        return None
-    bounded = min(max(rate, RATES[0]), RATES[1])
-    if not evidence.matters(bounded / now):
-        return None
-    kept = f" ({bounded:g}, the searched range's bound)" if bounded != rate else ""
-    return bounded, f"{finding.reason}; {rule}{kept}"
+    return evidence.author_rate(first.losses if first is not None else [], state.facts)
 
 
 def _propose_kmeans(state: SearchState) -> Proposal | None:
@@ -266,7 +259,7 @@ class TPE(Strategy):
         space: dict[str, Any] = {}
         if state.kind in (Kind.CNN, Kind.ANN) and state.framework != "sklearn":
             space["epochs"] = d.IntDistribution(max(1, epochs), max(40, epochs * 10), log=True)
-            space["learning_rate"] = d.FloatDistribution(*RATES, log=True)
+            space["learning_rate"] = d.FloatDistribution(*evidence.rate_range(state.facts), log=True)
             if _overfit_gap(state) is not None and _hidden_units(state.facts):
                 space["dropout"] = d.CategoricalDistribution(DROPOUTS)
             if _hidden_units(state.facts):
@@ -308,8 +301,8 @@ class TPE(Strategy):
             point.update(epochs=max(epochs, min(cap, _affordable_epochs(state) or cap)), extra_dense=0)
             if str(getattr(state.facts, "optimizer", "")).lower() == "sgd":
                 point["learning_rate"] = 0.05  # plain SGD at its default 0.01 barely moves in 20 epochs
-        chosen = _loss_rate(state)
-        if chosen is not None and "learning_rate" in space:  # trial 0's loss did not fall: it chooses
+        chosen = _author_rate(state) or _loss_rate(state)
+        if chosen is not None and "learning_rate" in space:  # trial 0's loss, or its author's rate, chooses
             point["learning_rate"] = chosen[0]
         if "units" in space:
             point["units"] = 128
@@ -333,9 +326,9 @@ class TPE(Strategy):
     def reasons(self, state: SearchState, point: dict[str, Any]) -> list[str]:
         """The evidence of trial 0 behind the point's changes, in words."""
         out = []
-        chosen = _loss_rate(state)
-        if chosen is not None and point.get("learning_rate") == chosen[0]:
-            out.append(chosen[1])
+        for chosen in (_loss_rate(state), _author_rate(state)):
+            if chosen is not None and point.get("learning_rate") == chosen[0]:
+                out.append(chosen[1])
         gap = _overfit_gap(state)
         if gap is not None:
             what = "dropout" if point.get("dropout") else "no dropout this time"

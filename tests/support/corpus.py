@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,9 @@ def manifest() -> dict[str, dict[str, Any]]:
     return dict(json.loads((CORPUS / "manifest.json").read_text())["repos"])
 
 
-def as_git_repo(name: str, where: Path, without: tuple[str, ...] = ()) -> Path:
+def as_git_repo(name: str, where: Path, without: tuple[str, ...] = (), early_stop: str | None = None) -> Path:
     """The fixture ``name`` copied to ``where/name`` and committed, as its author pushed it (``without``
-    those of its files)."""
+    those of its files; ``early_stop``: its mlops.yaml's ``early_stop:``, added to what it has)."""
     repo = where / name
     shutil.copytree(CORPUS / name, repo)
     for file in without:
@@ -28,6 +32,12 @@ def as_git_repo(name: str, where: Path, without: tuple[str, ...] = ()) -> Path:
             shutil.rmtree(repo / file)
         else:
             (repo / file).unlink()
+    if early_stop is not None:
+        import yaml
+
+        config = repo / "mlops.yaml"
+        settings = (yaml.safe_load(config.read_text()) or {}) if config.exists() else {}
+        config.write_text(yaml.safe_dump({**settings, "early_stop": early_stop}))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "first version")
@@ -48,13 +58,23 @@ class Outcome:
     trials: int = 0  # how many trials the run started (0: it failed before trial 0)
     source: str | None = None  # where trial 0's metric came from (metrics.json's source)
     metric_name: str | None = None
+    script: str = ""  # the entry point the run trained
+    framework: str = ""  # what job 2 said the script trains with (keras, tf.keras, sklearn, ...)
+    python: str = ""  # the interpreter of the run's environment (local runtime)
 
 
 def train_as_pushed(
-    name: str, where: Path, workspace: Path, runtime: str, without: tuple[str, ...] = (), **flags: Any
+    name: str,
+    where: Path,
+    workspace: Path,
+    runtime: str,
+    without: tuple[str, ...] = (),
+    early_stop: str | None = None,
+    **flags: Any,
 ) -> Outcome:
     """``mlops run`` (one trial) on the corpus repository ``name``, in-process, and what it gave (``flags``:
-    more settings; ``without``: files of the repository left out of the push)."""
+    more settings; ``without``: files of the repository left out of the push; ``early_stop``: its
+    mlops.yaml's ``early_stop:``, ``all`` to stop trial 0's fits early too)."""
     from jobs.pipeline import run_source
     from mlops import envs
     from mlops.config import load_settings
@@ -62,7 +82,7 @@ def train_as_pushed(
     from mlops.ledger import Ledger
     from mlops.progress import Progress
 
-    repo = as_git_repo(name, where, without)
+    repo = as_git_repo(name, where, without, early_stop)
     flags = {"workspace": str(workspace), "runtime": runtime, "max_trials": 1, **flags}
     settings = load_settings(flags, env={})
     out = io.StringIO()
@@ -92,7 +112,33 @@ def train_as_pushed(
         trials=len(trials),
         source=first.metric_source if first is not None else None,
         metric_name=first.metric_name if first is not None else None,
+        script=run.script or "",
+        framework=run.framework or "",
+        python=(env.python or "") if env is not None else "",
     )
+
+
+def run_directly(name: str, script: str, where: Path, python: str = "") -> tuple[float | None, str]:
+    """The corpus repository ``name`` run as its author runs it, ``python SCRIPT`` in the script's folder
+    (``python``: the interpreter of the run's environment), without mlops: the metric it prints (its
+    manifest's ``prints``, times ``scale``), or None, and its output."""
+    expected = manifest()[name]
+    repo = where / f"{name}.direct"
+    shutil.copytree(CORPUS / name, repo)
+    folder = (repo / script).parent
+    done = subprocess.run(
+        [python or sys.executable, (repo / script).name],
+        cwd=folder,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    found = re.findall(expected["prints"], done.stdout, flags=re.MULTILINE)
+    if done.returncode != 0 or not found:
+        return None, done.stdout + done.stderr
+    return float(found[-1]) * float(expected.get("scale", 1.0)), done.stdout
 
 
 def refused_before_any_run(repo: Path, workspace: Path, match: str) -> None:

@@ -9,7 +9,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from mlops.classify import Framework
-from tweak.codemods.base import Tweak, dotted, last_name, literal, with_arg
+from tweak.codemods.base import Tweak, dotted, last_name, with_arg
 from tweak.codemods.torch_learning_rate import set_rate as set_torch_rate
 
 OPTIMIZERS = {
@@ -67,6 +67,12 @@ class _FindCompiles(cst.CSTVisitor):
                     self.optimizer_vars.add(arg.value.value)
 
 
+def float_literal(rate: float) -> cst.BaseExpression:
+    """A rate written as a float (``1.0``, not ``1``): Keras 3 refuses an int learning rate."""
+    text = f"{rate:.6g}"
+    return cst.parse_expression(text if any(c in text for c in ".en") else f"{text}.0")
+
+
 @dataclass(frozen=True)
 class SetLearningRate(Tweak):
     NAME = "set_learning_rate"
@@ -99,7 +105,7 @@ class SetLearningRate(Tweak):
                 "lr" if any(a.keyword and a.keyword.value == "lr" for a in call.args) else "learning_rate"
             )
             done.append(last_name(call.func) or "optimizer")
-            return with_arg(call, 0, (keyword,), literal(rate))
+            return with_arg(call, 0, (keyword,), float_literal(rate))
 
         class Set(cst.CSTTransformer):
             def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:  # noqa: N802
