@@ -48,8 +48,8 @@ SPACES: dict[StrategyName, dict[str, int | None]] = {
         "ann-roomy": 5,
         "mlp": 2,  # wider, then more iterations
         "kmeans": 5,  # k = 3..7 (trial 0 had 2)
-        "forest": 0,  # nothing the ladder knows how to change
-        "forest-asked": 4,  # the ladder's four steps on answers
+        "forest": 1,  # its one estimator step: more trees (tweak/estimators.py)
+        "forest-asked": 2,  # more trees, with the answered depth at 6, then at 12
     },
     StrategyName.TPE: {
         "cnn": None,
@@ -57,8 +57,8 @@ SPACES: dict[StrategyName, dict[str, int | None]] = {
         "ann-roomy": None,
         "mlp": 9,  # 4 hidden layer sizes x 2 iteration caps, and the first guess (the width alone)
         "kmeans": 5,
-        "forest": 0,
-        "forest-asked": 15,  # depth 1..16, but 3 (trial 0's answer)
+        "forest": 28,  # 4 tree counts x 7 depths (tweak/estimators.py CHOICES)
+        "forest-asked": 64,  # 4 tree counts x the answered depth 1..16
     },
 }
 

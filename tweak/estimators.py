@@ -73,8 +73,24 @@ def steps(facts: Any) -> list[Tweak]:
     return tweaks_for(facts, first(facts))
 
 
+# scikit-learn's defaults of the knobs (a knob the script does not write is at its default: a point that sets
+# it there changes nothing). GradientBoosting's trees are shallow by default; AdaBoost's are fewer.
+DEFAULTS: dict[str, Any] = {"alpha": 1.0, "C": 1.0, "max_depth": None, "n_estimators": 100, "n_neighbors": 5}
+OTHER_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("GradientBoostingClassifier", "max_depth"): 3,
+    ("GradientBoostingRegressor", "max_depth"): 3,
+    ("AdaBoostClassifier", "n_estimators"): 50,
+    ("AdaBoostRegressor", "n_estimators"): 50,
+}
+
+
 def _written(facts: Any, names: tuple[str, ...], param: str) -> list[Any]:
-    return [est.params.get(param, ...) for est in _estimators(facts) if est.name in names]
+    """The value each estimator of ``names`` has for ``param``: as written, else scikit-learn's default."""
+    return [
+        est.params.get(param, OTHER_DEFAULTS.get((est.name, param), DEFAULTS.get(param, ...)))
+        for est in _estimators(facts)
+        if est.name in names
+    ]
 
 
 def tweaks_for(facts: Any, point: dict[str, Any]) -> list[Tweak]:

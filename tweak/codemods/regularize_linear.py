@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from mlops.classify import Framework
 from tweak.codemods.base import Tweak, last_name, literal, needs_import, sibling, with_arg
 
 # LinearRegression's keywords that Ridge takes too; the others (n_jobs) have no meaning for Ridge.
@@ -49,3 +50,6 @@ class RegularizeLinear(Tweak):
             raise self.not_applicable("no LinearRegression is built in this code")
         without = f" (without {', '.join(dropped)}, which Ridge does not take)" if dropped else ""
         return new, f"LinearRegression -> Ridge(alpha={alpha!r}){without}"
+
+    # Estimators are found by name in code of any framework (a Keras script may fit one too).
+    REWRITES = {Framework.KERAS: transform, Framework.PYTORCH: transform}
