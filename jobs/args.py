@@ -17,6 +17,7 @@ from pathlib import Path
 from mlops.config import Settings, load_settings
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.errors import MlopsError
+from mlops.progress import terminal_safe
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -219,7 +220,7 @@ def guarded(body: Callable[[], int]) -> int:
     try:
         return body()
     except MlopsError as e:
-        print(f"mlops: error: {e}", file=sys.stderr)
+        print(f"mlops: error: {terminal_safe(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(
