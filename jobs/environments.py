@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlops import envs
+from mlops import envs, trial_files
 from mlops.classify import Api
 from mlops.domain import RunStatus, TrialStatus
 from mlops.envs.images import ImageBuilder
@@ -22,6 +22,7 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
 from mlops.runtime.base import Runtime, TrialSpec
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import FailureClass
 from tweak.loop import Execute
 
@@ -143,7 +144,11 @@ class Environments:
             except SourceError as e:
                 self.progress.warn(f"the legacy environment cannot be made for run {run.id}: {e}")
                 return done
-            self._set_aside(spec.trial_dir, before.generation.value)
+            try:
+                self._set_aside(spec.trial_dir, before.generation.value)
+            except BadTrialFile as e:  # the failed attempt planted something in place of its inputs
+                self.progress.warn(f"trial 0 of run {run.id} is not tried again: {e}")
+                return done
             again = execute(
                 run, trial, replace(spec, python=legacy.python, image=legacy.image or spec.image), prune
             )
@@ -162,11 +167,10 @@ class Environments:
 
     @staticmethod
     def _set_aside(trial_dir: Path, label: str) -> None:
-        """The failed attempt's folder moves to ``<n>.<label>``; the new attempt starts from its source."""
+        """The failed attempt's folder moves to ``<n>.<label>``; the new attempt starts from its inputs (its
+        source, params, answers and files of values), read through the trial reader."""
         aside = trial_dir.with_name(f"{trial_dir.name}.{label}")
         shutil.rmtree(aside, ignore_errors=True)
         trial_dir.rename(aside)
         trial_dir.mkdir()
-        for name in ("source.py", "params.json"):
-            if (aside / name).exists():
-                shutil.copy2(aside / name, trial_dir / name)
+        trial_files.copy_inputs(aside, trial_dir)  # as mlops wrote them: never a link the attempt left

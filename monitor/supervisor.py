@@ -6,7 +6,8 @@ it resume at the epoch where it stopped. A launch that fails from its own code i
 fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed.
 
 The person watching sees each epoch, and pruning decides on it, from the harness's structured events
-(``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``), never from its human log lines.
+(``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``, each checked against its type by
+``mlops.trial_records``), never from its human log lines.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops import trial_files
 from mlops.domain import TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Runtime, TrialSpec, follow_file
 from mlops.trial import RESTARTED, LaunchResult, read_result
+from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
-from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, decode_events
+from mlops_harness.protocol import EVENTS_FILE, Event, EventKind
 
 
 class Action(enum.Enum):
@@ -76,11 +79,9 @@ def epoch_of(event: Event) -> tuple[int, dict[str, float]] | None:
 
 
 def events_size(trial_dir: Path) -> int:
-    """Where the events of a launch about to start (or attached to now) begin in the trial's events file."""
-    try:
-        return (trial_dir / EVENTS_FILE).stat().st_size
-    except OSError:
-        return 0
+    """Where the events of a launch about to start (or attached to now) begin in the trial's events file
+    (0 when there is none, or a link or anything else stands in its place: never followed)."""
+    return trial_files.size(trial_dir, EVENTS_FILE)
 
 
 # Asked after every epoch with (epoch, logs): why to stop the trial as pruned, or None to go on.
@@ -256,7 +257,7 @@ class Supervisor:
         Reads the events file from where this launch's events start until the launch has ended (``ended``)
         and the file is drained.
         """
-        for event in decode_events(follow_file(path, lambda: not ended.is_set(), start=start)):
+        for event in live_events(follow_file(path, lambda: not ended.is_set(), start=start)):
             epoch = epoch_of(event)
             if epoch is None or pruned.is_set():
                 continue

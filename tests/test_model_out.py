@@ -116,7 +116,7 @@ def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tm
     assert ledger.run(run.id).status is RunStatus.EXHAUSTED
 
 
-def test_keep_all_keeps_every_trials_model_and_the_runs_copy_costs_no_space(tmp_path):
+def test_keep_all_keeps_every_trials_model_and_the_run_has_a_copy_of_its_own(tmp_path):
     policy = ModelPolicy(keep=KeepModels.ALL, keep_checkpoints=True)
     _, run = finished_run(tmp_path, [b"first model", b"second model"], policy)
     ours, trials = (
@@ -124,7 +124,9 @@ def test_keep_all_keeps_every_trials_model_and_the_runs_copy_costs_no_space(tmp_
         [trial_dir(run, n) / "model" / "model.pkl" for n in (0, 1)],
     )
     assert [t.read_bytes() for t in trials] == [b"first model", b"second model"]
-    assert ours.stat().st_ino == trials[1].stat().st_ino  # a hard link, not a second copy
+    assert ours.read_bytes() == b"second model"
+    # A copy of its own, never a link to what the trial left (which the trial could have linked elsewhere).
+    assert ours.stat().st_ino != trials[1].stat().st_ino and ours.stat().st_nlink == 1
     assert (trial_dir(run, 0) / "checkpoints").is_dir()  # keep_checkpoints
 
 

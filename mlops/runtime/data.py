@@ -19,8 +19,10 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from mlops import trial_files
 from mlops.project import RELATIVE_MOUNTS, DataPath
 from mlops.runtime.base import TrialSpec
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import write_atomic
 
 REWRITES_FILE = "data_rewrites.json"
@@ -107,9 +109,10 @@ def with_data(spec: TrialSpec, mounted: bool) -> TrialSpec:
     if not mapping:
         return spec
     try:
-        text, done = rewrite_paths(spec.source_file.read_text(encoding="utf-8"), mapping)
-    except (cst.ParserSyntaxError, UnicodeDecodeError):
-        return spec  # the trial runs as it is and fails on its own syntax, said by the harness
+        source = trial_files.read_text(spec.source_file.parent, spec.source_file.name)
+        text, done = rewrite_paths(source or "", mapping)
+    except (cst.ParserSyntaxError, BadTrialFile):
+        return spec  # the trial runs as it is and fails on its own syntax (or its source), said then
     record = {"mapped": mapping, "rewritten": done}
     write_atomic(spec.trial_dir / REWRITES_FILE, json.dumps(record, indent=1))
     if not done:
