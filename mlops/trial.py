@@ -81,24 +81,7 @@ def read_result(
         ExitCode.SCRIPT_ERROR,
         ExitCode.NO_METRIC,
     ):
-        no_metric = outcome.exit_code == ExitCode.NO_METRIC
-        return LaunchResult(
-            TrialStatus.FAILED,
-            outcome,
-            epochs=epochs,
-            error=redact(report.error or f"the script failed ({outcome.describe()})"),
-            error_file=redact(report.file) if report.file else None,
-            error_line=report.line,
-            traceback=redact(report.traceback) if report.traceback else None,
-            failure=FailureClass.CODE if no_metric else _failure(report.failure_class),
-            hint=(
-                "measure the model with evaluate(), score() or accuracy_score(), or write accuracy.txt"
-                if no_metric
-                else redact(report.hint)
-                if report.hint
-                else None
-            ),
-        )
+        return _script_failed(outcome, epochs, report, redact)
     if outcome.reason is EndReason.EXITED:
         code = FailureClass.CODE
         if outcome.exit_code == ExitCode.OK:
@@ -122,6 +105,30 @@ def read_result(
         error=f"the training {outcome.describe()}",
         failure=cls,
         hint=hint,
+    )
+
+
+def _script_failed(
+    outcome: Outcome, epochs: int | None, report: HarnessOutcome, redact: Callable[[str], str]
+) -> LaunchResult:
+    """The script raised, or ended without a metric: what the harness said of it."""
+    no_metric = outcome.exit_code == ExitCode.NO_METRIC
+    return LaunchResult(
+        TrialStatus.FAILED,
+        outcome,
+        epochs=epochs,
+        error=redact(report.error or f"the script failed ({outcome.describe()})"),
+        error_file=redact(report.file) if report.file else None,
+        error_line=report.line,
+        traceback=redact(report.traceback) if report.traceback else None,
+        failure=FailureClass.CODE if no_metric else _failure(report.failure_class),
+        hint=(
+            "measure the model with evaluate(), score() or accuracy_score(), or write accuracy.txt"
+            if no_metric
+            else redact(report.hint)
+            if report.hint
+            else None
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from mlops import trial_files
 from mlops.project import RELATIVE_MOUNTS, DataPath
 from mlops.runtime.base import TrialSpec
-from mlops.trial_files import BadTrialFile
+from mlops.trial_files import BadTrialFile, inputs_of
 from mlops_harness.protocol import write_atomic
 
 REWRITES_FILE = "data_rewrites.json"
@@ -94,6 +94,15 @@ def rewrite_paths(source: str, mapping: dict[str, str]) -> tuple[str, list[dict[
     wrapper = MetadataWrapper(cst.parse_module(source))
     rewrite = _Rewrite({posixpath.normpath(k): v for k, v in mapping.items()})
     return wrapper.visit(rewrite).code, rewrite.done
+
+
+def input_mounts(spec: TrialSpec, at: str) -> list[tuple[Path, str, bool]]:
+    """What mlops wrote in the trial's folder for it (its source, params, answers, copies of files of values),
+    each mounted read-only over the folder, which the runtime shows at ``at``: the training reads them, never
+    changes them (nor puts a link in their place)."""
+    folder = spec.trial_dir.resolve()
+    source = folder / spec.source_file.relative_to(spec.trial_dir)
+    return [(p, f"{at}/{p.relative_to(folder).as_posix()}", False) for p in inputs_of(folder, source)]
 
 
 def with_data(spec: TrialSpec, mounted: bool) -> TrialSpec:

@@ -25,7 +25,7 @@ from mlops.trial import read_result
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
 from mlops_harness.protocol import EVENTS_FILE, EventKind, ExitCode, encode_event
-from tests.test_model_out import finished_run, trial_with_model
+from tests.support.models_left import finished_run, trial_with_model
 from tweak.loop import trial_dir
 
 SECRET = "host-secret-1b2c"

@@ -6,9 +6,8 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 
 - runs the training image's entry point (the harness) as a non-root user, all capabilities dropped,
   ``no-new-privileges``, a read-only root file system with a private /tmp;
-- sees the checkout read-only at /code, its trial folder read-write at /trial with what mlops wrote there for
-  it (its source, params, answers, copies of files of values) read-only over it, the folders of the pushed
-  ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
+- sees the checkout read-only at /code, its trial folder read-write at /trial (what mlops wrote there for
+  it read-only over it: ``input_mounts``), the folders of the pushed ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
   cache volume of its repository (Keras, scikit-learn and PyTorch dataset caches: a dataset is downloaded
   once per repository, and no repository's trial can plant a file another repository's trial reads), and
   at /datasets, read-only, the data sets imported on this machine (``mlops datasets import``), which the
@@ -50,10 +49,9 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
-from mlops.runtime.data import mounts, with_data
+from mlops.runtime.data import input_mounts, mounts, with_data
 from mlops.runtime.docker.images import TRIAL_USER, Images
 from mlops.runtime.keeper import LogSink
-from mlops.trial_files import inputs_of
 from mlops_harness.protocol import ENV_DATASETS, LOG_FILE
 
 CACHE_VOLUME = "mlops-cache"  # the prefix of each repository's cache volume
@@ -161,7 +159,7 @@ class DockerRuntime(Images):
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
-        data = list(mounts(spec))
+        data = [*input_mounts(spec, "/trial"), *mounts(spec)]  # its inputs, then data:
         store = imported_store(self.workspace)
         if store is not None:  # the imported data sets, read-only, linked by the harness into /cache
             data.append((store, DATASETS_MOUNT, False))
@@ -182,9 +180,8 @@ class DockerRuntime(Images):
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
                 self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
-            "mounts": [  # its inputs read-only over /trial; data: where the script reads it
-                *self._inputs(spec),
-                *(docker.types.Mount(at, str(src), type="bind", read_only=not rw) for src, at, rw in data),
+            "mounts": [  # read-only unless data: marks it writable
+                docker.types.Mount(at, str(src), type="bind", read_only=not rw) for src, at, rw in data
             ],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -220,19 +217,6 @@ class DockerRuntime(Images):
                 said += f" (the trial asks for {spec.gpus} GPU(s) and this engine has none it can give)"
             raise TrialLaunchError(spec.name, said) from e
         return DockerHandle(spec, str(container.id), time.time())
-
-    @staticmethod
-    def _inputs(spec: TrialSpec) -> list[docker.types.Mount]:
-        """What the training may read in its folder but not change, as the sandbox has it: its source, its
-        params, its answers and its copies of files of values, each mounted read-only over /trial."""
-        folder = spec.trial_dir.resolve()
-        source = folder / spec.source_file.relative_to(spec.trial_dir)
-        return [
-            docker.types.Mount(
-                f"/trial/{p.relative_to(folder).as_posix()}", str(p), type="bind", read_only=True
-            )
-            for p in inputs_of(folder, source)
-        ]
 
     def _trials_network(self) -> str:
         """The network of trials with the network on: its own bridge, no traffic between containers."""
