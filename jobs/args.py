@@ -21,6 +21,7 @@ from typing import TextIO
 from mlops.config import Settings, load_settings
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.errors import MlopsError
+from mlops.progress import terminal_safe
 
 
 class Parser(argparse.ArgumentParser):
@@ -251,7 +252,7 @@ def guarded(body: Callable[[], int]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
         return 128 + signal.SIGPIPE
     except MlopsError as e:
-        print(f"mlops: error: {e}", file=sys.stderr)
+        print(f"mlops: error: {terminal_safe(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(

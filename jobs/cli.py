@@ -34,7 +34,7 @@ from mlops.index_page import write_index
 from mlops.ledger import Ledger
 from mlops.measured import UNMEASURED_LABELS, metric_label
 from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
-from mlops.progress import Progress
+from mlops.progress import Progress, terminal_safe
 from mlops.pull import failed_pulls
 from mlops.report import run_summary
 from mlops_harness.protocol import MODEL_CARD, ModelFormat
@@ -191,7 +191,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             out.write(f"{'*' * i} {label}\n")
     for failure in failures:
         at = failure.get("commit") or failure.get("ref") or "HEAD"
-        out.write(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}\n")
+        out.write(terminal_safe(f"pull failed: {failure['source']} at {at}: {failure.get('reason')}") + "\n")
     space = workspace_space(settings.workspace)
     out.write(
         f"space: {settings.workspace} uses {human(space['total'])} (models {human(space['models'])}, "
@@ -248,9 +248,9 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     for t in failed:
         where = f" ({t.error_file}:{t.error_line})" if t.error_line else ""
         what = f"[{t.failure_class}] " if t.failure_class else ""
-        out.write(f"trial {t.number}: {what}{t.error}{where}\n")
+        out.write(terminal_safe(f"trial {t.number}: {what}{t.error}{where}") + "\n")
         if t.hint:
-            out.write(f"   hint: {t.hint}\n")
+            out.write(terminal_safe(f"   hint: {t.hint}") + "\n")
     return 0
 
 
@@ -269,8 +269,8 @@ def cmd_model(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         raise LedgerError(f"run {run.id} has no model: {why}")
     _, loaded = check_summary(card)
     out.write(f"{path}\n")
-    out.write(f"  {card['class']} ({card['framework']}), {card['metric']['name']} {card['metric']['value']:.4f}, "
-              f"trial {card['trial']['number']}; {loaded}\n")  # fmt: skip
+    out.write(terminal_safe(f"  {card['class']} ({card['framework']}), {card['metric']['name']} "
+                            f"{card['metric']['value']:.4f}, trial {card['trial']['number']}; {loaded}") + "\n")  # fmt: skip
     out.write(f"  load it: {ModelFormat(card['format']).load_code(str(path))}\n")
     out.write(f"  card: {path.parent / MODEL_CARD}\n")
     return 0
@@ -286,7 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = run_source(settings, args.source, args.ref, new_run=args.new_run)
     failed = [r for r in runs if r.status is RunStatus.FAILED]
     for run in failed:
-        print(f"mlops: run {run.id} failed: {run.reason}", file=sys.stderr)
+        print(terminal_safe(f"mlops: run {run.id} failed: {run.reason}"), file=sys.stderr)
     return 1 if failed else 0
 
 

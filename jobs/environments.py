@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlops import envs
+from mlops import envs, trial_records
 from mlops.classify import Api, Framework
 from mlops.domain import RunStatus, TrialStatus
 from mlops.envs.boxes import PlainBox
@@ -25,8 +25,9 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
 from mlops.runtime.base import Runtime, TrialSpec
+from mlops.trial_files import BadTrialFile
 from mlops.vocabulary import KERAS_LAYERS
-from mlops_harness.protocol import OUTCOME_FILE, FailureClass, read_json
+from mlops_harness.protocol import FailureClass
 from monitor.supervisor import set_aside
 from tweak.loop import ORIGINAL, Execute
 
@@ -196,7 +197,11 @@ class Environments:
         except SourceError as e:
             self.progress.warn(f"the legacy environment cannot be made for run {run.id}: {e}")
             return done
-        set_aside(spec.trial_dir, before.generation.value)
+        try:
+            set_aside(spec.trial_dir, before.generation.value)
+        except BadTrialFile as e:  # the failed attempt planted something in place of its inputs
+            self.progress.warn(f"trial 0 of run {run.id} is not tried again: {e}")
+            return done
         again = execute(
             run, trial, replace(spec, python=legacy.python, image=legacy.image or spec.image), prune
         )
@@ -232,7 +237,11 @@ def older_code(run: RunRecord, done: TrialRecord, trial_dir: Path) -> str | None
     kind = KERAS_OBJECT.search(error)
     if kind is not None and kind.group(1) in KERAS_TYPES:
         return f"{error} (an object of Keras)"
-    frames = traceback_frames(str((read_json(trial_dir / OUTCOME_FILE) or {}).get("traceback") or ""))
+    try:
+        outcome = trial_records.harness_outcome(trial_dir)
+    except BadTrialFile:
+        return None
+    frames = traceback_frames((outcome.traceback or "") if outcome is not None else "")
     line = next((code for file, n, code in frames if n == done.error_line and _is(file, done.error_file)), "")
     source = (run.dir / ORIGINAL).read_text(encoding="utf-8") if done.error_file == run.script else ""
     if KERAS_RESULT.search(line) or set(re.findall(r"\b[A-Za-z_]\w*\b", line)) & keras_values(source):

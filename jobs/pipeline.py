@@ -146,7 +146,7 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
     """Classify the pushed code and create (or find, to resume) one run per training entry point."""
     ctx.progress.job(2, "classify")
     code = checkout.code_dir
-    mapped_data(code, ctx.settings.data, ctx.settings.workspace)  # a bad data: entry stops before any trial
+    mapped_data(code, ctx.settings.data, ctx.settings.workspace, ctx.settings.data_roots)  # before any trial
     if checkout.entry:
         entries = [Path(checkout.entry).relative_to(checkout.subdir or ".")]
     else:
@@ -298,7 +298,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             network=settings.network,
             env=env,
             repository=run.source,
-            data=mapped_data(run.code_dir, settings.data, settings.workspace),
+            data=mapped_data(run.code_dir, settings.data, settings.workspace, settings.data_roots),
         )
 
     return make

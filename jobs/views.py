@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from mlops.classify import Classification
+from mlops.progress import terminal_safe
 
 COLUMNS = ("PATH", "KIND", "FAMILY", "FRAMEWORK", "API", "IMAGE", "CONF", "WHY")
 
@@ -33,7 +34,8 @@ def _row(c: Classification) -> tuple[str, ...]:
     else:
         first = next((r for r in c.reasons if r.line), c.reasons[0] if c.reasons else None)
         why = f"line {first.line}: {first.text}" if first and first.line else (first.text if first else "")
-    return (c.path, c.kind, c.family, c.framework, c.api, c.image, f"{c.confidence:.2f}", why)
+    cells = (c.path, c.kind, c.family, c.framework, c.api, c.image, f"{c.confidence:.2f}", why)
+    return tuple(terminal_safe(cell) for cell in cells)  # a pushed file's name or text, never orders
 
 
 def _plain_table(results: Sequence[Classification], out: TextIO) -> None:
@@ -47,11 +49,12 @@ def _plain_table(results: Sequence[Classification], out: TextIO) -> None:
 def _rich_table(results: Sequence[Classification], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table()
     for name in COLUMNS:  # the short columns stay whole; the path and the reason fold on a narrow terminal
         folds = name in ("PATH", "WHY")
         table.add_column(name, no_wrap=not folds, overflow="fold" if folds else "ellipsis")
     for c in results:
-        table.add_row(*_row(c), style="red" if c.failed else None)
+        table.add_row(*(Text(cell) for cell in _row(c)), style="red" if c.failed else None)
     Console(file=out).print(table)

@@ -70,6 +70,7 @@ class Settings:
     trial_env: tuple[str, ...] = ()  # variables of this environment a training may see (names)
     repositories: tuple[str, ...] = ()  # what mlops serve trains: clone URLs or owner/name
     data: tuple[DataPath, ...] = ()  # a site's data folders, as mlops.yaml's data: ([mlops.data]; YAML text)
+    data_roots: tuple[str, ...] = ()  # folders under which a push's mlops.yaml may map data: (absolute)
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.
@@ -200,6 +201,11 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Se
         if not ok:
             where = (origins or {}).get(name)
             raise ConfigError(f"{where}: {message}" if where else message)
+    relative = [root for root in s.data_roots if not os.path.isabs(root)]
+    if relative:
+        where = (origins or {}).get("data_roots")
+        message = f"data_roots must be absolute folders but got {relative[0]!r}"
+        raise ConfigError(f"{where}: {message}" if where else message)
     try:
         check_names(s.trial_env, "trial_env")
     except ValueError as e:

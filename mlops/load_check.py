@@ -18,7 +18,9 @@ from mlops.errors import TrialLaunchError
 from mlops.ledger import RunRecord
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.trial import tail
-from mlops_harness.protocol import CHECK_FILE, LOG_FILE, MODEL_CARD, read_json
+from mlops.trial_files import BadTrialFile
+from mlops.trial_records import check_result
+from mlops_harness.protocol import LOG_FILE, MODEL_CARD
 
 CHECK_TRIAL = -1  # the launch's number among the run's launches: not a trial
 SCRATCH = ".model-check"  # in the run folder while the check runs (its log, check.json), then removed
@@ -69,11 +71,21 @@ def check_model(
         except Exception as e:  # noqa: BLE001 (it could not start, the engine went away: the model stays, unchecked)
             why = e.reason if isinstance(e, TrialLaunchError) else f"{type(e).__name__}: {e}"
             return {"loaded": None, "predicted": None, "error": f"the check did not run: {why}", **where}
-        result = read_json(scratch / CHECK_FILE)
-        if result is None:
-            last = tail(scratch / LOG_FILE, 5).strip().splitlines()
-            said = f" (last output: {last[-1][:300]})" if last else ""
-            result = {"loaded": False, "predicted": False, "error": f"the check {outcome.describe()}{said}"}
+        result = _result(scratch, outcome.describe())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {**result, **where, "seconds": round(time.time() - started, 1), "at": round(time.time(), 3)}
+
+
+def _result(scratch: Path, ended: str) -> dict[str, Any]:
+    """What the check said (``check.json``, a record of the harness run on the model: checked like any
+    trial's), or how it ended with its last line of output when it said nothing usable."""
+    try:
+        found = check_result(scratch)
+    except BadTrialFile as e:
+        return {"loaded": False, "predicted": False, "error": f"the check left {e}"}
+    if found is not None:
+        return found.as_json()
+    last = tail(scratch, LOG_FILE, 5).strip().splitlines()
+    said = f" (last output: {last[-1][:300]})" if last else ""
+    return {"loaded": False, "predicted": False, "error": f"the check {ended}{said}"}

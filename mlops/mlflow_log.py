@@ -14,12 +14,15 @@ import json
 import re
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from mlops import trial_records
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.mlflow_model import log_model
-from mlops_harness.protocol import METRICS_FILE, read_json
+from mlops.trial_files import BadTrialFile
+from mlops.trial_records import Metrics
 
 EXPERIMENT = "mlops"
 RUN_FILES = ("report.html", "junit.xml", "best.py", "best.diff")
@@ -59,7 +62,10 @@ def run_params(run: RunRecord) -> dict[str, Any]:
 def trial_params(run: RunRecord, trial: TrialRecord) -> dict[str, Any]:
     """What the trial changed: the strategy's parameters (``n_clusters``) and each tweak with its arguments."""
     folder = run.dir / "trials" / str(trial.number)
-    params: dict[str, Any] = dict(read_json(folder / "params.json") or {})
+    try:
+        params: dict[str, Any] = dict(trial_records.params(folder))
+    except BadTrialFile:  # the trial failed for it
+        params = {}
     for i, tweak in enumerate(trial.tweaks):
         name, args = (tweak[0], tweak[1] if len(tweak) > 1 else {}) if tweak else ("tweak", {})
         label = f"tweak.{i}.{name}" + (
@@ -71,6 +77,15 @@ def trial_params(run: RunRecord, trial: TrialRecord) -> dict[str, Any]:
     params["status"] = trial.status.value
     params["seed"] = trial.seed
     return params
+
+
+def _left(folder: Path) -> tuple[Metrics, str | None]:
+    """A trial's metrics and source, through the trial reader; nothing of a trial that left something else
+    in their place (it failed for it)."""
+    try:
+        return trial_records.metrics(folder) or Metrics(), trial_records.source(folder)
+    except BadTrialFile:
+        return Metrics(), None
 
 
 def epoch_metrics(history: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
@@ -153,15 +168,15 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
             tags={**tags, "mlflow.parentRunId": parent, "mlops.trial": str(trial.number)},
             run_name=f"{run.id} trial {trial.number}",
         ).info.run_id
-        history = (read_json(folder / METRICS_FILE) or {}).get("history") or []
-        metrics = epoch_metrics(history)
+        left = _left(folder)
+        metrics = epoch_metrics(list(left[0].history))
         if trial.metric is not None:
             metrics.append((trial.metric_name or "metric", trial.metric, 0))
         batch(client, child, trial_params(run, trial), metrics)
         if trial.error:
             client.set_tag(child, "mlops.error", trial.error[:MAX_VALUE])
-        if (folder / "source.py").exists():
-            client.log_artifact(child, str(folder / "source.py"))
+        if left[1] is not None:  # the text read through the trial reader, never a file it links to
+            client.log_text(child, left[1], "source.py")
         status = "FINISHED" if trial.metric is not None else "FAILED"
         client.set_terminated(child, status, end_time=_ms(trial.finished_at))
     client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))

@@ -1,8 +1,8 @@
 """The trained model a run gives back: ``runs/<run>/model/``, its card, and the space models take.
 
 The harness saves the model behind each trial's metric into the trial's ``model/`` folder and says so in a
-MODEL event (``mlops_harness.protocol``). When a run ends, the best trial's model goes to the run's
-``model/`` folder (a hard link when the file system allows, so no second copy is written) with
+MODEL event (``mlops_harness.protocol``). When a run ends, the best trial's model is copied to the run's
+``model/`` folder (a copy of its own, never a link to what the trial left: see :func:`publish`) with
 ``model.json``, its card: what it is, how well it did and where it came from, how to load it, the sha256
 of the file, and whether it loaded in a fresh process of the environment it was trained in (the check is
 injected: ``mlops.load_check`` on the run's runtime). Every step can be done again: a run whose
@@ -13,29 +13,29 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops import trial_files
 from mlops.domain import KeepModels, TrialStatus
 from mlops.errors import LedgerError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.model_card import build, checked
+from mlops.trial_files import BadTrialFile, stat_regular
+from mlops.trial_records import ModelFields, last_model
 from mlops_harness.protocol import (
     CHECKPOINT_DIR,
-    EVENTS_FILE,
     MODEL_CARD,
     MODEL_DIR,
-    ModelFormat,
     file_sha256,
-    last_model,
     read_json,
     to_json,
     write_atomic,
 )
 
-CARD_SCHEMA = 1
 # (run, model folder) -> what the load check found; injected by the jobs layer with the run's runtime.
 CheckModel = Callable[[RunRecord, Path], dict[str, Any]]
 
@@ -50,17 +50,24 @@ class ModelPolicy:
     check: CheckModel | None = None
 
 
-def trial_model(trial_dir: Path) -> dict[str, Any] | None:
-    """What the harness said of a trial's model (its last MODEL event), or None if it said nothing."""
-    return last_model(trial_dir / EVENTS_FILE)
+def trial_model(trial_dir: Path) -> ModelFields | None:
+    """What the harness said of a trial's model (its last MODEL event, checked), or None if it said
+    nothing. BadTrialFile when the trial's events are not what the harness writes."""
+    return last_model(trial_dir)
 
 
 def after_trial(trial_dir: Path, trial: TrialRecord, policy: ModelPolicy) -> None:
     """A finished trial whose model is saved needs its checkpoints no more (unless they are kept)."""
     if policy.keep_checkpoints or trial.status is not TrialStatus.SUCCEEDED:
         return
-    model = trial_model(trial_dir)
-    if model and model.get("saved") and (trial_dir / str(model.get("file"))).is_file():
+    try:
+        model = trial_model(trial_dir)
+        kept = (
+            model is not None and model.file is not None and stat_regular(trial_dir, model.file) is not None
+        )
+    except BadTrialFile:
+        return
+    if kept:
         shutil.rmtree(trial_dir / CHECKPOINT_DIR, ignore_errors=True)
 
 
@@ -69,90 +76,56 @@ def run_model_dir(run: RunRecord) -> Path:
 
 
 def read_card(run: RunRecord) -> dict[str, Any] | None:
-    return read_json(run_model_dir(run) / MODEL_CARD)
+    """The run's model card, its fields checked (see mlops.model_card); None when it has none."""
+    card = read_json(run_model_dir(run) / MODEL_CARD)
+    return checked(card) if card is not None else None
 
 
 def model_file(run: RunRecord) -> Path | None:
-    """The run's model file, if the run has one."""
+    """The run's model file, if the run has one (a file of its own, never a link)."""
     card = read_card(run)
     if not card or not card.get("file"):
         return None
     path = run_model_dir(run) / str(card["file"])
-    return path if path.is_file() else None
+    return path if _own_file(path) else None
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
+def _own_file(path: Path) -> bool:
+    """A regular file with no other name: what mlops published (an older mlops linked the trial's)."""
     try:
-        os.link(src, tmp)  # the same bytes under a second name: nothing written twice
+        found = os.lstat(path)
     except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _card(run: RunRecord, best: TrialRecord, saved: dict[str, Any] | None) -> dict[str, Any]:
-    saved = saved or {}
-    card: dict[str, Any] = {
-        "schema": CARD_SCHEMA,
-        "file": None,
-        "format": saved.get("format"),
-        "load": None,
-        "framework": saved.get("framework") or run.framework,
-        "class": saved.get("class"),
-        "metric": {
-            "name": best.metric_name or run.metric,
-            "value": best.metric,
-            "source": best.metric_source,
-            "target": run.target,
-            "reached": best.metric is not None and best.metric >= run.target,
-        },
-        "input": saved.get("input"),
-        "versions": saved.get("versions") or {},
-        "environment": {"runtime": run.runtime, "image": run.image if run.runtime == "docker" else None},
-        "run": run.id,
-        "source": run.source,
-        "ref": run.ref,
-        "commit": run.commit,
-        "script": run.script,
-        "trial": {"number": best.number, "changes": best.changes, "seed": best.seed},
-        "size_bytes": saved.get("size_bytes"),
-        "sha256": saved.get("sha256"),
-        "reload_error": saved.get("reload_error"),  # the harness could not load it back right after saving
-        "saved_at": round(time.time(), 3),
-        "check": None,
-    }
-    return card
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_nlink == 1
 
 
 def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPolicy) -> dict[str, Any]:
     """Put the best trial's model into ``runs/<run>/model/`` with its card, check that it loads, and let
-    go of what the policy does not keep. Returns the card (written whatever happened: it says why)."""
+    go of what the policy does not keep. Returns the card (written whatever happened: it says why).
+
+    Only the file the MODEL event names inside the trial's ``model/`` folder is taken, copied (never
+    linked) through the trial reader, and only when it is the size and sha256 the harness saved: a
+    refusal says what the trial's folder holds, never anything of a path outside it."""
     target = run_model_dir(run)
     target.mkdir(parents=True, exist_ok=True)
     best_dir = run.dir / "trials" / str(best.number)
-    saved = trial_model(best_dir)
-    card = _card(run, best, saved)
-    if saved is None:
+    try:
+        saved, problem = trial_model(best_dir), None
+    except BadTrialFile as e:
+        saved, problem = None, e
+    card = build(run, best, saved)
+    if problem is not None:
+        card["error"] = f"the model is not taken: {problem}"
+    elif saved is None:
         card["error"] = (
             "the harness did not say what became of the model (a trial from before mlops saved models)"
         )
-    elif not saved.get("saved"):
-        card["error"] = f"the model was not saved: {saved.get('error')}"
+    elif not saved.saved:
+        card["error"] = f"the model was not saved: {saved.error}"
     else:
-        fmt = ModelFormat(str(saved["format"]))
-        name = fmt.file_name
-        src, dst = best_dir / str(saved["file"]), target / name
-        if src.is_file():
-            _link_or_copy(src, dst)
-        if not dst.is_file():
-            card["error"] = f"the model file {src} is gone"
-        elif file_sha256(dst) != saved.get("sha256"):
-            card["error"] = f"{name} is not the file the harness saved (its sha256 differs)"
-        else:
-            card.update(file=name, load=fmt.load_code(name))
+        _take(best_dir, saved, target, card)
     for stale in target.iterdir():  # an earlier run of this command published another format
-        if stale.is_file() and stale.name not in (card["file"], MODEL_CARD):
+        if stale.name not in (card["file"], MODEL_CARD) and (stale.is_symlink() or stale.is_file()):
             stale.unlink()
     write_atomic(target / MODEL_CARD, to_json(card))
     if card["file"] and policy.check is not None:
@@ -165,6 +138,23 @@ def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPoli
         if policy.keep is KeepModels.BEST:
             shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
     return card
+
+
+def _take(trial_dir: Path, saved: ModelFields, target: Path, card: dict[str, Any]) -> None:
+    """Copy the saved model (checked: its file is ``model/<name>``) into the run's model folder."""
+    assert saved.format is not None and saved.file is not None
+    assert saved.size_bytes is not None and saved.sha256 is not None
+    name = saved.format.file_name
+    dst = target / name
+    try:
+        copied = trial_files.copy_out(trial_dir, saved.file, dst, saved.size_bytes, saved.sha256)
+    except BadTrialFile as e:
+        card["error"] = f"the model is not taken: {e}"
+        return
+    if not copied and not (_own_file(dst) and file_sha256(dst) == saved.sha256):
+        card["error"] = f"{saved.file} is no longer in the trial's folder, and was not published before"
+        return
+    card.update(file=name, load=saved.format.load_code(name))
 
 
 def _record(ledger: Ledger, run: RunRecord, card: dict[str, Any]) -> None:
@@ -231,7 +221,7 @@ def copy_out(ledger: Ledger, run_id: str, to: Path) -> list[Path]:
     to.mkdir(parents=True, exist_ok=True)
     written = []
     for src in (path, run_model_dir(run) / MODEL_CARD):
-        shutil.copy2(src, to / src.name)
+        shutil.copyfile(src, to / src.name, follow_symlinks=False)
         written.append(to / src.name)
     return written
 

@@ -4,12 +4,14 @@ On a terminal it uses rich: colours, tables that wrap their words, and a live st
 (the run, the trial of the budget, the epoch of each running trial, the best metric so far against the
 target, the time left in the budget). The status line is fed by what the orchestrator already knows (the
 ledger's trials, the harness's epoch events), never by parsing log lines. In Jenkins's console or a pipe
-there is no status line: plain lines, one per event, and plain tables wrapped to the width.
+there is no status line: plain lines, one per event, and plain tables wrapped to the width. Every text
+passes :func:`terminal_safe` on its way out: what a push wrote reaches the terminal as text, never as orders.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -30,6 +32,24 @@ from mlops.envsafe import Redactor
 HARNESS_PREFIX = "[mlops] "
 PLAIN_WIDTH = 120  # a plain table's width when the output is no terminal (Jenkins's console, a file)
 WRAP_FROM = 24  # a column whose longest cell is longer than this may wrap; shorter ones stay whole
+
+
+# What a terminal takes as an order rather than text: C0 controls but tab and line feed (ESC starts colour,
+# cursor and title sequences; CR and BS overwrite what is shown), DEL, C1 controls (CSI on its own), and the
+# Unicode marks that reorder or hide text (bidirectional overrides and isolates, as in "Trojan Source").
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal would obey shown as its escape (``\\x1b``, ``\\u202e``):
+    what a push wrote (a commit subject, a file name, a training's output, an error quoting it) is seen,
+    never run by the person's terminal."""
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def clock(seconds: float) -> str:
@@ -107,7 +127,7 @@ class Progress:
 
     def _print(self, text: str, style: str | None = None) -> None:
         with self.lock:
-            self.console.print(self.redact(text), style=style, markup=False)
+            self.console.print(terminal_safe(self.redact(text)), style=style, markup=False)
 
     # -- the status line -------------------------------------------------------------------------------
 
@@ -115,7 +135,7 @@ class Progress:
         """The status line of each run under way (what the live display shows)."""
         now = time.time() if now is None else now
         with self.state_lock:
-            return [state.line(now) for state in self.runs.values()]
+            return [terminal_safe(state.line(now)) for state in self.runs.values()]
 
     def _renderable(self) -> RenderableType:
         lines = self.status_lines()
@@ -229,15 +249,16 @@ class Progress:
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         """A table; a long cell wraps at word boundaries (on a terminal and in plain text alike)."""
-        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        title = terminal_safe(self.redact(title))  # it quotes a run's reason: a trial's own words
+        cells = [["" if v is None else terminal_safe(self.redact(str(v))) for v in row] for row in rows]
         longest = [max([len(column)] + [len(r[i]) for r in cells]) for i, column in enumerate(columns)]
         if self.console.is_terminal:
-            table = Table(title=title, title_justify="left")
+            table = Table(title=Text(title), title_justify="left")  # Text: "[code]" is not markup
             for column, width in zip(columns, longest, strict=True):
                 wraps = width > WRAP_FROM
                 table.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
             for row in cells:
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))  # text, never markup ("[code]" stays)
             with self.lock:
                 self.console.print(table, soft_wrap=False)
             return

@@ -3,7 +3,8 @@
 Today it names the training scripts (``entry_points``). A new setting is one field of :class:`Project`,
 with the default that applies when the file does not set it, and one function that reads and checks its
 value, called from :func:`read_project`. Every problem is a :class:`~mlops.errors.SourceError` that names
-the file and the setting: it is the pushed code that is wrong, not mlops.
+the file and the setting: it is the pushed code that is wrong, not mlops. What ``data:`` may map is
+:mod:`mlops.data_policy`'s.
 """
 
 from __future__ import annotations
@@ -17,44 +18,13 @@ from typing import Any
 
 import yaml
 
+from mlops.data_policy import RELATIVE_MOUNTS, DataPath, check_reach, check_source, read_data
 from mlops.envsafe import check_names
 from mlops.errors import SourceError
 from mlops.hyperparams import Role, role_of
 
+__all__ = ["CONFIG_FILE", "RELATIVE_MOUNTS", "DataPath", "Project", "TunedFile", "mapped_data", "read_data"]
 CONFIG_FILE = "mlops.yaml"
-# Where a trial may not see a mapped folder: the system's secrets and devices, the Docker engine, the caller's
-# credentials. A source is refused when it is one of these, inside one, or holds one (``/`` holds them all).
-HIDDEN = (
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/run",
-    "/var/run",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-)
-CREDENTIALS = (".ssh", ".aws", ".docker", ".gnupg", ".kube", ".netrc", ".config", ".git-credentials")
-# Where a script's path may not be mapped to: the system's own folders, and the trial's own mount points.
-SYSTEM_TARGETS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys", "/dev",
-                  "/boot", "/run", "/var/run", "/opt", "/code", "/trial", "/cache")  # fmt: skip
-EXACT_TARGETS = ("/", "/tmp", "/root", "/home")
-RELATIVE_MOUNTS = "/mlops-data"  # where a runtime that mounts puts the folders of relative paths
-
-
-@dataclass(frozen=True)
-class DataPath:
-    """One ``data:`` entry: the path the script uses, mapped to a file or folder of the machine that runs
-    the trials."""
-
-    target: str  # as the script writes it: absolute, or relative to the script's folder (normalized)
-    source: str  # absolute, symbolic links resolved
-    writable: bool = False
-
-    @property
-    def relative(self) -> bool:
-        return not self.target.startswith("/")
 
 
 @dataclass(frozen=True)
@@ -135,101 +105,20 @@ def read_project(root: Path | str, workspace: Path | None = None) -> Project:
     )
 
 
-def mapped_data(root: Path, site: tuple[DataPath, ...], workspace: Path | None) -> tuple[DataPath, ...]:
+def mapped_data(
+    root: Path, site: tuple[DataPath, ...], workspace: Path | None, roots: tuple[str, ...] = ()
+) -> tuple[DataPath, ...]:
     """The ``data:`` of the repository at ``root`` over the site's (``mlops.toml``): on the same path, the
-    repository's entry wins."""
+    repository's entry wins. What the push maps must be in the repository or under one of ``roots`` (the
+    site's ``data_roots``), and never in, or holding, an mlops workspace; the site's own entries are the
+    machine owner's, checked only against the system's secrets."""
     own = read_project(root, workspace).data
+    for entry in own:
+        check_reach(Path(entry.source), f"{CONFIG_FILE}: data: {entry.target}", root, roots)
     for entry in site:
-        _check_source(Path(entry.source), f"mlops.toml: data: {entry.target}", None, workspace)
+        check_source(Path(entry.source), f"mlops.toml: data: {entry.target}", None, workspace)
     taken = {entry.target for entry in own}
     return (*own, *(entry for entry in site if entry.target not in taken))
-
-
-def read_data(
-    value: object, where: str, root: Path | None, workspace: Path | None = None
-) -> tuple[DataPath, ...]:
-    """``data:`` entries: the path the script uses -> a path here, or ``{path: ..., writable: true}``.
-    Relative sources are inside ``root`` (the repository as pushed); with no ``root`` (mlops.toml) every
-    source must be absolute. Every problem is a SourceError naming ``where`` and the entry."""
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        raise SourceError(f"{where}: 'data' must map the paths the script uses to paths here")
-    out = []
-    for key, spec in value.items():
-        what = f"{where}: data: {key}"
-        if not isinstance(key, str) or not key.strip():
-            raise SourceError(f"{where}: data: every key must be a path the script uses, not {key!r}")
-        source, writable = spec, False
-        if isinstance(spec, dict):
-            unknown = sorted(str(k) for k in spec if k not in ("path", "writable"))
-            if unknown:
-                raise SourceError(f"{what}: unknown key {unknown[0]!r} (known: path, writable)")
-            source, writable = spec.get("path"), spec.get("writable", False)
-            if not isinstance(writable, bool):
-                raise SourceError(f"{what}: 'writable' must be true or false but got {writable!r}")
-        if not isinstance(source, str) or not source.strip():
-            raise SourceError(f"{what}: the value must be a path here, or {{path: ..., writable: true}}")
-        target = _target(key.strip(), what)
-        real = _source(source.strip(), what, root, writable)
-        _check_source(real, what, root, workspace)
-        out.append(DataPath(target, str(real), writable))
-    return tuple(out)
-
-
-def _target(key: str, what: str) -> str:
-    if ".." in Path(key).parts:
-        raise SourceError(f"{what}: a path with '..' is not taken; name the folder the script reads")
-    if key.startswith("~"):
-        raise SourceError(f"{what}: write the path the script uses in full, without '~'")
-    target = posixpath.normpath(key)
-    if target.startswith("/"):
-        if target in EXACT_TARGETS or any(_within(target, s) for s in SYSTEM_TARGETS):
-            raise SourceError(f"{what}: a system folder cannot be replaced; map a folder inside it")
-    elif target == ".":
-        raise SourceError(f"{what}: the script's own folder cannot be replaced; map a folder inside it")
-    return target
-
-
-def _source(value: str, what: str, root: Path | None, writable: bool) -> Path:
-    if ".." in Path(value).parts:
-        raise SourceError(f"{what}: a path with '..' is not taken: {value!r}")
-    path = Path(value).expanduser()
-    relative = not path.is_absolute()
-    if relative:
-        if root is None:
-            raise SourceError(f"{what}: {value!r} must be an absolute path")
-        if writable:
-            raise SourceError(
-                f"{what}: a writable folder must be an absolute path (the checkout is read-only)"
-            )
-        path = root / path
-    if not path.exists():
-        where = "in the repository as pushed" if relative else "on this machine"
-        raise SourceError(f"{what}: {value} does not exist {where}")
-    real = Path(os.path.realpath(path))
-    if relative and root is not None and not real.is_relative_to(os.path.realpath(root)):
-        raise SourceError(f"{what}: {value} leads out of the repository (a symbolic link)")
-    return real
-
-
-def _within(path: str | Path, folder: str | Path) -> bool:
-    return Path(path) == Path(folder) or Path(path).is_relative_to(folder)
-
-
-def _check_source(real: Path, what: str, root: Path | None, workspace: Path | None) -> None:
-    """Refuse a source that is, holds or is inside what no trial may see."""
-    home = Path.home()
-    hidden = [Path(p) for p in HIDDEN] + [home / name for name in CREDENTIALS]
-    hidden += [Path(os.path.realpath(p)) for p in hidden]
-    if workspace is not None:
-        ws = Path(os.path.realpath(workspace))
-        inside_checkout = root is not None and real.is_relative_to(os.path.realpath(root))
-        if not inside_checkout:
-            hidden.append(ws)
-    for path in hidden:
-        if _within(real, path) or _within(path, real):
-            raise SourceError(f"{what}: {real} would expose {path} to the training; map a folder of data")
 
 
 def _load(config: Path) -> dict[Any, Any]:

@@ -218,8 +218,11 @@ def _fetch(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         archive = _git("archive", "--format=tar", commit, cwd=mirror, source=source)
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
+        try:
+            _export(archive, tmp, source)
+        except PullError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         tmp.rename(root)
     if subdir and not (root / subdir).is_dir():
         raise PullError(source, f"{subdir} is not in commit {commit[:12]} (is it committed?)")
@@ -228,6 +231,35 @@ def _fetch(
     ledger.record_pull(source_id, ref, commit, author.strip(), message.strip(), root)
     return Checkout(
         source_id, ref, commit, author.strip(), message.strip(), root, subdir, entry, reused, dirty
+    )
+
+
+def _export(archive: bytes, folder: Path, source: str) -> None:
+    """The tree of ``git archive`` into ``folder``: its symbolic links kept when they lead inside it, the
+    pull refused (one line naming the first link) when one leads outside or is absolute. Each link is
+    checked where it lands, after every other is in place, so no chain of links gets past."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(folder, filter="data")  # refuses absolute and outward links as it goes
+    except tarfile.FilterError as e:
+        member = e.tarinfo
+        if member.issym() or member.islnk():
+            raise PullError(source, _outside(member.name, member.linkname)) from None
+        raise PullError(source, f"{member.name!r} cannot be exported ({e})") from None
+    except (tarfile.TarError, OSError) as e:
+        raise PullError(source, f"the commit could not be exported: {e}") from None
+    top = Path(os.path.realpath(folder))
+    for here, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(here, name)
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(top):
+                raise PullError(source, _outside(path.relative_to(folder).as_posix(), os.readlink(path)))
+
+
+def _outside(name: str, target: str) -> str:
+    return (
+        f"{name!r} is a symbolic link to {target!r}, outside the repository "
+        "(a link in a push must point inside it)"
     )
 
 

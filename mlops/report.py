@@ -1,4 +1,5 @@
-"""What a person sees of a run: one self-contained HTML report, a metric plot, and JUnit XML for Jenkins.
+"""What a person sees of a run: one self-contained HTML report, a metric plot, and JUnit XML for Jenkins
+(the figures: ``mlops/report_plots.py``).
 
 The report is one file (plots embedded as PNG, style inline, no external address), so it can be archived
 by Jenkins, attached to an email, or opened from disk.
@@ -8,193 +9,37 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.measured import best_label, metric_label
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
-from mlops_harness.protocol import LOG_FILE, METRICS_FILE, accuracy_key, describe_stop, read_json
+from mlops.report_plots import BLUE, GREEN, ORANGE, RED, kmeans_png, learning_curves_png, metric_plot_png
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+__all__ = [
+    "BLUE",
+    "GREEN",
+    "ORANGE",
+    "RED",
+    "REPORT",
+    "learning_curves_png",
+    "metric_plot_png",
+    "write_report",
+]
+from mlops_harness.protocol import LOG_FILE
 
 REPORT = "report.html"
 JUNIT = "junit.xml"
 PLOT = "metric.png"
 
-# One colour per meaning, shared by the page and the plots.
-GREEN, BLUE, GREY, RED, AMBER, ORANGE = "#2e7d32", "#1565c0", "#90a4ae", "#c62828", "#ef8f00", "#ef6c00"
-UNSCORED = {TrialStatus.FAILED: RED, TrialStatus.PRUNED: AMBER, TrialStatus.SKIPPED: GREY}
 # XML 1.0 cannot hold these, and a training's error can (ANSI colours from a library's message).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _metrics(run: RunRecord, number: int | None) -> dict[str, Any]:
-    if number is None:
-        return {}
-    return read_json(run.dir / "trials" / str(number) / METRICS_FILE) or {}
-
-
-def _pyplot() -> ModuleType:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a build agent; the figures only become PNG bytes
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figure_png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buffer.getvalue()
-
-
-def _bar_colour(t: TrialRecord, run: RunRecord) -> str:
-    if t.metric is None:
-        return UNSCORED.get(t.status, GREY)
-    if t.metric >= run.target:
-        return GREEN
-    return BLUE if t.number == run.best_trial else GREY
-
-
-def metric_plot_png(ledger: Ledger, run_id: str) -> bytes:
-    """The metric of every trial as a bar, against the target line; the best bar is coloured."""
-    run = ledger.run(run_id)
-    trials = ledger.trials(run.id)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.3))
-    scored = [t.metric for t in trials if t.metric is not None]
-    low = min([0.0, *scored]) - (0.05 if min([0.0, *scored]) < 0 else 0)  # an r2 can be negative
-    high = max([1.0, run.target, *scored]) + 0.12
-    for t in trials:
-        colour = _bar_colour(t, run)
-        if t.metric is None:
-            # No bar to draw: say why at the foot of the column, in the status colour.
-            ax.text(t.number, low + 0.03, t.status.value, ha="center", va="bottom", color=colour, fontsize=8)
-            continue
-        edge = "black" if t.number == run.best_trial else colour
-        ax.bar(t.number, t.metric, color=colour, edgecolor=edge, linewidth=1.2, width=0.7)
-        label = f"{t.metric:.3f}" + (" best" if t.number == run.best_trial else "")
-        ax.text(t.number, t.metric + 0.015, label, ha="center", va="bottom", fontsize=8)
-    ax.axhline(run.target, color=ORANGE, linestyle="--", linewidth=1.3)
-    ax.text(1.0, run.target, f" target {run.target:g}", transform=ax.get_yaxis_transform(), color=ORANGE,
-            va="center", ha="left", fontsize=9)  # fmt: skip
-    ax.set_xticks([t.number for t in trials] or [0])
-    ax.set_xlim(-0.6, max(len(trials), 1) - 0.4)
-    ax.set_ylim(low, high)
-    ax.set_xlabel("trial (0 = the code as pushed)")
-    ax.set_ylabel(run.metric or "metric")
-    ax.set_title(f"{run.script}: {run.metric or 'metric'} per trial", loc="left")
-    ax.spines[["top", "right"]].set_visible(False)
-    return _figure_png(fig)
-
-
-def _last_fit(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The epochs of the last fit call (a script that pre-trains then trains is judged on the last)."""
-    last = max(r.get("fit", 0) for r in rows)
-    return sorted((r for r in rows if r.get("fit", 0) == last), key=lambda r: r["epoch"])
-
-
-def _stop_of(metrics: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The early stop of the fit a trial's curves show (its last), if it stopped before its last epoch."""
-    fit = rows[-1].get("fit", 0)
-    found = [s for s in metrics.get("stopped") or [] if isinstance(s, dict) and s.get("fit", 0) == fit]
-    return found[-1] if found and isinstance(found[-1].get("epoch"), int) else None
-
-
-def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
-    """Accuracy and loss per epoch, one colour per trial; solid is training, dashed is validation."""
-    measured = {t.number: _metrics(run, t.number) for t in trials}
-    histories = {number: _last_fit(rows) for number, m in measured.items() if (rows := m.get("history"))}
-    stops = {number: _stop_of(measured[number], rows) for number, rows in histories.items()}
-    if not histories:
-        return None
-    from matplotlib.lines import Line2D
-
-    plt = _pyplot()
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    tab10 = plt.get_cmap("tab10")
-    palette = [tab10(i) for i in (0, 2, 4, 5, 6, 8, 9, 7)]  # not orange (the target) nor red (failure)
-    handles = []
-    for i, (number, rows) in enumerate(histories.items()):
-        colour = palette[i % len(palette)]
-        best = number == run.best_trial
-        width, alpha = (2.6, 1.0) if best else (1.3, 0.75)
-        epochs = [r["epoch"] for r in rows]
-        acc = accuracy_key(rows[-1])
-        val_acc = accuracy_key(rows[-1], "val_")
-        for key, ax, style in ((acc, acc_ax, "-"), (val_acc, acc_ax, "--"), ("loss", loss_ax, "-"),
-                               ("val_loss", loss_ax, "--")):  # fmt: skip
-            if key and all(key in r for r in rows):
-                ax.plot(epochs, [r[key] for r in rows], style, color=colour, linewidth=width, alpha=alpha,
-                        marker="." if len(rows) < 30 else None)  # fmt: skip
-        label = f"trial {number}" + (" (best)" if best else "")
-        stop = stops.get(number)
-        if stop is not None:  # where the fit stopped, and why, on the curve it watched
-            key = val_acc or acc
-            at = next((r for r in rows if r["epoch"] == stop["epoch"]), None)
-            if key and at is not None and key in at:
-                acc_ax.plot([stop["epoch"]], [at[key]], "X", color=colour, markersize=9)
-            label += f"\nstopped at epoch {stop['epoch']}: {describe_stop(stop)}"
-        handles.append(Line2D([], [], color=colour, linewidth=width, label=label))
-    if (run.metric or "accuracy") == "accuracy":
-        acc_ax.axhline(run.target, color=ORANGE, linestyle=":", linewidth=1.2)
-        handles.append(Line2D([], [], color=ORANGE, linestyle=":", label=f"target {run.target:g}"))
-    handles += [
-        Line2D([], [], color="black", linestyle="-", label="training"),
-        Line2D([], [], color="black", linestyle="--", label="validation"),
-    ]
-    acc_ax.set_title("accuracy per epoch", loc="left")
-    loss_ax.set_title("loss per epoch", loc="left")
-    for ax in (acc_ax, loss_ax):
-        ax.set_xlabel("epoch")
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    fig.tight_layout()
-    return _figure_png(fig)
-
-
-def kmeans_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
-    """The elbow (WCSS per k) and the silhouette per k, with the k of each trial and the best one marked."""
-    curve = (_metrics(run, 0).get("kmeans") or {}).get("curve")
-    if not curve or not curve.get("k"):
-        return None
-    ks = {t.number: (_metrics(run, t.number).get("kmeans") or {}).get("n_clusters") for t in trials}
-    pushed, best = ks.get(0), ks.get(run.best_trial)  # type: ignore[arg-type]
-    tried = {k for k in ks.values() if k is not None} - {pushed, best}
-    plt = _pyplot()
-    fig, (elbow, sil) = plt.subplots(1, 2, figsize=(10, 3.4))
-    elbow.plot(curve["k"], curve["inertia"], marker="o", color=BLUE)
-    elbow.set_ylabel("WCSS (inertia)")
-    elbow.set_title("elbow: within-cluster sum of squares per k", loc="left")
-    sil.plot(curve["k"], curve["silhouette"], marker="o", color="#6a1b9a")
-    sil.set_ylabel("silhouette")
-    sil.set_title("silhouette per k (higher is better)", loc="left")
-    for ax in (elbow, sil):
-        ax.set_xlabel("k (number of clusters)")
-        ax.set_xticks(curve["k"])
-        ax.spines[["top", "right"]].set_visible(False)
-        for k in sorted(tried):
-            ax.axvline(k, color=GREY, linestyle=":", linewidth=1, label="tried" if k == min(tried) else None)
-        if pushed is not None and pushed != best:
-            ax.axvline(pushed, color=RED, linestyle="--", linewidth=1.3, label=f"as pushed: k={pushed}")
-        if best is not None:
-            ax.axvline(best, color=GREEN, linewidth=2.4, alpha=0.8,
-                       label=f"best: k={best} (trial {run.best_trial})")  # fmt: skip
-    sil.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    return _figure_png(fig)
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -277,7 +122,7 @@ def _figures(run: RunRecord, trials: list[TrialRecord]) -> str:
     seconds = sum(t.duration_s or 0 for t in trials)
     failed = sum(t.status is TrialStatus.FAILED for t in trials)
     cells = [
-        (fmt(run.best_metric), f"best {run.metric or 'metric'}"),
+        (fmt(run.best_metric), f"best {html.escape(run.metric or 'metric')}"),
         (f"{run.target:g}", "target"),
         (fmt(baseline), "as pushed"),
         (f"{lift:+.4f}" if lift is not None else "-", "lift from tuning"),

@@ -19,15 +19,16 @@ def model_verdict(run: RunRecord) -> str:
 
 
 def _input(spec: dict[str, Any] | None) -> str:
+    """The input form a model was fitted on, in words (the card's ``input``, from the harness)."""
     if not spec:
         return "not recorded"
-    if spec.get("kind") == "array":
-        shape = ", ".join("any" if d is None else str(d) for d in spec.get("shape") or [])
+    if spec.get("kind") == "array" and isinstance(spec.get("shape"), list):
+        shape = ", ".join("any" if d is None else str(d) for d in spec["shape"])
         return f"({shape}) {spec.get('dtype')}"
-    if spec.get("kind") == "frame":
-        columns = ", ".join(f"{c}: {d}" for c, d in zip(spec["columns"], spec["dtypes"], strict=False))
-        return f"a table with columns {columns}"
-    return json.dumps(spec)
+    columns, dtypes = spec.get("columns"), spec.get("dtypes")
+    if spec.get("kind") == "frame" and isinstance(columns, list) and isinstance(dtypes, list):
+        return "a table with columns " + ", ".join(f"{c}: {d}" for c, d in zip(columns, dtypes, strict=False))
+    return json.dumps(spec)[:500]
 
 
 def _check(check: dict[str, Any] | None) -> str:
@@ -53,6 +54,7 @@ def model_section(run: RunRecord) -> str:
         )
     name = f"{MODEL_DIR}/{card['file']}"
     metric = card.get("metric") or {}
+    trial = card.get("trial") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items())
     rows = [
         ("file", f'<a href="{html.escape(name)}">{html.escape(name)}</a> ({human(int(card.get("size_bytes") or 0))})'),
@@ -61,7 +63,7 @@ def model_section(run: RunRecord) -> str:
         ("metric", html.escape(f"{metric.get('name')} {metric.get('value'):.4f} from {metric.get('source')}, "
                                f"target {metric.get('target')}" if metric.get("value") is not None else "-")),
         ("input at fit", html.escape(_input(card.get("input")))),
-        ("trained by", html.escape(f"trial {card['trial']['number']}: " + ("; ".join(card["trial"]["changes"]) or "as pushed"))),
+        ("trained by", html.escape(f"trial {trial.get('number')}: " + ("; ".join(trial.get("changes") or []) or "as pushed"))),
         ("versions", html.escape(versions)),
         ("load check", html.escape(_check(card.get("check")))),
         ("sha256", f"<code>{html.escape(str(card.get('sha256')))}</code>"),

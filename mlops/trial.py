@@ -1,23 +1,19 @@
-"""Reading what a finished launch of a trial left in its folder, the same way for every runtime."""
+"""Reading what a finished launch of a trial left in its folder, the same way for every runtime: through
+the one reader (:mod:`mlops.trial_records`), so what the trial left that is not what the protocol says is
+that trial's failure, never mlops's."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from mlops import trial_files
 from mlops.domain import EndReason, TrialStatus
 from mlops.runtime.base import Outcome
-from mlops_harness.protocol import (
-    LOG_FILE,
-    METRICS_FILE,
-    OUTCOME_FILE,
-    ExitCode,
-    FailureClass,
-    read_json,
-    read_plain,
-)
+from mlops.trial_files import BadTrialFile
+from mlops.trial_records import HarnessOutcome, Metrics, read_left
+from mlops_harness.protocol import LOG_FILE, ExitCode, FailureClass
 
 # Only these ends are worth a restart: the training itself may well succeed next time.
 RESTARTED = frozenset({FailureClass.CRASH, FailureClass.OOM})
@@ -52,77 +48,47 @@ class LaunchResult:
     warning: str | None = None  # the trial succeeded, but the script failed after its metric was measured
 
 
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = read_plain(path)
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+def tail(folder: Path, name: str = LOG_FILE, lines: int = 20) -> str:
+    """The last lines of a log in a trial's folder ("" when there is none, or it is not a plain file)."""
+    return trial_files.tail(folder, name, lines)
 
 
-def _failure(report: dict[str, Any]) -> FailureClass:
+def _failure(name: str | None) -> FailureClass:
     try:
-        return FailureClass(report.get("failure_class") or FailureClass.CODE)
+        return FailureClass(name or FailureClass.CODE)
     except ValueError:
         return FailureClass.CODE
-
-
-def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item, redact) for key, item in value.items()}
-    return value
 
 
 def read_result(
     trial_dir: Path, outcome: Outcome, redact: Callable[[str], str] = lambda text: text
 ) -> LaunchResult:
     """What the launch left; every text from the trial (its error, traceback, hint, last line) passes
-    ``redact``."""
-    metrics: dict[str, Any] = read_json(trial_dir / METRICS_FILE) or {}
-    report: dict[str, Any] = _redacted(read_json(trial_dir / OUTCOME_FILE) or {}, redact)
-    epochs = metrics.get("epochs")
-    if outcome.ok and "value" in metrics:
-        after = report.get("failed_after_metric") or {}
-        where = f" at {after.get('file')}:{after.get('line')}" if after.get("line") else ""
-        warning = f"after the metric, the script failed{where}: {after.get('error')}" if after else None
+    ``redact``. What the trial left that is not what the protocol says (a link, a record of the wrong type)
+    is the trial's failure, said as such."""
+    try:
+        left = read_left(trial_dir)
+    except BadTrialFile as e:
         return LaunchResult(
-            TrialStatus.SUCCEEDED,
-            outcome,
-            metrics.get("metric"),
-            float(metrics["value"]),
-            metrics.get("source"),
-            epochs,
-            warning=warning,
+            TrialStatus.FAILED, outcome, error=redact(str(e)), failure=FailureClass.CODE, hint=e.hint
         )
+    metrics = left.metrics or Metrics()
+    report = left.outcome or HarnessOutcome()
+    if outcome.ok and metrics.value is not None:
+        return _succeeded(outcome, metrics, report, redact)
+    epochs = metrics.epochs
     if outcome.reason is EndReason.EXITED and outcome.exit_code in (
         ExitCode.SCRIPT_ERROR,
         ExitCode.NO_METRIC,
     ):
-        no_metric = outcome.exit_code == ExitCode.NO_METRIC
-        return LaunchResult(
-            TrialStatus.FAILED,
-            outcome,
-            epochs=epochs,
-            error=report.get("error") or f"the script failed ({outcome.describe()})",
-            error_file=report.get("file"),
-            error_line=report.get("line"),
-            traceback=report.get("traceback"),
-            failure=FailureClass.CODE if no_metric else _failure(report),
-            hint=(
-                "measure the model with evaluate(), score() or accuracy_score(), or write accuracy.txt"
-                if no_metric
-                else report.get("hint")
-            ),
-        )
+        return _script_failed(outcome, epochs, report, redact)
     if outcome.reason is EndReason.EXITED:
         code = FailureClass.CODE
         if outcome.exit_code == ExitCode.OK:
             return LaunchResult(
                 TrialStatus.FAILED, outcome, epochs=epochs, error="the harness wrote no metrics", failure=code
             )
-        last = redact(tail(trial_dir / LOG_FILE, 3)).strip().splitlines()
+        last = redact(tail(trial_dir, LOG_FILE, 3)).strip().splitlines()
         said = f" (last output: {last[-1][:200]})" if last else ""
         return LaunchResult(
             TrialStatus.FAILED,
@@ -139,4 +105,47 @@ def read_result(
         error=f"the training {outcome.describe()}",
         failure=cls,
         hint=hint,
+    )
+
+
+def _script_failed(
+    outcome: Outcome, epochs: int | None, report: HarnessOutcome, redact: Callable[[str], str]
+) -> LaunchResult:
+    """The script raised, or ended without a metric: what the harness said of it."""
+    no_metric = outcome.exit_code == ExitCode.NO_METRIC
+    return LaunchResult(
+        TrialStatus.FAILED,
+        outcome,
+        epochs=epochs,
+        error=redact(report.error or f"the script failed ({outcome.describe()})"),
+        error_file=redact(report.file) if report.file else None,
+        error_line=report.line,
+        traceback=redact(report.traceback) if report.traceback else None,
+        failure=FailureClass.CODE if no_metric else _failure(report.failure_class),
+        hint=(
+            "measure the model with evaluate(), score() or accuracy_score(), or write accuracy.txt"
+            if no_metric
+            else redact(report.hint)
+            if report.hint
+            else None
+        ),
+    )
+
+
+def _succeeded(
+    outcome: Outcome, metrics: Metrics, report: HarnessOutcome, redact: Callable[[str], str]
+) -> LaunchResult:
+    after = report.failed_after_metric
+    warning = None
+    if after is not None:
+        where = f" at {after.file}:{after.line}" if after.line else ""
+        warning = redact(f"after the metric, the script failed{where}: {after.error}")
+    return LaunchResult(
+        TrialStatus.SUCCEEDED,
+        outcome,
+        metrics.metric,
+        metrics.value,
+        redact(metrics.source) if metrics.source else None,
+        metrics.epochs,
+        warning=warning,
     )

@@ -20,9 +20,11 @@ import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mlops import trial_files
 from mlops.project import CONFIG_FILE, DataPath
 from mlops.runtime.base import TrialSpec
 from mlops.trial import LaunchResult
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import FailureClass
 
 # Calls whose truth says a path is there: os.path.exists(p), Path(p).exists(), glob.glob(p), ...
@@ -137,8 +139,10 @@ def explain_timeout(spec: TrialSpec, result: LaunchResult) -> LaunchResult:
     if result.failure is not FailureClass.TIMEOUT:
         return result
     try:
-        source = Path(spec.source_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        source = trial_files.read_text(spec.source_file.parent, spec.source_file.name)
+    except BadTrialFile:
+        return result
+    if source is None:
         return result
     wait = waited_for(source, spec.data, (spec.code_dir / spec.script).parent)
     if wait is None:

@@ -6,7 +6,8 @@ it resume at the epoch where it stopped. A launch that fails from its own code i
 fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed.
 
 The person watching sees each epoch, and pruning decides on it, from the harness's structured events
-(``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``), never from its human log lines.
+(``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``, each checked against its type by
+``mlops.trial_records``), never from its human log lines.
 
 A tuning trial whose script failed after the harness stopped one of its fits early is run once more without
 the early stop (:meth:`Supervisor.execute_with_plain_retry`): what mlops adds may not make a script fail.
@@ -23,23 +24,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mlops import trial_files, trial_records
 from mlops.domain import TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Runtime, TrialSpec, follow_file
 from mlops.trial import RESTARTED, LaunchResult, read_result
+from mlops.trial_files import BadTrialFile
+from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
 from mlops_harness.protocol import (
     ENV_PATIENCE,
     ENV_STOP_AT,
     EVENTS_FILE,
-    OUTCOME_FILE,
     Event,
     EventKind,
     FailureClass,
-    decode_events,
-    read_json,
-    read_plain,
 )
 
 # The variables of the harness's early stop: its patience, and the stop past the target.
@@ -96,11 +96,9 @@ def epoch_of(event: Event) -> tuple[int, dict[str, float]] | None:
 
 
 def events_size(trial_dir: Path) -> int:
-    """Where the events of a launch about to start (or attached to now) begin in the trial's events file."""
-    try:
-        return (trial_dir / EVENTS_FILE).stat().st_size
-    except OSError:
-        return 0
+    """Where the events of a launch about to start (or attached to now) begin in the trial's events file
+    (0 when there is none, or a link or anything else stands in its place: never followed)."""
+    return trial_files.size(trial_dir, EVENTS_FILE)
 
 
 # Asked after every epoch with (epoch, logs): why to stop the trial as pruned, or None to go on.
@@ -114,12 +112,11 @@ class Pruned(threading.Event):
 
 
 def stopped_early(trial_dir: Path) -> bool:
-    """True when the harness stopped a fit of the trial early (a ``stopped`` event; links not followed)."""
+    """True when the harness stopped a fit of the trial early (a ``stopped`` event, read by the trial reader)."""
     try:
-        lines = read_plain(trial_dir / EVENTS_FILE).splitlines()
-    except OSError:
+        return any(event.kind is EventKind.STOPPED for event in trial_records.events(trial_dir))
+    except BadTrialFile:
         return False
-    return any(event.kind is EventKind.STOPPED for event in decode_events(lines))
 
 
 def broke_after_stop(done: TrialRecord, spec: TrialSpec) -> str | None:
@@ -129,23 +126,26 @@ def broke_after_stop(done: TrialRecord, spec: TrialSpec) -> str | None:
         return None
     if done.status is TrialStatus.FAILED and done.failure_class in AFTER_STOP:
         return done.error or "an error"
-    after = (read_json(spec.trial_dir / OUTCOME_FILE) or {}).get("failed_after_metric")
-    if done.status is TrialStatus.SUCCEEDED and isinstance(after, dict):
-        return str(after.get("error") or "an error")
+    try:
+        outcome = trial_records.harness_outcome(spec.trial_dir)
+    except BadTrialFile:
+        return None
+    after = outcome.failed_after_metric if outcome is not None else None
+    if done.status is TrialStatus.SUCCEEDED and after is not None:
+        return after.error or "an error"
     return None
 
 
 def set_aside(trial_dir: Path, label: str) -> Path:
-    """The folder of an attempt moves to ``<n>.<label>``; the next attempt starts from its source."""
+    """The folder of an attempt moves to ``<n>.<label>``; the next attempt starts from its inputs (its source,
+    params, answers and files of values) as mlops wrote them, read by the trial reader: never a link the
+    attempt left (BadTrialFile when one stands in their place)."""
     aside = trial_dir.with_name(f"{trial_dir.name}.{label}")
+    trial_files.check_inputs(trial_dir)
     shutil.rmtree(aside, ignore_errors=True)
     trial_dir.rename(aside)
     trial_dir.mkdir()
-    for name in ("source.py", "params.json", "inputs.json"):
-        if (aside / name).exists():
-            shutil.copy2(aside / name, trial_dir / name)
-    if (aside / "files").is_dir():  # the trial's copies of the files mlops.yaml's tune_file: names
-        shutil.copytree(aside / "files", trial_dir / "files")
+    trial_files.copy_inputs(aside, trial_dir)
     return aside
 
 
@@ -307,13 +307,18 @@ class Supervisor:
         )
         self.progress.info(f"   {said}")
         self.ledger.event(run.id, trial.number, "retry-without-early-stop", said)
-        aside = set_aside(spec.trial_dir, "early-stop")
+        try:
+            aside = set_aside(spec.trial_dir, "early-stop")
+        except BadTrialFile as e:  # the attempt planted something in place of its inputs
+            self.progress.warn(f"trial {trial.number} of run {run.id} is not run again: {e}")
+            return done
         plain = replace(spec, env={k: v for k, v in spec.env.items() if k not in EARLY_STOP_ENV})
         again = self.execute(run, self.ledger.trial(run.id, trial.number), plain, None)
         if again.metric is not None or done.metric is None:
             return again
-        set_aside(spec.trial_dir, "no-early-stop")
-        shutil.rmtree(spec.trial_dir)
+        second = spec.trial_dir.with_name(f"{spec.trial_dir.name}.no-early-stop")
+        shutil.rmtree(second, ignore_errors=True)
+        spec.trial_dir.rename(second)
         aside.rename(spec.trial_dir)
         self._finish_as(done, "without early stopping it failed: the metric measured before is kept")
         return self.ledger.trial(run.id, trial.number)
@@ -361,7 +366,7 @@ class Supervisor:
         Reads the events file from where this launch's events start until the launch has ended (``ended``)
         and the file is drained.
         """
-        for event in decode_events(follow_file(path, lambda: not ended.is_set(), start=start)):
+        for event in live_events(follow_file(path, lambda: not ended.is_set(), start=start)):
             epoch = epoch_of(event)
             if epoch is None or pruned.is_set():
                 continue

@@ -308,8 +308,9 @@ def test_a_relative_folder_that_was_never_committed_is_mapped(tmp_path: Path, ru
     (data / "train.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
     repo = make_repo(tmp_path / "repo", {"train.py": RELATIVE, "mlops.yaml": f"data:\n  data: {data}\n"})
     ws = tmp_path / "ws"
+    roots = {"MLOPS_DATA_ROOTS": str(data)}  # the machine's owner lets pushes map it
     done = run_cli("run", str(repo), "--workspace", str(ws), "--runtime", *runtime.split(), "--max-trials", "1",
-                   "--target", "0.5", cwd=tmp_path)  # fmt: skip
+                   "--target", "0.5", cwd=tmp_path, env=roots)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     (folder,) = ws.glob("runs/*/trials/0")
     said = json.loads((folder / REWRITES_FILE).read_text())

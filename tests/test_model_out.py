@@ -11,84 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from mlops.domain import KeepModels, RunStatus, TrialStatus
+from mlops.domain import KeepModels, RunStatus
 from mlops.ledger import Ledger
 from mlops.load_check import check_model
 from mlops.model_store import ModelPolicy, publish, read_card, verdict
 from mlops.report import write_report
 from mlops.runtime.base import Limits
 from mlops.runtime.local import LocalRuntime
-from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter
 from tests.support.model_checks import fresh_python
+from tests.support.models_left import SKLEARN, finished_run
 from tests.support.processes import run_cli
 from tests.support.recorded import Variant, record_run
 from tests.support.scripts import CLASSIFIER, TWEAK
-from tweak.loop import ORIGINAL, SOURCE, finish_run, trial_dir
-
-SKLEARN = {"kind": "other", "family": "classic", "framework": "sklearn", "image": "mlops-sklearn"}
-
-
-def trial_with_model(folder: Path, content: bytes | None, error: str = "") -> None:
-    """A trial folder as the harness leaves it: its source, a checkpoint, and its model with its event."""
-    (folder / "checkpoints" / "fit-0" / "ckpt-000001-000000").mkdir(parents=True)
-    (folder / SOURCE).write_text("print('trained')\n")
-    events = EventWriter(folder / EVENTS_FILE)
-    if content is None:
-        events.write(EventKind.MODEL, saved=False, error=error, **{"class": "Odd"})
-    else:
-        (folder / "model").mkdir()
-        (folder / "model" / "model.pkl").write_bytes(content)
-        events.write(
-            EventKind.MODEL,
-            saved=True,
-            file="model/model.pkl",
-            format="pickle",
-            framework="sklearn",
-            origin="score",
-            input={"kind": "array", "shape": [None, 64], "dtype": "float64"},
-            versions={"python": "3.11.7", "scikit-learn": "1.9.1"},
-            size_bytes=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
-            reload_error=None,
-            **{"class": "LogisticRegression"},
-        )
-    events.close()
-
-
-def finished_run(tmp_path: Path, models: list[bytes | None], policy: ModelPolicy | None = None):
-    """A run whose trials scored 0.5, 0.6, ... (the last is the best), ended by ``finish_run``."""
-    ledger = Ledger(tmp_path / "ws" / "ledger.db")
-    run = ledger.create_run(
-        name="clf",
-        source="https://example.com/models.git",
-        ref="main",
-        commit="a" * 40,
-        author="Ada",
-        code_dir=tmp_path,
-        script="clf.py",
-        classification=SKLEARN,
-        runtime="local",
-        metric="accuracy",
-        target=0.9,
-        strategy="tpe",
-        max_trials=len(models),
-        settings={"seed": 0},
-        runs_dir=tmp_path / "ws" / "runs",
-    )
-    (run.dir / ORIGINAL).write_text("print('trained')\n")
-    for number, content in enumerate(models):
-        trial_with_model(trial_dir(run, number), content, error="PicklingError: cannot pickle 'generator'")
-        ledger.add_trial(run.id, number, [], [f"change {number}"], number, TrialStatus.PENDING)
-        ledger.finish_trial(
-            run.id, number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5 + number / 10,
-            metric_source="score",
-        )  # fmt: skip
-    run = finish_run(ledger, run, "print('trained')\n", RunStatus.EXHAUSTED, "budget used", policy)
-    return ledger, run
+from tweak.loop import trial_dir
 
 
 def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tmp_path):
@@ -116,7 +54,7 @@ def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tm
     assert ledger.run(run.id).status is RunStatus.EXHAUSTED
 
 
-def test_keep_all_keeps_every_trials_model_and_the_runs_copy_costs_no_space(tmp_path):
+def test_keep_all_keeps_every_trials_model_and_the_run_has_a_copy_of_its_own(tmp_path):
     policy = ModelPolicy(keep=KeepModels.ALL, keep_checkpoints=True)
     _, run = finished_run(tmp_path, [b"first model", b"second model"], policy)
     ours, trials = (
@@ -124,7 +62,9 @@ def test_keep_all_keeps_every_trials_model_and_the_runs_copy_costs_no_space(tmp_
         [trial_dir(run, n) / "model" / "model.pkl" for n in (0, 1)],
     )
     assert [t.read_bytes() for t in trials] == [b"first model", b"second model"]
-    assert ours.stat().st_ino == trials[1].stat().st_ino  # a hard link, not a second copy
+    assert ours.read_bytes() == b"second model"
+    # A copy of its own, never a link to what the trial left (which the trial could have linked elsewhere).
+    assert ours.stat().st_ino != trials[1].stat().st_ino and ours.stat().st_nlink == 1
     assert (trial_dir(run, 0) / "checkpoints").is_dir()  # keep_checkpoints
 
 

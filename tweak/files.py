@@ -14,13 +14,14 @@ import posixpath
 from dataclasses import replace
 from pathlib import Path
 
+from mlops import trial_files
 from mlops.errors import SourceError
 from mlops.project import DataPath, TunedFile, read_project
 from mlops.runtime.base import TrialSpec
+from mlops.trial_files import FILES_DIR, BadTrialFile
 from mlops_harness.protocol import write_atomic
 from tweak.prompts import Prompt
 
-FILES_DIR = "files"
 Values = dict[str, dict[int, str]]  # file (as mlops.yaml names it) -> line index -> value
 
 
@@ -61,11 +62,23 @@ def with_copies(spec: TrialSpec, files: tuple[TunedFile, ...]) -> TrialSpec:
     for number, file in enumerate(files):
         copy = copy_of(spec.trial_dir, number, file)
         target = file.target or _relative_to_script(file, spec.script)
-        if not copy.is_file() or target is None:
+        if target is None or not _own_copy(spec.trial_dir, copy):
             continue
         data = [entry for entry in data if entry.target != target]
         data.append(DataPath(target, str(copy)))  # after a folder that holds it: mounted over it
     return replace(spec, data=tuple(data)) if files else spec
+
+
+def _own_copy(trial_dir: Path, copy: Path) -> bool:
+    """The copy is there as mlops wrote it: a regular file, never a link a runtime would bind in its place
+    (a runtime mounts the path it is given, and an engine resolves links on the host)."""
+    try:
+        return (
+            trial_files.stat_regular(trial_dir, copy.relative_to(trial_dir).as_posix(), single=True)
+            is not None
+        )
+    except BadTrialFile:
+        return False
 
 
 def _relative_to_script(file: TunedFile, script: str) -> str | None:
@@ -78,12 +91,14 @@ def _relative_to_script(file: TunedFile, script: str) -> str | None:
 
 
 def keep_best(run_dir: Path, trial_dir: Path, files: tuple[TunedFile, ...]) -> list[Path]:
-    """The best trial's copy of each file beside best.py, as ``best.<file name>``."""
+    """The best trial's copy of each file beside best.py, as ``best.<file name>``, read through the trial
+    reader (BadTrialFile when the trial put something else in its place)."""
     kept = []
     for number, file in enumerate(files):
         copy = copy_of(trial_dir, number, file)
-        if copy.is_file():
+        text = trial_files.read_text(trial_dir, copy.relative_to(trial_dir).as_posix())  # BadTrialFile
+        if text is not None:
             target = run_dir / f"best.{copy.name}"
-            write_atomic(target, copy.read_text(encoding="utf-8"))
+            write_atomic(target, text)
             kept.append(target)
     return kept

@@ -7,38 +7,37 @@ supervisor re-attaches to them or starts them again from their checkpoints), the
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mlops import trial_records
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.model_store import ModelPolicy, after_trial, publish
+from mlops.model_store import ModelPolicy, after_trial
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
-from mlops.trial import NO_TWEAK_FIXES
+from mlops.trial_files import PARAMS, SOURCE, BadTrialFile
+from mlops.trial_records import Metrics
 from mlops_harness.protocol import (
     CURVE_KEYS,
-    EVENTS_FILE,
     INPUTS_FILE,
-    METRICS_FILE,
     EventKind,
-    read_events,
     read_json,
     write_atomic,
 )
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.evidence import curve_of, generalization_gap, training_losses
 from tweak.facts import check_variant, model_facts
-from tweak.files import keep_best, lines_as_prompts, tuned_files, with_copies, write_copies
+from tweak.files import lines_as_prompts, tuned_files, with_copies, write_copies
 from tweak.prompts import Prompt, prompts_of
+from tweak.results import finish_run, trial_dir
+from tweak.stops import Budget, stop_reason
 from tweak.strategies import (
     Past,
     Proposal,
@@ -48,10 +47,6 @@ from tweak.strategies import (
 )
 
 ORIGINAL = "original.py"
-SOURCE = "source.py"
-PARAMS = "params.json"
-BEST_INPUTS = "best.inputs.yaml"
-FAILURES_IN_A_ROW = 3
 
 # The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
 # The prune check asked after each epoch says why to stop the trial, or None to go on.
@@ -63,82 +58,35 @@ SpecFor = Callable[[RunRecord, int], TrialSpec]
 Prestart = Callable[[TrialSpec | None], None]
 
 
-def trial_dir(run: RunRecord, number: int) -> Path:
-    return run.dir / "trials" / str(number)
-
-
 def base_answers(run: RunRecord) -> list[str]:
-    """The answers to the script's input() prompts as pushed (``inputs:`` in its mlops.yaml), as text."""
+    """The answers to the script's input() prompts as pushed (``inputs:`` in its mlops.yaml), as text; the
+    run's folder is mlops's own (no trial sees it)."""
     answers = (read_json(run.dir / INPUTS_FILE) or {}).get("answers")
     return [str(a) for a in answers] if isinstance(answers, list) else []
 
 
 def seconds_per_epoch(folder: Path) -> float | None:
     """The median time between a trial's epochs, from its epoch events (None with fewer than two)."""
-    times = [e.at for e in read_events(folder / EVENTS_FILE) if e.kind is EventKind.EPOCH]
+    try:
+        times = [e.at for e in trial_records.events(folder) if e.kind is EventKind.EPOCH]
+    except BadTrialFile:  # that trial failed for it
+        return None
     gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
     return gaps[len(gaps) // 2] if gaps else None
 
 
-# -- stop conditions, each a callback like optuna's MaxTrialsCallback -------------------------------
-
-
-@dataclass(frozen=True)
-class Budget:
-    target: float
-    max_trials: int
-    max_minutes: float | None
-    parallel: int = 1
-
-
-def as_pushed_cannot_run(first: TrialRecord) -> str | None:
-    """Why no tweak of the model can make trial 0 (the code as pushed) run, when it failed so; else None.
-    The run then ends there, and no tuning trial is proposed to fail the same way."""
-    if first.status is not TrialStatus.FAILED:
-        return None
-    error = first.error or ""
-    if first.error_line and "SyntaxError" in error:
-        return f"the code as pushed does not parse: {error}"
-    hint = f"; {first.hint}" if first.hint else ""
-    if error.startswith("NameError"):  # a fragment's imports, a notebook's cells: no tweak defines them
-        return f"the code as pushed uses a name it never defines: {error}{hint}"
-    if (
-        first.failure_class in NO_TWEAK_FIXES
-    ):  # a missing module, old library code, data, a download, a prompt
-        where = f" ({first.error_file}:{first.error_line})" if first.error_line else ""
-        return f"the code as pushed cannot run here [{first.failure_class}]: {first.error}{where}{hint}"
-    return None
-
-
-def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
-    done = [t for t in trials if t.status.is_finished()]
-    scored = [(t.metric, t) for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
-    best_metric, best = max(scored, key=lambda pair: pair[0], default=(None, None))
-    if best is not None and best_metric is not None and best_metric >= budget.target:
-        return RunStatus.REACHED, f"trial {best.number} reached {best_metric:.4f} >= target {budget.target:g}"
-    broken = as_pushed_cannot_run(trials[0]) if trials else None
-    if broken is not None:
-        return RunStatus.FAILED, broken
-    tail = done[-FAILURES_IN_A_ROW:]
-    if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
-        return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
-    if len(trials) >= budget.max_trials and not scored and done:
-        last = done[-1]
-        what = (
-            f"[{last.failure_class}] {last.error}"
-            if last.failure_class
-            else (last.error or last.status.value)
-        )
-        return RunStatus.FAILED, f"no trial produced a metric (trial {last.number}: {what})"
-    if len(trials) >= budget.max_trials:
-        what = f"best {best_metric:.4f}" if best_metric is not None else "no metric"
-        return (
-            RunStatus.EXHAUSTED,
-            f"{budget.max_trials} trials used, {what}, target {budget.target:g} not reached",
-        )
-    if budget.max_minutes is not None and time.time() - run.created_at > budget.max_minutes * 60:
-        return RunStatus.EXHAUSTED, f"the wall-time budget of {budget.max_minutes:g} min is used"
-    return None
+def _measured(folder: Path) -> tuple[Metrics, dict[str, Any]]:
+    """A trial's metrics and its strategy's coordinates, as the reader checks them; empty for a trial whose
+    files are not what was written (it failed for it, and says so)."""
+    try:
+        metrics = trial_records.metrics(folder) or Metrics()
+    except BadTrialFile:
+        metrics = Metrics()
+    try:
+        params = trial_records.params(folder)
+    except BadTrialFile:
+        params = {}
+    return metrics, params
 
 
 class Tuner:
@@ -174,16 +122,14 @@ class Tuner:
         asked: list[Prompt] = []
         for t in self.ledger.trials(run.id):
             folder = trial_dir(run, t.number)
-            metrics = read_json(folder / METRICS_FILE) or {}
+            metrics, params = _measured(folder)
             if t.number == 0:
-                kmeans = metrics.get("kmeans")
+                kmeans = asdict(metrics.kmeans) if metrics.kmeans else None
                 per_epoch = seconds_per_epoch(folder)
-                seen = metrics.get("inputs") or []
-                inputs = seen[-1] if seen and isinstance(seen[-1], dict) else None
+                inputs = asdict(metrics.inputs[-1]) if metrics.inputs else None
                 asked = prompts_of(folder) + lines_as_prompts(tuned_files(run.code_dir))
-            params = read_json(folder / PARAMS) or {}
             metric = t.metric if t.status.is_finished() else None
-            history = metrics.get("history") or []
+            history: list[dict[str, Any]] = list(metrics.history)
             tweaks = [tweak_from_json(item) for item in t.tweaks]
             gap = generalization_gap(history)
             losses = training_losses(history)
@@ -403,65 +349,3 @@ class Tuner:
 
     def _finish(self, run: RunRecord, original: str, status: RunStatus, reason: str) -> RunRecord:
         return finish_run(self.ledger, run, original, status, reason, self.models)
-
-
-def finish_run(
-    ledger: Ledger,
-    run: RunRecord,
-    original: str,
-    status: RunStatus,
-    reason: str,
-    models: ModelPolicy | None = None,
-) -> RunRecord:
-    """End a run: its best trial (highest metric, earliest on a tie), ``best.py`` and ``best.diff``
-    against the source as pushed, its model in ``model/`` (checked to load when ``models`` has a check),
-    the baseline, and the status with its reason."""
-    trials = ledger.trials(run.id)
-    scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
-    best = max(scored, key=lambda t: (t.metric or 0.0, -t.number), default=None)
-    baseline = trials[0].metric if trials and trials[0].metric is not None else None
-    if best is not None and best.metric is not None:
-        best_source = (trial_dir(run, best.number) / SOURCE).read_text(encoding="utf-8")
-        write_atomic(run.dir / "best.py", best_source)
-        diff = "".join(
-            difflib.unified_diff(
-                original.splitlines(keepends=True),
-                best_source.splitlines(keepends=True),
-                fromfile=f"a/{run.script}",
-                tofile=f"b/{run.script}",
-            )
-        )
-        write_atomic(run.dir / "best.diff", diff)
-        best_answers = (read_json(trial_dir(run, best.number) / INPUTS_FILE) or {}).get("answers")
-        if best_answers:
-            write_atomic(run.dir / BEST_INPUTS, answers_yaml(best_answers, prompts_of(trial_dir(run, 0))))
-        keep_best(run.dir, trial_dir(run, best.number), tuned_files(run.code_dir))
-        ledger.update_run(
-            run.id,
-            f"best trial {best.number}: {best.metric:.4f}",
-            best_trial=best.number,
-            best_metric=best.metric,
-            baseline_metric=baseline,
-            metric=best.metric_name,
-        )
-        try:  # before the run is finished: one that dies while publishing publishes again when resumed
-            publish(ledger, ledger.run(run.id), best, models or ModelPolicy())
-        except OSError as e:  # a full disk: the run keeps its result, and says why it has no model
-            ledger.event(run.id, best.number, "model-missing", f"could not publish the model: {e}")
-    ledger.finish_run(run.id, status, reason)
-    return ledger.run(run.id)
-
-
-def answers_yaml(answers: list[Any], asked: list[Prompt]) -> str:
-    """The best trial's answers as an mlops.yaml ``inputs:`` block, each with its prompt as a comment."""
-    prompt_of = {p.index: p.text.strip() for p in asked}
-    lines = [
-        "# The answers to the script's input() prompts that gave the best model, for mlops.yaml.",
-        "inputs:",
-    ]
-    for index, answer in enumerate(answers):
-        text = str(answer)
-        value = text if re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", text) else json.dumps(text)
-        comment = f"  # {prompt_of[index]}" if index in prompt_of else ""
-        lines.append(f"  - {value}{comment}")
-    return "\n".join(lines) + "\n"

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops import trial_records
 from mlops.hyperparams import Role, role_of
-from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events
+from mlops.trial_files import BadTrialFile
+from mlops_harness.protocol import EventKind
 
 __all__ = [
     "Prompt",
@@ -65,7 +67,11 @@ class Prompt:
 def prompts_of(trial_dir: Path) -> list[Prompt]:
     """The prompts a trial's script asked, with the answers it got (from its input events)."""
     out: dict[int, Prompt] = {}
-    for event in read_events(trial_dir / EVENTS_FILE):
+    try:
+        events = trial_records.events(trial_dir)  # each input event checked: index, prompt, answer
+    except BadTrialFile:  # that trial failed for it: nothing it asked is trusted
+        return []
+    for event in events:
         if event.kind is not EventKind.INPUT or event.get("answer") is None:
             continue
         index, text, answer = (

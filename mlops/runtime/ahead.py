@@ -20,7 +20,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.runtime.base import TrialSpec
+from mlops import trial_files
+from mlops.runtime.base import TrialSpec, open_log
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import LOG_FILE, write_atomic
 
 
@@ -72,14 +74,20 @@ def wait_s(spec: TrialSpec) -> float:
     return 2 * (spec.limits.timeout_s or 3600.0) + 60.0
 
 
+def given_source(spec: TrialSpec) -> str | None:
+    """The trial's source as its folder holds it, through the trial reader (None: there is none, or a link
+    or anything else stands in its place)."""
+    try:
+        return trial_files.read_text(spec.source_file.parent, spec.source_file.name)
+    except BadTrialFile:
+        return None
+
+
 def put_back_source(spec: TrialSpec, given: str) -> None:
     """The trial's source record as it was ``given``, whatever the training did to it (said in its log)."""
     path = spec.source_file
-    try:
-        if path.read_text(encoding="utf-8", errors="replace") == given:
-            return
-    except OSError:
-        pass
+    if given_source(spec) == given:  # a link or anything else in its place is replaced, never followed
+        return
     write_atomic(path, given)
-    with contextlib.suppress(OSError), (spec.trial_dir / LOG_FILE).open("a") as log:
+    with contextlib.suppress(OSError), open(open_log(spec.trial_dir / LOG_FILE), "a") as log:  # no link
         log.write(f"[mlops] warning: the training changed {path.name}; it is put back as it was given\n")

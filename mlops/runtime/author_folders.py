@@ -31,8 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+from mlops.data_policy import EXACT_TARGETS, SYSTEM_TARGETS
 from mlops.notebook import notebook_to_script
-from mlops.project import EXACT_TARGETS, RELATIVE_MOUNTS, SYSTEM_TARGETS, DataPath
+from mlops.project import RELATIVE_MOUNTS, DataPath
 from mlops.runtime.base import TrialSpec
 from mlops.waits import waits_in
 from mlops_harness.protocol import ENV_AUTHOR_FOLDERS, OUTSIDE_DIR

@@ -19,8 +19,10 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from mlops import trial_files
 from mlops.project import RELATIVE_MOUNTS, DataPath
 from mlops.runtime.base import TrialSpec
+from mlops.trial_files import BadTrialFile, inputs_of
 from mlops_harness.protocol import write_atomic
 
 REWRITES_FILE = "data_rewrites.json"
@@ -94,6 +96,15 @@ def rewrite_paths(source: str, mapping: dict[str, str]) -> tuple[str, list[dict[
     return wrapper.visit(rewrite).code, rewrite.done
 
 
+def input_mounts(spec: TrialSpec, at: str) -> list[tuple[Path, str, bool]]:
+    """What mlops wrote in the trial's folder for it (its source, params, answers, copies of files of values),
+    each mounted read-only over the folder, which the runtime shows at ``at``: the training reads them, never
+    changes them (nor puts a link in their place)."""
+    folder = spec.trial_dir.resolve()
+    source = folder / spec.source_file.relative_to(spec.trial_dir)
+    return [(p, f"{at}/{p.relative_to(folder).as_posix()}", False) for p in inputs_of(folder, source)]
+
+
 def with_data(spec: TrialSpec, mounted: bool) -> TrialSpec:
     """The spec to launch: with a rewritten copy of its source when some path of ``data:`` is not mounted
     at the place the script names (``mounted``: the runtime mounts the absolute ones there)."""
@@ -107,9 +118,10 @@ def with_data(spec: TrialSpec, mounted: bool) -> TrialSpec:
     if not mapping:
         return spec
     try:
-        text, done = rewrite_paths(spec.source_file.read_text(encoding="utf-8"), mapping)
-    except (cst.ParserSyntaxError, UnicodeDecodeError):
-        return spec  # the trial runs as it is and fails on its own syntax, said by the harness
+        source = trial_files.read_text(spec.source_file.parent, spec.source_file.name)
+        text, done = rewrite_paths(source or "", mapping)
+    except (cst.ParserSyntaxError, BadTrialFile):
+        return spec  # the trial runs as it is and fails on its own syntax (or its source), said then
     record = {"mapped": mapping, "rewritten": done}
     write_atomic(spec.trial_dir / REWRITES_FILE, json.dumps(record, indent=1))
     if not done:

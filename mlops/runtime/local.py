@@ -33,7 +33,7 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import sandbox
-from mlops.runtime.ahead import StartedAhead, Waiting, put_back_source
+from mlops.runtime.ahead import StartedAhead, Waiting, given_source, put_back_source
 from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.base import (
@@ -47,7 +47,9 @@ from mlops.runtime.base import (
     repository_cache,
 )
 from mlops.runtime.data import mounts, with_data
-from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE, OUTCOME_FILE, read_json
+from mlops.trial_files import inputs_of
+from mlops.trial_records import said_exit_code
+from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 KEEPER = Path(__file__).resolve().parent / "keeper.py"
@@ -161,6 +163,7 @@ class LocalRuntime:
         )
         inside = source.is_relative_to(trial_dir)
         store = imported_store(self.workspace)
+        kept = () if ahead else inputs_of(trial_dir, source if inside else None)  # read-only inputs
         return sandbox.Sandbox(
             bwrap=self.bwrap,
             read_only=(
@@ -171,7 +174,7 @@ class LocalRuntime:
                 *((store,) if store else ()),
             ),
             writable=(trial_dir, cache),
-            protected=(trial_dir / LOG_FILE, *((source,) if inside and not ahead else ())),
+            protected=(trial_dir / LOG_FILE, *kept),
             network=spec.network,
             tmp_mb=spec.limits.memory_mb or 1024,
             uid=sandbox.TRIAL_UID if self.as_root else None,
@@ -306,10 +309,11 @@ class LocalRuntime:
         if waiting is None:
             return None
         handle: LocalHandle = waiting.handle
-        if waiting.spec != spec or not self._alive(handle) or not spec.source_file.exists():
+        source = given_source(spec) if waiting.spec == spec and self._alive(handle) else None
+        if source is None:
             self._drop(waiting)
             return None
-        handle.source = spec.source_file.read_text(encoding="utf-8", errors="replace")
+        handle.source = source
         (spec.trial_dir / GO_FILE).write_bytes(b"")
         handle.started = time.time()
         self._handles[spec.name] = handle
@@ -426,9 +430,9 @@ class LocalRuntime:
                 return Outcome(EndReason.SIGNAL, None, code - 128, duration)
             return Outcome(EndReason.EXITED, code, None, duration)
         # Attached to a keeper we did not start: its exit status is lost to us; the harness's file says.
-        outcome = read_json(handle.spec.trial_dir / OUTCOME_FILE)
-        if outcome is not None and "exit_code" in outcome:
-            return Outcome(EndReason.EXITED, int(outcome["exit_code"]), None, duration)
+        code = said_exit_code(handle.spec.trial_dir)  # the harness's outcome.json, checked by the reader
+        if code is not None:
+            return Outcome(EndReason.EXITED, code, None, duration)
         return Outcome(EndReason.SIGNAL, None, None, duration, "ended without writing its outcome")
 
     @staticmethod

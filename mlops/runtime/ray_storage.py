@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from mlops import trial_files
 from mlops.errors import ConfigError
 
 SYNC_EVERY_S = 2.0
+MAX_CHECKPOINT_BYTES = 2**40  # a checkpoint is as large as its model: no cap below the disk
 LAST = "meta.json"  # written last: the mark of a whole checkpoint
 
 
@@ -100,26 +102,27 @@ class CheckpointSync:
     def push(self) -> None:
         """Send what changed in the checkpoint folder since the last push; drop what it no longer has."""
         here: dict[str, tuple[int, int]] = {}
-        for root, dirs, names in os.walk(self.local):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in names:
-                path = Path(root) / name
-                rel = path.relative_to(self.local).as_posix()
-                with contextlib.suppress(OSError):  # the harness dropped it meanwhile
-                    if not _hidden(rel):
-                        st = path.stat()
-                        here[rel] = (st.st_size, st.st_mtime_ns)
+        trial, folder = self.local.parent, self.local.name
+        for found in trial_files.regular_files(trial, folder):  # the trial wrote them: no link followed
+            rel = found.removeprefix(folder + "/")
+            with contextlib.suppress(OSError):  # the harness dropped it meanwhile
+                if not _hidden(rel):
+                    st = os.lstat(trial / found)
+                    here[rel] = (st.st_size, st.st_mtime_ns)
         changed = sorted(
             (rel for rel in here if self.sent.get(rel) != here[rel]), key=lambda r: r.endswith(LAST)
         )
         for rel in changed:
             try:
-                with (self.local / rel).open("rb") as src:
-                    self.fs.create_dir(f"{self.remote}/{rel}".rpartition("/")[0], recursive=True)
-                    with self.fs.open_output_stream(f"{self.remote}/{rel}") as out:
-                        shutil.copyfileobj(src, out)
-            except FileNotFoundError:
+                fd = trial_files.open_regular(self.local, rel, cap=MAX_CHECKPOINT_BYTES)
+            except trial_files.BadTrialFile:
+                continue  # a link or anything else in its place: never sent
+            if fd is None:
                 continue  # dropped by the harness while it went up
+            with open(fd, "rb") as src:
+                self.fs.create_dir(f"{self.remote}/{rel}".rpartition("/")[0], recursive=True)
+                with self.fs.open_output_stream(f"{self.remote}/{rel}") as out:
+                    shutil.copyfileobj(src, out)
             self.sent[rel] = here[rel]
         gone = [rel for rel in self.sent if rel not in here]
         for rel in sorted(gone, key=lambda r: not r.endswith(LAST)):  # its mark first

@@ -6,8 +6,8 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
 
 - runs the training image's entry point (the harness) as a non-root user, all capabilities dropped,
   ``no-new-privileges``, a read-only root file system with a private /tmp;
-- sees the checkout read-only at /code, its trial folder read-write at /trial, the folders of the pushed
-  ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
+- sees the checkout read-only at /code, its trial folder read-write at /trial (what mlops wrote there for
+  it read-only over it: ``input_mounts``), the folders of the pushed ``data:`` at the paths the script uses (read-only unless marked writable), and at /cache the dataset
   cache volume of its repository (Keras, scikit-learn and PyTorch dataset caches: a dataset is downloaded
   once per repository, and no repository's trial can plant a file another repository's trial reads), and
   at /datasets, read-only, the data sets imported on this machine (``mlops datasets import``), which the
@@ -50,7 +50,7 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
-from mlops.runtime.data import mounts, with_data
+from mlops.runtime.data import input_mounts, mounts, with_data
 from mlops.runtime.docker.images import TRIAL_USER, Images
 from mlops.runtime.keeper import LogSink
 from mlops_harness.protocol import ENV_DATASETS, LOG_FILE
@@ -161,7 +161,7 @@ class DockerRuntime(Images):
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
-        data = list(mounts(spec))
+        data = [*input_mounts(spec, "/trial"), *mounts(spec)]  # its inputs, then data:
         store = imported_store(self.workspace)
         if store is not None:  # the imported data sets, read-only, linked by the harness into /cache
             data.append((store, DATASETS_MOUNT, False))
@@ -182,7 +182,7 @@ class DockerRuntime(Images):
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
                 self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
-            "mounts": [  # data: at the paths the script uses, read-only unless marked writable
+            "mounts": [  # read-only unless data: marks it writable
                 docker.types.Mount(at, str(src), type="bind", read_only=not rw) for src, at, rw in data
             ],
             "cap_drop": ["ALL"],
