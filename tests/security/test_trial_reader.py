@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from jobs.environments import Environments
 from mlops import trial_files, trial_records
 from mlops.domain import EndReason, RunStatus, TrialStatus
 from mlops.model_store import ModelPolicy, publish, read_card
@@ -25,6 +24,7 @@ from mlops.trial import read_result
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
 from mlops_harness.protocol import EVENTS_FILE, EventKind, ExitCode, encode_event
+from monitor.supervisor import set_aside
 from tests.support.models_left import finished_run, trial_with_model
 from tweak.loop import trial_dir
 
@@ -162,8 +162,9 @@ def test_a_legacy_retry_starts_from_the_inputs_as_written_never_from_a_planted_l
     (trial / "source.py").write_text("print('model')\n")
     os.symlink(host, trial / "params.json")
     with pytest.raises(BadTrialFile, match="params.json in the trial's folder is a link"):
-        Environments._set_aside(trial, "current")
-    assert not (trial / "params.json").exists() or SECRET not in (trial / "params.json").read_text()
+        set_aside(trial, "current")
+    # Refused before anything moved: no retry starts from this folder, and none was set aside.
+    assert (trial / "params.json").is_symlink() and not trial.with_name(f"{trial.name}.current").exists()
     clean = trial.with_name("clean")
     clean.mkdir()
     (clean / "source.py").write_text("print('model')\n")
@@ -171,7 +172,7 @@ def test_a_legacy_retry_starts_from_the_inputs_as_written_never_from_a_planted_l
     (clean / "inputs.json").write_text('{"answers": ["3"]}')
     (clean / "files" / "0").mkdir(parents=True)
     (clean / "files" / "0" / "input.txt").write_text("3\n")
-    Environments._set_aside(clean, "current")
+    set_aside(clean, "current")
     assert sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.is_file()) == [
         "files/0/input.txt",
         "inputs.json",
