@@ -114,6 +114,21 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     flag("--memory", dest="memory_mb", type=int, metavar="MB", help="memory limit per trial (default 4096)")
     flag("--cpus", type=float, metavar="N", help="CPU limit per trial (default: no limit)")
+    flag(
+        "--disk",
+        dest="disk_mb",
+        type=int,
+        metavar="MB",
+        help="what a trial may write: its folder, work/ and /tmp, in MB (default 8192)",
+    )
+    flag(
+        "--disk-files",
+        dest="disk_files",
+        type=int,
+        metavar="N",
+        help="files and folders a trial may write (default 100000)",
+    )
+    flag("--pids", type=int, metavar="N", help="processes and threads per trial (default 512)")
     flag("--gpus", type=int, metavar="N", help="GPUs per trial, on the Docker and Ray runtimes (default 0)")
     flag(
         "--ray-address",
@@ -198,6 +213,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="keep a finished trial's checkpoints after its model is saved (default: removed)",
+    )
+    flag(
+        "--keep-work",
+        dest="keep_work",
+        action="store_true",
+        default=None,
+        help="keep the trials' work/ folders (what the script wrote there) once the run ends "
+        "(default: emptied; the model is kept in model/)",
     )
     flag(
         "-v",

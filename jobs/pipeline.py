@@ -290,7 +290,12 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             image=images.for_gpus(run.image or "", settings.gpus),
             gpus=settings.gpus,
             limits=Limits(
-                timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings, number)
+                timeout_s=settings.timeout_s,
+                memory_mb=settings.memory_mb,
+                cpus=trial_cpus(settings, number),
+                pids=settings.pids,
+                disk_mb=settings.disk_mb,
+                disk_files=settings.disk_files,
             ),
             network=settings.network,
             env=env,
@@ -309,7 +314,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
     s = ctx.settings
     supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
     envs, plain = environments(ctx, runtime), spec_for(s)
-    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus)
+    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus, pids=s.pids)
 
     def check(run: RunRecord, folder: Path) -> dict[str, Any]:
         ctx.progress.info(

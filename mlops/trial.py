@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.domain import EndReason, TrialStatus
+from mlops.measured import measured_before_end
 from mlops.runtime.base import Outcome
 from mlops_harness.protocol import (
     LOG_FILE,
@@ -28,9 +29,16 @@ NO_TWEAK_FIXES = frozenset(
 END_CLASSES = {
     EndReason.TIMEOUT: (FailureClass.TIMEOUT, "raise --timeout, or fewer epochs"),
     EndReason.OOM: (FailureClass.OOM, "raise --memory, or a smaller model or batch"),
+    EndReason.DISK: (
+        FailureClass.DISK,
+        "raise --disk (MB) or --disk-files, or write less into the trial's folder",
+    ),
     EndReason.SIGNAL: (FailureClass.CRASH, "killed from outside; restarted from its checkpoint"),
     EndReason.LOST: (FailureClass.CRASH, "the process or container went away; restarted from its checkpoint"),
 }
+# Ends from outside after which a metric the script had measured stands (a kill that is restarted
+# measures again: its metric is kept only when the restarts are given up, see ``kept``).
+KEPT_AFTER = frozenset({EndReason.TIMEOUT, EndReason.OOM, EndReason.DISK})
 
 
 @dataclass(frozen=True)
@@ -132,11 +140,31 @@ def read_result(
             failure=code,
         )
     cls, hint = END_CLASSES[outcome.reason]
-    return LaunchResult(
+    failed = LaunchResult(
         TrialStatus.FAILED,
         outcome,
         epochs=epochs,
         error=f"the training {outcome.describe()}",
         failure=cls,
         hint=hint,
+    )
+    return kept(trial_dir, failed) if outcome.reason in KEPT_AFTER else failed
+
+
+def kept(trial_dir: Path, result: LaunchResult) -> LaunchResult:
+    """A launch ended from outside after the script measured its model succeeds with that metric,
+    labelled (as a failure after the metric is, see the harness); any other result is returned as it is."""
+    measured = measured_before_end(trial_dir) if result.status is TrialStatus.FAILED else None
+    if measured is None or result.failure is None:
+        return result
+    end = result.outcome.reason.value
+    return LaunchResult(
+        TrialStatus.SUCCEEDED,
+        result.outcome,
+        measured.name,
+        measured.value,
+        f"{measured.source}, before the {end}",
+        result.epochs,
+        warning=f"the training {result.outcome.describe()} after the script measured {measured.name} "
+        f"{measured.value:.4f} ({measured.source}): that last measure is kept, labelled '{end}'",
     )
