@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import signal
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from jobs.stopping import on_signals_raise
 from mlops.config import Settings, load_settings
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
-from mlops.errors import MlopsError
+from mlops.errors import Interrupted, MlopsError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -238,18 +240,22 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def guarded(body: Callable[[], int]) -> int:
-    """Run ``body``; our errors become one line on stderr and their exit code, an interrupt 130."""
+    """Run ``body``; our errors become one line on stderr and their exit code; SIGINT and SIGTERM stop
+    it (what trains is stopped and recorded first, see jobs/stopping.py) with 128 + the signal's number."""
+    on_signals_raise()
     try:
         return body()
     except MlopsError as e:
         print(f"mlops: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         print(
-            "mlops: interrupted; the ledger keeps what was done: run the same command again to resume",
+            f"mlops: stopped by {signal.Signals(signum).name}; the ledger keeps what was done (a stopped "
+            "trial goes on from its checkpoint): run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
 
 
 def job_parser(
