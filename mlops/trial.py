@@ -165,6 +165,6 @@ def kept(trial_dir: Path, result: LaunchResult) -> LaunchResult:
         measured.value,
         f"{measured.source}, before the {end}",
         result.epochs,
-        warning=f"the training {result.outcome.describe()} after the script measured {measured.name} "
-        f"{measured.value:.4f} ({measured.source}): that last measure is kept, labelled '{end}'",
+        warning=f"the script measured {measured.name} {measured.value:.4f} ({measured.source}), then the "
+        f"training {result.outcome.describe()}: that last measure is kept, labelled '{end}'",
     )

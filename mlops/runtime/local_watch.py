@@ -29,6 +29,7 @@ from mlops_harness.protocol import OUTCOME_FILE, read_json
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 MB = 1024 * 1024
+PSS_S = 2.0  # proportional sizes cost a walk of every process's pages: read no more often than this
 
 
 @dataclass
@@ -47,6 +48,7 @@ class LocalHandle:
     quota: diskquota.DiskQuota | None = None  # its disk quota
     mounted: bool = False  # the quota is a file system of its own (else: scanned)
     scanned: float = 0.0  # when its folder was last scanned (the fallback)
+    measured: tuple[float, float] = (0.0, 0.0)  # when its proportional sizes were last read, and their sum
     detail: str = ""  # what the limit that stopped it found
 
     @property
@@ -93,17 +95,21 @@ def _in_memory_folders(handle: LocalHandle, procs: list[psutil.Process]) -> int:
 
 def memory_mb(handle: LocalHandle, sandboxed: bool, limit_mb: float | None = None) -> float:
     """The trial's memory in MB: resident sizes summed, or, when that is over ``limit_mb``, proportional
-    sizes (a page several processes share is counted once in all)."""
+    sizes (a page several processes share is counted once in all), read again every PSS_S at most."""
     procs = tree(handle)
     total = 0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     if limit_mb is not None and total / MB > limit_mb and len(procs) > 1:
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_full_info().pss
+        at, pss = handle.measured
+        if time.monotonic() - at > PSS_S:
+            pss = 0
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    pss += proc.memory_full_info().pss
+            handle.measured = (time.monotonic(), pss)
+        total = int(pss)
     if sandboxed:
         total += _in_memory_folders(handle, procs)
     return total / MB

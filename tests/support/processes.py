@@ -76,11 +76,14 @@ def run_harness(
     return done, out
 
 
-def run_cli_background(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``mlops ARGS`` started and left running (its output goes to a file beside ``cwd``)."""
+def run_cli_background(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, log: str = "mlops-background.log"
+) -> subprocess.Popen[str]:
+    """``mlops ARGS`` started and left running, in a process group of its own as a Jenkins build's
+    (its output goes to the file ``log`` in ``cwd``)."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     full_env.update(env or {})
-    out = (cwd / "mlops-background.log").open("w")
+    out = (cwd / log).open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.cli", *args],
         cwd=cwd,
@@ -88,6 +91,7 @@ def run_cli_background(*args: str, cwd: Path, env: dict[str, str] | None = None)
         stdout=out,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
 
 
