@@ -42,8 +42,14 @@ class Context:
         follow = f"mlops show {runs[-1].id}" if runs else "mlops history"
         self.locks.hold_or_refuse(name, what, follow)
 
-    def hold_run(self, run: RunRecord) -> None:
+    def hold_run(self, run: RunRecord) -> bool:
+        """Hold the run's lock (see hold_script); True when this call took it, False when it was held."""
+        held = self.locks.holds(key(run.source, run.commit, run.script))
         self.hold_script(run.source, run.commit, run.script)
+        return not held
+
+    def let_go(self, run: RunRecord) -> None:
+        self.locks.release(key(run.source, run.commit, run.script))
 
     def free_to_hold(self, run: RunRecord) -> bool:
         """Take the run's lock when no other process holds it; False when one does."""

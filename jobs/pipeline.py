@@ -19,6 +19,7 @@ from jobs.context import Context
 from jobs.environments import Environments
 from jobs.plan import current_runs, step_plan
 from jobs.results import leaderboard, model_line, send_notifications, step_report
+from jobs.runlock import key
 from jobs.stopping import trials_stop_on_signals
 from mlops import images
 from mlops.config import STOP_MARGIN, Settings
@@ -236,6 +237,7 @@ def step_train(
         if run.status.is_finished():
             done.append(run)
             continue
+        held = ctx.locks.holds(lock_key(run))
         if taking_over and not ctx.free_to_hold(run):
             ctx.progress.info(f"   run {run.id} is being worked on by another process; left to it")
             continue
@@ -258,10 +260,16 @@ def step_train(
                 tuned = tuner.tune(run, only_baseline=only_baseline)
         finally:
             ctx.ledger.release_run(run.id)
+            if not held and taking_over:  # job 6 lives on: the run is free for the next command
+                ctx.let_go(run)
         if tuned.status.is_finished() and not ctx.settings.keep_work:
             empty_work(tuned)
         done.append(tuned)
     return done
+
+
+def lock_key(run: RunRecord) -> str:
+    return key(run.source, run.commit, run.script)
 
 
 def empty_work(run: RunRecord) -> None:
@@ -297,6 +305,13 @@ def run_source(
     settings: Settings, source: str, ref: str | None, new_run: bool = False, progress: Progress | None = None
 ) -> list[RunRecord]:
     ctx = Context.open(settings, progress)
+    try:
+        return _run_source(ctx, source, ref, new_run)
+    finally:
+        ctx.locks.release_all()  # a process that runs on (mlops serve) holds no run it has finished
+
+
+def _run_source(ctx: Context, source: str, ref: str | None, new_run: bool) -> list[RunRecord]:
     Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
     runtime = choose_runtime(ctx)  # an unusable runtime stops the command before anything is pulled
     checkout = step_pull(ctx, source, ref)

@@ -82,6 +82,12 @@ class RunLocks:
                 "(one run per commit and script at a time; nothing was written)"
             )
 
+    def release(self, name: str) -> None:
+        fd = self._held.pop(name, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def release_all(self) -> None:
         for fd in self._held.values():
             with contextlib.suppress(OSError):

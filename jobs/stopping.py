@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -47,6 +48,7 @@ def trials_stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if supervisor.stopping is not None:
+            print("mlops: already stopping: the trainings are being stopped and recorded", file=sys.stderr)
             return
         if not supervisor.interrupt(signum):
             raise Interrupted(signum)

@@ -345,4 +345,16 @@ class LocalRuntime(LocalSetup):
                 continue
             if name not in removed:
                 removed.append(name)
+        self._let_go_of_leftovers(keep)
         return removed
+
+    def _let_go_of_leftovers(self, keep: set[str]) -> None:
+        """The control groups and quota file systems a crash left, of trials not in ``keep``."""
+        for group in cgroup.leftovers(f"{self._prefix}-"):
+            if not group.processes():
+                group.remove()
+        assert self.workspace is not None
+        for image in self.workspace.glob("runs/*/trials/.*.disk"):
+            trial_dir = image.parent / image.name[1 : -len(".disk")]
+            if f"{trial_dir.parent.parent.name}/{trial_dir.name}" not in keep:
+                diskquota.release(trial_dir)

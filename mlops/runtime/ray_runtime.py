@@ -259,8 +259,12 @@ class RayRuntime:
         }
         data = [(d.target, d.source, d.writable) for d in spec.data]
         kept = (self.storage, f"{self.namespace}/{spec.run_id}/{spec.trial}") if self.storage else None
+        limits = spec.limits
+        quota = None
+        if limits.disk_mb is not None or limits.disk_files is not None:
+            quota = (limits.disk_mb or 1 << 30, limits.disk_files or 1 << 31)
         actor = REMOTE_TRIAL.options(**options).remote(
-            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb, data, kept
+            marshal.dumps(job), str(spec.trial_dir), limits.memory_mb, data, kept, quota
         )
         try:
             error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)
@@ -333,6 +337,9 @@ class RayRuntime:
             return Outcome(EndReason.TIMEOUT, None, None, duration, f"stopped after {limits.timeout_s:g} s")
         if reason == EndReason.OOM.value:
             return Outcome(EndReason.OOM, None, None, duration, f"over {limits.memory_mb} MB")
+        if reason == EndReason.DISK.value:
+            said = f"its folder held over {limits.disk_mb} MB or {limits.disk_files} files"
+            return Outcome(EndReason.DISK, None, None, duration, said)
         if reason is not None or code < 0:
             return Outcome(EndReason.SIGNAL, None, -code if code < 0 else None, duration)
         return Outcome(EndReason.EXITED, code, None, duration)
