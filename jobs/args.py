@@ -66,7 +66,12 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The settings of a run: what to reach, how to search, where and with what limits trials run."""
-    flag = parser.add_argument
+    for group in (_search_flags, _limit_flags, _environment_flags, _training_flags, _kept_flags):
+        group(parser.add_argument)
+
+
+def _search_flags(flag: Callable[..., object]) -> None:
+    """What to reach and how to search, where trials run."""
     flag(
         "--target",
         type=float,
@@ -107,6 +112,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "(a fixed order) (default tpe)",
     )
     flag("--parallel", type=int, metavar="N", help="trials trained at once (default 1)")
+
+
+def _limit_flags(flag: Callable[..., object]) -> None:
+    """The limits of each trial, and the Ray cluster."""
     flag(
         "--timeout",
         dest="timeout_s",
@@ -144,6 +153,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="where Ray trials keep their checkpoints, for every node: a shared folder or a pyarrow.fs URI "
         "such as s3://bucket/prefix (default: the trial folder only)",
     )
+
+
+def _environment_flags(flag: Callable[..., object]) -> None:
+    """The network and the environment of the trials, the seed, the clustering metric."""
     flag("--network", action="store_true", default=None, help="give trials the network (the default)")
     flag(
         "--no-network",
@@ -169,6 +182,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="the metric of a KMeans run: silhouette, or ari (the adjusted Rand index, when the data has "
         "labels) (default silhouette)",
     )
+
+
+def _training_flags(flag: Callable[..., object]) -> None:
+    """How a training is watched: checkpoints, early stops, restarts."""
     flag(
         "--checkpoint-every-batches",
         dest="checkpoint_every_batches",
@@ -203,6 +220,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="restarts of a training that dies, each from its last checkpoint (default 3)",
     )
+
+
+def _kept_flags(flag: Callable[..., object]) -> None:
+    """What is kept once the run ends, and what is shown."""
     flag(
         "--keep-models",
         dest="keep_models",

@@ -139,6 +139,12 @@ def read_result(
             error=f"the training {outcome.describe()}{said}",
             failure=code,
         )
+    return _ended_from_outside(trial_dir, outcome, epochs)
+
+
+def _ended_from_outside(trial_dir: Path, outcome: Outcome, epochs: int | None) -> LaunchResult:
+    """A launch stopped from outside (its time, memory or disk, a kill): a failure of its class, or a
+    success with the metric the script measured before (see ``kept``)."""
     cls, hint = END_CLASSES[outcome.reason]
     failed = LaunchResult(
         TrialStatus.FAILED,

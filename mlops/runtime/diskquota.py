@@ -1,5 +1,8 @@
 """A trial's disk quota: what it may write (its folder, ``work/`` in it, its ``/tmp``), in bytes and files.
 
+Standard library only: the keeper runs it as ``python -I -S diskquota.py release TRIAL_DIR`` when a launch
+ends with no orchestrator left to do it.
+
 **The mechanism** (mlops as root, on the local sandbox and on Docker): each launch gets a file system of
 the quota's size. A sparse image beside the trial folder (``trials/.N.disk``) is made an ext4 file system
 with as many inodes as the quota has files, loop-mounted (``trials/.N.fs``), and its ``trial/`` folder is
@@ -219,3 +222,20 @@ def scan(trial_dir: Path, quota: DiskQuota) -> str | None:
             if size > quota.mb * MB or count > quota.files:
                 return f"it wrote over {size // MB} MB in over {count} files; its quota is {quota.describe()}"
     return None
+
+
+def main(argv: list[str]) -> int:
+    """``release TRIAL_DIR``: the trial folder plain again; what went over a full quota (its work/) is not
+    copied back."""
+    if len(argv) != 2 or argv[0] != "release":
+        return 2
+    trial_dir = Path(argv[1])
+    over = mounted(trial_dir) and full(trial_dir, DiskQuota(0, 0)) is not None
+    release(trial_dir, frozenset({"work"}) if over else frozenset())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

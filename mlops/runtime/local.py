@@ -30,7 +30,7 @@ from mlops.domain import EndReason
 from mlops.errors import TrialLaunchError
 from mlops.runtime import cgroup, diskquota
 from mlops.runtime.ahead import StartedAhead, Waiting, put_back_source
-from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.base import Outcome, TrialSpec, follow_file, open_log
 from mlops.runtime.data import with_data
 from mlops.runtime.local_setup import LocalSetup
 from mlops.runtime.local_watch import (
@@ -86,18 +86,7 @@ class LocalRuntime(LocalSetup):
             log_offset = os.fstat(log_fd).st_size
             cache = self.cache_dir(spec)
             self._hand_over(spec, cache)
-            job = {
-                "argv": self._command(spec, cache, ahead),
-                "env": self._environment(spec, cache),
-                "cwd": str(spec.trial_dir.resolve()),
-                "secrets": list(self.redact.secrets),
-                "head": LOG_HEAD_BYTES,
-                "tail": LOG_TAIL_BYTES,
-                "cpus": math.ceil(spec.limits.cpus) if spec.limits.cpus else None,
-                "pdeathsig": not self.sandboxed,
-                "go": str(spec.trial_dir.resolve() / GO_FILE) if ahead else None,
-                "orchestrator": os.getpid(),
-            }
+            job = self._job(spec, cache, ahead)
             with self._launching:
                 cores = self._free_cores(math.ceil(spec.limits.cpus)) if spec.limits.cpus else []
                 job["cores"] = cores
@@ -111,9 +100,7 @@ class LocalRuntime(LocalSetup):
                     start_new_session=True,  # its own session: killed as one, survives us
                 )
                 group = self._group(spec, process.pid)  # before the keeper reads its job: all inside
-                job["nproc"] = (
-                    spec.limits.pids if (group is None and self.sandboxed and self.as_root) else None
-                )
+                job.update(self._job_limits(spec, group, mounted))
                 assert process.stdin is not None
                 with process.stdin:
                     process.stdin.write(marshal.dumps(job))

@@ -6,20 +6,24 @@ means (a file system of its quota's size, a control group for its processes) whe
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mlops.datasets import imported_store
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import cgroup, diskquota, sandbox
 from mlops.runtime.ahead import wait_s as ahead_wait_s
-from mlops.runtime.base import TrialSpec, cache_env, repository_cache
+from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, TrialSpec, cache_env, repository_cache
 from mlops.runtime.data import mounts
 from mlops.runtime.local_watch import HARNESS
 from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE
+
+DISKQUOTA = Path(__file__).resolve().parent / "diskquota.py"  # run by the keeper, see keeper._tidy_up
 
 
 class LocalSetup:
@@ -159,6 +163,31 @@ class LocalSetup:
             for root, dirs, files in os.walk(top):
                 for name in dirs + files:
                     os.lchown(os.path.join(root, name), uid, gid)
+
+    def _job(self, spec: TrialSpec, cache: Path, ahead: bool) -> dict[str, Any]:
+        """What the keeper is handed (see keeper.py), but for its limits (``_job_limits``)."""
+        return {
+            "argv": self._command(spec, cache, ahead),
+            "env": self._environment(spec, cache),
+            "cwd": str(spec.trial_dir.resolve()),
+            "secrets": list(self.redact.secrets),
+            "head": LOG_HEAD_BYTES,
+            "tail": LOG_TAIL_BYTES,
+            "cpus": math.ceil(spec.limits.cpus) if spec.limits.cpus else None,
+            "pdeathsig": not self.sandboxed,
+            "go": str(spec.trial_dir.resolve() / GO_FILE) if ahead else None,
+            "orchestrator": os.getpid(),
+        }
+
+    def _job_limits(self, spec: TrialSpec, group: cgroup.TrialGroup | None, mounted: bool) -> dict[str, Any]:
+        """The keeper's part of the trial's limits: RLIMIT_NPROC when its processes have no control group,
+        and what it does when the launch ends with no orchestrator left (the group, the quota)."""
+        trial = str(spec.trial_dir.resolve())
+        return {
+            "nproc": spec.limits.pids if (group is None and self.sandboxed and self.as_root) else None,
+            "cgroup": str(group.folder) if group else None,
+            "release": [self.python, "-I", "-S", str(DISKQUOTA), "release", trial] if mounted else None,
+        }
 
     def _quota(self, spec: TrialSpec) -> tuple[diskquota.DiskQuota | None, bool]:
         """The trial's disk quota, and whether its folder is now a file system of that size (else the

@@ -153,16 +153,7 @@ class DockerRuntime(Engine):
         tag = self._image_tag(spec)
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         spec = with_data(spec, mounted=True)  # relative data: paths rewritten to their mount points
-        user = f"{os.getuid()}:{os.getgid()}"
-        try:
-            quota = quota_of(spec, int(TRIAL_USER.split(":")[0]) if os.getuid() == 0 else None)
-        except OSError as e:
-            raise TrialLaunchError(spec.name, f"its disk quota could not be made: {e}") from e
-        if os.getuid() == 0:  # never run the user's code as root: hand the trial folder to the image's user
-            user = TRIAL_USER
-            uid, gid = (int(v) for v in TRIAL_USER.split(":"))
-            for path in [spec.trial_dir, *spec.trial_dir.rglob("*")]:
-                os.lchown(path, uid, gid)
+        user, quota = self._hand_over(spec)
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
@@ -202,6 +193,25 @@ class DockerRuntime(Engine):
             kwargs["network_mode"] = "none"
         if spec.gpus:
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+        return DockerHandle(spec, self._start(spec, tag, kwargs), time.time(), quota=quota)
+
+    def _hand_over(self, spec: TrialSpec) -> tuple[str, Quota | None]:
+        """The container's user and the trial's disk quota (its folder made a file system of that size).
+        Never the user's code as root: as root, the trial folder is handed to the images' user."""
+        root = os.getuid() == 0
+        try:
+            quota = quota_of(spec, int(TRIAL_USER.split(":")[0]) if root else None)
+        except OSError as e:
+            raise TrialLaunchError(spec.name, f"its disk quota could not be made: {e}") from e
+        if not root:
+            return f"{os.getuid()}:{os.getgid()}", quota
+        uid, gid = (int(v) for v in TRIAL_USER.split(":"))
+        for path in [spec.trial_dir, *spec.trial_dir.rglob("*")]:
+            os.lchown(path, uid, gid)
+        return TRIAL_USER, quota
+
+    def _start(self, spec: TrialSpec, tag: str, kwargs: dict[str, Any]) -> str:
+        """Create and start the container; its id. TrialLaunchError (nothing left behind) when it cannot."""
         container = None
         try:
             if spec.network:
@@ -218,7 +228,7 @@ class DockerRuntime(Engine):
             if spec.gpus and "device driver" in said:
                 said += f" (the trial asks for {spec.gpus} GPU(s) and this engine has none it can give)"
             raise TrialLaunchError(spec.name, said) from e
-        return DockerHandle(spec, str(container.id), time.time(), quota=quota)
+        return str(container.id)
 
     def attach(self, spec: TrialSpec, data: dict[str, Any]) -> DockerHandle | None:
         if data.get("runtime") != "docker":
