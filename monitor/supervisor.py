@@ -1,16 +1,17 @@
 """Job 6: watch a training, and start it again when it dies, from its last checkpoint.
 
-A launch that ends by a crash (killed from outside, the engine restarted, the process vanished) is
-started again after an exponential backoff, up to a limit; the harness's backup-and-restore callback makes
-it resume at the epoch where it stopped. A launch that fails from its own code is tried once more; when it
-fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed. A metric the script measured before the restarts are
-given up is kept (labelled), as one measured before a timeout or an ``oom`` is (``mlops/trial.py``).
+A launch that ends by a crash (killed from outside, the engine restarted, the process vanished) is started
+again after an exponential backoff, up to a limit; the harness's backup-and-restore callback makes it resume
+at the epoch where it stopped. A launch that fails from its own code is tried once more; when it fails the
+same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed. A metric the
+script measured before the restarts are given up is kept (labelled), as one measured before a timeout or an
+``oom`` is (``mlops/trial.py``).
 
 Asked to stop (:meth:`Supervisor.interrupt`: SIGINT or SIGTERM), it stops its trainings, records each as
-stopped (a ``trial-stopped`` event; the trial stays unfinished) and raises :class:`~mlops.errors.Interrupted`.
-When the run is resumed, a stopped trial starts again from its checkpoint without counting a restart, a
-training still going is followed again, and one that ended while nothing watched it is read, not trained
-again.
+stopped (a ``trial-stopped`` event; the trial stays unfinished) and raises
+:class:`~mlops.errors.Interrupted`. When the run is resumed, a stopped trial starts again from its
+checkpoint without counting a restart, a training still going is followed again, and one that ended while
+nothing watched it is read, not trained again.
 
 The person watching sees each epoch, and pruning decides on it, from the harness's structured events
 (``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``), never from its human log lines.
@@ -259,7 +260,9 @@ class Supervisor:
         assert self.stopping is not None
         name = signal.Signals(self.stopping).name
         at = f" after {result.epochs} epoch(s)" if result.epochs else ""
-        why = f"trial {trial.number} stopped by {name}{at}; it goes on from its checkpoint when the run is resumed"
+        why = (
+            f"trial {trial.number} stopped by {name}{at}; it goes on from its checkpoint when the run resumes"
+        )
         self.ledger.event(
             run.id, trial.number, "trial-stopped", why, {"signal": name, "epochs": result.epochs}
         )

@@ -51,7 +51,10 @@ def test_the_quota_is_a_file_system_of_its_size_holding_what_the_folder_held(tri
     assert (trial_dir / "source.py").read_text() == "print('hi')\n"
     assert (trial_dir / "checkpoints" / "fit0.keras").read_bytes() == b"weights" * 1000
     os.chown(trial_dir, 65534, 65534)
-    fill = "fd = os.open('big', os.O_WRONLY | os.O_CREAT, dir_fd=D)\nfor _ in range(64):\n    os.write(fd, b'x' * 2**20)"
+    fill = (
+        "fd = os.open('big', os.O_WRONLY | os.O_CREAT, dir_fd=D)\n"
+        "for _ in range(64):\n    os.write(fd, b'x' * 2**20)"
+    )
     done = as_nobody(trial_dir, fill)
     assert "No space left on device" in done.stderr
     assert diskquota.full(trial_dir, QUOTA) is not None

@@ -4,9 +4,10 @@ A trial is started by a keeper (``keeper.py``), a small process in a session of 
 trial's output to its log file (secrets masked, capped), so the training survives the orchestrator being
 killed and a restarted orchestrator attaches to it again by the keeper's process id. The keeper runs the
 harness inside the sandbox :mod:`mlops.runtime.sandbox` describes (``--unsandboxed``: as a plain process),
-set up as :mod:`mlops.runtime.local_setup` says. Its limits are its own: its processes and threads counted in a control group of its own
-(:mod:`mlops.runtime.cgroup`), what it writes in a file system of its quota's size
-(:mod:`mlops.runtime.diskquota`), its time and memory watched from here (:mod:`mlops.runtime.local_watch`).
+set up as :mod:`mlops.runtime.local_setup` says. Its limits are its own: its processes and threads counted
+in a control group of its own (:mod:`mlops.runtime.cgroup`), what it writes in a file system of its quota's
+size (:mod:`mlops.runtime.diskquota`), its time and memory watched from here
+(:mod:`mlops.runtime.local_watch`).
 """
 
 from __future__ import annotations

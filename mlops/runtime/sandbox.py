@@ -8,9 +8,9 @@ trial folder, read-write (except its log and its source, which it may read but n
 cache of its repository, read-write; the machine's imported data sets (``mlops datasets import``),
 read-only; the folders of the pushed ``data:`` at the paths the script uses, read-only unless marked
 writable; a private ``/tmp`` (a folder of its disk quota's file system, when it has one). The workspace's
-ledger, the other runs, the other checkouts, the caller's home and the Docker socket are not there at all. When mlops runs as root the
-training runs as ``nobody`` (``setpriv`` drops the user, groups and capabilities after bwrap has made the
-mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
+ledger, the other runs, the other checkouts, the caller's home and the Docker socket are not there at all.
+When mlops runs as root the training runs as ``nobody`` (``setpriv`` drops the user, groups and
+capabilities after bwrap has made the mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
 
 :func:`bwrap_argv` is the whole policy: one short function that builds the command line.
 """
