@@ -78,9 +78,14 @@ def test_release_copies_the_folder_back_without_following_what_the_trial_planted
     (trial_dir / "metrics.json").write_text('{"value": 0.9}')
     (trial_dir / "link").symlink_to(secret)
     os.mkfifo(trial_dir / "pipe")
+    (trial_dir / "escalate").write_text("#!/bin/sh\nid\n")
+    os.chown(trial_dir / "escalate", 65534, 65534)
+    os.chmod(trial_dir / "escalate", 0o6755)  # as the trial's user may on its own file
     left = diskquota.release(trial_dir)
     assert not diskquota.mounted(trial_dir) and not os.path.ismount(trial_dir)
     assert (trial_dir / "metrics.json").read_text() == '{"value": 0.9}'
+    copied = (trial_dir / "escalate").stat()
+    assert copied.st_uid == 65534 and copied.st_mode & 0o7777 == 0o755  # its owner's, never set-user-ID
     assert (trial_dir / "link").is_symlink() and os.readlink(trial_dir / "link") == str(secret)
     assert not (trial_dir / "pipe").exists() and left == [str(trial_dir.parent / ".0.fs/trial/pipe")]
     assert sorted(p.name for p in trial_dir.parent.iterdir()) == ["0"]  # no image, no mount point left

@@ -86,9 +86,11 @@ def _run(*argv: str) -> None:
 
 
 def _copy_tree(src: Path, dst: Path, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Copy ``src``'s folders, regular files and links (as links, never followed) into ``dst``; what was
-    left out (another kind of file, a file with other names: a hard link the trial could have made to a
-    file it may not read) is named in the list returned."""
+    """Copy ``src``'s folders, regular files and links (as links, never followed) into ``dst``, each
+    with its owner, its time and its permissions but never a set-user-ID, set-group-ID or sticky bit (the
+    copy is made by root: a trial's file must not become a root-owned set-user-ID program); what was left
+    out (another kind of file, a file with other names: a hard link the trial could have made to a file
+    it may not read) is named in the list returned."""
     left: list[str] = []
     for entry in os.scandir(src):
         if entry.name in skip:
@@ -96,18 +98,24 @@ def _copy_tree(src: Path, dst: Path, skip: frozenset[str] = frozenset()) -> list
         there = dst / entry.name
         info = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(info.st_mode):
-            there.mkdir(mode=stat.S_IMODE(info.st_mode) | 0o700, exist_ok=True)
+            there.mkdir(mode=0o700, exist_ok=True)
             left += _copy_tree(Path(entry.path), there)
         elif stat.S_ISLNK(info.st_mode):
             os.symlink(os.readlink(entry.path), there)
         elif stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
             fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
-            with open(fd, "rb") as source, open(there, "xb") as target:
+            with (
+                open(fd, "rb") as source,
+                open(os.open(there, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as target,
+            ):
                 shutil.copyfileobj(source, target, 4 * MB)
-            os.chmod(there, stat.S_IMODE(info.st_mode))
-            os.utime(there, ns=(info.st_atime_ns, info.st_mtime_ns))
         else:
             left.append(entry.path)
+            continue
+        os.lchown(there, info.st_uid, info.st_gid)
+        if not stat.S_ISLNK(info.st_mode):
+            os.chmod(there, stat.S_IMODE(info.st_mode) & 0o777 | (0o700 if stat.S_ISDIR(info.st_mode) else 0))
+            os.utime(there, ns=(info.st_atime_ns, info.st_mtime_ns))
     return left
 
 
