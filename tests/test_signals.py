@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.background import epochs, run_command, wait_for
+from tests.support.background import epochs, job, run_command, wait_for
 from tests.support.processes import run_cli, run_cli_background
 from tests.support.repos import make_repo
 from tests.support.scripts import SLOW_KERAS
@@ -112,3 +112,26 @@ def test_a_training_that_ends_while_mlops_is_away_is_read_not_trained_again(tmp_
         "trial_list"
     ]
     assert trial["status"] == "succeeded" and trial["restarts"] == 0 and trial["epochs"] == 3
+
+
+def test_an_aborted_jenkins_job_4_stops_its_training_and_the_next_build_resumes_it(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"slow.py": SLOW_KERAS.replace("EPOCHS", "6")})
+    ws = tmp_path / "ws"
+    flags = ["--workspace", str(ws), "--runtime", "local", "--max-trials", "1", "--target", "0.999"]
+    assert job("job1_pull", str(repo), *flags[:2], cwd=tmp_path).returncode == 0
+    assert job("job2_classify", *flags, cwd=tmp_path).returncode == 0
+    trial_dir = ws / "runs" / "1-slow" / "trials" / "0"
+    tweak = run_cli_background(*flags, cwd=tmp_path, module="jobs.job4_tweak")
+    try:
+        wait_for(lambda: epochs(trial_dir) >= 2, 600, "the training's second epoch")
+        os.killpg(tweak.pid, signal.SIGTERM)  # Jenkins aborts the build
+        code = tweak.wait(timeout=120)
+    finally:
+        if tweak.poll() is None:
+            tweak.kill()
+    said = (tmp_path / "mlops-background.log").read_text()
+    assert code == 143 and "trial 0 stopped by SIGTERM" in said, said[-3000:]
+    assert training_processes(ws) == []
+    again = job("job4_tweak", *flags, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "trial 0 resumed: it was stopped by SIGTERM" in again.stdout
