@@ -8,10 +8,15 @@ nothing, so the launch is all there is), interleaved so that the machine's load 
 - direct: the harness as a child process, its output to the log file (how the local runtime ran trials
   before the sandbox);
 - unsandboxed: through the keeper (secrets masked, the log capped), as ``--runtime local --unsandboxed``;
-- sandboxed: through the keeper and bubblewrap (the default local runtime).
+- sandboxed: through the keeper and bubblewrap, without a disk quota;
+- with quota: the same with the trial's disk quota (the default local runtime): its folder made a file
+  system of its own (a sparse image, mkfs.ext4, a loop mount and a bind, see mlops/runtime/diskquota.py)
+  before the launch, and copied back and unmounted after it (the ``release`` row: ``remove()``, after
+  the trial has ended, not part of the start).
 
 Each figure is the median wall time from the launch to the end of the process (the runtime's own 0.25 s
-polling is left out). Goal: the sandbox adds under 100 ms per trial to the local runtime as it was.
+polling is left out). Goal: the sandbox adds under 100 ms per trial to the local runtime as it was; the
+quota's cost is said beside it (no goal: it buys a limit nothing can outrun).
 
 Then what building environments in the build sandbox costs (mlops/envs/boxes.py: uv in bubblewrap, the
 index through the proxy): a build of three wheels over this interpreter (a cold uv cache: downloads
@@ -38,7 +43,7 @@ from mlops.runtime.sandbox import bwrap_argv  # noqa: E402
 SCRIPT = 'open("accuracy.txt", "w").write("0.9")\n'
 
 
-def spec_for(root: Path, name: str) -> TrialSpec:
+def spec_for(root: Path, name: str, quota: bool = False) -> TrialSpec:
     code = root / "code"
     code.mkdir(parents=True, exist_ok=True)
     (code / "train.py").write_text(SCRIPT)
@@ -46,6 +51,8 @@ def spec_for(root: Path, name: str) -> TrialSpec:
     folder.mkdir(parents=True)
     (folder / "source.py").write_text(SCRIPT)
     limits = Limits(timeout_s=300, memory_mb=2048)
+    if not quota:
+        limits = Limits(timeout_s=300, memory_mb=2048, disk_mb=None, disk_files=None)
     return TrialSpec(name, 0, code, "train.py", folder / "source.py", folder, limits=limits)
 
 
@@ -60,13 +67,16 @@ def direct(spec: TrialSpec) -> float:
     return time.perf_counter() - started
 
 
-def through(runtime: LocalRuntime, spec: TrialSpec) -> float:
+def through(runtime: LocalRuntime, spec: TrialSpec, released: list[float] | None = None) -> float:
     started = time.perf_counter()
     handle = runtime.run(spec)
     assert handle.process is not None
     code = handle.process.wait()
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
     runtime.remove(handle)
+    if released is not None:
+        released.append(time.perf_counter() - started)
     assert code == 0, (spec.trial_dir / "log.txt").read_text()
     return elapsed
 
@@ -125,16 +135,19 @@ def main() -> int:
         box = sandboxed.sandbox_for(spec, sandboxed.cache_dir(spec))
         subprocess.run(bwrap_argv(box, ["true"]), check=True)  # noqa: S603
         bwrap_alone = time.perf_counter() - started
-        times: dict[str, list[float]] = {"direct": [], "unsandboxed": [], "sandboxed": []}
+        times: dict[str, list[float]] = {"direct": [], "unsandboxed": [], "sandboxed": [], "with quota": []}
+        releases: list[float] = []
         for i in range(args.repeat + 1):
             elapsed = {
                 "direct": direct(spec_for(root, f"d{i}")),
                 "unsandboxed": through(unsandboxed, spec_for(root, f"u{i}")),
                 "sandboxed": through(sandboxed, spec_for(root, f"s{i}")),
+                "with quota": through(sandboxed, spec_for(root, f"q{i}", quota=True), releases),
             }
             if i:  # the first round warms the caches
                 for name, seconds in elapsed.items():
                     times[name].append(seconds)
+        times["release"] = releases[1:]
     median = {name: statistics.median(values) for name, values in times.items()}
     print(f"a trial that does nothing, median of {args.repeat} launches each:")
     for name, value in median.items():
@@ -145,6 +158,10 @@ def main() -> int:
     overhead = median["sandboxed"] - median["direct"]
     keeper = median["unsandboxed"] - median["direct"]
     print(f"  bwrap alone (an empty sandbox running true): {bwrap_alone * 1000:.1f} ms")
+    how = "a file system of its own" if sandboxed.quota_fs else "scanned (no file system can be made here)"
+    quota = median["with quota"] - median["sandboxed"]
+    print(f"the disk quota ({how}) adds {quota * 1000:.1f} ms to a trial's start, ", end="")
+    print(f"and its release {median['release'] * 1000:.1f} ms after its end")
     print(f"the sandbox adds {overhead * 1000:.1f} ms per trial to the local runtime as it was ", end="")
     print(
         f"(the keeper {keeper * 1000:.1f} ms of it); goal under 100 ms: {'met' if overhead < 0.1 else 'NOT met'}"

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from jobs.stopping import on_signals_raise
 from mlops.config import Settings, load_settings
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
-from mlops.errors import MlopsError
+from mlops.errors import Interrupted, MlopsError
 from mlops.progress import terminal_safe
 
 
@@ -89,7 +90,12 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The settings of a run: what to reach, how to search, where and with what limits trials run."""
-    flag = parser.add_argument
+    for group in (_search_flags, _limit_flags, _environment_flags, _training_flags, _kept_flags):
+        group(parser.add_argument)
+
+
+def _search_flags(flag: Callable[..., object]) -> None:
+    """What to reach and how to search, where trials run."""
     flag(
         "--target",
         type=float,
@@ -130,6 +136,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "(a fixed order) (default tpe)",
     )
     flag("--parallel", type=int, metavar="N", help="trials trained at once (default 1)")
+
+
+def _limit_flags(flag: Callable[..., object]) -> None:
+    """The limits of each trial, and the Ray cluster."""
     flag(
         "--timeout",
         dest="timeout_s",
@@ -139,6 +149,21 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     flag("--memory", dest="memory_mb", type=int, metavar="MB", help="memory limit per trial (default 4096)")
     flag("--cpus", type=float, metavar="N", help="CPU limit per trial (default: no limit)")
+    flag(
+        "--disk",
+        dest="disk_mb",
+        type=int,
+        metavar="MB",
+        help="what a trial may write: its folder, work/ and /tmp, in MB (default 8192)",
+    )
+    flag(
+        "--disk-files",
+        dest="disk_files",
+        type=int,
+        metavar="N",
+        help="files and folders a trial may write (default 100000)",
+    )
+    flag("--pids", type=int, metavar="N", help="processes and threads per trial (default 512)")
     flag("--gpus", type=int, metavar="N", help="GPUs per trial, on the Docker and Ray runtimes (default 0)")
     flag(
         "--ray-address",
@@ -152,6 +177,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="where Ray trials keep their checkpoints, for every node: a shared folder or a pyarrow.fs URI "
         "such as s3://bucket/prefix (default: the trial folder only)",
     )
+
+
+def _environment_flags(flag: Callable[..., object]) -> None:
+    """The network and the environment of the trials, the seed, the clustering metric."""
     flag("--network", action="store_true", default=None, help="give trials the network (the default)")
     flag(
         "--no-network",
@@ -177,6 +206,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="the metric of a KMeans run: silhouette, or ari (the adjusted Rand index, when the data has "
         "labels) (default silhouette)",
     )
+
+
+def _training_flags(flag: Callable[..., object]) -> None:
+    """How a training is watched: checkpoints, early stops, restarts."""
     flag(
         "--checkpoint-every-batches",
         dest="checkpoint_every_batches",
@@ -211,6 +244,10 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="restarts of a training that dies, each from its last checkpoint (default 3)",
     )
+
+
+def _kept_flags(flag: Callable[..., object]) -> None:
+    """What is kept once the run ends, and what is shown."""
     flag(
         "--keep-models",
         dest="keep_models",
@@ -223,6 +260,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="keep a finished trial's checkpoints after its model is saved (default: removed)",
+    )
+    flag(
+        "--keep-work",
+        dest="keep_work",
+        action="store_true",
+        default=None,
+        help="keep the trials' work/ folders (what the script wrote there) once the run ends "
+        "(default: emptied; the model is kept in model/)",
     )
     flag(
         "-v",
@@ -240,8 +285,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def guarded(body: Callable[[], int]) -> int:
-    """Run ``body``; our errors become one line on stderr and their exit code, an interrupt 130, and a reader
-    of our output that left (``mlops history --json | head -1``) a quiet end, as SIGPIPE ends other tools."""
+    """Run ``body``; our errors become one line on stderr and their exit code; SIGINT and SIGTERM stop it
+    (what trains is stopped and recorded first, see jobs/stopping.py) with 128 + the signal's number; a
+    reader of our output that left (``mlops history --json | head -1``) a quiet end, as SIGPIPE ends others."""
+    on_signals_raise()
     try:
         code = body()
         sys.stdout.flush()  # what is still buffered fails here, inside the boundary, not at exit
@@ -254,12 +301,14 @@ def guarded(body: Callable[[], int]) -> int:
     except MlopsError as e:
         print(f"mlops: error: {terminal_safe(str(e))}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         print(
-            "mlops: interrupted; the ledger keeps what was done: run the same command again to resume",
+            f"mlops: stopped by {signal.Signals(signum).name}; the ledger keeps what was done (a stopped "
+            "trial goes on from its checkpoint): run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
 
 
 def reader_left(stream: TextIO) -> bool:

@@ -2,35 +2,36 @@
 
 ``mlops run`` calls :func:`run_source`, which runs every step in one process. The Jenkins entry points
 (``jobs/job1_pull.py`` ... ``job6_monitor.py``) call the same step functions one per process, passing
-what they made through the ledger.
+what they made through the ledger. Each step that works on a run holds its lock first (one process per
+commit and script at a time, :mod:`jobs.runlock`); job 5's step is in :mod:`jobs.results`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.context import Context
 from jobs.environments import Environments
+from jobs.plan import current_runs, step_plan
+from jobs.results import leaderboard, model_line, send_notifications, step_report
+from jobs.runlock import key
+from jobs.stopping import trials_stop_on_signals
 from mlops import images
-from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.config import STOP_MARGIN, Settings
-from mlops.domain import Kind, RunStatus, RuntimeName, trial_seed
-from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable, SourceError
-from mlops.index_page import write_index
-from mlops.ledger import Ledger, RunRecord
+from mlops.domain import RuntimeName, trial_seed
+from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable
+from mlops.ledger import RunRecord
 from mlops.load_check import check_model
-from mlops.mlflow_log import log_run_once
-from mlops.model_store import ModelPolicy, check_summary, read_card
-from mlops.notebook import notebook_to_script
-from mlops.notify import Notifier, notify_run
+from mlops.model_store import ModelPolicy
+from mlops.notify import Notifier
 from mlops.progress import Progress
 from mlops.project import mapped_data, read_project
-from mlops.pull import Checkout, publish_best, pull
-from mlops.report import write_junit, write_report
+from mlops.pull import Checkout, pull
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
 from mlops_harness.protocol import (
@@ -40,26 +41,23 @@ from mlops_harness.protocol import (
     ENV_PATIENCE,
     ENV_SEED,
     ENV_STOP_AT,
-    INPUTS_FILE,
+    WORK_DIR,
     write_atomic,
 )
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
-from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
+from tweak.loop import SOURCE, Budget, Tuner, trial_dir
 
 LAST_PULL = "last-pull.json"
-CURRENT_RUNS = "current-runs.json"
-
-
-@dataclass
-class Context:
-    settings: Settings
-    ledger: Ledger
-    progress: Progress
-
-    @classmethod
-    def open(cls, settings: Settings, progress: Progress | None = None) -> Context:
-        return cls(settings, Ledger(settings.ledger_path), progress or Progress(verbose=settings.verbose))
+__all__ = [
+    "Context",
+    "current_runs",
+    "leaderboard",
+    "model_line",
+    "send_notifications",
+    "step_plan",
+    "step_report",
+]
 
 
 # -- job 1 ----------------------------------------------------------------------------------------------
@@ -142,113 +140,6 @@ def choose_runtime(ctx: Context) -> Runtime[Any]:
     return local
 
 
-def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool = False) -> list[RunRecord]:
-    """Classify the pushed code and create (or find, to resume) one run per training entry point."""
-    ctx.progress.job(2, "classify")
-    code = checkout.code_dir
-    mapped_data(code, ctx.settings.data, ctx.settings.workspace, ctx.settings.data_roots)  # before any trial
-    if checkout.entry:
-        entries = [Path(checkout.entry).relative_to(checkout.subdir or ".")]
-    else:
-        entries = find_entry_points(code)
-        # A file that does not parse cannot show that it trains; it is most likely the model, broken.
-        broken = [p.relative_to(code) for p in candidate_files(code) if classify_file(p, root=code).error]
-        entries += [rel for rel in broken if rel not in entries]
-    if not entries:
-        if not candidate_files(code):
-            raise SourceError(f"no Python file or notebook in {checkout.source} at {checkout.commit[:12]}")
-        raise SourceError(
-            f"no file in {checkout.source} at {checkout.commit[:12]} trains a model "
-            "(name the entry points in mlops.yaml)"
-        )
-    runs: list[RunRecord] = []
-    errors: list[str] = []
-    for entry in entries:
-        result = classify_file(code / entry, root=code)
-        script = entry.as_posix()
-        if result.error:
-            line = f"{script}:{result.error_line}" if result.error_line else script
-            ctx.progress.info(f"   {line}: {result.error}")
-            errors.append(f"{line}: {result.error}")
-        else:
-            why = "; ".join(f"line {r.line}: {r.text}" for r in result.reasons[:3])
-            ctx.progress.info(
-                f"   {script}: {result.kind} ({result.family}, {result.framework}, {result.api}) "
-                f"-> image {result.image}; {why}"
-            )
-        runs.append(_find_or_create_run(ctx, checkout, script, result, runtime_name, new_run))
-    write_atomic(ctx.settings.workspace / CURRENT_RUNS, json.dumps([r.id for r in runs]))
-    if errors and all(r.status is RunStatus.FAILED for r in runs):
-        raise SourceError("; ".join(errors))
-    return runs
-
-
-def current_runs(ctx: Context) -> list[RunRecord]:
-    """The runs job 2 planned last (the Jenkins jobs 3 to 5 work on them)."""
-    path = ctx.settings.workspace / CURRENT_RUNS
-    if not path.exists():
-        raise LedgerError(f"no runs planned in {ctx.settings.workspace} (run job 2 first)")
-    return [ctx.ledger.run(run_id) for run_id in json.loads(path.read_text())]
-
-
-def _find_or_create_run(
-    ctx: Context, checkout: Checkout, script: str, result: Classification, runtime_name: str, new_run: bool
-) -> RunRecord:
-    s = ctx.settings
-    identity = s.identity()
-    if not new_run:
-        for run in reversed(ctx.ledger.find_runs(checkout.source, checkout.commit, script)):
-            earlier = {k: run.settings.get(k) for k in identity}
-            if run.status is RunStatus.RUNNING:
-                if earlier != identity:
-                    diff = ", ".join(
-                        f"{k} {earlier[k]} -> {identity[k]}" for k in identity if earlier[k] != identity[k]
-                    )
-                    raise LedgerError(
-                        f"run {run.id} ({script} at {checkout.commit[:12]}) is unfinished and was started with "
-                        f"other settings ({diff}); run with the same settings to resume it, or --new-run"
-                    )
-                ctx.progress.info(f"   resuming run {run.id}")
-                return run
-            if earlier == identity:
-                ctx.progress.info(
-                    f"   {script} at {checkout.commit[:12]} was already tuned: run {run.id} "
-                    f"({run.status.value}); --new-run to train it again"
-                )
-                return run
-    kind = result.kind.value if result.kind else None
-    name = Path(script).stem.replace(" ", "_")
-    run = ctx.ledger.create_run(
-        name=name,
-        source=checkout.source,
-        ref=checkout.ref,
-        commit=checkout.commit,
-        author=checkout.author,
-        code_dir=checkout.code_dir,
-        script=script,
-        classification=result.to_json(),
-        runtime=runtime_name,
-        metric=s.cluster_metric.value if kind == Kind.KMEANS.value else "accuracy",
-        target=s.target,
-        strategy=s.strategy.value,
-        max_trials=s.max_trials,
-        settings=s.to_json(),
-        runs_dir=s.runs_dir,
-    )
-    if result.error:
-        where = f"{script}:{result.error_line}" if result.error_line else script
-        ctx.ledger.finish_run(run.id, RunStatus.FAILED, f"{where}: {result.error}")
-        return ctx.ledger.run(run.id)
-    text = (checkout.code_dir / script).read_text(encoding="utf-8", errors="replace")
-    if script.endswith(".ipynb"):
-        text = notebook_to_script(text)
-    write_atomic(run.dir / ORIGINAL, text)
-    answers = read_project(checkout.code_dir).inputs
-    if answers:
-        write_atomic(run.dir / INPUTS_FILE, json.dumps({"answers": [str(a) for a in answers]}))
-    return run
-
-
 # -- jobs 3 and 4 ---------------------------------------------------------------------------------------
 
 
@@ -293,7 +184,12 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             image=images.for_gpus(run.image or "", settings.gpus),
             gpus=settings.gpus,
             limits=Limits(
-                timeout_s=settings.timeout_s, memory_mb=settings.memory_mb, cpus=trial_cpus(settings, number)
+                timeout_s=settings.timeout_s,
+                memory_mb=settings.memory_mb,
+                cpus=trial_cpus(settings, number),
+                pids=settings.pids,
+                disk_mb=settings.disk_mb,
+                disk_files=settings.disk_files,
             ),
             network=settings.network,
             env=env,
@@ -311,11 +207,11 @@ def environments(ctx: Context, runtime: Runtime[Any]) -> Environments:
     )
 
 
-def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
+def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
     s = ctx.settings
     supervisor = Supervisor(runtime, ctx.ledger, ctx.progress, RestartPolicy(max_restarts=s.max_restarts))
     envs, plain = environments(ctx, runtime), spec_for(s)
-    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus)
+    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus, pids=s.pids)
 
     def check(run: RunRecord, folder: Path) -> dict[str, Any]:
         ctx.progress.info(
@@ -323,7 +219,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
         )
         return check_model(runtime, run, folder, limits, envs.spec)
 
-    return Tuner(
+    tuner = Tuner(
         ctx.ledger,
         ctx.progress,
         envs.fallback(supervisor.execute_with_plain_retry),
@@ -332,17 +228,26 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> Tuner:
         ModelPolicy(s.keep_models, s.keep_checkpoints, check),
         runtime.prestart if isinstance(runtime, LocalRuntime) else None,
     )
+    return tuner, supervisor
 
 
 def step_train(
-    ctx: Context, runs: list[RunRecord], runtime: Runtime[Any], only_baseline: bool
+    ctx: Context, runs: list[RunRecord], runtime: Runtime[Any], only_baseline: bool, taking_over: bool = False
 ) -> list[RunRecord]:
-    tuner = make_tuner(ctx, runtime)
+    """Train the runs (job 3: trial 0 only). Each run's lock is held first: RunInProgress when another
+    process holds one, or, ``taking_over`` (job 6), that run is left to it. SIGINT and SIGTERM stop the
+    trials cleanly (jobs/stopping.py)."""
+    tuner, supervisor = make_tuner(ctx, runtime)
     done = []
     for run in runs:
         if run.status.is_finished():
             done.append(run)
             continue
+        held = ctx.locks.holds(lock_key(run))
+        if taking_over and not ctx.free_to_hold(run):
+            ctx.progress.info(f"   run {run.id} is being worked on by another process; left to it")
+            continue
+        ctx.hold_run(run)
         other = ctx.ledger.claim_run(run.id)
         if other is not None:
             ctx.progress.warn(f"run {run.id} is being tuned by process {other['pid']}; leaving it to it")
@@ -357,89 +262,29 @@ def step_train(
                 f"target {run.target:g}, up to {run.max_trials} trials)",
             )
         try:
-            done.append(tuner.tune(run, only_baseline=only_baseline))
+            with trials_stop_on_signals(supervisor):
+                tuned = tuner.tune(run, only_baseline=only_baseline)
         finally:
             ctx.ledger.release_run(run.id)
+            if not held and taking_over:  # job 6 lives on: the run is free for the next command
+                ctx.let_go(run)
+        if tuned.status.is_finished() and not ctx.settings.keep_work:
+            empty_work(tuned)
+        done.append(tuned)
     return done
 
 
-# -- job 5 ----------------------------------------------------------------------------------------------
+def lock_key(run: RunRecord) -> str:
+    return key(run.source, run.commit, run.script)
 
 
-def leaderboard(ctx: Context, run: RunRecord) -> None:
-    rows = []
-    for t in ctx.ledger.trials(run.id):
-        metric = f"{t.metric:.4f}" if t.metric is not None else "-"
-        changes = "; ".join(t.changes) if t.changes else "as pushed"
-        duration = f"{t.duration_s:.1f}s" if t.duration_s is not None else "-"
-        mark = "*" if t.number == run.best_trial else ""
-        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes])
-    ctx.progress.table(
-        f"run {run.id}: {run.script} ({run.kind}) - {run.status.value}: {run.reason}",
-        ["trial", "status", run.metric or "metric", "time", "restarts", "changes"],
-        rows,
-    )
-
-
-def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> None:
-    ctx.progress.job(5, "results")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    notifier = Notifier.from_env(os.environ) if notify else None
-    for run in runs:
-        run = ctx.ledger.run(run.id)
-        leaderboard(ctx, run)
-        if run.best_trial is not None and (run.dir / "best.diff").exists():
-            ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
-            # The answers to its prompts and the files of values it read (best.inputs.yaml, best.input.txt).
-            kept = sorted(p.name for p in run.dir.glob("best.*") if p.name not in ("best.py", "best.diff"))
-            if kept:
-                ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside best.py)")
-        model_line(ctx.progress, run, read_card(run))
-        report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
-        ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
-        lines: list[str | None] = []
-        if notifier is not None:
-            lines += [f"   {line}" for line in notify_run(ctx.ledger, run, notifier)]
-        if tracking_uri:
-            lines.append(log_run_once(ctx.ledger, run, tracking_uri))
-        if ctx.settings.commit_best:
-            lines.append(publish_best(ctx.ledger, run, ctx.settings.workspace))
-        for line in lines:
-            if line is None:
-                continue
-            if line.startswith("warning: "):
-                ctx.progress.warn(line.removeprefix("warning: "))
-            else:
-                ctx.progress.info(line)
-    # The page of all runs is a view of the ledger: when it cannot be written, the next run (or
-    # `mlops history --html`) writes it; the run's own results are not lost for it.
-    try:
-        ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
-    except OSError as e:
-        ctx.progress.warn(f"could not write the page of all runs: {e}")
-
-
-def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) -> None:
-    """Where the run's model is and whether it loaded; or why there is none."""
-    if card is None:
-        return
-    if not card.get("file"):
-        progress.warn(f"run {run.id}: no model: {card.get('error')}")
-        return
-    passed, said = check_summary(card)
-    path = run.dir / "model" / str(card["file"])
-    if passed:
-        progress.info(f"   model: {path} ({said}; card: model.json)")
-    else:
-        progress.warn(f"run {run.id}: model {path} {said}")
-
-
-def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:
-    """Job 5 --notify-only: the notifications of the runs, each sent once."""
-    notifier = Notifier.from_env(os.environ)
-    for run in runs:
-        for line in notify_run(ctx.ledger, ctx.ledger.run(run.id), notifier):
-            ctx.progress.info(f"   {line}")
+def empty_work(run: RunRecord) -> None:
+    """The run is over: its trials' work/ folders (a copy of the code and what the script wrote beside
+    it) go; the model is in each trial's model/ and in the run's. ``keep_work`` keeps them."""
+    for folder in sorted((run.dir / "trials").glob("[0-9]*")):
+        work = folder / WORK_DIR
+        if work.is_dir() and not work.is_symlink():
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def step_monitor(ctx: Context, once: bool = False, interval_s: float = 2.0) -> int:
@@ -456,7 +301,7 @@ def step_monitor(ctx: Context, once: bool = False, interval_s: float = 2.0) -> i
         ctx.ledger,
         ctx.progress,
         runtime,
-        lambda orphans: step_train(ctx, orphans, runtime(), only_baseline=False),
+        lambda orphans: step_train(ctx, orphans, runtime(), only_baseline=False, taking_over=True),
         once=once,
         interval_s=interval_s,
     )
@@ -466,6 +311,13 @@ def run_source(
     settings: Settings, source: str, ref: str | None, new_run: bool = False, progress: Progress | None = None
 ) -> list[RunRecord]:
     ctx = Context.open(settings, progress)
+    try:
+        return _run_source(ctx, source, ref, new_run)
+    finally:
+        ctx.locks.release_all()  # a process that runs on (mlops serve) holds no run it has finished
+
+
+def _run_source(ctx: Context, source: str, ref: str | None, new_run: bool) -> list[RunRecord]:
     Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
     runtime = choose_runtime(ctx)  # an unusable runtime stops the command before anything is pulled
     checkout = step_pull(ctx, source, ref)

@@ -28,7 +28,11 @@ CONFIG_FILE = "mlops.toml"
 # How far past the target a validation accuracy stops a training (stop_at_target): a test set measures a
 # little below the validation split as often as above it, and one more epoch costs less than one more trial.
 STOP_MARGIN = 0.02
-FLAGS = {"timeout_s": "--timeout", "memory_mb": "--memory"}  # settings whose flag is not their name
+FLAGS = {
+    "timeout_s": "--timeout",
+    "memory_mb": "--memory",
+    "disk_mb": "--disk",
+}  # settings whose flag is not their name
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class Settings:
     timeout_s: float = 1800.0  # per trial launch
     memory_mb: int = 4096
     cpus: float | None = None
+    # What one trial may write (its folder, work/ in it, its /tmp), and its processes and threads.
+    disk_mb: int = 8192
+    disk_files: int = 100_000
+    pids: int = 512
     network: bool = True
     install: bool = True  # install what the pushed code needs (mlops/envs/); --no-install: the base only
     # Direct references a pushed requirement file may name (fnmatch patterns of a path in the repository or
@@ -60,6 +68,7 @@ class Settings:
     stop_at_target: bool = True
     keep_models: KeepModels = KeepModels.BEST  # which trials keep their model once the run ends
     keep_checkpoints: bool = False  # keep a finished trial's checkpoints after its model is saved
+    keep_work: bool = False  # keep the trials' work/ folders (what the script wrote) once the run ends
     commit_best: bool = False  # commit the best source to branch mlops/best-<run> of the user's repository
     ray_address: str | None = None  # the Ray cluster of --runtime ray (host:port)
     storage: str | None = (
@@ -180,6 +189,9 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Se
         ("timeout_s", _positive(s.timeout_s), f"timeout must be positive but got {s.timeout_s:g}"),
         ("memory_mb", s.memory_mb >= 64, f"memory must be at least 64 MB but got {s.memory_mb}"),
         ("cpus", _positive(s.cpus), f"cpus must be positive but got {s.cpus}"),
+        ("disk_mb", s.disk_mb >= 16, f"disk must be at least 16 MB but got {s.disk_mb}"),
+        ("disk_files", s.disk_files >= 64, f"disk_files must be at least 64 but got {s.disk_files}"),
+        ("pids", s.pids >= 16, f"pids must be at least 16 but got {s.pids}"),
         ("cpus", s.cpus is None or s.cpus >= 0.01, f"cpus must be at least 0.01 but got {s.cpus}"),
         ("max_minutes", _positive(s.max_minutes), f"max_minutes must be positive but got {s.max_minutes}"),
         ("max_restarts", s.max_restarts >= 0, f"max_restarts must be at least 0 but got {s.max_restarts}"),

@@ -44,6 +44,7 @@ class EndReason(enum.StrEnum):
     TIMEOUT = "timeout"  # ran past its time limit and was stopped
     OOM = "oom"  # went past its memory limit
     LOST = "lost"  # the process or container disappeared without a trace (engine restart, reboot)
+    DISK = "disk"  # wrote past its disk quota (bytes or files) and was stopped
 
     def is_crash(self) -> bool:
         """True when the end says nothing about the user's code, so a restart may succeed."""

@@ -80,3 +80,19 @@ class DatasetError(MlopsError):
     """A data set cannot be imported: no such file, a corrupt archive, a name taken by other content."""
 
     exit_code = 2
+
+
+class RunInProgress(MlopsError):
+    """The run of this commit and script is being worked on by another live process (its pid said)."""
+
+    exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Not an error: mlops was asked to stop (SIGINT, or SIGTERM taken the same way) and has stopped what
+    it was running, each training recorded so that the same command resumes it. The CLI exits with
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -118,7 +118,8 @@ def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPoli
         card["error"] = f"the model is not taken: {problem}"
     elif saved is None:
         card["error"] = (
-            "the harness did not say what became of the model (a trial from before mlops saved models)"
+            "the harness did not say what became of the model (its training was stopped before it saved "
+            "one, or the trial is from before mlops saved models)"
         )
     elif not saved.saved:
         card["error"] = f"the model was not saved: {saved.error}"

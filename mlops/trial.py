@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mlops import trial_files
 from mlops.domain import EndReason, TrialStatus
+from mlops.last_measured import measured_before_end
 from mlops.runtime.base import Outcome
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import HarnessOutcome, Metrics, read_left
@@ -24,9 +25,16 @@ NO_TWEAK_FIXES = frozenset(
 END_CLASSES = {
     EndReason.TIMEOUT: (FailureClass.TIMEOUT, "raise --timeout, or fewer epochs"),
     EndReason.OOM: (FailureClass.OOM, "raise --memory, or a smaller model or batch"),
+    EndReason.DISK: (
+        FailureClass.DISK,
+        "raise --disk (MB) or --disk-files, or write less into the trial's folder",
+    ),
     EndReason.SIGNAL: (FailureClass.CRASH, "killed from outside; restarted from its checkpoint"),
     EndReason.LOST: (FailureClass.CRASH, "the process or container went away; restarted from its checkpoint"),
 }
+# Ends from outside after which a metric the script had measured stands (a kill that is restarted
+# measures again: its metric is kept only when the restarts are given up, see ``kept``).
+KEPT_AFTER = frozenset({EndReason.TIMEOUT, EndReason.OOM, EndReason.DISK})
 
 
 @dataclass(frozen=True)
@@ -97,14 +105,40 @@ def read_result(
             error=f"the training {outcome.describe()}{said}",
             failure=code,
         )
+    return _ended_from_outside(trial_dir, outcome, epochs)
+
+
+def _ended_from_outside(trial_dir: Path, outcome: Outcome, epochs: int | None) -> LaunchResult:
+    """A launch stopped from outside (its time, memory or disk, a kill): a failure of its class, or a
+    success with the metric the script measured before (see ``kept``)."""
     cls, hint = END_CLASSES[outcome.reason]
-    return LaunchResult(
+    failed = LaunchResult(
         TrialStatus.FAILED,
         outcome,
         epochs=epochs,
         error=f"the training {outcome.describe()}",
         failure=cls,
         hint=hint,
+    )
+    return kept(trial_dir, failed) if outcome.reason in KEPT_AFTER else failed
+
+
+def kept(trial_dir: Path, result: LaunchResult) -> LaunchResult:
+    """A launch ended from outside after the script measured its model succeeds with that metric,
+    labelled (as a failure after the metric is, see the harness); any other result is returned as it is."""
+    measured = measured_before_end(trial_dir) if result.status is TrialStatus.FAILED else None
+    if measured is None or result.failure is None:
+        return result
+    end = result.outcome.reason.value
+    return LaunchResult(
+        TrialStatus.SUCCEEDED,
+        result.outcome,
+        measured.name,
+        measured.value,
+        f"{measured.source}, before the {end}",
+        result.epochs,
+        warning=f"the script measured {measured.name} {measured.value:.4f} ({measured.source}), then the "
+        f"training {result.outcome.describe()}: that last measure is kept, labelled '{end}'",
     )
 
 

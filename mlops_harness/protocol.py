@@ -50,6 +50,7 @@ class FailureClass(enum.StrEnum):
     CRASH = "crash"  # killed by a signal, or the engine or machine went away
     OOM = "oom"  # over its memory limit
     TIMEOUT = "timeout"  # over its time limit
+    DISK = "disk"  # over its disk quota (bytes or files)
 
 
 # Files and folders the harness writes into the trial folder.
@@ -213,6 +214,8 @@ class EventKind(enum.StrEnum):
     STOPPED = "stopped"  # fit, epoch, why (StopReason), monitor, value, patience, best_epoch (from 1): a fit
     # stopped before its last epoch (with the weights of best_epoch, when the patience ran out)
     METRIC = "metric"  # metric, value, source: the trial's metric, measured
+    MEASURED = "measured"  # name, value, source: the script measured its model (evaluate, score, ...);
+    # the metric of a launch ended from outside (a timeout, its memory) before the harness chose one
     INPUT = "input"  # index, prompt, answer (null when it had none): the script asked input()
     MODEL = "model"  # saved (bool), file, format, framework, class, origin, input, versions, size_bytes,
     # sha256; or saved false and error: the model that produced the metric, saved (see MODEL_FIELDS)

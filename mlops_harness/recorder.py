@@ -130,6 +130,7 @@ class Recorder:
             self.observations.append({"name": name, "value": number, "source": source})
             if model is not None:
                 self.models.measured(len(self.observations) - 1, model)
+            self.events.write(EventKind.MEASURED, name=name, value=number, source=source)
 
     def epoch(self, fit: int, epoch: int, epochs: int | None, logs: dict[str, Any]) -> None:
         values = _numbers(logs)

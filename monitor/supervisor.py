@@ -1,9 +1,17 @@
 """Job 6: watch a training, and start it again when it dies, from its last checkpoint.
 
-A launch that ends by a crash (killed from outside, the engine restarted, the process vanished) is
-started again after an exponential backoff, up to a limit; the harness's backup-and-restore callback makes
-it resume at the epoch where it stopped. A launch that fails from its own code is tried once more; when it
-fails the same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed.
+A launch that ends by a crash (killed from outside, the engine restarted, the process vanished) is started
+again after an exponential backoff, up to a limit; the harness's backup-and-restore callback makes it resume
+at the epoch where it stopped. A launch that fails from its own code is tried once more; when it fails the
+same way twice (the same traceback) it is a bug, not a crash: the trial is marked failed. A metric the
+script measured before the restarts are given up is kept (labelled), as one measured before a timeout or an
+``oom`` is (``mlops/trial.py``).
+
+Asked to stop (:meth:`Supervisor.interrupt`: SIGINT or SIGTERM), it stops its trainings, records each as
+stopped (a ``trial-stopped`` event; the trial stays unfinished) and raises
+:class:`~mlops.errors.Interrupted`. When the run is resumed, a stopped trial starts again from its
+checkpoint without counting a restart, a training still going is followed again, and one that ended while
+nothing watched it is read, not trained again.
 
 The person watching sees each epoch, and pruning decides on it, from the harness's structured events
 (``events.jsonl`` in the trial folder, see ``mlops_harness.protocol``, each checked against its type by
@@ -15,21 +23,24 @@ the early stop (:meth:`Supervisor.execute_with_plain_retry`): what mlops adds ma
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mlops import trial_files, trial_records
 from mlops.domain import TrialStatus
+from mlops.errors import Interrupted
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
-from mlops.runtime.base import Runtime, TrialSpec, follow_file
-from mlops.trial import RESTARTED, LaunchResult, read_result
+from mlops.runtime.base import Outcome, Runtime, TrialSpec, follow_file
+from mlops.trial import RESTARTED, LaunchResult, kept, read_result
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
@@ -41,6 +52,7 @@ from mlops_harness.protocol import (
     EventKind,
     FailureClass,
 )
+from monitor.resume import Launch, ended_while_away, stopped_by
 
 # The variables of the harness's early stop: its patience, and the stop past the target.
 EARLY_STOP_ENV = (ENV_PATIENCE, ENV_STOP_AT)
@@ -159,42 +171,120 @@ class Supervisor:
         self.ledger = ledger
         self.progress = progress
         self.policy = policy
+        self.stopping: int | None = None  # the signal it was asked to stop for
+        self._lock = threading.Lock()
+        self._live: dict[str, Any] = {}  # trial name -> the handle being waited on
+        self._busy = 0  # execute() calls under way
+
+    # -- being asked to stop ---------------------------------------------------------------------------
+
+    def interrupt(self, signum: int) -> bool:
+        """Stop every training under way (in the background: a signal handler must return at once). True
+        when a trial was under way: each ``execute`` records its trial stopped and raises Interrupted;
+        False when none was (the caller raises Interrupted itself)."""
+        with self._lock:
+            first = self.stopping is None
+            self.stopping = self.stopping or signum
+            handles, busy = list(self._live.values()), self._busy
+        if first:
+            for handle in handles:
+                threading.Thread(target=self.runtime.stop, args=(handle,), daemon=True).start()
+        return busy > 0
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _track(self, name: str, handle: Any) -> None:
+        with self._lock:
+            self._live[name] = handle
+            stop = self.stopping is not None
+        if stop:  # asked to stop while it was being started
+            self.runtime.stop(handle)
+
+    def _refuse_if_stopping(self) -> None:
+        if self.stopping is not None:
+            raise Interrupted(self.stopping)
+
+    # -- one trial -------------------------------------------------------------------------------------
 
     def execute(
         self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune: PruneCheck | None = None
     ) -> TrialRecord:
-        handle = None
-        restart_reason: str | None = None
+        with self._working():
+            launch = self._resume(run, trial, spec)
+            launches, restarts = 0, trial.restarts
+            while True:
+                if launch.restart is not None:
+                    restarts += 1
+                outcome, pruned = self._launch(run, trial, spec, prune, launch)
+                result = explain_timeout(spec, read_result(spec.trial_dir, outcome, self.progress.redact))
+                if pruned.is_set():
+                    return self._pruned(run, trial, result, pruned.why)
+                if self.stopping is not None and result.status is not TrialStatus.SUCCEEDED:
+                    self._stopped(run, trial, result)
+                decision = self.policy.decide(result, restarts)
+                launches += 1
+                if decision.action is Action.RESTART:
+                    self._before_restart(run, trial, result, decision)
+                    launch = Launch(restart=decision.reason)
+                    continue
+                if decision.action is Action.GIVE_UP:
+                    result = kept(spec.trial_dir, result)  # a metric it measured before it was killed
+                return self._finish(run, trial, result, decision, launches)
+
+    def _resume(self, run: RunRecord, trial: TrialRecord, spec: TrialSpec) -> Launch:
+        """Where an unfinished trial goes on from: its training still going, a launch that ended while
+        nothing watched it, a stop on purpose, or a training that is gone."""
         if trial.status is TrialStatus.RUNNING and trial.handle:
             handle = self.runtime.attach(spec, trial.handle)
             if handle is not None:
                 self.progress.trial_attached(run.id, trial.number)
-            else:
-                restart_reason = "its training was gone when mlops came back"
-        elif trial.status is TrialStatus.RUNNING:
-            restart_reason = "mlops stopped before it started"
-        if handle is None and restart_reason is None:
-            self.progress.trial_started(run.id, trial.number, trial.changes)
+                return Launch(handle=handle)
+            ended = ended_while_away(spec, trial.handle)
+            if ended is not None:
+                self.progress.info(f"   trial {trial.number} ended while mlops was away: read, not run again")
+                return Launch(ended=ended)
+            stopped = stopped_by(self.ledger, run.id, trial.number)
+            if stopped is not None:
+                return Launch(resumed=f"it was stopped by {stopped}; it goes on from its checkpoint")
+            return Launch(restart="its training was gone when mlops came back")
+        if trial.status is TrialStatus.RUNNING:
+            return Launch(restart="mlops stopped before it started")
+        self.progress.trial_started(run.id, trial.number, trial.changes)
+        return Launch()
 
-        launches = 0
-        restarts = trial.restarts
-        while True:
-            events_from = events_size(spec.trial_dir)
-            if handle is None:
-                handle = self.runtime.run(spec)
-                self.ledger.start_trial(
-                    run.id,
-                    trial.number,
-                    handle.data,
-                    restart=restart_reason is not None,
-                    reason=restart_reason or "",
-                )
-                if restart_reason is not None:
-                    restarts += 1
-                    self.progress.trial_started(run.id, trial.number, trial.changes, restart=restart_reason)
-            pruned, ended = Pruned(), threading.Event()
+    def _launch(
+        self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune: PruneCheck | None, launch: Launch
+    ) -> tuple[Outcome, Pruned]:
+        """One launch, run (or attached to) and waited for; how it ended, and whether it was pruned."""
+        pruned = Pruned()
+        if launch.ended is not None:
+            return launch.ended, pruned
+        events_from = events_size(spec.trial_dir)
+        handle = launch.handle
+        if handle is None:
+            self._refuse_if_stopping()
+            handle = self.runtime.run(spec)
+            why = launch.restart or launch.resumed
+            self.ledger.start_trial(
+                run.id, trial.number, handle.data, restart=launch.restart is not None, reason=why or ""
+            )
+            if launch.restart is not None:
+                self.progress.trial_started(run.id, trial.number, trial.changes, restart=launch.restart)
+            elif launch.resumed is not None:
+                self.progress.trial_started(run.id, trial.number, trial.changes)
+                self.progress.info(f"   trial {trial.number} resumed: {launch.resumed}")
+        self._track(spec.name, handle)
+        try:
+            ended = threading.Event()
             follower = threading.Thread(target=self._follow, args=(run, trial.number, handle), daemon=True)
-            follower.start()
             watcher = threading.Thread(
                 target=self._watch_epochs,
                 args=(
@@ -209,86 +299,117 @@ class Supervisor:
                 ),
                 daemon=True,
             )
+            follower.start()
             watcher.start()
             outcome = self.runtime.wait(handle)
             ended.set()
             follower.join(timeout=10)
             watcher.join(timeout=10)
-            self.runtime.remove(handle)
-            handle = None
-            result = explain_timeout(spec, read_result(spec.trial_dir, outcome, self.progress.redact))
+        finally:
+            with self._lock:
+                self._live.pop(spec.name, None)
+        self.runtime.remove(handle)
+        return outcome, pruned
 
-            if pruned.is_set():
-                why = f"stopped early: {pruned.why}"
-                self.ledger.finish_trial(
-                    run.id,
-                    trial.number,
-                    TrialStatus.PRUNED,
-                    end_reason=outcome.reason.value,
-                    error=why,
-                    epochs=result.epochs,
-                    duration_s=outcome.duration_s,
-                )
-                self.progress.trial_finished(run.id, trial.number, "pruned", why)
-                return self.ledger.trial(run.id, trial.number)
+    def _stopped(self, run: RunRecord, trial: TrialRecord, result: LaunchResult) -> None:
+        """Record the trial as stopped on purpose (it stays unfinished), say how to go on, and raise."""
+        assert self.stopping is not None
+        name = signal.Signals(self.stopping).name
+        at = f" after {result.epochs} epoch(s)" if result.epochs else ""
+        why = (
+            f"trial {trial.number} stopped by {name}{at}; it goes on from its checkpoint when the run resumes"
+        )
+        self.ledger.event(
+            run.id, trial.number, "trial-stopped", why, {"signal": name, "epochs": result.epochs}
+        )
+        self.progress.trial_finished(run.id, trial.number, "stopped", why)
+        raise Interrupted(self.stopping)
 
-            decision = self.policy.decide(result, restarts)
-            launches += 1
-            if decision.action is Action.RESTART:
-                self.ledger.event(
-                    run.id,
-                    trial.number,
-                    "trial-died",
-                    f"trial {trial.number} ended: {decision.reason}; restarting in {decision.delay_s:g} s",
-                    {"end_reason": outcome.reason.value, "exit_code": outcome.exit_code},
-                )
-                time.sleep(decision.delay_s)
-                restart_reason = decision.reason
-                continue
-            error = result.error
-            if decision.action is Action.GIVE_UP or (result.status is TrialStatus.FAILED and launches > 1):
-                error = f"{result.error} ({decision.reason})"
-            self.ledger.finish_trial(
+    def _pruned(self, run: RunRecord, trial: TrialRecord, result: LaunchResult, said: str) -> TrialRecord:
+        why = f"stopped early: {said}"
+        self.ledger.finish_trial(
+            run.id,
+            trial.number,
+            TrialStatus.PRUNED,
+            end_reason=result.outcome.reason.value,
+            error=why,
+            epochs=result.epochs,
+            duration_s=result.outcome.duration_s,
+        )
+        self.progress.trial_finished(run.id, trial.number, "pruned", why)
+        return self.ledger.trial(run.id, trial.number)
+
+    def _before_restart(
+        self, run: RunRecord, trial: TrialRecord, result: LaunchResult, decision: Decision
+    ) -> None:
+        """Say why the trial dies and starts again, and wait the backoff (cut short when asked to stop)."""
+        outcome = result.outcome
+        self.ledger.event(
+            run.id,
+            trial.number,
+            "trial-died",
+            f"trial {trial.number} ended: {decision.reason}; restarting in {decision.delay_s:g} s",
+            {"end_reason": outcome.reason.value, "exit_code": outcome.exit_code},
+        )
+        deadline = time.monotonic() + decision.delay_s
+        while time.monotonic() < deadline and self.stopping is None:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self.stopping is not None:
+            self._stopped(run, trial, result)
+
+    def _finish(
+        self, run: RunRecord, trial: TrialRecord, result: LaunchResult, decision: Decision, launches: int
+    ) -> TrialRecord:
+        outcome = result.outcome
+        error = result.error
+        if decision.action is Action.GIVE_UP or (result.status is TrialStatus.FAILED and launches > 1):
+            error = f"{result.error} ({decision.reason})"
+        self.ledger.finish_trial(
+            run.id,
+            trial.number,
+            result.status,
+            metric_name=result.metric_name,
+            metric=result.metric,
+            metric_source=result.metric_source,
+            end_reason=outcome.reason.value,
+            exit_code=outcome.exit_code,
+            error=error,
+            error_file=result.error_file,
+            error_line=result.error_line,
+            epochs=result.epochs,
+            duration_s=outcome.duration_s,
+            failure_class=result.failure.value if result.failure else None,
+            hint=result.hint or result.warning,
+        )
+        self._say_finished(run, trial, result, error)
+        if decision.action is Action.GIVE_UP:
+            self.ledger.event(
                 run.id,
                 trial.number,
-                result.status,
-                metric_name=result.metric_name,
-                metric=result.metric,
-                metric_source=result.metric_source,
-                end_reason=outcome.reason.value,
-                exit_code=outcome.exit_code,
-                error=error,
-                error_file=result.error_file,
-                error_line=result.error_line,
-                epochs=result.epochs,
-                duration_s=outcome.duration_s,
-                failure_class=result.failure.value if result.failure else None,
-                hint=result.hint or result.warning,
+                "monitor-gave-up",
+                f"gave up on trial {trial.number}: {decision.reason}",
             )
-            if result.status is TrialStatus.SUCCEEDED:
-                self.progress.trial_finished(
-                    run.id,
-                    trial.number,
-                    "succeeded",
-                    f"{result.metric_name} {result.metric:.4f} in {outcome.duration_s:.1f} s",
-                    metric=result.metric,
-                )
-                if result.warning:
-                    self.progress.warn(f"trial {trial.number}: {result.warning}")
-            else:
-                where = f" at {result.error_file}:{result.error_line}" if result.error_line else ""
-                what = f"[{result.failure.value}] " if result.failure else ""
-                self.progress.trial_finished(run.id, trial.number, "failed", f"{what}{error}{where}")
-                if result.hint:
-                    self.progress.info(f"   hint: {result.hint}")
-            if decision.action is Action.GIVE_UP:
-                self.ledger.event(
-                    run.id,
-                    trial.number,
-                    "monitor-gave-up",
-                    f"gave up on trial {trial.number}: {decision.reason}",
-                )
-            return self.ledger.trial(run.id, trial.number)
+        return self.ledger.trial(run.id, trial.number)
+
+    def _say_finished(
+        self, run: RunRecord, trial: TrialRecord, result: LaunchResult, error: str | None
+    ) -> None:
+        if result.status is TrialStatus.SUCCEEDED:
+            self.progress.trial_finished(
+                run.id,
+                trial.number,
+                "succeeded",
+                f"{result.metric_name} {result.metric:.4f} in {result.outcome.duration_s:.1f} s",
+                metric=result.metric,
+            )
+            if result.warning:
+                self.progress.warn(f"trial {trial.number}: {result.warning}")
+            return
+        where = f" at {result.error_file}:{result.error_line}" if result.error_line else ""
+        what = f"[{result.failure.value}] " if result.failure else ""
+        self.progress.trial_finished(run.id, trial.number, "failed", f"{what}{error}{where}")
+        if result.hint:
+            self.progress.info(f"   hint: {result.hint}")
 
     def execute_with_plain_retry(
         self, run: RunRecord, trial: TrialRecord, spec: TrialSpec, prune: PruneCheck | None = None

@@ -67,6 +67,38 @@ def chaos_trial(tmp_path: Path, epochs: int):
     return ledger, run, trial, spec
 
 
+MEASURES_THEN_WAITS = """
+import time
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+X, y = load_iris(return_X_y=True)
+print("score", LogisticRegression(max_iter=500).fit(X, y).score(X, y), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_training_killed_after_it_measured_keeps_its_metric_when_its_restarts_are_given_up(tmp_path):
+    spec = trial_spec(tmp_path, "measured", MEASURES_THEN_WAITS, timeout_s=300)
+    ledger, run, trial = ledger_trial(spec)
+    events = spec.trial_dir / "events.jsonl"
+
+    def killer():
+        while '"event": "measured"' not in (events.read_text() if events.exists() else ""):
+            time.sleep(0.05)
+        os.killpg(ledger.trial(run.id, 0).handle["pid"], signal.SIGKILL)  # from outside, as an OOM killer
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    supervisor = Supervisor(LocalRuntime(tmp_path / "ws"), ledger, Progress(), RestartPolicy(max_restarts=0))
+    finished = supervisor.execute(run, trial, spec)
+    thread.join(timeout=5)
+    assert finished.status is TrialStatus.SUCCEEDED and finished.end_reason == "signal", finished
+    assert finished.metric == pytest.approx(0.9733, abs=0.01)
+    assert finished.metric_source == "score, before the signal" and "kept" in (finished.hint or "")
+
+
 @pytest.mark.slow
 def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_path):
     epochs, kills_at = 8, (2, 4, 6)

@@ -97,6 +97,25 @@ def test_the_memory_limit_ends_a_trial_as_out_of_memory_not_a_hang(runtime, tmp_
     assert outcome.reason is EndReason.OOM, outcome
 
 
+FILL = """
+import time
+with open("fill.bin", "wb") as fh:
+    for _ in range(300):
+        fh.write(b"x" * 2**20)
+        fh.flush()
+time.sleep(60)
+"""
+
+
+def test_writing_past_the_disk_quota_ends_a_trial_as_disk(runtime, tmp_path):
+    spec = trial(tmp_path, "filler", FILL, disk_mb=64)
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    assert outcome.reason is EndReason.DISK, outcome
+    assert (spec.trial_dir / "source.py").exists()  # the folder is back where it is read from
+
+
 def test_stop_ends_a_trial(runtime, tmp_path):
     spec = trial(tmp_path, "stopped", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
     handle = runtime.run(spec)

@@ -35,7 +35,9 @@ class Limits:
     timeout_s: float | None = 3600.0
     memory_mb: int | None = 4096
     cpus: float | None = None
-    pids: int | None = 512
+    pids: int | None = 512  # processes and threads, counted per trial
+    disk_mb: int | None = 8192  # what the trial may write: its folder (work/ in it) and its /tmp ...
+    disk_files: int | None = 100_000  # ... files and folders
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Outcome:
             text = "ran past its time limit"
         elif self.reason is EndReason.OOM:
             text = "went past its memory limit"
+        elif self.reason is EndReason.DISK:
+            text = "went past its disk quota"
         else:
             text = "disappeared"
         return f"{text}: {self.detail}" if self.detail else text

@@ -7,7 +7,9 @@ whatever the script prints, caps the log (the head and the tail are kept, and it
 between them), and exits with the training's exit status (128 + N for a signal N). Because it does not
 belong to the orchestrator's session, the training and its log go on when the orchestrator dies; a new
 orchestrator attaches to the keeper by its process id. When the keeper dies, the training dies with it
-(bubblewrap's ``--die-with-parent``, or a parent-death signal when unsandboxed).
+(bubblewrap's ``--die-with-parent``, or a parent-death signal when unsandboxed). When the training ends
+and its orchestrator is gone, the keeper does what the orchestrator would have: the trial's disk quota
+file system copied back and unmounted, its control group removed.
 
 Standard library only, and no import of mlops: it runs as ``python -I -S keeper.py``, and the Docker
 runtime imports :class:`LogSink` from it to write its logs the same way.
@@ -127,14 +129,8 @@ def _spawn(argv: list[str], env: dict[str, str], out: int) -> int:
     )
 
 
-def keep(job: dict[str, Any], log_fd: int = 1) -> int:
-    """Run ``job['argv']`` to its end with its output through a LogSink on ``log_fd``; its exit status.
-
-    The training's CPUs (``cpus``, pinned to ``cores`` when the runtime chose them) and the process limit
-    of the user it runs as (``nproc``) are set on the keeper and inherited; unsandboxed (``pdeathsig``) it
-    is started under ``setpriv --pdeathsig`` so it dies with the keeper, as bubblewrap's
-    ``--die-with-parent`` makes a sandbox do."""
-    sink = LogSink(log_fd, job.get("secrets", []), int(job["head"]), int(job["tail"]))
+def _limit(job: dict[str, Any]) -> None:
+    """The training's CPUs and, when its processes have no control group of their own, its user's."""
     if job.get("cpus"):
         available = sorted(os.sched_getaffinity(0))
         chosen = [core for core in job.get("cores") or [] if core in available]  # the runtime's choice
@@ -143,6 +139,18 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
         import resource
 
         resource.setrlimit(resource.RLIMIT_NPROC, (int(job["nproc"]), int(job["nproc"])))
+
+
+def keep(job: dict[str, Any], log_fd: int = 1) -> int:
+    """Run ``job['argv']`` to its end with its output through a LogSink on ``log_fd``; its exit status.
+
+    The training's CPUs (``cpus``, pinned to ``cores`` when the runtime chose them) and, without a control
+    group, the process limit of the user it runs as (``nproc``) are set on the keeper and inherited (the
+    runtime puts the keeper in the training's control group before it hands it the job); unsandboxed
+    (``pdeathsig``) it is started under ``setpriv --pdeathsig`` so it dies with the keeper, as
+    bubblewrap's ``--die-with-parent`` makes a sandbox do."""
+    sink = LogSink(log_fd, job.get("secrets", []), int(job["head"]), int(job["tail"]))
+    _limit(job)
     argv = list(job["argv"])
     if job.get("pdeathsig"):
         argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
@@ -155,6 +163,21 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
         return 127
     finally:
         os.close(write_end)
+
+    def stop(signum: int, frame: object) -> None:
+        _signal_group(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    code = _follow(job, pid, read_end, sink)
+    _end(pid, sink)
+    if os.getppid() != job.get("orchestrator"):  # nobody is there to tidy up after the trial: do it here
+        _tidy_up(job)
+    return code if code >= 0 else 128 - code
+
+
+def _follow(job: dict[str, Any], pid: int, read_end: int, sink: LogSink) -> int:
+    """The training's output into ``sink`` until it ends (and what escaped it has had DRAIN_S to finish
+    writing); its exit status. Started ahead, it ends the training when its orchestrator goes away first."""
     status: list[int] = []
 
     def ended() -> bool:
@@ -164,13 +187,6 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
                 status.append(os.waitstatus_to_exitcode(code))
         return bool(status)
 
-    def stop(signum: int, frame: object) -> None:
-        try:  # noqa: SIM105 (contextlib costs the start of every training an import)
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-
-    signal.signal(signal.SIGTERM, stop)
     ended_at: float | None = None
     go = job.get("go")  # started ahead: until its trial is given, it ends with the orchestrator
     orchestrator = job.get("orchestrator")  # its parent's pid, said by it: it may be dead by now
@@ -186,23 +202,46 @@ def keep(job: dict[str, Any], log_fd: int = 1) -> int:
         elif go and os.getppid() != orchestrator:
             go = None
             sink.write(b"[mlops] the orchestrator went away before this trial was given: it ends\n")
-            try:  # noqa: SIM105
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _signal_group(pid, signal.SIGKILL)
         if ended():
             ended_at = ended_at or time.monotonic()
             if time.monotonic() - ended_at > DRAIN_S:
                 break  # a child that escaped the training still holds the pipe: stop listening to it
     if not status:  # the output ended; the training is ending (or has closed its output and goes on)
         status.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-    try:  # noqa: SIM105
-        os.killpg(pid, signal.SIGKILL)  # whatever is left of the training's process group
+    return status[0]
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:  # noqa: SIM105 (contextlib costs the start of every training an import)
+        os.killpg(pid, signum)
     except OSError:
         pass
+
+
+def _end(pid: int, sink: LogSink) -> None:
+    _signal_group(pid, signal.SIGKILL)  # whatever is left of the training's process group
     sink.close()
-    code = status[0]
-    return code if code >= 0 else 128 - code
+
+
+def _tidy_up(job: dict[str, Any]) -> None:
+    """What the orchestrator does after a launch, when it is gone: the trial's disk quota file system
+    copied back and unmounted (``release``, the command that does it), and the keeper's own control group
+    left and removed (``cgroup``), so a launch nobody comes back for leaves neither behind."""
+    release = job.get("release")
+    if release:
+        try:  # noqa: SIM105
+            os.waitpid(os.posix_spawn(release[0], list(release), {}), 0)
+        except OSError:
+            pass
+    group = job.get("cgroup")
+    if group:
+        try:
+            with open(os.path.join(os.path.dirname(os.path.dirname(group)), "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+            os.rmdir(group)
+        except OSError:
+            pass
 
 
 def main() -> int:

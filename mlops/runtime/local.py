@@ -1,12 +1,13 @@
-"""The local runtime: each trial in a bubblewrap sandbox on this machine, with a time and a memory limit.
+"""The local runtime: each trial in a bubblewrap sandbox on this machine, within limits of its own.
 
 A trial is started by a keeper (``keeper.py``), a small process in a session of its own that writes the
 trial's output to its log file (secrets masked, capped), so the training survives the orchestrator being
 killed and a restarted orchestrator attaches to it again by the keeper's process id. The keeper runs the
-harness inside the sandbox :mod:`mlops.runtime.sandbox` describes (``--unsandboxed``: as a plain process).
-The memory limit is watched from here, on every process of the sandbox (its PID namespace keeps even a
-double-forked grandchild inside the keeper's tree) plus what its private ``/tmp`` holds, because an
-address-space rlimit breaks TensorFlow, which reserves far more virtual memory than it uses.
+harness inside the sandbox :mod:`mlops.runtime.sandbox` describes (``--unsandboxed``: as a plain process),
+set up as :mod:`mlops.runtime.local_setup` says. Its limits are its own: its processes and threads counted
+in a control group of its own (:mod:`mlops.runtime.cgroup`), what it writes in a file system of its quota's
+size (:mod:`mlops.runtime.diskquota`), its time and memory watched from here
+(:mod:`mlops.runtime.local_watch`).
 """
 
 from __future__ import annotations
@@ -18,64 +19,38 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from mlops.datasets import imported_store
 from mlops.domain import EndReason
-from mlops.envsafe import Redactor, trial_env
-from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime import sandbox
+from mlops.errors import TrialLaunchError
+from mlops.runtime import cgroup, diskquota
 from mlops.runtime.ahead import StartedAhead, Waiting, given_source, put_back_source
-from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.author_folders import with_author_folders
-from mlops.runtime.base import (
-    LOG_HEAD_BYTES,
-    LOG_TAIL_BYTES,
-    Outcome,
-    TrialSpec,
-    cache_env,
-    follow_file,
-    open_log,
-    repository_cache,
+from mlops.runtime.base import Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.data import with_data
+from mlops.runtime.local_setup import LocalSetup
+from mlops.runtime.local_watch import (
+    HARNESS,
+    LocalHandle,
+    outcome_of,
+    over_limit,
+    said_of_processes,
+    tree,
 )
-from mlops.runtime.data import mounts, with_data
-from mlops.trial_files import inputs_of
-from mlops.trial_records import said_exit_code
-from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE
+from mlops_harness.protocol import GO_FILE, LOG_FILE, WORK_DIR
 
-HARNESS = Path(__file__).resolve().parent.parent.parent / "mlops_harness"  # run as `python <folder> ...`
 KEEPER = Path(__file__).resolve().parent / "keeper.py"
 POLL_S = 0.25
 STOP_GRACE_S = 5.0
 
 
-@dataclass
-class LocalHandle:
-    spec: TrialSpec
-    pid: int  # the keeper's
-    create_time: float
-    started: float
-    process: subprocess.Popen[bytes] | None = None  # None when attached from another orchestrator
-    log_offset: int = 0  # where this launch's output starts in the trial's log
-    stop_reason: EndReason | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cores: tuple[int, ...] = ()  # the CPUs it is pinned to (none: all of this process's)
-    source: str | None = None  # started ahead: its source as given, put back if the training changed it
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return {"runtime": "local", "pid": self.pid, "create_time": self.create_time, "started": self.started}
-
-
-class LocalRuntime:
+class LocalRuntime(LocalSetup):
     """Runs the harness with this interpreter, in a sandbox (unless ``sandboxed=False``), through a keeper."""
 
     name = "local"
@@ -88,124 +63,10 @@ class LocalRuntime:
         sandboxed: bool = True,
         caller_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.workspace = workspace.resolve() if workspace else None
-        self.python = python or sys.executable
-        self.caller_env = dict(os.environ if caller_env is None else caller_env)
-        self.redact = Redactor.from_env(self.caller_env)
-        self.as_root = os.geteuid() == 0
-        self.bwrap: str | None = None
-        self.python_roots: tuple[Path, ...] = ()
-        if sandboxed:
-            bwrap = sandbox.find_bwrap()
-            why = sandbox.problem(bwrap, self.as_root)
-            if why is not None:
-                raise RuntimeUnavailable(
-                    f"the local runtime runs every trial in a sandbox, but {why}; "
-                    "or run with --runtime local --unsandboxed to run trials as plain processes"
-                )
-            self.bwrap = bwrap
-            self.python_roots = sandbox.python_roots(self.python)
+        super().__init__(workspace, python, sandboxed=sandboxed, caller_env=caller_env)
         self._handles: dict[str, LocalHandle] = {}
         self._launching = threading.Lock()  # parallel trials choose their cores one after the other
         self._ahead = StartedAhead()  # harnesses of later trials, waiting for them (see prestart)
-
-    @property
-    def sandboxed(self) -> bool:
-        return self.bwrap is not None
-
-    def describe(self) -> str:
-        if not self.sandboxed:
-            return "local processes, unsandboxed: trials can read and write what this user can"
-        who = f"as uid {sandbox.TRIAL_UID}" if self.as_root else "as this user, in a user namespace"
-        return f"local processes in a bubblewrap sandbox ({who})"
-
-    # -- launching ------------------------------------------------------------------------------------
-
-    def cache_dir(self, spec: TrialSpec) -> Path:
-        root = self.workspace / "cache" if self.workspace else spec.trial_dir.resolve().parent / ".cache"
-        return repository_cache(root, spec)
-
-    def _environment(self, spec: TrialSpec, cache: Path) -> dict[str, str]:
-        home = "/tmp" if self.sandboxed else self.caller_env.get("HOME", "/tmp")  # noqa: S108 (private)
-        own = {
-            "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": home,
-            "TMPDIR": "/tmp" if self.sandboxed else self.caller_env.get("TMPDIR", "/tmp"),  # noqa: S108
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "MPLBACKEND": "Agg",
-            **cache_env(cache),
-        }
-        if "TF_CPP_MIN_LOG_LEVEL" not in self.caller_env:
-            own["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        store = imported_store(self.workspace)
-        if store is not None:
-            own[ENV_DATASETS] = str(store)
-        if spec.limits.cpus:
-            threads = str(max(1, int(spec.limits.cpus)))
-            own.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads)
-        return trial_env(self.caller_env, spec.env, own)
-
-    def _roots(self, spec: TrialSpec) -> tuple[Path, ...]:
-        """What the trial's interpreter needs to see: this one's install, and the run's environment's."""
-        if not spec.python or spec.python == self.python:
-            return self.python_roots
-        return (*self.python_roots, *sandbox.python_roots(spec.python))
-
-    def sandbox_for(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> sandbox.Sandbox:
-        """What the trial may see and touch (the sandbox must be available). Started ahead, its source is
-        written after the sandbox is made, so it cannot be mounted read-only: it is checked afterwards."""
-        assert self.bwrap is not None
-        trial_dir, code, source = (
-            spec.trial_dir.resolve(),
-            spec.code_dir.resolve(),
-            spec.source_file.resolve(),
-        )
-        inside = source.is_relative_to(trial_dir)
-        store = imported_store(self.workspace)
-        kept = () if ahead else inputs_of(trial_dir, source if inside else None)  # read-only inputs
-        return sandbox.Sandbox(
-            bwrap=self.bwrap,
-            read_only=(
-                *self._roots(spec),
-                HARNESS,
-                code,
-                *(() if inside else (source,)),
-                *((store,) if store else ()),
-            ),
-            writable=(trial_dir, cache),
-            protected=(trial_dir / LOG_FILE, *kept),
-            network=spec.network,
-            tmp_mb=spec.limits.memory_mb or 1024,
-            uid=sandbox.TRIAL_UID if self.as_root else None,
-            workdir=trial_dir,
-            mapped=tuple((src, Path(at), rw) for src, at, rw in mounts(spec)),
-        )
-
-    def _command(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> list[str]:
-        trial_dir, code, source = (
-            spec.trial_dir.resolve(),
-            spec.code_dir.resolve(),
-            spec.source_file.resolve(),
-        )
-        harness = [spec.python or self.python, str(HARNESS)]  # the run's environment's, when it has one
-        harness += spec.harness_args(code=str(code), source=str(source), out=str(trial_dir))
-        if ahead:
-            harness += ["--wait-for", str(trial_dir / GO_FILE), "--wait-s", f"{ahead_wait_s(spec):g}"]
-        if self.bwrap is None:
-            return harness
-        return sandbox.bwrap_argv(self.sandbox_for(spec, cache, ahead), harness)
-
-    def _hand_over(self, spec: TrialSpec, cache: Path) -> None:
-        """When mlops runs as root the training runs as nobody: it gets its trial folder and its cache."""
-        if not (self.sandboxed and self.as_root):
-            return
-        uid = gid = sandbox.TRIAL_UID
-        for top in (spec.trial_dir, cache):
-            os.lchown(top, uid, gid)
-            for root, dirs, files in os.walk(top):
-                for name in dirs + files:
-                    os.lchown(os.path.join(root, name), uid, gid)
 
     def run(self, spec: TrialSpec) -> LocalHandle:
         handle = self._given(spec)
@@ -219,27 +80,17 @@ class LocalRuntime:
         spec = with_data(spec, mounted=self.sandboxed)  # unsandboxed: data: paths rewritten in a copy
         if self.sandboxed:  # the author's folders the script writes to, from the trial's outside/
             spec = with_author_folders(spec)
+        quota, mounted = self._quota(spec)
         try:
             log_fd = open_log(spec.trial_dir / LOG_FILE)
         except OSError as e:
+            diskquota.release(spec.trial_dir.resolve())
             raise TrialLaunchError(spec.name, str(e)) from e
         try:
             log_offset = os.fstat(log_fd).st_size
             cache = self.cache_dir(spec)
             self._hand_over(spec, cache)
-            job = {
-                "argv": self._command(spec, cache, ahead),
-                "env": self._environment(spec, cache),
-                "cwd": str(spec.trial_dir.resolve()),
-                "secrets": list(self.redact.secrets),
-                "head": LOG_HEAD_BYTES,
-                "tail": LOG_TAIL_BYTES,
-                "cpus": math.ceil(spec.limits.cpus) if spec.limits.cpus else None,
-                "nproc": spec.limits.pids if (self.sandboxed and self.as_root) else None,
-                "pdeathsig": not self.sandboxed,
-                "go": str(spec.trial_dir.resolve() / GO_FILE) if ahead else None,
-                "orchestrator": os.getpid(),
-            }
+            job = self._job(spec, cache, ahead)
             with self._launching:
                 cores = self._free_cores(math.ceil(spec.limits.cpus)) if spec.limits.cpus else []
                 job["cores"] = cores
@@ -252,6 +103,8 @@ class LocalRuntime:
                     cwd=spec.trial_dir,
                     start_new_session=True,  # its own session: killed as one, survives us
                 )
+                group = self._group(spec, process.pid)  # before the keeper reads its job: all inside
+                job.update(self._job_limits(spec, group, mounted))
                 assert process.stdin is not None
                 with process.stdin:
                     process.stdin.write(marshal.dumps(job))
@@ -267,10 +120,14 @@ class LocalRuntime:
                     process,
                     log_offset,
                     cores=tuple(cores),
+                    group=group,
+                    quota=quota,
+                    mounted=mounted,
                 )
                 if not ahead:
                     self._handles[spec.name] = handle
         except OSError as e:
+            diskquota.release(spec.trial_dir.resolve())
             raise TrialLaunchError(spec.name, str(e)) from e
         finally:
             os.close(log_fd)
@@ -323,6 +180,7 @@ class LocalRuntime:
         """End a harness started ahead that will not be given its trial; its folder goes too, unless the
         trial was recorded meanwhile (a trial's source is written before it is recorded)."""
         self._kill(waiting.handle, EndReason.SIGNAL)
+        self._let_go(waiting.handle)
         if not waiting.spec.source_file.exists():
             shutil.rmtree(waiting.spec.trial_dir, ignore_errors=True)
 
@@ -341,18 +199,26 @@ class LocalRuntime:
         if data.get("runtime") != "local":
             return None
         pid = int(data.get("pid", 0))
+        group = cgroup.find(str(data.get("cgroup") or ""))
         try:
             proc = psutil.Process(pid)
             if abs(proc.create_time() - float(data.get("create_time", 0))) > 1.0:
-                return None  # the pid was reused by another program
+                raise psutil.NoSuchProcess(pid)  # the pid was reused by another program
             if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
+                raise psutil.NoSuchProcess(pid)
         except psutil.Error:
+            if group is not None:
+                group.remove()
+            diskquota.release(spec.trial_dir.resolve())  # its files where they are read from
             return None
         log_path = spec.trial_dir / LOG_FILE
         offset = log_path.stat().st_size if log_path.exists() else 0
         started = float(data.get("started", time.time()))
-        handle = LocalHandle(spec, pid, float(data["create_time"]), started, log_offset=offset)
+        handle = LocalHandle(spec, pid, float(data["create_time"]), started, log_offset=offset, group=group)
+        limits = spec.limits
+        if limits.disk_mb is not None or limits.disk_files is not None:
+            handle.quota = diskquota.DiskQuota(limits.disk_mb or 1 << 30, limits.disk_files or 1 << 31)
+            handle.mounted = diskquota.mounted(spec.trial_dir.resolve())
         self._handles[spec.name] = handle
         return handle
 
@@ -372,68 +238,22 @@ class LocalRuntime:
         alive = (lambda: self._alive(handle)) if follow else (lambda: False)
         return follow_file(path, alive, start=handle.log_offset)
 
-    @staticmethod
-    def _tree(handle: LocalHandle) -> list[psutil.Process]:
-        """Every process the keeper started, down to the last grandchild (the sandbox keeps them all)."""
-        try:
-            return list(psutil.Process(handle.pid).children(recursive=True))
-        except psutil.Error:
-            return []
-
-    @staticmethod
-    def _is_harness(proc: psutil.Process) -> bool:
-        try:
-            cmdline = proc.cmdline()
-        except psutil.Error:
-            return False
-        return len(cmdline) >= 2 and cmdline[1] == str(HARNESS)
-
-    def _memory_mb(self, handle: LocalHandle) -> float:
-        total = 0
-        tree = self._tree(handle)
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        inside = [p for p in tree if self._is_harness(p)]
-        if self.sandboxed and inside:  # the private /tmp and /dev/shm are memory too
-            root = f"/proc/{inside[0].pid}/root"
-            for folder in ("tmp", "dev/shm"):
-                with contextlib.suppress(OSError):
-                    fs = os.statvfs(f"{root}/{folder}")
-                    total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize
-        return total / (1024 * 1024)
-
     def wait(self, handle: LocalHandle) -> Outcome:
-        limits = handle.spec.limits
         while self._alive(handle):
-            elapsed = time.time() - handle.started
-            if limits.timeout_s is not None and elapsed > limits.timeout_s:
-                self._kill(handle, EndReason.TIMEOUT)
-            elif limits.memory_mb is not None and self._memory_mb(handle) > limits.memory_mb:
-                self._kill(handle, EndReason.OOM)
+            over = over_limit(handle, self.sandboxed)
+            if over is not None:
+                handle.detail = handle.detail or over[1]
+                self._kill(handle, over[0])
             self._pause(handle)
         duration = time.time() - handle.started
         if handle.source is not None:
             put_back_source(handle.spec, handle.source)
-        detail = ""
-        if handle.stop_reason is EndReason.TIMEOUT:
-            detail = f"stopped after {limits.timeout_s:g} s"
-        elif handle.stop_reason is EndReason.OOM:
-            detail = f"over {limits.memory_mb} MB"
-        if handle.stop_reason is not None:
-            return Outcome(handle.stop_reason, None, None, duration, detail)
-        if handle.process is not None:
-            code = handle.process.returncode
-            if code < 0:
-                return Outcome(EndReason.SIGNAL, None, -code, duration, "the keeper was killed")
-            if code >= 128:  # the keeper reports a training killed by signal N as 128 + N
-                return Outcome(EndReason.SIGNAL, None, code - 128, duration)
-            return Outcome(EndReason.EXITED, code, None, duration)
-        # Attached to a keeper we did not start: its exit status is lost to us; the harness's file says.
-        code = said_exit_code(handle.spec.trial_dir)  # the harness's outcome.json, checked by the reader
-        if code is not None:
-            return Outcome(EndReason.EXITED, code, None, duration)
-        return Outcome(EndReason.SIGNAL, None, None, duration, "ended without writing its outcome")
+        outcome = said_of_processes(handle, outcome_of(handle, duration))
+        if outcome.reason is EndReason.DISK:
+            handle.stop_reason = EndReason.DISK  # what went over is not copied back (see _let_go)
+        if handle.group is not None:
+            handle.group.remove()
+        return outcome
 
     @staticmethod
     def _pause(handle: LocalHandle) -> None:
@@ -450,7 +270,7 @@ class LocalRuntime:
         with handle.lock:
             if handle.stop_reason is None:
                 handle.stop_reason = reason
-        tree = self._tree(handle)
+        procs = tree(handle)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(handle.pid, signal.SIGTERM)  # the keeper ends the training and writes the log's tail
         deadline = time.time() + STOP_GRACE_S
@@ -458,9 +278,11 @@ class LocalRuntime:
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)
-        for proc in tree:  # unsandboxed, a child may have left the keeper's session
+        for proc in procs:  # unsandboxed, a child may have left the keeper's session
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+        if handle.group is not None:
+            handle.group.kill()
         if handle.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 handle.process.wait(timeout=5)
@@ -472,6 +294,21 @@ class LocalRuntime:
         self._handles.pop(handle.spec.name, None)
         if handle.process is not None and handle.process.poll() is None:
             self._kill(handle, EndReason.SIGNAL)
+        self._let_go(handle)
+
+    def _let_go(self, handle: LocalHandle) -> None:
+        """Its control group removed, its folder plain again (see diskquota.release): what went over a
+        disk quota is not copied back (its work/ folder, said in its log)."""
+        if handle.group is not None:
+            handle.group.remove()
+        trial_dir = handle.spec.trial_dir.resolve()
+        over = handle.stop_reason is EndReason.DISK
+        left = diskquota.release(trial_dir, frozenset({WORK_DIR}) if over else frozenset())
+        with contextlib.suppress(OSError), (trial_dir / LOG_FILE).open("a") as log:
+            if over:
+                log.write(f"[mlops] its {WORK_DIR}/ folder went over the disk quota and was not kept\n")
+            for path in left:
+                log.write(f"[mlops] not copied back (not a plain file of its own): {path}\n")
 
     def cleanup(self, keep: set[str]) -> list[str]:
         """Keepers and harnesses of this workspace whose trial is not in ``keep`` (strays of a crash) end."""
@@ -500,4 +337,16 @@ class LocalRuntime:
                 continue
             if name not in removed:
                 removed.append(name)
+        self._let_go_of_leftovers(keep)
         return removed
+
+    def _let_go_of_leftovers(self, keep: set[str]) -> None:
+        """The control groups and quota file systems a crash left, of trials not in ``keep``."""
+        for group in cgroup.leftovers(f"{self._prefix}-"):
+            if not group.processes():
+                group.remove()
+        assert self.workspace is not None
+        for image in self.workspace.glob("runs/*/trials/.*.disk"):
+            trial_dir = image.parent / image.name[1 : -len(".disk")]
+            if f"{trial_dir.parent.parent.name}/{trial_dir.name}" not in keep:
+                diskquota.release(trial_dir)

@@ -1,7 +1,7 @@
 """The Ray actor of one launch of a trial, on the node Ray picks: it checks what the node must have (the
 trial folder writable, the folders of ``data:``, the checkpoint storage), restores the trial's checkpoints
-from storage, starts the harness under the keeper, watches its memory and stops it. Made remote by
-``mlops/runtime/ray_runtime.py``; it runs in mlops's own interpreter on the node, so it may import what
+from storage, starts the harness under the keeper, watches its memory and its disk quota (a scan of its
+folder) and stops it. Made remote by ``mlops/runtime/ray_runtime.py``; it runs in mlops's own interpreter on the node, so it may import what
 mlops does (pyarrow, for storage), while the harness stays stdlib-only.
 """
 
@@ -22,6 +22,7 @@ import ray
 
 from mlops.domain import EndReason
 from mlops.runtime.base import open_log
+from mlops.runtime.diskquota import SCAN_S, DiskQuota, scan
 from mlops_harness.protocol import CHECKPOINT_DIR, LOG_FILE
 
 if TYPE_CHECKING:
@@ -69,12 +70,17 @@ class TrialActor:
         memory_mb: int | None,
         data: list[tuple[str, str, bool]],
         storage: tuple[str, str] | None = None,
+        quota: tuple[int, int] | None = None,
     ) -> None:
         self.memory_mb = memory_mb
+        # The disk quota (MB, files): the trial folder scanned (diskquota.scan; on shared storage, no node
+        # can mount a file system of its own for it).
+        self.quota = DiskQuota(*quota) if quota else None
+        self.scanned = 0.0
         self.stop_reason: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.sync: CheckpointSync | None = None
-        folder = Path(trial_dir)
+        folder = self.folder = Path(trial_dir)
         node = ray.get_runtime_context().get_node_id()[:12]
         probe = folder / f".probe-{os.getpid()}"
         try:
@@ -150,6 +156,11 @@ class TrialActor:
         if code is None and self.memory_mb is not None and self._rss_mb() > self.memory_mb:
             self.kill(EndReason.OOM.value)
             code = self.process.poll()
+        if code is None and self.quota is not None and time.monotonic() - self.scanned > SCAN_S:
+            self.scanned = time.monotonic()
+            if scan(self.folder, self.quota) is not None:
+                self.kill(EndReason.DISK.value)
+                code = self.process.poll()
         if code is not None and self.sync is not None:  # its last checkpoints up; none kept after a success
             self.sync.finish(clear=code == 0 and self.stop_reason is None)
             self.sync = None

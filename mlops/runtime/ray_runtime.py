@@ -202,15 +202,9 @@ class RayRuntime:
     def _actor_name(self, spec: TrialSpec) -> str:
         return f"{PREFIX}-{spec.run_id}-{spec.trial}"
 
-    def run(self, spec: TrialSpec) -> RayHandle:
-        self._check_cluster(spec)
-        spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
-        # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
-        log_path = spec.trial_dir / LOG_FILE
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        cpus = spec.limits.cpus or 1.0
+    def _environment(self, spec: TrialSpec, python: str, cpus: float) -> dict[str, str]:
+        """The training's environment: an allow-list, so the caller's secrets never travel."""
         threads = str(max(1, int(cpus)))
-        python = spec.python or sys.executable
         own = {
             "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(spec.trial_dir / "work"),
@@ -227,7 +221,28 @@ class RayRuntime:
             own[ENV_DATASETS] = str(store)
         if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        env = trial_env(os.environ, spec.env, own)  # an allow-list: the caller's secrets never travel
+        return trial_env(os.environ, spec.env, own)
+
+    def _actor_args(self, spec: TrialSpec) -> tuple[Any, ...]:
+        """The trial actor's arguments after its job: the trial folder, the memory limit, the folders of
+        ``data:``, the checkpoint storage and the disk quota (MB, files)."""
+        data = [(d.target, d.source, d.writable) for d in spec.data]
+        kept = (self.storage, f"{self.namespace}/{spec.run_id}/{spec.trial}") if self.storage else None
+        limits = spec.limits
+        quota = None
+        if limits.disk_mb is not None or limits.disk_files is not None:
+            quota = (limits.disk_mb or 1 << 30, limits.disk_files or 1 << 31)
+        return str(spec.trial_dir), limits.memory_mb, data, kept, quota
+
+    def run(self, spec: TrialSpec) -> RayHandle:
+        self._check_cluster(spec)
+        spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source
+        # The node makes the trial folder (and says so when it cannot): the workspace is shared storage.
+        log_path = spec.trial_dir / LOG_FILE
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        cpus = spec.limits.cpus or 1.0
+        python = spec.python or sys.executable
+        env = self._environment(spec, python, cpus)
         # The trial's environment (mlops/envs) names its interpreter; on shared storage, every node has it.
         command = [python, str(HARNESS)] + spec.harness_args(
             code=str(spec.code_dir), source=str(spec.source_file), out=str(spec.trial_dir)
@@ -257,11 +272,7 @@ class RayRuntime:
             "nproc": None,
             "pdeathsig": True,
         }
-        data = [(d.target, d.source, d.writable) for d in spec.data]
-        kept = (self.storage, f"{self.namespace}/{spec.run_id}/{spec.trial}") if self.storage else None
-        actor = REMOTE_TRIAL.options(**options).remote(
-            marshal.dumps(job), str(spec.trial_dir), spec.limits.memory_mb, data, kept
-        )
+        actor = REMOTE_TRIAL.options(**options).remote(marshal.dumps(job), *self._actor_args(spec))
         try:
             error, node, _ = ray.get(actor.started.remote(), timeout=self.schedule_timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -333,6 +344,9 @@ class RayRuntime:
             return Outcome(EndReason.TIMEOUT, None, None, duration, f"stopped after {limits.timeout_s:g} s")
         if reason == EndReason.OOM.value:
             return Outcome(EndReason.OOM, None, None, duration, f"over {limits.memory_mb} MB")
+        if reason == EndReason.DISK.value:
+            said = f"its folder held over {limits.disk_mb} MB or {limits.disk_files} files"
+            return Outcome(EndReason.DISK, None, None, duration, said)
         if reason is not None or code < 0:
             return Outcome(EndReason.SIGNAL, None, -code if code < 0 else None, duration)
         return Outcome(EndReason.EXITED, code, None, duration)

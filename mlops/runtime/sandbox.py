@@ -7,10 +7,10 @@ read) and the interpreter with its virtual environment, read-only; the harness a
 trial folder, read-write (except its log and its source, which it may read but not replace); the dataset
 cache of its repository, read-write; the machine's imported data sets (``mlops datasets import``),
 read-only; the folders of the pushed ``data:`` at the paths the script uses, read-only unless marked
-writable; a private ``/tmp``. The workspace's ledger, the other runs, the other
-checkouts, the caller's home and the Docker socket are not there at all. When mlops runs as root the
-training runs as ``nobody`` (``setpriv`` drops the user, groups and capabilities after bwrap has made the
-mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
+writable; a private ``/tmp`` (a folder of its disk quota's file system, when it has one). The workspace's
+ledger, the other runs, the other checkouts, the caller's home and the Docker socket are not there at all.
+When mlops runs as root the training runs as ``nobody`` (``setpriv`` drops the user, groups and
+capabilities after bwrap has made the mounts); otherwise it keeps the caller's user, in a user namespace with no capabilities.
 
 :func:`bwrap_argv` is the whole policy: one short function that builds the command line.
 """
@@ -65,7 +65,8 @@ class Sandbox:
     writable: tuple[Path, ...]  # the trial folder, the repository's dataset cache
     protected: tuple[Path, ...] = ()  # files inside a writable folder the training may read, not replace
     network: bool = True
-    tmp_mb: int = 1024  # size of the private /tmp (memory)
+    tmp_mb: int = 1024  # size of the private /tmp (memory) ...
+    tmp: Path | None = None  # ... unless it is this folder (in the trial's disk quota file system)
     uid: int | None = None  # the user to drop to (mlops runs as root); None: the caller's, namespaced
     workdir: Path = Path("/tmp")
     mapped: tuple[tuple[Path, Path, bool], ...] = ()  # data: (the folder here, where it appears, writable)
@@ -89,7 +90,10 @@ def bwrap_argv(box: Sandbox, command: Sequence[str]) -> list[str]:
         argv.append("--unshare-net")  # only a loopback interface
     size = str(box.tmp_mb * 1024 * 1024)
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    if box.tmp is not None:
+        argv += ["--bind", str(box.tmp), "/tmp"]
+    else:
+        argv += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     argv += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for link in SYSTEM_LINKS:

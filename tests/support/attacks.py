@@ -25,9 +25,16 @@ def pushed(tmp_path: Path, name: str, script: str, files: dict[str, str] | None 
 
 
 def run_pushed(
-    repo: Path, workspace: Path, runtime: str, *flags: str, env: dict[str, str] | None = None
+    repo: Path,
+    workspace: Path,
+    runtime: str,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    keep_work: bool = True,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
-    """`mlops run` of the repository: one trial, no restart unless ``flags`` say otherwise."""
+    """`mlops run` of the repository: one trial, no restart unless ``flags`` say otherwise; the trial's
+    work/ folder kept (what the attack wrote there is checked), unless not ``keep_work``."""
     return run_cli(
         "run",
         str(repo),
@@ -41,10 +48,11 @@ def run_pushed(
         "0.5",
         "--max-restarts",
         "0",
+        *(["--keep-work"] if keep_work else []),
         *flags,
         cwd=repo.parent,
         env=env,
-        timeout=300,
+        timeout=timeout,
     )
 
 

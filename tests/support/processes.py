@@ -76,18 +76,26 @@ def run_harness(
     return done, out
 
 
-def run_cli_background(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``mlops ARGS`` started and left running (its output goes to a file beside ``cwd``)."""
+def run_cli_background(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    log: str = "mlops-background.log",
+    module: str = "jobs.cli",
+) -> subprocess.Popen[str]:
+    """``mlops ARGS`` (or ``python -m MODULE ARGS``, a Jenkins entry point) started and left running, in a
+    process group of its own as a Jenkins build's (its output goes to the file ``log`` in ``cwd``)."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     full_env.update(env or {})
-    out = (cwd / "mlops-background.log").open("w")
+    out = (cwd / log).open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         stdout=out,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
 
 

@@ -12,8 +12,8 @@ runtime verbs so the orchestrator can stream logs and enforce the time limit in 
   once per repository, and no repository's trial can plant a file another repository's trial reads), and
   at /datasets, read-only, the data sets imported on this machine (``mlops datasets import``), which the
   harness links into /cache;
-- has limits on memory (swap included, so going over is an OOM kill, not a slowdown), CPUs, processes and
-  time; the network on by default, on the bridge ``mlops0`` of its own network (trials cannot reach each
+- has limits of its own (:mod:`mlops.runtime.docker.limits`) on memory, CPUs, processes, what it writes
+  and time; the network on by default, on the bridge ``mlops0`` of its own network (trials cannot reach each
   other; ``scripts/docker-setup.sh`` rejects its traffic to the cloud metadata address), none with
   ``network=False``;
 - writes its output to the trial's log through the same :class:`~mlops.runtime.keeper.LogSink` as the
@@ -41,7 +41,7 @@ from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
-from mlops.runtime.author_folders import with_author_folders
+from mlops.runtime import diskquota
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
@@ -50,17 +50,18 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
+from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.data import input_mounts, mounts, with_data
-from mlops.runtime.docker.images import TRIAL_USER, Images
+from mlops.runtime.docker.engine import CACHE_VOLUME, LABEL, TRIALS_BRIDGE, TRIALS_NETWORK, Engine
+from mlops.runtime.docker.images import TRIAL_USER
+from mlops.runtime.docker.limits import Quota, container_limits, over_disk, quota_of
 from mlops.runtime.keeper import LogSink
-from mlops_harness.protocol import ENV_DATASETS, LOG_FILE
+from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, WORK_DIR
 
-CACHE_VOLUME = "mlops-cache"  # the prefix of each repository's cache volume
 DATASETS_MOUNT = "/datasets"  # where a container sees the machine's imported data sets
-TRIALS_NETWORK = "mlops-trials"
-TRIALS_BRIDGE = "mlops0"  # the host interface of that network, which the firewall rule names
 STOP_GRACE_S = 5
-LABEL = "mlops.workspace"
+POLL_S = 1.0  # how often a trial with a disk quota is looked at while it runs
+__all__ = ["CACHE_VOLUME", "LABEL", "TRIALS_BRIDGE", "TRIALS_NETWORK", "DockerHandle", "DockerRuntime"]
 
 
 def _client_from_env(timeout: float) -> docker.DockerClient:
@@ -89,13 +90,15 @@ class DockerHandle:
     started: float
     stop_reason: EndReason | None = None
     log_since_ns: int | None = None  # set on attach: the lines logged until then are in log.txt already
+    quota: Quota | None = None  # its disk quota
+    detail: str = ""  # what the limit that stopped it found
 
     @property
     def data(self) -> dict[str, Any]:
         return {"runtime": "docker", "container": self.container_id, "started": self.started}
 
 
-class DockerRuntime(Images):
+class DockerRuntime(Engine):
     name = "docker"
 
     def __init__(
@@ -152,16 +155,11 @@ class DockerRuntime(Images):
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         spec = with_data(spec, mounted=True)  # relative data: paths rewritten to their mount points
         spec = with_author_folders(spec)  # the author's folders the script writes to, from outside/
-        user = f"{os.getuid()}:{os.getgid()}"
-        if os.getuid() == 0:  # never run the user's code as root: hand the trial folder to the image's user
-            user = TRIAL_USER
-            uid, gid = (int(v) for v in TRIAL_USER.split(":"))
-            for path in [spec.trial_dir, *spec.trial_dir.rglob("*")]:
-                os.lchown(path, uid, gid)
+        user, quota = self._hand_over(spec)
         source = "/trial/" + spec.source_file.relative_to(spec.trial_dir).as_posix()
         limits = spec.limits
         env = {"MLOPS_IN_CONTAINER": "1", **spec.env}
-        data = [*input_mounts(spec, "/trial"), *mounts(spec)]  # its inputs, then data:
+        data = [*input_mounts(spec, "/trial"), *mounts(spec)]  # its inputs read-only, then data:
         store = imported_store(self.workspace)
         if store is not None:  # the imported data sets, read-only, linked by the harness into /cache
             data.append((store, DATASETS_MOUNT, False))
@@ -182,27 +180,40 @@ class DockerRuntime(Images):
                 str(spec.trial_dir.resolve()): {"bind": "/trial", "mode": "rw"},
                 self.cache_of(spec): {"bind": "/cache", "mode": "rw"},
             },
-            "mounts": [  # read-only unless data: marks it writable
+            "mounts": [  # data: at the paths the script uses, read-only unless marked writable
                 docker.types.Mount(at, str(src), type="bind", read_only=not rw) for src, at, rw in data
             ],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "read_only": True,
-            "tmpfs": {"/tmp": "rw,size=1g"},
             "stdin_open": False,
             "detach": True,
         }
-        if limits.memory_mb:
-            kwargs["mem_limit"] = f"{limits.memory_mb}m"
-            kwargs["memswap_limit"] = f"{limits.memory_mb}m"
-        if limits.cpus:
-            kwargs["nano_cpus"] = int(limits.cpus * 1e9)
-        if limits.pids:
-            kwargs["pids_limit"] = limits.pids
+        for key, value in container_limits(spec, quota).items():
+            kwargs[key] = {**kwargs[key], **value} if key in kwargs else value
         if not spec.network:
             kwargs["network_mode"] = "none"
         if spec.gpus:
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+        return DockerHandle(spec, self._start(spec, tag, kwargs), time.time(), quota=quota)
+
+    def _hand_over(self, spec: TrialSpec) -> tuple[str, Quota | None]:
+        """The container's user and the trial's disk quota (its folder made a file system of that size).
+        Never the user's code as root: as root, the trial folder is handed to the images' user."""
+        root = os.getuid() == 0
+        try:
+            quota = quota_of(spec, int(TRIAL_USER.split(":")[0]) if root else None)
+        except OSError as e:
+            raise TrialLaunchError(spec.name, f"its disk quota could not be made: {e}") from e
+        if not root:
+            return f"{os.getuid()}:{os.getgid()}", quota
+        uid, gid = (int(v) for v in TRIAL_USER.split(":"))
+        for path in [spec.trial_dir, *spec.trial_dir.rglob("*")]:
+            os.lchown(path, uid, gid)
+        return TRIAL_USER, quota
+
+    def _start(self, spec: TrialSpec, tag: str, kwargs: dict[str, Any]) -> str:
+        """Create and start the container; its id. TrialLaunchError (nothing left behind) when it cannot."""
         container = None
         try:
             if spec.network:
@@ -214,46 +225,12 @@ class DockerRuntime(Images):
             if container is not None:  # created but not started (a bad mount, a limit the engine refuses)
                 with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
+            diskquota.release(spec.trial_dir.resolve())
             said = str(e.explanation or e)
             if spec.gpus and "device driver" in said:
                 said += f" (the trial asks for {spec.gpus} GPU(s) and this engine has none it can give)"
             raise TrialLaunchError(spec.name, said) from e
-        return DockerHandle(spec, str(container.id), time.time())
-
-    def _trials_network(self) -> str:
-        """The network of trials with the network on: its own bridge, no traffic between containers."""
-        try:
-            self.client.networks.get(TRIALS_NETWORK)
-        except docker.errors.NotFound:
-            with contextlib.suppress(docker.errors.APIError):  # another process made it meanwhile
-                self.client.networks.create(
-                    TRIALS_NETWORK,
-                    driver="bridge",
-                    options={
-                        "com.docker.network.bridge.name": TRIALS_BRIDGE,
-                        "com.docker.network.bridge.enable_icc": "false",
-                    },
-                    labels={"mlops.network": "trials"},
-                )
-        return TRIALS_NETWORK
-
-    def _ensure_cache_volume(self, tag: str, name: str, repository: str) -> None:
-        try:
-            self.client.volumes.get(name)
-        except docker.errors.NotFound:
-            labels = {"mlops.cache": "datasets", "mlops.repository": repository[:200]}
-            volume = self.client.volumes.create(name, labels=labels)
-            # Every trial's user (the host's uid, or the images' user) must write the cache: a throwaway
-            # root container of the trial's own image opens it, so no other image is needed.
-            self.client.containers.run(
-                tag,
-                ["1777", "/cache"],
-                entrypoint=["chmod"],
-                user="0:0",
-                remove=True,
-                volumes={volume.name: {"bind": "/cache", "mode": "rw"}},
-                network_mode="none",
-            )
+        return str(container.id)
 
     def attach(self, spec: TrialSpec, data: dict[str, Any]) -> DockerHandle | None:
         if data.get("runtime") != "docker":
@@ -261,15 +238,20 @@ class DockerRuntime(Images):
         try:
             container = self.client.containers.get(data["container"])
         except docker.errors.NotFound:
-            return None
-        if container.status in ("created", "removing", "dead"):
+            container = None
+        if container is None or container.status in ("created", "removing", "dead"):
+            diskquota.release(spec.trial_dir.resolve())  # its files where they are read from
             return None
         log = spec.trial_dir / LOG_FILE
         # The lines streamed before the other process went away are in log.txt already: go on after them.
         # The log's modification time is the engine's time stamp of the last line written (see logs).
         since = log.stat().st_mtime_ns if log.exists() else None
         started = float(data.get("started", time.time()))
-        return DockerHandle(spec, str(container.id), started, log_since_ns=since)
+        quota = None
+        if spec.limits.disk_mb is not None or spec.limits.disk_files is not None:
+            limit = diskquota.DiskQuota(spec.limits.disk_mb or 1 << 30, spec.limits.disk_files or 1 << 31)
+            quota = Quota(limit, mounted=diskquota.mounted(spec.trial_dir.resolve()))
+        return DockerHandle(spec, str(container.id), started, log_since_ns=since, quota=quota)
 
     def logs(self, handle: DockerHandle, follow: bool = True) -> Iterator[str]:
         """The container's output, line by line (secrets masked), also appended to the trial's log.
@@ -302,9 +284,13 @@ class DockerRuntime(Images):
             remaining = None
             if limits.timeout_s is not None:
                 remaining = max(0.1, limits.timeout_s - (time.time() - handle.started))
+            over = over_disk(handle.spec, handle.quota, time.monotonic())
+            if over is not None:
+                handle.detail = handle.detail or over
+                self._kill(handle, EndReason.DISK)
             try:
                 container = self.client.containers.get(handle.container_id)
-                result = container.wait(timeout=min(remaining or 60.0, 60.0))
+                result = container.wait(timeout=min(remaining or 60.0, POLL_S if handle.quota else 60.0))
                 break
             except docker.errors.NotFound:
                 return Outcome(
@@ -314,6 +300,8 @@ class DockerRuntime(Images):
                 if limits.timeout_s is not None and time.time() - handle.started >= limits.timeout_s:
                     self._kill(handle, EndReason.TIMEOUT)
                     continue
+                if handle.quota is not None and self._answers():
+                    continue  # only the poll's time was up
                 if not self._engine_back(60):
                     return Outcome(
                         EndReason.LOST,
@@ -328,11 +316,23 @@ class DockerRuntime(Images):
         code = int(result.get("StatusCode", state.get("ExitCode", -1)))
         if handle.stop_reason is EndReason.TIMEOUT:
             return Outcome(EndReason.TIMEOUT, None, None, duration, f"stopped after {limits.timeout_s:g} s")
+        quota = handle.quota if handle.quota is not None and handle.quota.mounted else None
+        full = diskquota.full(handle.spec.trial_dir.resolve(), quota.quota) if quota and code != 0 else None
+        if handle.stop_reason is EndReason.DISK or full:  # stopped for it, or failed on a full one
+            handle.stop_reason = EndReason.DISK
+            return Outcome(EndReason.DISK, None, None, duration, handle.detail or full or "")
         if state.get("OOMKilled"):
             return Outcome(EndReason.OOM, None, None, duration, f"over {limits.memory_mb} MB")
         if code >= 128 or code < 0:
             return Outcome(EndReason.SIGNAL, None, code - 128 if code >= 128 else None, duration)
         return Outcome(EndReason.EXITED, code, None, duration)
+
+    def _answers(self) -> bool:
+        try:
+            self.client.ping()
+            return True
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
 
     def _engine_back(self, within_s: float) -> bool:
         deadline = time.time() + within_s
@@ -363,37 +363,5 @@ class DockerRuntime(Images):
     def remove(self, handle: DockerHandle) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(handle.container_id).remove(force=True)
-
-    def deaths(self, timeout_s: float) -> list[dict[str, str]]:
-        """The ``die`` and ``oom`` events of this workspace's containers in the next ``timeout_s`` seconds."""
-        filters = {"type": "container", "event": ["die", "oom"], "label": f"{LABEL}={self.workspace}"}
-        seen = []
-        until = time.time() + timeout_s
-        for event in self.client.events(decode=True, filters=filters, until=int(until) + 1):
-            labels = event.get("Actor", {}).get("Attributes", {})
-            seen.append(
-                {
-                    "event": event.get("status") or event.get("Action", ""),
-                    "run": labels.get("mlops.run", ""),
-                    "trial": labels.get("mlops.trial", ""),
-                    "exit": labels.get("exitCode", ""),
-                }
-            )
-            if time.time() >= until:
-                break
-        return seen
-
-    def containers(self, run_id: str | None = None) -> list[Any]:
-        labels = [f"{LABEL}={self.workspace}"] + ([f"mlops.run={run_id}"] if run_id else [])
-        filters: dict[str, str | list[str] | bool] = {"label": labels}
-        return list(self.client.containers.list(all=True, filters=filters))
-
-    def cleanup(self, keep: set[str]) -> list[str]:
-        removed = []
-        for container in self.containers():
-            name = container.labels.get("mlops.name", "")
-            if name in keep:
-                continue
-            container.remove(force=True)
-            removed.append(name)
-        return removed
+        over = handle.stop_reason is EndReason.DISK  # what went over the quota is not copied back
+        diskquota.release(handle.spec.trial_dir.resolve(), frozenset({WORK_DIR}) if over else frozenset())

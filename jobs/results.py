@@ -1,0 +1,95 @@
+"""Job 5: the results of the runs, for the person and for what watches (a leaderboard, the report and its
+JUnit file, the model's line, the notifications, the MLflow mirror, the page of all runs)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jobs.context import Context
+from mlops.index_page import write_index
+from mlops.ledger import RunRecord
+from mlops.mlflow_log import log_run_once
+from mlops.model_store import check_summary, read_card
+from mlops.notify import Notifier, notify_run
+from mlops.progress import Progress
+from mlops.pull import publish_best
+from mlops.report import write_junit, write_report
+
+
+def leaderboard(ctx: Context, run: RunRecord) -> None:
+    rows = []
+    for t in ctx.ledger.trials(run.id):
+        metric = f"{t.metric:.4f}" if t.metric is not None else "-"
+        changes = "; ".join(t.changes) if t.changes else "as pushed"
+        duration = f"{t.duration_s:.1f}s" if t.duration_s is not None else "-"
+        mark = "*" if t.number == run.best_trial else ""
+        rows.append([f"{t.number}{mark}", t.status.value, metric, duration, t.restarts, changes])
+    ctx.progress.table(
+        f"run {run.id}: {run.script} ({run.kind}) - {run.status.value}: {run.reason}",
+        ["trial", "status", run.metric or "metric", "time", "restarts", "changes"],
+        rows,
+    )
+
+
+def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> None:
+    ctx.progress.job(5, "results")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    notifier = Notifier.from_env(os.environ) if notify else None
+    for run in runs:
+        ctx.hold_run(run)  # never a report in the middle of another process's run of it
+    for run in runs:
+        run = ctx.ledger.run(run.id)
+        leaderboard(ctx, run)
+        if run.best_trial is not None and (run.dir / "best.diff").exists():
+            ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+            # The answers to its prompts and the files of values it read (best.inputs.yaml, best.input.txt).
+            kept = sorted(p.name for p in run.dir.glob("best.*") if p.name not in ("best.py", "best.diff"))
+            if kept:
+                ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside best.py)")
+        model_line(ctx.progress, run, read_card(run))
+        report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
+        ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
+        lines: list[str | None] = []
+        if notifier is not None:
+            lines += [f"   {line}" for line in notify_run(ctx.ledger, run, notifier)]
+        if tracking_uri:
+            lines.append(log_run_once(ctx.ledger, run, tracking_uri))
+        if ctx.settings.commit_best:
+            lines.append(publish_best(ctx.ledger, run, ctx.settings.workspace))
+        for line in lines:
+            if line is None:
+                continue
+            if line.startswith("warning: "):
+                ctx.progress.warn(line.removeprefix("warning: "))
+            else:
+                ctx.progress.info(line)
+    # The page of all runs is a view of the ledger: when it cannot be written, the next run (or
+    # `mlops history --html`) writes it; the run's own results are not lost for it.
+    try:
+        ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
+    except OSError as e:
+        ctx.progress.warn(f"could not write the page of all runs: {e}")
+
+
+def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) -> None:
+    """Where the run's model is and whether it loaded; or why there is none."""
+    if card is None:
+        return
+    if not card.get("file"):
+        progress.warn(f"run {run.id}: no model: {card.get('error')}")
+        return
+    passed, said = check_summary(card)
+    path = run.dir / "model" / str(card["file"])
+    if passed:
+        progress.info(f"   model: {path} ({said}; card: model.json)")
+    else:
+        progress.warn(f"run {run.id}: model {path} {said}")
+
+
+def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:
+    """Job 5 --notify-only: the notifications of the runs, each sent once."""
+    notifier = Notifier.from_env(os.environ)
+    for run in runs:
+        for line in notify_run(ctx.ledger, ctx.ledger.run(run.id), notifier):
+            ctx.progress.info(f"   {line}")
