@@ -92,6 +92,7 @@ class LocalRuntime:
         self.as_root = os.geteuid() == 0
         self.bwrap: str | None = None
         self.python_roots: tuple[Path, ...] = ()
+        self.identity: Path | None = None  # the sandbox's passwd and group
         if sandboxed:
             bwrap = sandbox.find_bwrap()
             why = sandbox.problem(bwrap, self.as_root)
@@ -102,6 +103,7 @@ class LocalRuntime:
                 )
             self.bwrap = bwrap
             self.python_roots = sandbox.python_roots(self.python)
+            self.identity = sandbox.identity_dir(self.as_root)
         self._handles: dict[str, LocalHandle] = {}
         self._launching = threading.Lock()  # parallel trials choose their cores one after the other
         self._ahead = StartedAhead()  # harnesses of later trials, waiting for them (see prestart)
@@ -176,6 +178,7 @@ class LocalRuntime:
             uid=sandbox.TRIAL_UID if self.as_root else None,
             workdir=trial_dir,
             mapped=tuple((src, Path(at), rw) for src, at, rw in mounts(spec)),
+            identity=self.identity,
         )
 
     def _command(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> list[str]:
