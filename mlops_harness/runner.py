@@ -26,10 +26,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops_harness import ahead, compat, datasets, failures, legacy_paths, model_saver, sklearn_hooks
+from mlops_harness import (
+    ahead,
+    compat,
+    datasets,
+    failures,
+    legacy_paths,
+    model_saver,
+    sklearn_hooks,
+    torch_loops,
+)
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
-from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
+from mlops_harness.metrics import Origin, choose_fallback, choose_metric_and_origin, read_accuracy_file
 from mlops_harness.protocol import (
     ACCURACY_FILE,
     CHECKPOINT_DIR,
@@ -64,6 +73,21 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
 
         keras_hooks.install(module, rec, seed)
 
+    def torch(module: ModuleType) -> None:
+        from mlops_harness import torch_hooks  # it imports torch, which is imported by now
+
+        torch_hooks.install(module, rec, seed)
+
+    def torchmetrics(module: ModuleType) -> None:
+        from mlops_harness import torch_hooks
+
+        torch_hooks.install_torchmetrics(module, rec)
+
+    def lightning(module: ModuleType) -> None:
+        from mlops_harness import lightning_hooks, torch_hooks
+
+        lightning_hooks.install(module, rec, torch_hooks.install(sys.modules["torch"], rec, seed))
+
     table: dict[str, Hook] = {
         "keras": keras,
         "keras.utils": compat.lazy_np_utils,
@@ -71,6 +95,10 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
         "sklearn.metrics": lambda m: sklearn_hooks.install_metrics(m, rec),
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
         "sklearn.datasets": lambda m: sklearn_hooks.install_datasets(m, rec),
+        "torch": torch,
+        "torchmetrics": torchmetrics,
+        "lightning.pytorch": lightning,
+        "pytorch_lightning": lightning,
     }
     for where in KERAS_GET_FILE:  # $KERAS_HOME in every generation; an imported data set used as it is
         table[where] = datasets.keras_get_file
@@ -147,8 +175,16 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     outcome: dict[str, Any] = {"status": "ok", "script": args.script}
     exit_code = ExitCode.OK
+    torch_program = torch_loops.is_torch_program(script_path)
+    if torch_program:  # its epoch loops are followed (torch_loops.py), so a killed training resumes
+        torch_loops.install(work_root)
     try:
-        runpy.run_path(str(script_path), run_name="__main__")
+        if torch_program:
+            torch_loops.run_main(script_path)
+        else:
+            runpy.run_path(str(script_path), run_name="__main__")
+    except torch_loops.TrialEnded as e:  # mlops stopped the training early, its metric recorded
+        say(f"the training ends here ({e}); the script's own metric of that epoch is the trial's")
     except SystemExit as e:
         if e.code not in (None, 0):
             outcome.update(
@@ -177,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         exit_code = ExitCode.SCRIPT_ERROR
         traceback.print_exc()
     duration = time.time() - started
+    finish_training()
     os.chdir(out)
 
     kmeans = None
@@ -189,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         found = read_accuracy_file(script_path.parent, guards.written)
         if found:
             chosen = {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}
+    if chosen is None:  # what a PyTorch script printed, Lightning's validation metrics, a regression's loss
+        chosen, origin = choose_fallback(rec) or (None, origin)
     if chosen is not None and exit_code == ExitCode.SCRIPT_ERROR and measured(rec, chosen):
         # It trained and measured, then failed (a plot, a save, a folder of its author's machine): the
         # metric stands, and the failure is a warning of the trial.
@@ -202,11 +241,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"warning: the metric was measured, then the script failed{where}: {after.get('error')}")
 
     if chosen is None and exit_code == ExitCode.OK:
-        outcome.update(
-            status="no_metric",
-            error="the script finished but produced no metric: no Keras evaluate/fit accuracy, "
-            "no scikit-learn score, no clustering, and no accuracy.txt written",
-        )
+        outcome.update(status="no_metric", error=NO_METRIC_TORCH if "torch" in sys.modules else NO_METRIC)
         exit_code = ExitCode.NO_METRIC
 
     metrics: dict[str, Any] = {
@@ -243,6 +278,25 @@ def run(args: argparse.Namespace) -> int:
     )
     rec.events.close()
     return exit_code
+
+
+NO_METRIC = (
+    "the script finished but produced no metric: no Keras evaluate/fit accuracy, no scikit-learn score, "
+    "no clustering, and no accuracy.txt written"
+)
+NO_METRIC_TORCH = (
+    "the script trained but measured nothing mlops can read: looked for Lightning's Trainer.test/validate "
+    "metrics, a torchmetrics metric's compute(), a sklearn.metrics call (accuracy_score, r2_score), an "
+    "accuracy.txt, and a line it printed after training naming its accuracy ('Accuracy: 97.8 %', "
+    "'acc=0.978') or its loss; evaluate the model on held-out data and print or save the accuracy"
+)
+
+
+def finish_training() -> None:
+    """The script ended by itself: a PyTorch training's last epoch not yet said is said now."""
+    hooks = sys.modules.get("mlops_harness.torch_hooks")
+    if hooks is not None:
+        hooks.finish()
 
 
 def save_model(rec: Recorder, origin: Origin, source: str, out: Path) -> None:
