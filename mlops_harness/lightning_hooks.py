@@ -24,6 +24,7 @@ from mlops_harness.recorder import Recorder, say
 from mlops_harness.torch_training import MIN_GAP_S, Stop, Training
 
 KEEP = 2
+TRAIN_LOSS = ("train_loss_epoch", "train_loss", "loss_epoch", "training_loss")
 
 
 def install(module: Any, rec: Recorder, training: Training) -> None:
@@ -86,6 +87,9 @@ def _callback_class(base: type) -> type:
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             epoch = int(trainer.current_epoch) + 1
             logs = _scalars(trainer.callback_metrics)
+            trained = next((k for k in TRAIN_LOSS if k in logs), None)
+            if trained is not None and "loss" not in logs:  # the learning curve's loss
+                logs["loss"] = logs[trained]
             total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
             self.rec.epoch(self.fit, epoch, total, logs)
             self._save(trainer, epoch, final=total is not None and epoch >= total)
@@ -100,7 +104,7 @@ def _callback_class(base: type) -> type:
             tmp = self.folder / f".tmp-{name}"
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                trainer.save_checkpoint(str(tmp))
+                trainer.save_checkpoint(str(tmp), weights_only=False)
                 os.replace(tmp, self.folder / name)
                 for old in sorted(self.folder.glob("epoch-*.ckpt"), reverse=True)[KEEP:]:
                     old.unlink(missing_ok=True)

@@ -1,0 +1,112 @@
+"""The harness on PyTorch scripts as pushed, in the environment mlops builds for them (real torch training on
+MNIST-shaped digits): the metric each style computes, where it came from, its epochs, an early stop, and a
+training that never evaluates."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mlops_harness.protocol import EVENTS_FILE, EventKind, ExitCode, StopReason, read_events
+from tests.support.processes import run_harness
+from tests.support.torch_scripts import (
+    LIGHTNING,
+    NO_EVALUATION,
+    PLAIN_CNN,
+    TORCHMETRICS,
+    script,
+    torch_python,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return torch_python(tmp_path_factory.mktemp("torch-env"))
+
+
+def harness(tmp_path: Path, python: str, text: str, **env: str):
+    done, out = run_harness(tmp_path, text, python=python, env=env, timeout=900)
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
+    return done, metrics, read_events(out / EVENTS_FILE), out
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+def test_a_plain_loop_s_metric_is_the_accuracy_it_prints_and_each_epoch_is_an_event_and_a_checkpoint(
+    tmp_path, python
+):
+    text = script(PLAIN_CNN, 3)
+    done, metrics, events, out = harness(tmp_path, python, text)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    shown = float(re.search(r"on the 450 test images: ([\d.]+) %", done.stdout).group(1))
+    assert metrics["metric"] == "accuracy" and metrics["value"] == pytest.approx(shown / 100)
+    line = line_of(text, "Test Accuracy of the model")
+    assert metrics["source"] == (
+        f"printed at train.py:{line}: 'Test Accuracy of the model on the 450 test images: {shown:.2f} %'"
+    )
+    epochs = [e for e in events if e.kind is EventKind.EPOCH]
+    assert [(e.get("epoch"), e.get("epochs")) for e in epochs] == [(1, 3), (2, 3), (3, 3)]
+    assert (
+        all(e.get("logs")["loss"] > 0 for e in epochs)
+        and epochs[-1].get("logs")["loss"] < epochs[0].get("logs")["loss"]
+    )
+    saved = [e.get("epoch") for e in events if e.kind is EventKind.CHECKPOINT]
+    assert saved and saved[-1] == 3  # the last epoch's state is always saved
+    assert sorted(p.name for p in (out / "checkpoints" / "torch").iterdir())[-1] == "ckpt-000003.pt"
+
+
+def test_a_torchmetrics_test_accuracy_is_the_metric_not_the_training_one_and_validation_makes_the_curve(
+    tmp_path, python
+):
+    text = script(TORCHMETRICS, 3)
+    done, metrics, events, _ = harness(tmp_path, python, text)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (
+        metrics["source"]
+        == f"torchmetrics MulticlassAccuracy.compute() at train.py:{line_of(text, 'return metric.compute()')}"
+    )
+    assert any(o["name"] == "train_accuracy" for o in metrics["observations"])  # seen, never the metric
+    shown = [float(v) for v in re.findall(r"val acc ([\d.]+)", done.stdout)]
+    curve = [e.get("logs")["val_accuracy"] for e in events if e.kind is EventKind.EPOCH]
+    assert curve == pytest.approx(shown, abs=5e-4) and len(curve) == 3
+
+
+def test_lightning_s_test_metric_is_the_metric_and_its_epochs_carry_the_validation_accuracy(tmp_path, python):
+    text = script(LIGHTNING, 3)
+    done, metrics, events, out = harness(tmp_path, python, text)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert metrics["source"] == f"Trainer.test at train.py:{line_of(text, 'trainer.test(')}: test_acc"
+    assert metrics["value"] > 0.5
+    epochs = [e for e in events if e.kind is EventKind.EPOCH]
+    assert [e.get("epoch") for e in epochs] == [1, 2, 3]
+    assert all({"val_acc", "loss"} <= set(e.get("logs")) for e in epochs)
+    assert (out / "checkpoints" / "lightning-0" / "epoch-000003.ckpt").is_file()
+
+
+def test_a_script_that_trains_and_never_evaluates_is_a_code_failure_naming_what_was_looked_for(
+    tmp_path, python
+):
+    done, metrics, events, out = harness(tmp_path, python, NO_EVALUATION)
+    assert done.returncode == ExitCode.NO_METRIC, done.stdout[-3000:] + done.stderr[-3000:]
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert outcome["status"] == "no_metric"
+    for looked_for in ("Trainer.test", "torchmetrics", "sklearn.metrics", "accuracy.txt", "printed"):
+        assert looked_for in outcome["error"]
+    assert [e.get("epoch") for e in events if e.kind is EventKind.EPOCH] == [1, 2]
+
+
+def test_a_stop_at_the_target_ends_the_trial_with_that_epoch_s_own_validation_accuracy(tmp_path, python):
+    done, metrics, events, _ = harness(tmp_path, python, script(TORCHMETRICS, 30), MLOPS_STOP_AT="0.6")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [stop] = [e for e in events if e.kind is EventKind.STOPPED]
+    assert stop.get("why") == StopReason.TARGET and stop.get("value") >= 0.6 and stop.get("epoch") < 30
+    assert metrics["value"] == stop.get("value") and "the training stopped there" in metrics["source"]
+    assert "done" not in done.stdout.split()  # the script's code after its loop never ran, and never failed
+    assert len([e for e in events if e.kind is EventKind.EPOCH]) == stop.get("epoch")
