@@ -65,7 +65,7 @@ def preload(script: Path) -> tuple[list[str], str | None]:
     """Import what ``script`` imports of :data:`PRELOADED`; the names loaded, and why one failed (None when
     none did). It stops at the first failure: what that import left half made (torch registers its parts
     once per process) must not be what the script imports again."""
-    loaded = []
+    loaded: list[str] = []
     for name in imported_modules(script):
         try:
             importlib.import_module(name)
