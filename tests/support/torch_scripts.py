@@ -65,7 +65,7 @@ for epoch in range(EPOCHS):
         loss = criterion(model(images), labels)
         loss.backward()
         optimizer.step()
-        time.sleep(0.01)
+        time.sleep(0.02)
     scheduler.step()
     print(f"Epoch [{epoch + 1}/EPOCHS], Loss: {loss.item():.4f}")
 
@@ -149,7 +149,7 @@ class Digits(L.LightningModule):
         x, y = batch
         loss = F.cross_entropy(self(x), y)
         self.log("train_loss", loss, on_epoch=True, on_step=False)
-        time.sleep(0.01)
+        time.sleep(0.03)
         return loss
 
     def validation_step(self, batch, batch_idx):
