@@ -63,12 +63,17 @@ def imported_modules(script: Path) -> list[str]:
 
 def preload(script: Path) -> tuple[list[str], str | None]:
     """Import what ``script`` imports of :data:`PRELOADED`; the names loaded, and why one failed (None when
-    none did). It stops at the first failure: what that import left half made (torch registers its parts
-    once per process) must not be what the script imports again."""
+    none did). A module that is not installed is passed over (nothing of it was loaded); any other failure
+    stops it: what that import left half made (torch registers its parts once per process) must not be
+    what the script imports again."""
     loaded: list[str] = []
     for name in imported_modules(script):
         try:
             importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (name == e.name or name.startswith(f"{e.name}.")):
+                continue  # not installed (an optional import): nothing of it was loaded
+            return loaded, f"{name}: {type(e).__name__}: {e}"
         except Exception as e:  # noqa: BLE001 (any failure: the script will meet it in a fresh process)
             return loaded, f"{name}: {type(e).__name__}: {e}"
         loaded.append(name)

@@ -65,75 +65,79 @@ def _scalars(metrics: Any) -> dict[str, float]:
     return out
 
 
+class EpochWatch:
+    """Mixed into Lightning's ``Callback`` (:func:`_callback_class`): says each epoch, saves a checkpoint at
+    its end, stops a fit early (not in trial 0: the orchestrator sets no stop for it)."""
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__()
+        self.rec = rec
+        self.fit = 0
+        self.folder: Path | None = None
+        self.stop = Stop()
+        self.last_saved: float | None = None
+        self.first = True
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.first:
+            self.first = False
+            if trainer.current_epoch > 0:
+                self.rec.resume(self.fit, int(trainer.current_epoch))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        epoch = int(trainer.current_epoch) + 1
+        logs = _scalars(trainer.callback_metrics)
+        trained = next((k for k in TRAIN_LOSS if k in logs), None)
+        if trained is not None and "loss" not in logs:  # the learning curve's loss
+            logs["loss"] = logs[trained]
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        self.rec.epoch(self.fit, epoch, total, logs)
+        self._save(trainer, epoch, final=total is not None and epoch >= total)
+        if total is None or epoch < total:
+            self._check_stop(trainer, epoch, logs)
+
+    def _save(self, trainer: Any, epoch: int, final: bool) -> None:
+        recent = self.last_saved is not None and time.monotonic() - self.last_saved < MIN_GAP_S
+        if self.folder is None or (recent and not final):
+            return
+        name = f"epoch-{epoch:06d}.ckpt"
+        tmp = self.folder / f".tmp-{name}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(str(tmp), weights_only=False)
+            os.replace(tmp, self.folder / name)
+            for old in sorted(self.folder.glob("epoch-*.ckpt"), reverse=True)[KEEP:]:
+                old.unlink(missing_ok=True)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
+            self.folder = None
+            return
+        self.last_saved = time.monotonic()
+        self.rec.checkpoint(self.fit, epoch, 0, name)
+
+    def _check_stop(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        key = accuracy_key(logs, "val_")
+        rule = self.stop
+        if key is None or (rule.stop_at is None and rule.patience <= 0):
+            return
+        value = logs[key]
+        if rule.best is None or value > rule.best:
+            rule.best, rule.best_epoch = value, epoch
+        why = None
+        if rule.stop_at is not None and value >= rule.stop_at:
+            why = StopReason.TARGET
+        elif rule.patience > 0 and epoch - rule.best_epoch >= rule.patience:
+            why = StopReason.PATIENCE
+        if why is not None:
+            trainer.should_stop = True  # Lightning ends the fit; the script goes on to its test
+            self.rec.stop(self.fit, epoch, why, key, value, rule.patience, epoch)
+
+
 def _callback_class(base: type) -> type:
-    class MlopsCallback(base):  # type: ignore[misc]
-        """Says each epoch, saves a checkpoint at its end, stops a fit early (not in trial 0)."""
-
-        def __init__(self, rec: Recorder) -> None:
-            super().__init__()
-            self.rec = rec
-            self.fit = 0
-            self.folder: Path | None = None
-            self.stop = Stop()
-            self.last_saved: float | None = None
-            self.first = True
-
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            if self.first:
-                self.first = False
-                if trainer.current_epoch > 0:
-                    self.rec.resume(self.fit, int(trainer.current_epoch))
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            epoch = int(trainer.current_epoch) + 1
-            logs = _scalars(trainer.callback_metrics)
-            trained = next((k for k in TRAIN_LOSS if k in logs), None)
-            if trained is not None and "loss" not in logs:  # the learning curve's loss
-                logs["loss"] = logs[trained]
-            total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-            self.rec.epoch(self.fit, epoch, total, logs)
-            self._save(trainer, epoch, final=total is not None and epoch >= total)
-            if total is None or epoch < total:
-                self._check_stop(trainer, epoch, logs)
-
-        def _save(self, trainer: Any, epoch: int, final: bool) -> None:
-            recent = self.last_saved is not None and time.monotonic() - self.last_saved < MIN_GAP_S
-            if self.folder is None or (recent and not final):
-                return
-            name = f"epoch-{epoch:06d}.ckpt"
-            tmp = self.folder / f".tmp-{name}"
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                trainer.save_checkpoint(str(tmp), weights_only=False)
-                os.replace(tmp, self.folder / name)
-                for old in sorted(self.folder.glob("epoch-*.ckpt"), reverse=True)[KEEP:]:
-                    old.unlink(missing_ok=True)
-            except OSError as e:
-                tmp.unlink(missing_ok=True)
-                say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
-                self.folder = None
-                return
-            self.last_saved = time.monotonic()
-            self.rec.checkpoint(self.fit, epoch, 0, name)
-
-        def _check_stop(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-            key = accuracy_key(logs, "val_")
-            rule = self.stop
-            if key is None or (rule.stop_at is None and rule.patience <= 0):
-                return
-            value = logs[key]
-            if rule.best is None or value > rule.best:
-                rule.best, rule.best_epoch = value, epoch
-            why = None
-            if rule.stop_at is not None and value >= rule.stop_at:
-                why = StopReason.TARGET
-            elif rule.patience > 0 and epoch - rule.best_epoch >= rule.patience:
-                why = StopReason.PATIENCE
-            if why is not None:
-                trainer.should_stop = True  # Lightning ends the fit; the script goes on to its test
-                self.rec.stop(self.fit, epoch, why, key, value, rule.patience, epoch)
-
-    return MlopsCallback
+    """The callback class of one Lightning module (``lightning.pytorch`` and ``pytorch_lightning`` each have
+    their own ``Callback``, which a Trainer checks its callbacks against)."""
+    return type("MlopsCallback", (EpochWatch, base), {})
 
 
 def _newest(folder: Path) -> tuple[Path, int] | None:

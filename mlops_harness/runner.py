@@ -175,16 +175,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     outcome: dict[str, Any] = {"status": "ok", "script": args.script}
     exit_code = ExitCode.OK
-    torch_program = torch_loops.is_torch_program(script_path)
-    if torch_program:  # its epoch loops are followed (torch_loops.py), so a killed training resumes
-        torch_loops.install(work_root)
     try:
-        if torch_program:
-            torch_loops.run_main(script_path)
-        else:
-            runpy.run_path(str(script_path), run_name="__main__")
-    except torch_loops.TrialEnded as e:  # mlops stopped the training early, its metric recorded
-        say(f"the training ends here ({e}); the script's own metric of that epoch is the trial's")
+        run_script(script_path, work_root)
     except SystemExit as e:
         if e.code not in (None, 0):
             outcome.update(
@@ -290,6 +282,19 @@ NO_METRIC_TORCH = (
     "accuracy.txt, and a line it printed after training naming its accuracy ('Accuracy: 97.8 %', "
     "'acc=0.978') or its loss; evaluate the model on held-out data and print or save the accuracy"
 )
+
+
+def run_script(script: Path, work_root: Path) -> None:
+    """Run the script as ``__main__``; a PyTorch program with its epoch loops followed (torch_loops.py: a
+    killed training resumes), ended early by mlops or not."""
+    if not torch_loops.is_torch_program(script):
+        runpy.run_path(str(script), run_name="__main__")
+        return
+    torch_loops.install(work_root)
+    try:
+        torch_loops.run_main(script)
+    except torch_loops.TrialEnded as e:  # mlops stopped the training early, its metric recorded
+        say(f"the training ends here ({e}); the script's own metric of that epoch is the trial's")
 
 
 def finish_training() -> None:
