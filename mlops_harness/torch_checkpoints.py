@@ -15,7 +15,6 @@ import os
 import random
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,7 +172,3 @@ class Folder:
                 say(f"warning: could not write a checkpoint ({e.strerror or e}); training goes on without it")
             return None
         return name
-
-
-def since(start: float) -> float:
-    return time.monotonic() - start

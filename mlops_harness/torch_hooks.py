@@ -217,6 +217,29 @@ def install_torchmetrics(module: Any, rec: Recorder) -> None:
 
     metric._wrap_compute, metric._wrap_update, metric.forward = wrap_compute, wrap_update, forward_
     metric._mlops_hooked = True
+    functional = getattr(module, "functional", None)
+    for name, kind in (("accuracy", "accuracy"), ("r2_score", "r2")):
+        if callable(getattr(functional, name, None)):
+            setattr(functional, name, _wrap_functional(getattr(functional, name), kind, training))
+
+
+def _wrap_functional(original: Callable[..., Any], kind: str, training: Training) -> Callable[..., Any]:
+    """``torchmetrics.functional.accuracy(preds, target, ...)`` as the script calls it."""
+
+    @functools.wraps(original)
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        value = original(*args, **kwargs)
+        rec = training.rec
+        if training.in_lightning or not hasattr(value, "numel") or value.numel() != 1:
+            return value
+        if rec.called_from_user():
+            name = f"train_{kind}" if training.training_now() else kind
+            rec.observe(
+                name, float(value), f"torchmetrics.functional.{original.__name__} at {_user_line(rec)}"
+            )
+        return value
+
+    return measured
 
 
 @contextmanager

@@ -229,9 +229,15 @@ def imports_torch(source: str) -> bool:
 
 
 def is_torch_program(script: Path, limit: int = 100) -> bool:
-    """True when the script, or a Python file beside it or below (its local modules), imports PyTorch."""
-    files = [script, *(p for p in sorted(script.parent.rglob("*.py")) if p != script)][:limit]
-    for path in files:
+    """True when the script, or a Python file beside it or below (its local modules), imports PyTorch (at
+    most ``limit`` files, in at most ``limit`` folders: a data set's folder of many files is not read)."""
+    files = [script]
+    for folders, (top, dirs, names) in enumerate(os.walk(script.parent)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        files += [Path(top) / n for n in sorted(names) if n.endswith(".py") and Path(top) / n != script]
+        if folders >= limit or len(files) >= limit:
+            break
+    for path in files[:limit]:
         try:
             if path.stat().st_size < 1_000_000 and imports_torch(
                 path.read_text(encoding="utf-8", errors="replace")

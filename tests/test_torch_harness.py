@@ -68,10 +68,13 @@ def test_a_torchmetrics_test_accuracy_is_the_metric_not_the_training_one_and_val
     text = script(TORCHMETRICS, 3)
     done, metrics, events, _ = harness(tmp_path, python, text)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (
-        metrics["source"]
-        == f"torchmetrics MulticlassAccuracy.compute() at train.py:{line_of(text, 'return metric.compute()')}"
-    )
+    line = line_of(text, "test_accuracy = torchmetrics.functional.accuracy(")
+    assert metrics["source"] == f"torchmetrics.functional.accuracy at train.py:{line}"
+    val = [o for o in metrics["observations"] if o["name"] == "accuracy"][:-1]  # each epoch's, a Metric's
+    evaluated = line_of(text, "return metric.compute()")
+    assert [o["source"] for o in val] == [
+        f"torchmetrics MulticlassAccuracy.compute() at train.py:{evaluated}"
+    ] * 3
     assert any(o["name"] == "train_accuracy" for o in metrics["observations"])  # seen, never the metric
     shown = [float(v) for v in re.findall(r"val acc ([\d.]+)", done.stdout)]
     curve = [e.get("logs")["val_accuracy"] for e in events if e.kind is EventKind.EPOCH]

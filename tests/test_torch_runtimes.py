@@ -104,7 +104,7 @@ def test_each_style_s_own_metric_with_its_epochs_in_the_pytorch_generation(pushe
         assert [h["epoch"] for h in got.epochs] == list(range(1, EPOCHS[name] + 1)), got.epochs
     assert trained["cnn.py"].source.startswith("printed at cnn.py:")
     assert "Test Accuracy of the model" in trained["cnn.py"].source
-    assert trained["metrics.py"].source.startswith("torchmetrics MulticlassAccuracy.compute() at metrics.py:")
+    assert trained["metrics.py"].source.startswith("torchmetrics.functional.accuracy at metrics.py:")
     assert trained["lit.py"].source.startswith("Trainer.test at lit.py:") and trained[
         "lit.py"
     ].source.endswith("test_acc")
