@@ -265,7 +265,10 @@ class Training(torch_loops.Watcher):
         """Stop the training here: its metric is the epoch's own evaluation; the trial ends well."""
         fit = int(self.fit or 0)
         self.rec.stop(fit, self.epochs, why, "val_accuracy", value, self.stop.patience, best_epoch)
-        self.rec.observe("accuracy", value, f"{source} (epoch {best_epoch}; the training stopped there)")
+        where = (
+            "there" if best_epoch == self.epochs else f"at epoch {self.epochs}, with the weights of this one"
+        )
+        self.rec.observe("accuracy", value, f"{source} (epoch {best_epoch}; the training stopped {where})")
         raise torch_loops.TrialEnded(f"stopped at epoch {self.epochs}: {why.value}")
 
 
