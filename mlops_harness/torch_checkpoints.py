@@ -109,18 +109,27 @@ def capture(made: Made, where: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def missing(made: Made, state: dict[str, Any]) -> list[str]:
-    """What a checkpoint holds that this run of the script has not made (yet): it cannot be put back."""
-    return [
-        name
-        for kind in ("modules", "optimizers", "schedulers")
-        for name in state.get(kind, {})
-        if name not in made.named(kind)
-    ]
+def unfit(made: Made, state: dict[str, Any]) -> list[str]:
+    """Why a checkpoint cannot be put back into this run of the script (none: it can): objects it holds
+    that this run has not made (yet), or modules whose weights have other names or shapes. Checked before
+    anything is loaded, so a refused checkpoint leaves the script's objects as they were."""
+    why = []
+    for kind in ("modules", "optimizers", "schedulers"):
+        objects = made.named(kind)
+        for name, saved in state.get(kind, {}).items():
+            if name not in objects:
+                why.append(f"no {name}")
+            elif kind == "modules" and _shapes(objects[name].state_dict()) != _shapes(saved):
+                why.append(f"{name} of another shape")
+    return why
+
+
+def _shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
 
 
 def restore(made: Made, state: dict[str, Any]) -> None:
-    """Put ``state`` back into the objects of this run of the script (see :func:`missing` first)."""
+    """Put ``state`` back into the objects of this run of the script (see :func:`unfit` first)."""
     for kind in ("modules", "optimizers", "schedulers", "generators"):
         objects = made.named(kind)
         for name, saved in state.get(kind, {}).items():

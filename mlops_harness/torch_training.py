@@ -89,6 +89,7 @@ class Training(torch_loops.Watcher):
         self.trained = False  # a training pass ended since the last epoch's end
         self.mark = 0  # observations before this index were made before this epoch's last training pass ended
         self.last_saved: float | None = None
+        self.saved = 0  # the epoch of the last checkpoint written
         self.in_lightning = 0  # Lightning's Trainer runs its own loop: its hooks say what it does
         self.resume = self.folder.newest(say) if self.checkpoints else None
         self.stop = Stop()
@@ -173,13 +174,17 @@ class Training(torch_loops.Watcher):
 
     def next_item(self, loop: torch_loops.Loop) -> None:
         if loop is self.loop and loop.index > 0:
-            self.epoch_ended(final=False)
+            self.epoch_ended(final=loop.total is not None and loop.index >= loop.total)
         elif loop.index == 0 and loop.resume_state is not None:
             self.resumed(loop, loop.resume_state)
 
     def ended(self, loop: torch_loops.Loop) -> None:
-        if loop is self.loop:
+        if loop is not self.loop:
+            return
+        if self.trained:
             self.epoch_ended(final=True)
+        elif self.saved != self.epochs:  # its last epoch ended at its last item, too soon to be saved
+            self.save(final=True)
 
     def finish(self) -> None:
         """The script ended: an epoch trained since the last one's end is one more (no stop now)."""
@@ -221,7 +226,7 @@ class Training(torch_loops.Watcher):
         where = {"loop": self.loop.key, "instance": self.loop.instance, "epoch": self.epochs, "fit": self.fit}
         name = self.folder.write(ckpt.capture(self.made, where), say)
         if name is not None:
-            self.last_saved = time.monotonic()
+            self.last_saved, self.saved = time.monotonic(), self.epochs
             self.rec.checkpoint(int(self.fit or 0), self.epochs, 0, name)
 
     def resumed(self, loop: torch_loops.Loop, state: dict[str, Any]) -> None:
@@ -229,10 +234,10 @@ class Training(torch_loops.Watcher):
         loop.resume_state = None
         self.resume = None
         epoch = int(state["epoch"])
-        missing = ckpt.missing(self.made, state)
-        if missing:
-            say(f"the checkpoint of epoch {epoch} cannot be put back: when its epoch loop starts, this run of the "
-                f"script has not made {', '.join(missing[:4])}; training starts from the beginning")  # fmt: skip
+        unfit = ckpt.unfit(self.made, state)
+        if unfit:
+            say(f"the checkpoint of epoch {epoch} cannot be put back when its epoch loop starts ("
+                f"{', '.join(unfit[:4])}); training starts from the beginning")  # fmt: skip
             return
         taken = loop.skip(epoch)
         ckpt.restore(self.made, state)

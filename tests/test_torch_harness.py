@@ -113,3 +113,42 @@ def test_a_stop_at_the_target_ends_the_trial_with_that_epoch_s_own_validation_ac
     assert metrics["value"] == stop.get("value") and "the training stopped there" in metrics["source"]
     assert "done" not in done.stdout.split()  # the script's code after its loop never ran, and never failed
     assert len([e for e in events if e.kind is EventKind.EPOCH]) == stop.get("epoch")
+
+
+SMALL = """
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, TensorDataset
+X, y = load_digits(return_X_y=True)
+data = DataLoader(TensorDataset(torch.tensor(X, dtype=torch.float32) / 16, torch.tensor(y)), batch_size=128)
+model = MODEL
+optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+for epoch in range(3):
+    for x, t in data:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), t).backward()
+        optimizer.step()
+print("accuracy", (model(torch.tensor(X, dtype=torch.float32) / 16).argmax(1) == torch.tensor(y)).float().mean().item())
+"""
+
+
+def test_a_checkpoint_that_does_not_fit_the_restarted_script_is_said_and_training_starts_over(
+    tmp_path, python
+):
+    """A checkpoint is put back only into objects of the shapes it was taken from: here the script run again
+    in the same trial folder has a model without a bias, so nothing is loaded and no epoch is skipped."""
+    first, _, _, out = harness(tmp_path, python, SMALL.replace("MODEL", "nn.Linear(64, 10)"))
+    assert first.returncode == 0 and (out / "checkpoints" / "torch" / "ckpt-000003.pt").is_file(), (
+        first.stdout
+    )
+    done, metrics, events, _ = harness(
+        tmp_path, python, SMALL.replace("MODEL", "nn.Linear(64, 10, bias=False)")
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    said = (
+        "the checkpoint of epoch 3 cannot be put back when its epoch loop starts (Linear#0 of another shape)"
+    )
+    assert said in done.stdout
+    assert metrics["resumed"] == [] and metrics["value"] > 0.5
+    assert [e.get("epoch") for e in events if e.kind is EventKind.EPOCH][-3:] == [1, 2, 3]
