@@ -217,3 +217,18 @@ def test_the_rewritten_script_keeps_its_lines_for_tracebacks(tmp_path):
             {"__name__": "__main__", "__builtins__": __builtins__, torch_loops.LOOP_NAME: torch_loops.loop},
         )
     assert caught.traceback[-1].lineno + 1 == 4 and Path(caught.traceback[-1].path) == script
+
+
+def test_the_curated_import_map_knows_pytorch_s_family():
+    from mlops.envs.distributions import distribution_for
+
+    assert [
+        distribution_for(m)
+        for m in ("torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning")
+    ] == [
+        "torch",
+        "torchvision",
+        "torchmetrics",
+        "lightning",
+        "pytorch_lightning",
+    ]
