@@ -58,6 +58,7 @@ class Environments:
         install: bool,
         allow_sources: tuple[str, ...] = (),
         source_builds: bool = True,
+        machine_cache: Path | None = None,
     ):
         self.ledger = ledger
         self.progress = progress
@@ -73,7 +74,10 @@ class Environments:
         else:
             # --unsandboxed: the owner runs trials as plain processes, and so their builds
             box = None if getattr(runtime, "sandboxed", True) else PlainBox()
-            self.builder = LocalBuilder(str(getattr(runtime, "python")), store, uv, say, box)  # noqa: B009
+            # the generations' own venvs (PyTorch's is 6 GB) are built once per machine, not per workspace
+            bases = envs.Store(machine_cache / ENV_DIR) if machine_cache is not None else None
+            python = str(getattr(runtime, "python"))  # noqa: B009
+            self.builder = LocalBuilder(python, store, uv, say, box, bases)
         self.store = store
         self.uv = uv
 
@@ -184,7 +188,7 @@ class Environments:
         why: str,
     ) -> TrialRecord:
         before = self.of(run)
-        if before.generation is envs.Generation.LEGACY:
+        if before.generation is not envs.Generation.CURRENT:  # legacy already, or PyTorch code
             return done
         self.progress.info(
             f"   trial 0 failed as code of an older library [{done.failure_class}]: {why}; trying it "

@@ -203,7 +203,14 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
 def environments(ctx: Context, runtime: Runtime[Any]) -> Environments:
     s = ctx.settings
     return Environments(
-        ctx.ledger, ctx.progress, runtime, s.workspace, s.install, s.allow_sources, s.source_builds
+        ctx.ledger,
+        ctx.progress,
+        runtime,
+        s.workspace,
+        s.install,
+        s.allow_sources,
+        s.source_builds,
+        machine_cache=s.machine_cache,
     )
 
 

@@ -80,6 +80,9 @@ class Settings:
     repositories: tuple[str, ...] = ()  # what mlops serve trains: clone URLs or owner/name
     data: tuple[DataPath, ...] = ()  # a site's data folders, as mlops.yaml's data: ([mlops.data]; YAML text)
     data_roots: tuple[str, ...] = ()  # folders under which a push's mlops.yaml may map data: (absolute)
+    # What is built once per machine and shared by every workspace (the PyTorch and legacy Keras environments):
+    # $XDG_CACHE_HOME/mlops, else ~/.cache/mlops.
+    machine_cache: Path | None = None
     verbose: bool = False
 
     # Settings that define what a run is searching for: a resume must not change them.
@@ -271,4 +274,9 @@ def load_settings(
             origins[name] = FLAGS.get(name, "--" + name.replace("_", "-"))
     settings = validate(replace(Settings(), **values), origins)
     # Trials run in other working directories (their own folders, containers): paths must not be relative.
-    return replace(settings, workspace=settings.workspace.expanduser().resolve())
+    cache = settings.machine_cache or Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "mlops"
+    return replace(
+        settings,
+        workspace=settings.workspace.expanduser().resolve(),
+        machine_cache=cache.expanduser().resolve(),
+    )

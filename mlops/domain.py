@@ -92,5 +92,8 @@ class Image(enum.StrEnum):
     KERAS3 = "mlops-keras3"  # Keras 3 on TensorFlow CPU: CNN and ANN, tf.keras of TF >= 2.16
     KERAS2 = "mlops-keras2"  # TensorFlow 2.15 with Keras 2: legacy code (np_utils, fit_generator, ...)
     SKLEARN = "mlops-sklearn"  # scikit-learn, numpy, pandas: KMeans and classic models
-    PYTORCH = "mlops-pytorch"  # PyTorch CPU
+    PYTORCH = "mlops-pytorch"  # PyTorch and torchvision (the index's wheels: they run on the CPU)
     KERAS3_GPU = "mlops-keras3-gpu"  # Keras 3 on TensorFlow with CUDA, for trials given GPUs
+    PYTORCH_GPU = (
+        "mlops-pytorch-gpu"  # mlops-pytorch with the NVIDIA runtime's variables, for trials given GPUs
+    )

@@ -57,7 +57,7 @@ def tag(image: Image | str) -> str:
 
 
 # The images whose frameworks use GPUs, for the CPU image a trial given GPUs would otherwise run in.
-GPU_VARIANTS: dict[Image, Image] = {Image.KERAS3: Image.KERAS3_GPU}
+GPU_VARIANTS: dict[Image, Image] = {Image.KERAS3: Image.KERAS3_GPU, Image.PYTORCH: Image.PYTORCH_GPU}
 
 
 def buildable(gpu: bool = False) -> list[Image]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ PRELOADED = frozenset(
         "tf_keras",
         "torch",
         "torchvision",
+        "torchmetrics",
+        "lightning",
+        "pytorch_lightning",
         "matplotlib",
         "seaborn",
     }
@@ -57,17 +61,23 @@ def imported_modules(script: Path) -> list[str]:
     return names
 
 
-def preload(script: Path) -> list[str]:
-    """Import what ``script`` imports of :data:`PRELOADED`; the names loaded. A module that fails to import
-    is left for the script to fail on, with its own traceback."""
-    loaded = []
+def preload(script: Path) -> tuple[list[str], str | None]:
+    """Import what ``script`` imports of :data:`PRELOADED`; the names loaded, and why one failed (None when
+    none did). A module that is not installed is passed over (nothing of it was loaded); any other failure
+    stops it: what that import left half made (torch registers its parts once per process) must not be
+    what the script imports again."""
+    loaded: list[str] = []
     for name in imported_modules(script):
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S112 (the trial reports it when the script imports it)
-            continue
+        except ModuleNotFoundError as e:
+            if e.name is not None and (name == e.name or name.startswith(f"{e.name}.")):
+                continue  # not installed (an optional import): nothing of it was loaded
+            return loaded, f"{name}: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 (any failure: the script will meet it in a fresh process)
+            return loaded, f"{name}: {type(e).__name__}: {e}"
         loaded.append(name)
-    return loaded
+    return loaded, None
 
 
 def wait_for(go: Path, seconds: float) -> bool:
@@ -82,9 +92,28 @@ def wait_for(go: Path, seconds: float) -> bool:
 
 
 def started_ahead(script: Path, go: Path, seconds: float) -> bool:
-    """Load the script's libraries, then wait for the trial; False when it never came."""
+    """Load the script's libraries, then wait for the trial; False when it never came. When a library
+    failed to load, the trial, once given, runs in a fresh harness process (:func:`start_afresh`)."""
     began = time.monotonic()
-    loaded = preload(script)
+    loaded, failed = preload(script)
     if loaded:
         say(f"started ahead: {', '.join(loaded)} loaded in {time.monotonic() - began:.1f} s")
-    return wait_for(go, seconds)
+    given = wait_for(go, seconds)
+    if given and failed is not None:
+        start_afresh(failed)
+    return given
+
+
+def start_afresh(failed: str) -> None:
+    """Run this harness again in place of this process (same sandbox, same arguments but the wait), so
+    the script imports its libraries from scratch: a half-made import is not imported again."""
+    say(f"started ahead, but {failed[:300]}; the trial starts in a fresh process")
+    argv = [a for a in sys.argv if a]
+    if "--wait-for" in argv:
+        at = argv.index("--wait-for")
+        del argv[at : at + 2]
+    if "--wait-s" in argv:
+        at = argv.index("--wait-s")
+        del argv[at : at + 2]
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv])

@@ -131,3 +131,32 @@ def choose_metric_and_origin(rec: Recorder) -> tuple[dict[str, Any], Origin] | N
                     chosen["epoch"] = restored
                 return chosen, ("fit", last_fit)
     return None
+
+
+# After the metrics a script measured with a library call and its accuracy file: what it printed (a test
+# accuracy before another: the one of its last evaluation), Lightning's validation metrics, then its loss.
+FALLBACKS = (
+    ("printed_test_accuracy", "accuracy"),
+    ("printed_accuracy", "accuracy"),
+    ("val_accuracy", "accuracy"),
+    ("printed_test_r2", "r2"),
+    ("printed_r2", "r2"),
+    ("loss", "loss"),
+    ("printed_test_loss", "loss"),
+    ("printed_loss", "loss"),
+    ("val_loss", "loss"),
+)
+
+
+def choose_fallback(rec: Recorder) -> tuple[dict[str, Any], Origin] | None:
+    """The metric of a script that measured none with a library call (see :data:`FALLBACKS`): the last
+    observation of the first name found. A loss is lower-is-better, and said so."""
+    for name, metric in FALLBACKS:
+        found = [i for i, o in enumerate(rec.observations) if o["name"] == name]
+        if found:
+            seen = rec.observations[found[-1]]
+            chosen = {"metric": metric, "value": seen["value"], "source": seen["source"]}
+            if metric == "loss":
+                chosen["lower_is_better"] = True
+            return chosen, ("observation", found[-1])
+    return None

@@ -35,10 +35,11 @@ from mlops_harness import (
     legacy_paths,
     model_saver,
     sklearn_hooks,
+    torch_loops,
 )
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
-from mlops_harness.metrics import Origin, choose_metric_and_origin, read_accuracy_file
+from mlops_harness.metrics import Origin, choose_fallback, choose_metric_and_origin, read_accuracy_file
 from mlops_harness.protocol import (
     ACCURACY_FILE,
     CHECKPOINT_DIR,
@@ -74,6 +75,21 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
 
         keras_hooks.install(module, rec, seed)
 
+    def torch(module: ModuleType) -> None:
+        from mlops_harness import torch_hooks  # it imports torch, which is imported by now
+
+        torch_hooks.install(module, rec, seed)
+
+    def torchmetrics(module: ModuleType) -> None:
+        from mlops_harness import torch_hooks
+
+        torch_hooks.install_torchmetrics(module, rec)
+
+    def lightning(module: ModuleType) -> None:
+        from mlops_harness import lightning_hooks, torch_hooks
+
+        lightning_hooks.install(module, rec, torch_hooks.install(sys.modules["torch"], rec, seed))
+
     table: dict[str, Hook] = {
         "keras": keras,
         **compat.HOOKS,  # keras.utils: old module paths read as attributes, plot_model without pydot
@@ -81,6 +97,10 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
         "sklearn.metrics": lambda m: sklearn_hooks.install_metrics(m, rec),
         "sklearn.cluster": lambda m: sklearn_hooks.install_cluster(m, rec),
         "sklearn.datasets": lambda m: sklearn_hooks.install_datasets(m, rec),
+        "torch": torch,
+        "torchmetrics": torchmetrics,
+        "lightning.pytorch": lightning,
+        "pytorch_lightning": lightning,
     }
     for where in KERAS_GET_FILE:  # $KERAS_HOME in every generation; an imported data set used as it is
         table[where] = datasets.keras_get_file
@@ -158,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     outcome: dict[str, Any] = {"status": "ok", "script": args.script}
     exit_code = ExitCode.OK
     try:
-        runpy.run_path(str(script_path), run_name="__main__")
+        run_script(script_path, work_root)
     except SystemExit as e:
         if e.code not in (None, 0):
             outcome.update(
@@ -187,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         exit_code = ExitCode.SCRIPT_ERROR
         traceback.print_exc()
     duration = time.time() - started
+    finish_training()
     os.chdir(out)
 
     kmeans = None
@@ -208,11 +229,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"warning: the metric was measured, then the script failed{where}: {after.get('error')}")
 
     if chosen is None and exit_code == ExitCode.OK:
-        outcome.update(
-            status="no_metric",
-            error="the script finished but produced no metric: no Keras evaluate/fit accuracy, "
-            "no scikit-learn score, no clustering, and no accuracy.txt written",
-        )
+        outcome.update(status="no_metric", error=NO_METRIC_TORCH if "torch" in sys.modules else NO_METRIC)
         exit_code = ExitCode.NO_METRIC
 
     metrics: dict[str, Any] = {
@@ -256,16 +273,20 @@ def final_metric(
 ) -> tuple[dict[str, Any] | None, Origin]:
     """The trial's metric once the script has ended, and where it came from: what the script measured (see
     metrics.choose_metric_and_origin); else, when it ended well, an accuracy it wrote to a file; else the
+    metric it printed or logged (a PyTorch script's accuracy line, Lightning's validation metrics); else the
     cross-validated score of the last estimator it fitted (it trains, but measures nothing)."""
     chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
     if chosen is not None and chosen["source"] == SOURCE_TRAIN_ACCURACY:
         say("the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
             "of its last fit on its own training data")  # fmt: skip
+    if chosen is None and ended_ok:
+        found = read_accuracy_file(folder, guards.written_files())
+        if found:
+            return {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}, origin
+    if chosen is None:  # what a PyTorch script printed, Lightning's validation metrics, a regression's loss
+        chosen, origin = choose_fallback(rec) or (None, origin)
     if chosen is not None or not ended_ok:
         return chosen, origin
-    found = read_accuracy_file(folder, guards.written_files())
-    if found:
-        return {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}, origin
     measured = crossval.cross_validate(rec, seed, say)
     if measured is None:
         return None, origin
@@ -273,6 +294,38 @@ def final_metric(
     if chosen is not None:
         chosen["cross_validation"] = measured[0]
     return chosen, origin
+
+
+NO_METRIC = (
+    "the script finished but produced no metric: no Keras evaluate/fit accuracy, no scikit-learn score, "
+    "no clustering, and no accuracy.txt written"
+)
+NO_METRIC_TORCH = (
+    "the script trained but measured nothing mlops can read: looked for Lightning's Trainer.test/validate "
+    "metrics, a torchmetrics metric's compute(), a sklearn.metrics call (accuracy_score, r2_score), an "
+    "accuracy.txt, and a line it printed after training naming its accuracy ('Accuracy: 97.8 %', "
+    "'acc=0.978') or its loss; evaluate the model on held-out data and print or save the accuracy"
+)
+
+
+def run_script(script: Path, work_root: Path) -> None:
+    """Run the script as ``__main__``; a PyTorch program with its epoch loops followed (torch_loops.py: a
+    killed training resumes), ended early by mlops or not."""
+    if not torch_loops.is_torch_program(script):
+        runpy.run_path(str(script), run_name="__main__")
+        return
+    torch_loops.install(work_root)
+    try:
+        torch_loops.run_main(script)
+    except torch_loops.TrialEnded as e:  # mlops stopped the training early, its metric recorded
+        say(f"the training ends here ({e}); the script's own metric of that epoch is the trial's")
+
+
+def finish_training() -> None:
+    """The script ended by itself: a PyTorch training's last epoch not yet said is said now."""
+    hooks = sys.modules.get("mlops_harness.torch_hooks")
+    if hooks is not None:
+        hooks.finish()
 
 
 def save_model(rec: Recorder, origin: Origin, source: str, out: Path) -> None:

@@ -36,7 +36,7 @@ def docker_images(tmp_path_factory):
         pytest.fail("no Docker engine answers: `make test` starts one (scripts/docker-setup.sh)")
     runtime = DockerRuntime.from_env(tmp_path_factory.mktemp("images"))
     volumes_before = {v.name for v in runtime.client.volumes.list()}
-    names = ("mlops-sklearn", "mlops-keras3", "mlops-keras2")
+    names = ("mlops-sklearn", "mlops-keras3", "mlops-keras2", "mlops-pytorch")
     yield {name: runtime.build(name, say=lambda _: None)[0] for name in names}
     # The tests' containers are removed by each test; the volumes they made (the dataset cache when
     # this engine had none) go at the end of the session.

@@ -42,8 +42,8 @@ def test_an_up_to_date_image_is_not_rebuilt_and_its_tag_follows_its_inputs(docke
 
 
 def test_a_missing_dockerfile_and_an_engine_that_does_not_answer_are_clear_errors(tmp_path, monkeypatch):
-    with pytest.raises(RuntimeUnavailable, match=r"no Dockerfile for image mlops-pytorch .*--runtime local"):
-        images.dockerfile("mlops-pytorch")
+    with pytest.raises(RuntimeUnavailable, match=r"no Dockerfile for image mlops-jax .*--runtime local"):
+        images.dockerfile("mlops-jax")
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
     with pytest.raises(
         RuntimeUnavailable, match=r"no Docker engine answers at tcp://127\.0\.0\.1:9.*docker-setup"

@@ -93,8 +93,10 @@ def test_a_tag_names_its_inputs(tmp_path):
 
 
 def test_an_image_without_a_dockerfile_is_a_clear_error():
-    with pytest.raises(RuntimeUnavailable, match=r"dockerfiles/pytorch\.Dockerfile is missing; there are: "):
-        images.tag(Image.PYTORCH)
+    with pytest.raises(
+        RuntimeUnavailable, match=r"dockerfiles/jax\.Dockerfile is missing; there are: .*pytorch"
+    ):
+        images.tag("mlops-jax")
 
 
 def test_a_tag_follows_every_source_file_of_the_harness_package(tmp_path, monkeypatch):
@@ -132,3 +134,15 @@ def test_a_trial_given_gpus_runs_the_cuda_variant_of_keras_and_the_variant_is_bu
     assert images.for_gpus("mlops-sklearn", 2) == "mlops-sklearn"  # scikit-learn runs on the CPU anyway
     assert Image.KERAS3_GPU not in images.buildable() and Image.KERAS3_GPU in images.buildable(gpu=True)
     assert images.dockerfile(Image.KERAS3_GPU).name == "keras3-gpu.Dockerfile"
+
+
+def test_pytorch_has_its_image_and_a_gpu_variant_that_shares_its_install_layers():
+    assert images.for_gpus("mlops-pytorch", 1) == "mlops-pytorch-gpu"
+    assert Image.PYTORCH in images.buildable() and Image.PYTORCH_GPU not in images.buildable()
+    cpu, gpu = (images.dockerfile(i).read_text() for i in (Image.PYTORCH, Image.PYTORCH_GPU))
+
+    def install(text: str) -> list[str]:  # the lines up to the pip install: the engine's cached layers
+        lines = [line for line in text.splitlines() if not line.startswith("#")]
+        return lines[: next(i for i, line in enumerate(lines) if "useradd" in line)]
+
+    assert install(cpu) == install(gpu) and "torch==" in "".join(install(cpu))

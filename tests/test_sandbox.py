@@ -170,3 +170,62 @@ def test_a_20_mb_print_leaves_a_capped_log_with_its_head_and_tail(tmp_path, runt
     assert b"the end\n0.9\n" in log[-2000:]
     assert json.loads((spec.trial_dir / "metrics.json").read_text())["value"] == 0.9
     assert lines
+
+
+WHO_AM_I = """
+import getpass, os, pwd
+open("accuracy.txt", "w").write("0.9")
+hosts = open("/etc/hosts").read()  # the sandbox's /etc must be readable by the training's user
+entries = [line.split(":")[0] for line in open("/etc/passwd").read().splitlines()]
+print("who", getpass.getuser(), os.getuid(), pwd.getpwuid(os.getuid()).pw_name, "hosts", len(hosts) > 0)
+print("passwd", ",".join(entries))
+"""
+
+
+def test_a_trial_reads_etc_and_its_user_has_a_name_but_sees_no_passwd_of_the_machine(tmp_path):
+    """torch and Lightning call getpass.getuser(): a uid with no passwd entry raised KeyError ('getpwuid():
+    uid not found: 65534'), and as root bwrap made /etc mode 0700, so nobody could not read /etc/hosts."""
+    spec = trial_spec(tmp_path, "who", textwrap.dedent(WHO_AM_I))
+    runtime = LocalRuntime(tmp_path / "ws")
+    handle = runtime.run(spec)
+    outcome = runtime.wait(handle)
+    runtime.remove(handle)
+    log = (spec.trial_dir / "log.txt").read_text()
+    assert outcome.ok, log
+    user = "nobody" if os.geteuid() == 0 else os.environ.get("USER", "")
+    assert f"who {user} {65534 if os.geteuid() == 0 else os.getuid()} {user} hosts True" in log, log
+    machine = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()}
+    shown = set(log.split("passwd ", 1)[1].split()[0].split(","))
+    assert shown <= {"root", "nobody", user} and shown != machine  # its own, not the machine's accounts
+
+
+def test_the_sandbox_s_etc_is_readable_before_its_files_and_its_users_are_its_own(tmp_path):
+    identity = tmp_path / "etc"
+    argv = sandbox.bwrap_argv(box(tmp_path, identity=identity), ["python"])
+    etc = argv.index("/etc")
+    assert argv[etc - 3 : etc + 1] == ["--perms", "0755", "--dir", "/etc"]
+    assert etc < argv.index("/etc/ssl")
+    at = argv.index("/etc/passwd")
+    assert argv[at - 2 : at] == ["--ro-bind", str(identity / "passwd")]
+    passwd, group = sandbox.identity_text(65534, 65534, "nobody")
+    assert passwd.splitlines() == [
+        "root:x:0:0:root:/root:/usr/sbin/nologin",
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+    ]
+    assert group.splitlines() == ["root:x:0:", "nogroup:x:65534:"]
+    passwd, _ = sandbox.identity_text(1234, 1234, "ada")  # an unprivileged caller's uid gets a name too
+    assert "ada:x:1234:1234:ada:/tmp:/usr/sbin/nologin" in passwd.splitlines()
+
+
+def test_the_identity_folder_is_made_once_and_refused_when_another_user_could_change_it(tmp_path):
+    folder = sandbox.identity_dir(as_root=True, base=tmp_path)
+    assert (folder / "passwd").read_text() == sandbox.identity_text(65534, 65534, "nobody")[0]
+    assert sandbox.identity_dir(as_root=True, base=tmp_path) == folder
+    os.chmod(folder, 0o777)  # anyone could replace its files
+    with pytest.raises(RuntimeUnavailable, match="is not a folder of this user's alone"):
+        sandbox.identity_dir(as_root=True, base=tmp_path)
+    os.chmod(folder, 0o700)
+    folder.rename(tmp_path / "elsewhere")
+    folder.symlink_to(tmp_path / "elsewhere")  # a link in its place
+    with pytest.raises(RuntimeUnavailable, match="is not a folder of this user's alone"):
+        sandbox.identity_dir(as_root=True, base=tmp_path)

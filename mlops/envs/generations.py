@@ -1,10 +1,11 @@
-"""Library generations: the current one (Keras 3, scikit-learn 1.9) and the legacy one (TensorFlow 2.15 with
-Keras 2, scikit-learn 1.5, numpy 1.26), chosen from the code's pinned framework versions or job 2's verdict.
+"""Library generations: the current one (Keras 3, scikit-learn 1.9), the legacy one (TensorFlow 2.15 with
+Keras 2, scikit-learn 1.5, numpy 1.26) and PyTorch's (torch and torchvision, with scikit-learn and numpy),
+chosen from what the code imports (torch), its pinned framework versions, or job 2's verdict.
 
 The versions of each generation are those of its training image: the ``pip install`` line of
-``dockerfiles/keras3.Dockerfile`` and ``dockerfiles/keras2.Dockerfile``, the one place they are written.
-On Docker a generation is that image; on the local runtime the current generation is the project's own
-interpreter and the legacy one a venv built from the same pins (``mlops/envs/local.py``).
+``dockerfiles/keras3.Dockerfile``, ``keras2.Dockerfile`` and ``pytorch.Dockerfile``, the one place they are
+written. On Docker a generation is that image; on the local runtime the current generation is the project's
+own interpreter and the others venvs built from the same pins, once per machine (``mlops/envs/local.py``).
 """
 
 from __future__ import annotations
@@ -27,16 +28,24 @@ from mlops.envs.needs import Need
 class Generation(enum.StrEnum):
     CURRENT = "current"  # the images and the venv of today: Keras 3, scikit-learn 1.9, numpy 2
     LEGACY = "legacy"  # TensorFlow 2.15 with Keras 2, scikit-learn 1.5, numpy 1.26 (the mlops-keras2 image)
+    PYTORCH = "pytorch"  # torch and torchvision, scikit-learn, numpy (the mlops-pytorch image)
 
     def describe(self) -> str:
         pins = pins_of(IMAGE_OF[self])
-        shown = [
-            f"{name} {pins[name]}" for name in ("tensorflow-cpu", "keras", "scikit-learn") if name in pins
-        ]
-        return f"{self.value} ({', '.join(shown)})"
+        shown = [f"{name} {pins[name]}" for name in SHOWN if name in pins]
+        return f"{self.value} ({', '.join(shown[:3])})"
 
 
-IMAGE_OF = {Generation.CURRENT: Image.KERAS3, Generation.LEGACY: Image.KERAS2}
+IMAGE_OF = {
+    Generation.CURRENT: Image.KERAS3,
+    Generation.LEGACY: Image.KERAS2,
+    Generation.PYTORCH: Image.PYTORCH,
+}
+SHOWN = ("torch", "torchvision", "tensorflow-cpu", "keras", "scikit-learn")  # a generation's names, in words
+# The modules of PyTorch and what is built on it: code that imports one of them runs in the PyTorch generation
+# (whatever else it imports or pins: a Keras-2-looking import beside torch is not Keras 2 code to run).
+TORCH_MODULES = frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchmetrics", "lightning",
+                           "pytorch_lightning"})  # fmt: skip
 # A pin of one of these names, below the current generation's version, asks for the legacy generation.
 FRAMEWORKS = {
     "tensorflow": "tensorflow-cpu",
@@ -93,8 +102,14 @@ def wants_older(specifier: SpecifierSet, current: str) -> bool:
     return False
 
 
-def choose(needs: list[Need], legacy_api: bool) -> tuple[Generation, str]:
-    """The generation the code was written for, and why."""
+def choose(needs: list[Need], legacy_api: bool, torch: str = "") -> tuple[Generation, str]:
+    """The generation the code was written for, and why. ``torch``: where the code imports PyTorch (the
+    import's origin, ``train.py:3: import torch``), or ""; a requirement of torch counts as much."""
+    asked = next(
+        (n for n in needs if n.name in ("torch", "torchvision", "lightning", "pytorch-lightning")), None
+    )
+    if torch or asked is not None:
+        return Generation.PYTORCH, (torch or f"{asked.origin if asked else ''} asks for PyTorch").strip()
     current = pins_of(IMAGE_OF[Generation.CURRENT])
     for need in needs:
         target = FRAMEWORKS.get(need.name)

@@ -6,15 +6,18 @@ first and then the base's (TensorFlow, Keras, scikit-learn are used in place, ne
 venv is a few MB), and the base's own ``.pth`` files are processed as in the base. uv installs exactly the
 resolved list (``--no-deps``), so nothing of the base is replaced.
 
-The current generation's base is the interpreter mlops runs with (the project's venv); the legacy one is
-a venv built from the ``mlops-keras2`` image's pins (TensorFlow 2.15 with Keras 2), once per workspace and
-interpreter, like any other environment. Building is never done in the project's own venv.
+The current generation's base is the interpreter mlops runs with (the project's venv); the others are venvs
+built from their image's pins (``mlops-keras2``: TensorFlow 2.15 with Keras 2; ``mlops-pytorch``: torch and
+torchvision, 6 GB), like any other environment but once per machine and interpreter: in the machine's cache
+(``bases``, ``~/.cache/mlops/envs``), which every workspace shares, so a fresh workspace (a test's, a new
+project's) does not download and build PyTorch again. Building is never done in the project's own venv.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -81,9 +84,11 @@ class LocalBuilder:
         uv: Uv,
         say: Callable[[str], None] = lambda _: None,
         box: Box | None = None,
+        bases: Store | None = None,
     ) -> None:
         self.python = python
         self.store = store
+        self.bases = bases or store  # where the generations' own venvs are built: the machine's cache
         self.uv = uv
         self.say = say
         self._box = box
@@ -133,15 +138,20 @@ class LocalBuilder:
         project = self._base_of(self.python, f"the interpreter {self.python}")
 
         def build(folder: Path) -> dict[str, Any]:
-            self.say(f"   building the {generation.describe()} environment with uv (once): {' '.join(pins)}")
-            venv = self._venv(project, folder)
-            self._install(
-                project, venv, ["--only-binary", ":all:", *pins], self.store.root / ".uv-cache-local"
+            self.say(
+                f"   building the {generation.describe()} environment with uv, once for this machine "
+                f"({self.bases.root}): {' '.join(pins)}"
             )
-            take_back(venv)
+            venv = self._venv(project, folder)
+            # A cache of its own, in the same mount as the venv so uv hard-links its files (a shared cache
+            # in another mount is a second copy: 6 GB more for PyTorch), removed once the venv is made.
+            cache = folder / "uv-cache"
+            self._install(project, venv, ["--only-binary", ":all:", *pins], cache, writable=folder)
+            shutil.rmtree(cache, ignore_errors=True)
+            take_back(folder)
             return {"python": str(venv / "bin" / "python"), "generation": generation.value}
 
-        manifest, _ = self.store.ensure(key, build, self.valid)
+        manifest, _ = self.bases.ensure(key, build, self.valid)
         python = str(manifest["python"])
         return self._base_of(python, f"the {generation.describe()} environment", Path(python).parent.parent)
 
@@ -158,13 +168,19 @@ class LocalBuilder:
         return venv
 
     def _install(
-        self, base: Base, venv: Path, args: list[str], cache: Path, build: Build | None = None
+        self,
+        base: Base,
+        venv: Path,
+        args: list[str],
+        cache: Path,
+        build: Build | None = None,
+        writable: Path | None = None,
     ) -> None:
         python = str(venv / "bin" / "python")
         try:
             self.uv.run(
                 self.box(base), "pip", "install", "--compile-bytecode", "--python", python, *args,
-                python=base.python, cache=cache, writable=(venv,),
+                python=base.python, cache=cache, writable=(writable or venv,),
                 readable=build.readable if build else (), urls=build.urls if build else (),
             )  # fmt: skip
         except UvFailed as e:

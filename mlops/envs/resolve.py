@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 from mlops.envs.base import Base, Environment
 from mlops.envs.boxes import Box
 from mlops.envs.distributions import distribution_for, likely, python2_modules
-from mlops.envs.generations import FRAMEWORKS, Generation, choose
+from mlops.envs.generations import FRAMEWORKS, TORCH_MODULES, Generation, choose
 from mlops.envs.needs import Import, Need, read_declared, read_imports
 from mlops.envs.policy import SourcePolicy
 from mlops.envs.store import Store, key_of
@@ -102,11 +102,11 @@ def _unknown(imp: Import, base: Base) -> str:
     )
 
 
-def _from_imports(request: Request, base: Base, notes: list[str]) -> list[Need]:
+def _from_imports(imports: list[Import], base: Base, notes: list[str]) -> list[Need]:
     """The distributions of the imports the base cannot satisfy, from the curated map only."""
     needs = []
     py2 = python2_modules() - base.modules
-    for imp in read_imports(request.code_dir, request.code_dir / request.script):
+    for imp in imports:
         if imp.top in base.modules or imp.top in py2:
             continue
         dist = distribution_for(imp.top)
@@ -117,20 +117,32 @@ def _from_imports(request: Request, base: Base, notes: list[str]) -> list[Need]:
     return needs
 
 
+def _torch_imports(imports: list[Import], declared: list[Need]) -> list[Import]:
+    """The imports of PyTorch's family that requirement files do not declare (installed all the same: a
+    requirements.txt that lists pandas but not the lightning the script imports is a common push)."""
+    names = {n.name for n in declared}
+    return [
+        i for i in imports if i.top in TORCH_MODULES and _canon(distribution_for(i.top) or i.top) not in names
+    ]
+
+
 def plan(request: Request, builder: Builder) -> Plan:
     script = request.code_dir / request.script
     declared = read_declared(request.code_dir, script.parent, request.policy)
+    imports = read_imports(request.code_dir, script)
     notes = list(declared.notes)
     if request.generation is not None:
         generation, why = request.generation, request.why
     else:
-        generation, why = choose(list(declared.needs), request.legacy_api)
+        torch = next((i.origin for i in imports if i.top in TORCH_MODULES), "")
+        generation, why = choose(list(declared.needs), request.legacy_api, torch)
     base = builder.base(generation, request.image)
     needs = list(declared.needs)
     if declared.files:
         notes.append(f"read {', '.join(declared.files)}: {len(needs)} requirements")
+        needs += _from_imports(_torch_imports(imports, needs), base, notes)
     else:
-        needs += _from_imports(request, base, notes)
+        needs += _from_imports(imports, base, notes)
     have = base.packages
     install: list[Need] = []
     for need in needs:

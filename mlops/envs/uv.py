@@ -179,10 +179,11 @@ class Uv:
     ) -> str:
         """``uv args...`` in ``box`` (``python``: the interpreter there that runs the forwarder); its output.
         ``urls``: direct references the owner allowed, whose hosts the build may reach too."""
+        inside = any(cache.is_relative_to(folder) for folder in writable)  # one mount: uv hard-links
         job = Job(
             (uv_bin(), *args),
             python,
-            writable=(*writable, cache),
+            writable=(*writable, *(() if inside else (cache,))),
             readable=(*readable, *self.local_sources()),
             cert=self.cert(),
         )

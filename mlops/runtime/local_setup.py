@@ -19,9 +19,9 @@ from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import cgroup, diskquota, sandbox
 from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, TrialSpec, cache_env, repository_cache
-from mlops.trial_files import inputs_of
 from mlops.runtime.data import mounts
 from mlops.runtime.local_watch import HARNESS
+from mlops.trial_files import inputs_of
 from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE
 
 DISKQUOTA = Path(__file__).resolve().parent / "diskquota.py"  # run by the keeper, see keeper._tidy_up
@@ -45,6 +45,7 @@ class LocalSetup:
         self.as_root = os.geteuid() == 0
         self.bwrap: str | None = None
         self.python_roots: tuple[Path, ...] = ()
+        self.identity: Path | None = None  # the sandbox's passwd and group
         if sandboxed:
             bwrap = sandbox.find_bwrap()
             why = sandbox.problem(bwrap, self.as_root)
@@ -55,6 +56,7 @@ class LocalSetup:
                 )
             self.bwrap = bwrap
             self.python_roots = sandbox.python_roots(self.python)
+            self.identity = sandbox.identity_dir(self.as_root)
         # The trial's own limits: a file system of its quota's size (else its folder scanned), a control
         # group for its processes (else RLIMIT_NPROC, which counts every process of its user).
         self.quota_fs = self.sandboxed and diskquota.problem() is None
@@ -139,6 +141,7 @@ class LocalSetup:
             uid=sandbox.TRIAL_UID if self.as_root else None,
             workdir=trial_dir,
             mapped=tuple((src, Path(at), rw) for src, at, rw in mounts(spec)),
+            identity=self.identity,
         )
 
     def _command(self, spec: TrialSpec, cache: Path, ahead: bool = False) -> list[str]:

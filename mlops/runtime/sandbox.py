@@ -17,20 +17,28 @@ capabilities after bwrap has made the mounts); otherwise it keeps the caller's u
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlops.errors import RuntimeUnavailable
+from mlops_harness.protocol import write_atomic
 
 MOUNTED = {Path(p) for p in ("/", "/tmp", "/usr", "/dev", "/proc")}  # there before the binds
 TRIAL_UID = 65534  # nobody: the training's user when mlops runs as root
 BASE_KEY = "mlops-base"  # in a venv's pyvenv.cfg: the environment whose packages it adds to its own
 BUILD_TMP_MB = 2048  # the private /tmp of an environment build (sdists unpack there)
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr, or folders
-# What of /etc the dynamic linker, Python, TLS, name lookups and time zones read; no passwd, no shadow.
+# What of /etc the dynamic linker, Python, TLS, name lookups and time zones read; no shadow, and not the
+# machine's passwd: the sandbox gets one of its own (:func:`identity_dir`), with only the users it runs as.
 ETC = (
     "ld.so.cache",
     "ld.so.conf",
@@ -70,6 +78,7 @@ class Sandbox:
     uid: int | None = None  # the user to drop to (mlops runs as root); None: the caller's, namespaced
     workdir: Path = Path("/tmp")
     mapped: tuple[tuple[Path, Path, bool], ...] = ()  # data: (the folder here, where it appears, writable)
+    identity: Path | None = None  # a folder of passwd and group files seen as /etc/passwd and /etc/group
 
 
 def _folders_above(paths: Iterable[Path]) -> list[Path]:
@@ -101,8 +110,12 @@ def bwrap_argv(box: Sandbox, command: Sequence[str]) -> list[str]:
             argv += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             argv += ["--ro-bind", link, link]
+    argv += ["--perms", "0755", "--dir", "/etc"]  # as root bwrap makes it 0700: nobody could read /etc/ssl
     for name in ETC:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    if box.identity is not None:  # getpass.getuser() (torch, Lightning) needs the user to have a name
+        argv += ["--ro-bind", str(box.identity / "passwd"), "/etc/passwd"]
+        argv += ["--ro-bind", str(box.identity / "group"), "/etc/group"]
     mounts = sorted(
         [(p, p, "--ro-bind") for p in box.read_only]
         + [(p, p, "--bind") for p in box.writable]
@@ -121,6 +134,47 @@ def bwrap_argv(box: Sandbox, command: Sequence[str]) -> list[str]:
         argv += ["--", "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
         argv += ["--inh-caps=-all", "--bounding-set=-all"]
     return [*argv, "--", *command]
+
+
+def identity_text(uid: int, gid: int, name: str) -> tuple[str, str]:
+    """The passwd and group files of a sandbox: root, nobody, and the user it runs as (``uid``)."""
+    users = {0: ("root", 0, "/root"), TRIAL_UID: ("nobody", TRIAL_UID, "/nonexistent")}
+    users.setdefault(uid, (name, gid, "/tmp"))  # noqa: S108 (its HOME, the sandbox's private /tmp)
+    groups = {0: "root", TRIAL_UID: "nogroup"}
+    groups.setdefault(gid, name)
+    passwd = "".join(
+        f"{user}:x:{number}:{group}:{user}:{home}:/usr/sbin/nologin\n"
+        for number, (user, group, home) in sorted(users.items())
+    )
+    group = "".join(f"{g}:x:{number}:\n" for number, g in sorted(groups.items()))
+    return passwd, group
+
+
+def identity_dir(as_root: bool, base: Path | None = None) -> Path:
+    """A folder of the sandbox's own ``passwd`` and ``group`` (the user it runs as has a name there), made
+    once per user of this machine: ``<tmp>/mlops-etc-<uid>``, this user's, mode 0700, refused when someone
+    else made it or it is a link. Files, not bwrap's ``--ro-bind-data``: the keeper that starts bwrap is
+    another process, which an inherited descriptor would have to reach."""
+    uid, gid = (TRIAL_UID, TRIAL_UID) if as_root else (os.getuid(), os.getgid())
+    try:
+        name = pwd.getpwuid(uid).pw_name if not as_root else "nobody"
+    except KeyError:
+        name = "trainer"
+    folder = (base or Path(tempfile.gettempdir())) / f"mlops-etc-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise RuntimeUnavailable(f"{folder} is not a folder of this user's alone: remove it")
+    for file, text in zip(("passwd", "group"), identity_text(uid, gid, name), strict=True):
+        path = folder / file
+        try:
+            same = path.read_text(encoding="utf-8") == text and not path.is_symlink()
+        except OSError:
+            same = False
+        if not same:
+            write_atomic(path, text)
+    return folder
 
 
 def python_roots(python: str) -> tuple[Path, ...]:
@@ -189,6 +243,7 @@ def build_sandbox(
         uid=TRIAL_UID if as_root else None,
         workdir=workdir,
         mapped=mapped,
+        identity=identity_dir(as_root),
     )
 
 

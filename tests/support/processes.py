@@ -39,9 +39,11 @@ def run_harness(
     env: dict | None = None,
     timeout: float = 300,
     max_file_bytes: int | None = None,
+    python: str | None = None,
 ) -> tuple[subprocess.CompletedProcess, Path]:
     """The harness on ``script`` (saved as code/<name>), trial folder tmp_path/trial. ``max_file_bytes``: no
-    file may grow beyond it (RLIMIT_FSIZE: the kernel refuses the write, as with a full disk)."""
+    file may grow beyond it (RLIMIT_FSIZE: the kernel refuses the write, as with a full disk). ``python``:
+    another environment's interpreter (PyTorch's)."""
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
     (code / name).write_text(textwrap.dedent(script), encoding="utf-8", newline="")
@@ -55,7 +57,7 @@ def run_harness(
     full_env.update(env or {})
     done = subprocess.run(
         [
-            sys.executable,
+            python or sys.executable,
             str(HARNESS),
             "--code",
             str(code),
