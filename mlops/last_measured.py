@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops import trial_files
-from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, accuracy_key
 from mlops.trial_records import live_events
+from mlops_harness.protocol import EVENTS_FILE, Event, EventKind, accuracy_key
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import cgroup, diskquota, sandbox
 from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, TrialSpec, cache_env, repository_cache
-from mlops.trial_files import inputs_of
 from mlops.runtime.data import mounts
 from mlops.runtime.local_watch import HARNESS
+from mlops.trial_files import inputs_of
 from mlops_harness.protocol import ENV_DATASETS, GO_FILE, LOG_FILE
 
 DISKQUOTA = Path(__file__).resolve().parent / "diskquota.py"  # run by the keeper, see keeper._tidy_up

@@ -42,6 +42,7 @@ from mlops.domain import EndReason
 from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import diskquota
+from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
@@ -50,7 +51,6 @@ from mlops.runtime.base import (
     open_log,
     stamped_lines,
 )
-from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.data import input_mounts, mounts, with_data
 from mlops.runtime.docker.engine import CACHE_VOLUME, LABEL, TRIALS_BRIDGE, TRIALS_NETWORK, Engine
 from mlops.runtime.docker.images import TRIAL_USER
