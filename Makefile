@@ -58,7 +58,7 @@ lint: setup-dev
 # The core and the harness strictly; the layers above with every function body checked.
 typecheck: setup-dev
 	$(VENV)/bin/mypy --strict mlops mlops_harness
-	$(VENV)/bin/mypy --check-untyped-defs tweak monitor jobs
+	$(VENV)/bin/mypy --strict tweak monitor jobs
 
 bench: setup-dev engine sandbox
 	$(PY) -m pip install --quiet -r requirements-bench.txt

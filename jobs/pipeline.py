@@ -34,6 +34,7 @@ from mlops.project import mapped_data, read_project
 from mlops.pull import Checkout, pull
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
+from mlops.trial_files import SOURCE
 from mlops_harness.protocol import (
     ENV_CHECKPOINT_EVERY_BATCHES,
     ENV_CLUSTER_METRIC,
@@ -46,7 +47,9 @@ from mlops_harness.protocol import (
 )
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
-from tweak.loop import SOURCE, Budget, Tuner, trial_dir
+from tweak.loop import Tuner
+from tweak.results import trial_dir
+from tweak.stops import Budget
 
 LAST_PULL = "last-pull.json"
 __all__ = [

@@ -264,7 +264,9 @@ class InsertLayer(cst.CSTTransformer):
         return updated
 
     # model.add(anchor)  or  x = anchor(x)
-    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock):  # noqa: N802, ANN201
+    def leave_IndentedBlock(
+        self, original: cst.IndentedBlock, updated: cst.IndentedBlock
+    ) -> cst.IndentedBlock:  # noqa: N802
         return updated.with_changes(body=self._statements(original.body, updated.body))
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:  # noqa: N802
@@ -272,7 +274,7 @@ class InsertLayer(cst.CSTTransformer):
 
     def _statements(
         self, original: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
-    ) -> list:
+    ) -> list[cst.BaseStatement]:
         body = list(updated)
         for i, stmt in enumerate(original):
             if self.done or not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:

@@ -53,9 +53,15 @@ class Edits(cst.CSTTransformer):
     def empty(self) -> bool:
         return not (self.calls or self.replace or self.before or self.after)
 
-    def on_leave(self, original_node, updated_node):  # noqa: ANN001, ANN201 (LibCST's generic hook)
+    def on_leave(  # type: ignore[override]  # LibCST's generic hook, typed over CSTNodeT
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         updated = super().on_leave(original_node, updated_node)
-        if isinstance(updated, cst.Call) and original_node in self.calls:
+        if (
+            isinstance(updated, cst.Call)
+            and isinstance(original_node, cst.Call)
+            and original_node in self.calls
+        ):
             updated = _edited(updated, self.calls[original_node])
         if original_node in self.replace and isinstance(updated, cst.CSTNode):
             updated = self.replace[original_node](updated)
