@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test quick setup setup-dev engine sandbox test-tools lint typecheck bench clean
+.PHONY: demo test quick setup setup-dev engine sandbox test-tools lint typecheck bench docs clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ typecheck: setup-dev
 bench: setup-dev engine sandbox
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# docs/configuration.md from the Settings definition (tests/test_docs.py fails when it is out of date).
+docs: setup
+	$(PY) -m jobs.config_doc > docs/configuration.md
 
 clean:
 	rm -rf .mlops .pytest_cache
