@@ -21,7 +21,7 @@ from typing import Any
 
 from mlops_harness.protocol import CHECKPOINT_DIR, ENV_CHECKPOINTS, StopReason, accuracy_key, as_float
 from mlops_harness.recorder import Recorder, say
-from mlops_harness.torch_training import MIN_GAP_S, Stop, Training
+from mlops_harness.torch_training import MIN_GAP_S, Stop, Training, dataset_inputs
 
 KEEP = 2
 TRAIN_LOSS = ("train_loss_epoch", "train_loss", "loss_epoch", "training_loss")
@@ -167,6 +167,7 @@ def _wrap_fit(original: Callable[..., Any], rec: Recorder, training: Training) -
         model = args[0] if args else kwargs.get("model")
         if model is not None:
             rec.models.fitted(model, None, index)
+        rec.fit_inputs(index, dataset_inputs(args[1] if len(args) > 1 else kwargs.get("train_dataloaders")))
         training.in_lightning += 1
         try:
             result = original(self, *args, **kwargs)

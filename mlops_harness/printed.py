@@ -1,5 +1,5 @@
 """Metrics in what a script prints: ``Accuracy: 97.8 %``, ``acc=0.978``, ``Test set: Average loss: 0.0330,
-Accuracy: 9896/10000 (99%)``, ``Accuracy of the network on the 10000 test images: 97 %``.
+Accuracy: 9896/10000 (99%)``, ``Accuracy of the network on the 10000 test images: 97 %``, and a line that is only a percentage (``92.44%``).
 
 A hand-written PyTorch evaluation computes ``correct / total`` and prints it; that printed line is the only
 place the number exists. Each mention of a metric name (accuracy, loss, MSE, R²) takes the value that follows
@@ -38,6 +38,8 @@ PERCENT = re.compile(rf"({NUMBER})\s*%")
 AFTER_SIGN = re.compile(rf"(?:[:=]|\bis\b)\s*\(?\s*({NUMBER})")
 ANY = re.compile(NUMBER)
 MAX_LINE = 500  # longer prints (a tensor, a table) are not metric lines
+# A line that is only a percentage (``print(f"{100 * correct / total:.2f}%")``): the script's accuracy.
+ONLY_PERCENT = re.compile(rf"^\s*({NUMBER})\s*%\s*$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ def mentions(line: str) -> list[Mention]:
     """The metrics a printed line mentions, in order."""
     if len(line) > MAX_LINE:
         return []
+    alone = ONLY_PERCENT.match(line)
+    if alone:
+        percent = float(alone.group(1))
+        return [Mention("accuracy", "", percent / 100.0)] if 0.0 <= percent <= 100.0 else []
     lowered = line.lower()
     found = list(NAME.finditer(lowered))
     first = LINE_QUALIFIER.search(lowered)

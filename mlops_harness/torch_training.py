@@ -137,10 +137,11 @@ class Training(torch_loops.Watcher):
             if not current.train:
                 current.train = True
                 loader = current.loader()
-                if loader is not None:
-                    self.training_loaders.add(loader)
                 if self.fit is None:
                     self.begin(current)
+                if loader is not None and loader not in self.training_loaders:
+                    self.training_loaders.add(loader)
+                    self.rec.fit_inputs(int(self.fit or 0), dataset_inputs(loader))
             current.add(tensor)
 
     def begin(self, first: Pass) -> None:
@@ -275,6 +276,18 @@ class Training(torch_loops.Watcher):
         )
         self.rec.observe("accuracy", value, f"{source} (epoch {best_epoch}; the training stopped {where})")
         raise torch_loops.TrialEnded(f"stopped at epoch {self.epochs}: {why.value}")
+
+
+def dataset_inputs(loader: Any) -> Any:
+    """The inputs of a training ``DataLoader`` over a ``TensorDataset``, as a numpy array (the tuner's
+    evidence of unscaled pixels); None for any other dataset (reading it would run the script's code)."""
+    tensors = getattr(getattr(loader, "dataset", None), "tensors", None)
+    if not isinstance(tensors, tuple) or not tensors or not hasattr(tensors[0], "detach"):
+        return None
+    try:
+        return tensors[0].detach().cpu().numpy()
+    except Exception:  # noqa: BLE001 (a tensor numpy cannot hold, bfloat16: no evidence)
+        return None
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:

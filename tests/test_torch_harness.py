@@ -60,6 +60,8 @@ def test_a_plain_loop_s_metric_is_the_accuracy_it_prints_and_each_epoch_is_an_ev
     saved = [e.get("epoch") for e in events if e.kind is EventKind.CHECKPOINT]
     assert saved and saved[-1] == 3  # the last epoch's state is always saved
     assert sorted(p.name for p in (out / "checkpoints" / "torch").iterdir())[-1] == "ckpt-000003.pt"
+    # What the training DataLoader's TensorDataset holds: a tuner's evidence of unscaled inputs (here 0..1).
+    assert metrics["inputs"] == [{"fit": 0, "samples": 1347, "dtype": "float32", "min": 0.0, "max": 1.0}]
 
 
 def test_a_torchmetrics_test_accuracy_is_the_metric_not_the_training_one_and_validation_makes_the_curve(
@@ -91,6 +93,7 @@ def test_lightning_s_test_metric_is_the_metric_and_its_epochs_carry_the_validati
     assert [e.get("epoch") for e in epochs] == [1, 2, 3]
     assert all({"val_acc", "loss"} <= set(e.get("logs")) for e in epochs)
     assert (out / "checkpoints" / "lightning-0" / "epoch-000003.ckpt").is_file()
+    assert metrics["inputs"] == [{"fit": 0, "samples": 1077, "dtype": "float32", "min": 0.0, "max": 1.0}]
 
 
 def test_a_script_that_trains_and_never_evaluates_is_a_code_failure_naming_what_was_looked_for(

@@ -35,6 +35,8 @@ from tests.support.envs import write_files
         ("test acc: tensor(0.9500)", "accuracy", "test", 0.95),
         ("Test MSE: 0.0123", "loss", "test", 0.0123),
         ("R2 score: 0.87", "r2", "", 0.87),
+        ("92.44%", "accuracy", "", 0.9244),  # only a percentage: the script's accuracy
+        ("  97 % ", "accuracy", "", 0.97),
     ],
 )
 def test_a_printed_line_gives_the_metric_it_names(line, kind, qualifier, value):
@@ -44,7 +46,15 @@ def test_a_printed_line_gives_the_metric_it_names(line, kind, qualifier, value):
 
 @pytest.mark.parametrize(
     "line",
-    ["accumulated 5 batches", "Epoch [3/10]", "loss nan", "x" * 600 + " accuracy 0.9", "precision 0.9"],
+    [
+        "accumulated 5 batches",
+        "Epoch [3/10]",
+        "loss nan",
+        "x" * 600 + " accuracy 0.9",
+        "precision 0.9",
+        "50% done",  # a percentage with words around it is not one alone
+        "250%",
+    ],
 )
 def test_a_line_that_names_no_metric_gives_none(line):
     assert printed.chosen(printed.mentions(line), "accuracy") is None

@@ -262,3 +262,42 @@ def test_the_one_loader_that_does_not_evaluate_is_the_training_one():
     )
     after = REGISTRY["set_batch_size"](batch_size=8).apply(source)
     assert "loader = DataLoader(ds, 8)" in after and "val_loader = DataLoader(val_ds, 32)" in after
+
+
+RAW_PIXELS = """\
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+X_train = torch.tensor(pixels_train, dtype=torch.float32)
+X_test = torch.tensor(pixels_test, dtype=torch.float32)
+loader = DataLoader(TensorDataset(X_train, torch.tensor(y_train)), batch_size=64, shuffle=True)
+model = nn.Sequential(nn.Linear(64, 32), nn.Sigmoid(), nn.Linear(32, 10))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
+for epoch in range(2):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "seen, rescaled", [({"min": 0.0, "max": 255.0}, True), ({"min": 0.0, "max": 1.0}, False)]
+)
+def test_inputs_trial_0_saw_in_0_to_255_make_tpe_rescale_pytorch_data_where_it_becomes_a_float_tensor(
+    seen, rescaled
+):
+    # What the harness records of a training DataLoader over a TensorDataset (mlops_harness/torch_training.py).
+    inputs = {"fit": 0, "samples": 1347, "dtype": "float32", **seen}
+    base = state(RAW_PIXELS, 1, Kind.ANN)
+    proposal = TPE().propose(SearchState(**{**base.__dict__, "inputs": inputs}))
+    assert proposal is not None
+    result = apply_tweaks(RAW_PIXELS, proposal.tweaks, framework="pytorch")
+    divided = "X_train = torch.tensor(pixels_train, dtype=torch.float32) / 255.0" in result.source
+    assert (
+        divided is rescaled
+        and ("X_test = torch.tensor(pixels_test, dtype=torch.float32) / 255.0" in result.source) is rescaled
+    ), result.source
+    assert ("0..255" in proposal.note) is rescaled, proposal.note
+    assert check_variant(result.source, "pytorch") is None

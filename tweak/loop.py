@@ -31,6 +31,7 @@ from mlops_harness.protocol import (
     read_json,
     write_atomic,
 )
+from tweak import direction
 from tweak.codemods import Tweak, TweakNotApplicable, apply_tweaks, tweak_from_json
 from tweak.evidence import curve_of, generalization_gap, training_losses
 from tweak.facts import check_variant, model_facts
@@ -120,7 +121,8 @@ class Tuner:
         per_epoch = None
         inputs: dict[str, Any] | None = None
         asked: list[Prompt] = []
-        for t in self.ledger.trials(run.id):
+        trials = self.ledger.trials(run.id)
+        for t in trials:
             folder = trial_dir(run, t.number)
             metrics, params = _measured(folder)
             if t.number == 0:
@@ -137,7 +139,7 @@ class Tuner:
         return SearchState(
             kind=Kind(run.kind or "other"),
             framework=run.framework or "",
-            facts=model_facts(original),
+            facts=model_facts(original, run.framework),
             target=run.target,
             seed=int(run.settings.get("seed", 0)),
             number=number,
@@ -147,6 +149,7 @@ class Tuner:
             seconds_left=self._seconds_left(run),
             prompts=asked,
             inputs=inputs,
+            lower_is_better=direction.run_lower_is_better(trials),
         )
 
     def _seconds_left(self, run: RunRecord) -> float | None:
@@ -220,7 +223,7 @@ class Tuner:
 
     def _propose(self, run: RunRecord, number: int, original: str, proposal: Proposal) -> TrialRecord:
         try:
-            applied = apply_tweaks(original, proposal.tweaks)
+            applied = apply_tweaks(original, proposal.tweaks, run.framework)
         except TweakNotApplicable as e:
             return self._record(run, number, original, proposal.tweaks, [], proposal.params, skipped=str(e))
         answers = base_answers(run)
@@ -252,7 +255,7 @@ class Tuner:
                 proposal.params,
                 skipped="none of the proposed tweaks applies to this code",
             )
-        problem = check_variant(applied.source)
+        problem = check_variant(applied.source, run.framework)
         if problem:
             return self._record(
                 run,
@@ -327,10 +330,11 @@ class Tuner:
 
         self._start_next(run, trial.number)
         finished = self.execute(run, trial, spec, prune)
+        lower = direction.lower_is_better(finished.metric_name)
         if (
             finished.status is TrialStatus.SUCCEEDED
             and finished.metric is not None
-            and finished.metric >= run.target
+            and direction.reached(finished.metric, run.target, lower)
         ):
             self.reached.set()
         after_trial(trial_dir(run, trial.number), finished, self.models)

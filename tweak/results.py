@@ -16,6 +16,7 @@ from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.model_store import ModelPolicy, publish
 from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import write_atomic
+from tweak import direction
 from tweak.files import keep_best, tuned_files
 from tweak.prompts import Prompt, prompts_of
 
@@ -34,12 +35,12 @@ def finish_run(
     reason: str,
     models: ModelPolicy | None = None,
 ) -> RunRecord:
-    """End a run: its best trial (highest metric, earliest on a tie), ``best.py`` and ``best.diff``
+    """End a run: its best trial (highest metric, lowest loss; earliest on a tie), ``best.py`` and ``best.diff``
     against the source as pushed, its model in ``model/`` (checked to load when ``models`` has a check),
     the baseline, and the status with its reason."""
     trials = ledger.trials(run.id)
     scored = [t for t in trials if t.status is TrialStatus.SUCCEEDED and t.metric is not None]
-    best = max(scored, key=lambda t: (t.metric or 0.0, -t.number), default=None)
+    best = direction.best_of(scored)  # the highest metric, the lowest loss; the earliest on a tie
     baseline = trials[0].metric if trials and trials[0].metric is not None else None
     if best is not None and best.metric is not None:
         keep_sources(ledger, run, original, best)

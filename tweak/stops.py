@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import RunRecord, TrialRecord
 from mlops.trial import NO_TWEAK_FIXES
+from tweak import direction
 
 FAILURES_IN_A_ROW = 3
 
@@ -42,10 +43,14 @@ def as_pushed_cannot_run(first: TrialRecord) -> str | None:
 
 def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
     done = [t for t in trials if t.status.is_finished()]
-    scored = [(t.metric, t) for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
-    best_metric, best = max(scored, key=lambda pair: pair[0], default=(None, None))
-    if best is not None and best_metric is not None and best_metric >= budget.target:
-        return RunStatus.REACHED, f"trial {best.number} reached {best_metric:.4f} >= target {budget.target:g}"
+    scored = [t for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
+    best = direction.best_of(scored)
+    best_metric = best.metric if best is not None else None
+    lower = direction.run_lower_is_better(scored)
+    if best is not None and best_metric is not None and direction.reached(best_metric, budget.target, lower):
+        return RunStatus.REACHED, (
+            f"trial {best.number} reached {best_metric:.4f} {direction.compared(lower)} target {budget.target:g}"
+        )
     broken = as_pushed_cannot_run(trials[0]) if trials else None
     if broken is not None:
         return RunStatus.FAILED, broken

@@ -84,6 +84,7 @@ class SearchState:
     # The input() prompts of trial 0, and the lines of the files mlops.yaml's tune_file: names.
     prompts: list[prompts_mod.Prompt] = field(default_factory=list)
     inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
+    lower_is_better: bool = False  # the run's metric is a loss (tweak/direction.py): TPE minimizes it
 
 
 @dataclass(frozen=True)
@@ -382,7 +383,7 @@ class TPE(Strategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space = self.space(state)
         study = optuna.create_study(
-            direction="maximize",
+            direction="minimize" if state.lower_is_better else "maximize",
             # Trials under way (a parallel batch) count as "lies", so one batch's proposals differ.
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, constant_liar=True),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
@@ -406,7 +407,8 @@ class TPE(Strategy):
                     params=params,
                     distributions={k: space[k] for k in params},
                     value=past.metric,
-                    intermediate_values=dict(enumerate(past.curve, start=1)),
+                    # The curve is an accuracy: not a step of a loss's study (a regression has none anyway).
+                    intermediate_values={} if state.lower_is_better else dict(enumerate(past.curve, start=1)),
                 )
             )
         return study, space
@@ -447,7 +449,9 @@ class TPE(Strategy):
         )
 
     def should_prune(self, state: SearchState, curve: list[float]) -> bool:
-        if not curve or curve[-1] >= state.target or state.kind is Kind.KMEANS or not self.space(state):
+        if not curve or state.lower_is_better or state.kind is Kind.KMEANS or not self.space(state):
+            return False  # a loss run's curve is an accuracy, not its metric: nothing to prune on
+        if curve[-1] >= state.target:
             return False
         study, space = self._study(state, state.seed)
         if len(study.trials) < 2:

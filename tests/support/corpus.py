@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,17 @@ def manifest() -> dict[str, dict[str, Any]]:
     return dict(json.loads((CORPUS / "manifest.json").read_text())["repos"])
 
 
-def as_git_repo(name: str, where: Path, without: tuple[str, ...] = (), early_stop: str | None = None) -> Path:
-    """The fixture ``name`` copied to ``where/name`` and committed, as its author pushed it (``without``
-    those of its files; ``early_stop``: its mlops.yaml's ``early_stop:``, added to what it has)."""
+def as_git_repo(
+    name: str,
+    where: Path,
+    without: tuple[str, ...] = (),
+    early_stop: str | None = None,
+    corpus: Path = CORPUS,
+) -> Path:
+    """The fixture ``name`` (of ``corpus``) copied to ``where/name`` and committed, as its author pushed it
+    (``without`` those of its files; ``early_stop``: its mlops.yaml's ``early_stop:``, added to what it has)."""
     repo = where / name
-    shutil.copytree(CORPUS / name, repo)
+    shutil.copytree(corpus / name, repo)
     for file in without:
         if (repo / file).is_dir():
             shutil.rmtree(repo / file)
@@ -61,6 +67,8 @@ class Outcome:
     script: str = ""  # the entry point the run trained
     framework: str = ""  # what job 2 said the script trains with (keras, tf.keras, sklearn, ...)
     python: str = ""  # the interpreter of the run's environment (local runtime)
+    best_metric: float | None = None  # the run's best trial's
+    metrics: list[float | None] = field(default_factory=list)  # every trial's, in order
 
 
 def train_as_pushed(
@@ -70,6 +78,7 @@ def train_as_pushed(
     runtime: str,
     without: tuple[str, ...] = (),
     early_stop: str | None = None,
+    corpus: Path = CORPUS,
     **flags: Any,
 ) -> Outcome:
     """``mlops run`` (one trial) on the corpus repository ``name``, in-process, and what it gave (``flags``:
@@ -82,7 +91,7 @@ def train_as_pushed(
     from mlops.ledger import Ledger
     from mlops.progress import Progress
 
-    repo = as_git_repo(name, where, without, early_stop)
+    repo = as_git_repo(name, where, without, early_stop, corpus)
     flags = {"workspace": str(workspace), "runtime": runtime, "max_trials": 1, **flags}
     settings = load_settings(flags, env={})
     out = io.StringIO()
@@ -93,6 +102,7 @@ def train_as_pushed(
     ledger = Ledger(settings.ledger_path)
     try:
         run = [r for r in ledger.runs() if r.source == str(repo)][-1]
+        run = ledger.run(run.id)
         trials = ledger.trials(run.id)
         env = envs.recorded(ledger, run.id)
     finally:
@@ -115,6 +125,8 @@ def train_as_pushed(
         script=run.script or "",
         framework=run.framework or "",
         python=(env.python or "") if env is not None else "",
+        best_metric=run.best_metric,
+        metrics=[t.metric for t in trials],
     )
 
 
