@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test quick setup setup-dev engine sandbox test-tools lint typecheck bench docs clean
+.PHONY: demo test test-corpus quick setup setup-dev engine sandbox test-tools lint typecheck bench docs clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ demo: setup sandbox
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
 test: setup-dev engine sandbox test-tools lint typecheck
-	$(PY) -m pytest -q -ra -n 2 --dist loadgroup
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not corpus_full"
+
+## The whole PyTorch corpus on both runtimes (make test runs seven of its 24 pairs); about 80 min on 2 busy cores.
+test-corpus: setup-dev engine sandbox
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m corpus_full tests/test_torch_corpus.py
 
 ## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (about 1 min).
 quick: setup-dev sandbox lint typecheck
