@@ -82,14 +82,12 @@ class Environments:
         self.uv = uv
 
     def _request(self, run: RunRecord, generation: envs.Generation | None, why: str) -> envs.Request:
-        classification = self.ledger.events(run.id)[0].get("data") or {}
-        api = (classification.get("classification") or {}).get("api", "")
         install = self.install and read_project(run.code_dir).install
         return envs.Request(
             run.code_dir,
             run.script,
             run.image or "",
-            api == Api.KERAS2.value,
+            run.api is Api.KERAS2,
             install,
             generation,
             why,
@@ -235,8 +233,8 @@ def older_code(run: RunRecord, done: TrialRecord, trial_dir: Path) -> str | None
     if done.failure_class == FailureClass.API:
         return done.error or FailureClass.API.value
     error = done.error or ""
-    keras = run.framework in (Framework.KERAS.value, Framework.TF_KERAS.value)
-    if not keras or done.failure_class != FailureClass.CODE or not error.startswith(VALUE_ERRORS):
+    keras = run.framework in (Framework.KERAS, Framework.TF_KERAS)
+    if not keras or done.failure_class != FailureClass.CODE or done.error_type not in VALUE_ERRORS:
         return None
     kind = KERAS_OBJECT.search(error)
     if kind is not None and kind.group(1) in KERAS_TYPES:

@@ -12,7 +12,7 @@ from mlops.ledger import RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.model_store import check_summary, read_card
 from mlops.notify import Notifier, notify_run
-from mlops.progress import Progress
+from mlops.progress import Progress, Said
 from mlops.pull import publish_best
 from mlops.report import write_junit, write_report
 
@@ -50,20 +50,17 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         model_line(ctx.progress, run, read_card(run))
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
-        lines: list[str | None] = []
+        lines: list[Said | None] = []
         if notifier is not None:
-            lines += [f"   {line}" for line in notify_run(ctx.ledger, run, notifier)]
+            lines += [Said(f"   {line}") for line in notify_run(ctx.ledger, run, notifier)]
         if tracking_uri:
             lines.append(log_run_once(ctx.ledger, run, tracking_uri))
         if ctx.settings.commit_best:
-            lines.append(publish_best(ctx.ledger, run, ctx.settings.workspace))
-        for line in lines:
-            if line is None:
-                continue
-            if line.startswith("warning: "):
-                ctx.progress.warn(line.removeprefix("warning: "))
-            else:
-                ctx.progress.info(line)
+            committed = publish_best(ctx.ledger, run, ctx.settings.workspace)
+            lines.append(Said(committed) if committed is not None else None)
+        for said in lines:
+            if said is not None:
+                ctx.progress.say(said)
     # The page of all runs is a view of the ledger: when it cannot be written, the next run (or
     # `mlops history --html`) writes it; the run's own results are not lost for it.
     try:

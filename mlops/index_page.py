@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from mlops.domain import RunStatus
+from mlops.domain import Kind, RunStatus
 from mlops.ledger import Ledger, RunRecord
 from mlops.measured import best_label
 from mlops.report import BLUE, GREEN, ORANGE, RED, REPORT
@@ -162,7 +162,7 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
     shown = run.reason and run.status in (RunStatus.FAILED, RunStatus.EXHAUSTED)
     reason = f'<div class="reason">{html.escape(run.reason or "")}</div>' if shown else ""
     kind = html.escape(run.kind or "?")
-    if run.family and run.kind == "other":  # what kind of other: forest, svm, recurrent, ...
+    if run.family and run.kind is Kind.OTHER:  # what kind of other: forest, svm, recurrent, ...
         kind += f' <span class="muted">({html.escape(run.family)})</span>'
     kind = f'<span title="{html.escape(run.family or "")}">{kind}</span>'
     metric = run.metric or "metric"

@@ -18,18 +18,25 @@ from mlops.errors import LedgerUnavailable
 TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock
 
 
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that say why a file cannot be used; an
+# extended code (SQLITE_READONLY_DBMOVED, ...) is its primary code in the low byte.
+LOCKED_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
 def unusable(path: Path, error: sqlite3.Error | OSError, waited_s: float = TIMEOUT_S) -> LedgerUnavailable:
-    """Why the ledger at ``path`` cannot be used, from SQLite's error."""
-    text = str(error)
-    if "locked" in text or "busy" in text:
+    """Why the ledger at ``path`` cannot be used, from SQLite's result code (never from its words)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in LOCKED_CODES:
         why = f"is locked by another process (waited {waited_s:g} s); end the program that holds it"
-    elif "readonly" in text or "read-only" in text or not _writable(path):
+    elif primary == sqlite3.SQLITE_READONLY or not _writable(path):
         why = "is read-only: mlops run needs to write it (mlops history and mlops show only read it)"
-    elif "not a database" in text or "malformed" in text or "corrupt" in text:
+    elif primary in CORRUPT_CODES:
         why = "is corrupt; move it away and mlops starts a new one (the run folders stay)"
     else:
         why = "cannot be opened"
-    return LedgerUnavailable(f"the ledger {path} {why} (sqlite: {text})")
+    return LedgerUnavailable(f"the ledger {path} {why} (sqlite: {error})")
 
 
 def _writable(path: Path) -> bool:

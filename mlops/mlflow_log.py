@@ -21,6 +21,7 @@ from mlops import trial_records
 from mlops.errors import ConfigError
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.mlflow_model import log_model
+from mlops.progress import Said
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
 
@@ -183,17 +184,17 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
     return str(parent)
 
 
-def log_run_once(ledger: Ledger, run: RunRecord, tracking_uri: str) -> str | None:
+def log_run_once(ledger: Ledger, run: RunRecord, tracking_uri: str) -> Said | None:
     """Mirror a finished run to MLflow unless it was mirrored before; the line to show, or None.
 
     MLflow is an optional mirror: it being down, or refusing the run, never fails the pipeline (the
     line says what went wrong and the run can be mirrored by a later job 5).
     """
-    if any(e["kind"] == "mlflow-logged" for e in ledger.events(run.id)):
+    if ledger.run(run.id).mlflow_id is not None:
         return None
     try:
         mlflow_id = log_run(ledger, run.id, tracking_uri)
     except Exception as e:  # noqa: BLE001 (any failure of an optional mirror is a warning, never fatal)
-        return f"warning: could not log run {run.id} to MLflow: {type(e).__name__}: {str(e)[:200]}"
-    ledger.event(run.id, None, "mlflow-logged", f"logged to MLflow as run {mlflow_id}", {"id": mlflow_id})
-    return f"   logged to MLflow ({tracking_uri.split('://')[0]}) as run {mlflow_id}"
+        return Said(f"could not log run {run.id} to MLflow: {type(e).__name__}: {str(e)[:200]}", warning=True)
+    ledger.set_mlflow_id(run.id, str(mlflow_id), f"logged to MLflow as run {mlflow_id}")
+    return Said(f"   logged to MLflow ({tracking_uri.split('://')[0]}) as run {mlflow_id}")

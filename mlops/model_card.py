@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops.domain import RuntimeName
 from mlops.ledger import RunRecord, TrialRecord
 from mlops.records import BadRecord, key, parse
 from mlops.trial_records import ModelFields
@@ -116,7 +117,10 @@ def build(run: RunRecord, best: TrialRecord, saved: ModelFields | None) -> dict[
         },
         "input": have.input if have else None,
         "versions": have.versions if have else {},
-        "environment": {"runtime": run.runtime, "image": run.image if run.runtime == "docker" else None},
+        "environment": {
+            "runtime": run.runtime,
+            "image": run.image if run.runtime is RuntimeName.DOCKER else None,
+        },
         "run": run.id,
         "source": run.source,
         "ref": run.ref,

@@ -22,7 +22,8 @@ from typing import Any
 from mlops import trial_files
 from mlops.domain import KeepModels, TrialStatus
 from mlops.errors import LedgerError
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
+from mlops.ledger.events import ModelSaved
 from mlops.model_card import build, checked
 from mlops.trial_files import BadTrialFile, stat_regular
 from mlops.trial_records import ModelFields, last_model
@@ -161,7 +162,7 @@ def _take(trial_dir: Path, saved: ModelFields, target: Path, card: dict[str, Any
 def _record(ledger: Ledger, run: RunRecord, card: dict[str, Any]) -> None:
     trial = card["trial"]["number"]
     if not card["file"]:
-        ledger.event(run.id, trial, "model-missing", str(card.get("error")))
+        ledger.event(run.id, trial, LedgerEventKind.MODEL_MISSING, str(card.get("error")))
         return
     check = card.get("check") or {}
     path = run_model_dir(run) / str(card["file"])
@@ -170,14 +171,17 @@ def _record(ledger: Ledger, run: RunRecord, card: dict[str, Any]) -> None:
         ledger.event(
             run.id,
             trial,
-            "model-saved",
+            LedgerEventKind.MODEL_SAVED,
             f"model of trial {trial}: {path} ({said})",
-            {"sha256": card["sha256"]},
+            ModelSaved(str(card["sha256"])),
         )
     else:
         why = check.get("error") or "not checked"
         ledger.event(
-            run.id, trial, "model-not-loaded", f"model of trial {trial}: {path} (did not load: {why})"
+            run.id,
+            trial,
+            LedgerEventKind.MODEL_NOT_LOADED,
+            f"model of trial {trial}: {path} (did not load: {why})",
         )
 
 

@@ -284,9 +284,8 @@ def notify_run(ledger: Ledger, run: RunRecord, notifier: Notifier) -> list[str]:
     event = {RunStatus.REACHED: NotifyEvent.REACHED, RunStatus.EXHAUSTED: NotifyEvent.EXHAUSTED}.get(
         run.status, NotifyEvent.FAILED
     )
-    history = ledger.events(run.id)
-    kinds = [event] + [NotifyEvent.GAVE_UP for e in history if e["kind"] == "monitor-gave-up"][:1]
-    sent = {(e["data"] or {}).get("event") for e in history if e["kind"].startswith("notify-")}
+    kinds = [event] + ([NotifyEvent.GAVE_UP] if ledger.gave_up(run.id) else [])
+    sent = ledger.notified(run.id)
     lines: list[str] = []
     for kind in kinds:
         if kind.value in sent:
@@ -294,11 +293,7 @@ def notify_run(ledger: Ledger, run: RunRecord, notifier: Notifier) -> list[str]:
         for delivery in notifier.notify(notification(ledger, run.id), kind):
             state = "sent" if delivery.ok else f"NOT sent ({delivery.detail})"
             lines.append(f"{delivery.channel} {state}")
-            ledger.event(
-                run.id,
-                None,
-                f"notify-{delivery.channel}",
-                f"{kind.value}: {state}",
-                {"event": kind.value, "ok": delivery.ok},
+            ledger.record_notification(
+                run.id, kind.value, delivery.channel, delivery.ok, f"{kind.value}: {state}"
             )
     return lines

@@ -104,6 +104,14 @@ class RunState:
         return " · ".join(parts)
 
 
+@dataclass(frozen=True)
+class Said:
+    """A line a step hands back to be shown: a warning or not is its field, never its words."""
+
+    text: str
+    warning: bool = False
+
+
 class Progress:
     """Every line passes ``redact`` (by default: the values of this environment's secrets masked)."""
 
@@ -194,6 +202,9 @@ class Progress:
 
     def info(self, text: str) -> None:
         self._print(text)
+
+    def say(self, said: Said) -> None:
+        (self.warn if said.warning else self.info)(said.text)
 
     def warn(self, text: str) -> None:
         self._print(f"warning: {text}", style="yellow")

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import PullError
-from mlops.ledger import Ledger, RunRecord
+from mlops.ledger import Ledger, LedgerEventKind, RunRecord
+from mlops.ledger.events import PullFailed
 
 GIT_TIMEOUT_S = 300
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -112,10 +113,10 @@ def failed_pulls(ledger: Ledger) -> list[dict[str, Any]]:
     """The pulls that failed and whose source was not pulled since, oldest first."""
     open_failures: dict[tuple[str, str | None], dict[str, Any]] = {}
     for event in ledger.events():
-        data = event["data"] or {}
-        if event["kind"] == "pull-failed":
-            open_failures[(data.get("source", ""), data.get("commit"))] = {**data, "at": event["at"]}
-        elif event["kind"] == "pull":
+        data = event.data or {}
+        if event.kind == LedgerEventKind.PULL_FAILED:
+            open_failures[(data.get("source", ""), data.get("commit"))] = {**data, "at": event.at}
+        elif event.kind == LedgerEventKind.PULL:
             for key in [
                 k for k in open_failures if k[0] == data.get("source") and k[1] in (None, data.get("commit"))
             ]:
@@ -131,8 +132,8 @@ def pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Check
         return _pull(source, ref, workspace, ledger)
     except PullError as e:
         commit = ref if ref and SHA_RE.match(ref) else None
-        data = {"source": source, "ref": ref, "commit": commit, "reason": e.reason}
-        ledger.event(None, None, "pull-failed", str(e), data)
+        failed = PullFailed(source, ref, commit, e.reason)
+        ledger.event(None, None, LedgerEventKind.PULL_FAILED, str(e), failed)
         raise
 
 
@@ -321,7 +322,7 @@ def publish_best(ledger: Ledger, run: RunRecord, workspace: Path) -> str | None:
     if not run.best_trial or run.best_metric is None:  # none, or trial 0: the code as pushed, nothing new
         return None
     branch = f"mlops/best-{run.id}"
-    if any(e["kind"] == "best-committed" for e in ledger.events(run.id)):
+    if ledger.run(run.id).best_commit is not None:
         return None
     pulled = ledger.find_pull(run.source, run.commit)
     root = Path(pulled["path"]) if pulled else run.code_dir
@@ -334,11 +335,5 @@ def publish_best(ledger: Ledger, run: RunRecord, workspace: Path) -> str | None:
     )
     best = (run.dir / "best.py").read_text(encoding="utf-8")
     sha = commit_best(run.source, run.commit, path_in_repo, best, branch, message, workspace)
-    ledger.event(
-        run.id,
-        None,
-        "best-committed",
-        f"best source committed to {branch} as {sha[:12]}",
-        {"branch": branch, "commit": sha},
-    )
+    ledger.set_best_commit(run.id, branch, sha, f"best source committed to {branch} as {sha[:12]}")
     return f"   best source committed to branch {branch} ({sha[:12]})"

@@ -50,6 +50,7 @@ class LaunchResult:
     error: str | None = None
     error_file: str | None = None
     error_line: int | None = None
+    error_type: str | None = None  # the exception's class name, as the harness reported it
     traceback: str | None = None
     failure: FailureClass | None = None
     hint: str | None = None
@@ -154,6 +155,7 @@ def _script_failed(
         error=redact(report.error or f"the script failed ({outcome.describe()})"),
         error_file=redact(report.file) if report.file else None,
         error_line=report.line,
+        error_type=report.error_type,
         traceback=redact(report.traceback) if report.traceback else None,
         failure=FailureClass.CODE if no_metric else _failure(report.failure_class),
         hint=(

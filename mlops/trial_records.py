@@ -134,6 +134,7 @@ class FailedAfter:
     """Where the script failed after its metric was measured."""
 
     error: str | None = None
+    error_type: str | None = None  # the exception's class name (protocol.ScriptFailure)
     file: str | None = None
     line: int | None = None
     failure_class: str | None = None
@@ -146,6 +147,7 @@ class HarnessOutcome:
 
     status: str | None = None
     error: str | None = None
+    error_type: str | None = None  # the exception's class name (protocol.ScriptFailure): decide on this
     file: str | None = None
     line: int | None = None
     traceback: str | None = None

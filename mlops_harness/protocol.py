@@ -53,6 +53,25 @@ class FailureClass(enum.StrEnum):
     DISK = "disk"  # over its disk quota (bytes or files)
 
 
+@dataclass(frozen=True)
+class ScriptFailure:
+    """What ``outcome.json`` says of a script that raised. The orchestrator decides on ``error_type`` and
+    ``failure_class``; ``error`` and ``hint`` are words for people, never parsed."""
+
+    error: str  # "NameError: name 'x' is not defined" (its first line)
+    error_type: str  # the exception's class name, ``type(e).__name__``: "NameError", "SystemExit"
+    failure_class: FailureClass
+    hint: str | None = None
+    file: str | None = None
+    line: int | None = None
+    traceback: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The outcome's fields (failure_class as its value; what is not known left out)."""
+        found = {**self.__dict__, "failure_class": self.failure_class.value}
+        return {k: v for k, v in found.items() if v is not None}
+
+
 # Files and folders the harness writes into the trial folder.
 METRICS_FILE = "metrics.json"
 ACCURACY_FILE = "accuracy.txt"

@@ -51,6 +51,7 @@ from mlops_harness.protocol import (
     EventKind,
     ExitCode,
     FailureClass,
+    ScriptFailure,
     to_json,
     write_atomic,
 )
@@ -181,12 +182,13 @@ def run(args: argparse.Namespace) -> int:
         run_script(script_path, work_root)
     except SystemExit as e:
         if e.code not in (None, 0):
-            outcome.update(
-                status="error",
+            ended = ScriptFailure(
                 error=f"the script called sys.exit({e.code!r})",
-                failure_class=FailureClass.CODE.value,
+                error_type=type(e).__name__,
+                failure_class=FailureClass.CODE,
                 hint=f"the script ended itself with exit status {e.code!r}",
             )
+            outcome.update(status="error", **ended.fields())
             exit_code = ExitCode.SCRIPT_ERROR
     except BaseException as e:  # noqa: BLE001 (everything the user's code raises is a trial result)
         filename, line = error_location(e, script_path)
@@ -195,15 +197,16 @@ def run(args: argparse.Namespace) -> int:
             message += " (the script asked for input, but a training has no standard input)"
         where = relative_to(filename, work_root)
         failure = failures.classify(e, work_root, script_path, where, line, guards.prompts, guards.answers)
-        outcome.update(
-            status="error",
+        raised = ScriptFailure(
             error=message.splitlines()[0] if message else type(e).__name__,
+            error_type=type(e).__name__,
+            failure_class=failure.cls,
+            hint=failure.hint,
             file=where,
             line=line,
             traceback=traceback.format_exc(),
-            failure_class=failure.cls.value,
-            hint=failure.hint,
         )
+        outcome.update(status="error", **raised.fields())
         exit_code = ExitCode.SCRIPT_ERROR
         traceback.print_exc()
     duration = time.time() - started
@@ -220,7 +223,9 @@ def run(args: argparse.Namespace) -> int:
         # It trained and measured, then failed (a plot, a save, a folder of its author's machine): the
         # metric stands, and the failure is a warning of the trial.
         after = {
-            k: outcome.pop(k) for k in ("error", "file", "line", "failure_class", "hint") if k in outcome
+            k: outcome.pop(k)
+            for k in ("error", "error_type", "file", "line", "failure_class", "hint")
+            if k in outcome
         }
         outcome.pop("traceback", None)
         outcome.update(status="ok", failed_after_metric=after)

@@ -44,8 +44,4 @@ def ended_while_away(spec: TrialSpec, data: dict[str, Any]) -> Outcome | None:
 def stopped_by(ledger: Ledger, run_id: str, number: int) -> str | None:
     """The signal that stopped the trial's last launch on purpose (its last start-or-stop event is a
     ``trial-stopped``), or None."""
-    kinds = ("trial-started", "trial-restarted", "trial-stopped")
-    last = [e for e in ledger.events(run_id) if e["trial"] == number and e["kind"] in kinds]
-    if last and last[-1]["kind"] == "trial-stopped":
-        return str((last[-1]["data"] or {}).get("signal") or "a signal")
-    return None
+    return ledger.stopped_by(run_id, number)

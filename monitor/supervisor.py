@@ -37,7 +37,8 @@ from typing import Any
 from mlops import trial_files, trial_records
 from mlops.domain import TrialStatus
 from mlops.errors import Interrupted
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
+from mlops.ledger.events import TrialDied
 from mlops.progress import Progress
 from mlops.runtime.base import Outcome, Runtime, TrialSpec, follow_file
 from mlops.trial import RESTARTED, LaunchResult, kept, read_result
@@ -159,6 +160,13 @@ def set_aside(trial_dir: Path, label: str) -> Path:
     trial_dir.mkdir()
     trial_files.copy_inputs(aside, trial_dir)
     return aside
+
+
+# What a finished trial's record says of how it ended (Ledger.finish_trial's keywords).
+FINISHED_FIELDS = (
+    *("metric_name", "metric", "metric_source", "end_reason", "exit_code", "epochs", "duration_s"),
+    *("error", "error_file", "error_line", "error_type", "failure_class", "hint"),
+)
 
 
 class Supervisor:
@@ -319,9 +327,7 @@ class Supervisor:
         why = (
             f"trial {trial.number} stopped by {name}{at}; it goes on from its checkpoint when the run resumes"
         )
-        self.ledger.event(
-            run.id, trial.number, "trial-stopped", why, {"signal": name, "epochs": result.epochs}
-        )
+        self.ledger.stop_trial(run.id, trial.number, name, result.epochs, why)
         self.progress.trial_finished(run.id, trial.number, "stopped", why)
         raise Interrupted(self.stopping)
 
@@ -331,7 +337,7 @@ class Supervisor:
             run.id,
             trial.number,
             TrialStatus.PRUNED,
-            end_reason=result.outcome.reason.value,
+            end_reason=result.outcome.reason,
             error=why,
             epochs=result.epochs,
             duration_s=result.outcome.duration_s,
@@ -347,9 +353,9 @@ class Supervisor:
         self.ledger.event(
             run.id,
             trial.number,
-            "trial-died",
+            LedgerEventKind.TRIAL_DIED,
             f"trial {trial.number} ended: {decision.reason}; restarting in {decision.delay_s:g} s",
-            {"end_reason": outcome.reason.value, "exit_code": outcome.exit_code},
+            TrialDied(outcome.reason.value, outcome.exit_code),
         )
         deadline = time.monotonic() + decision.delay_s
         while time.monotonic() < deadline and self.stopping is None:
@@ -371,14 +377,15 @@ class Supervisor:
             metric_name=result.metric_name,
             metric=result.metric,
             metric_source=result.metric_source,
-            end_reason=outcome.reason.value,
+            end_reason=outcome.reason,
             exit_code=outcome.exit_code,
             error=error,
             error_file=result.error_file,
             error_line=result.error_line,
+            error_type=result.error_type,
             epochs=result.epochs,
             duration_s=outcome.duration_s,
-            failure_class=result.failure.value if result.failure else None,
+            failure_class=result.failure,
             hint=result.hint or result.warning,
         )
         self._say_finished(run, trial, result, error)
@@ -386,7 +393,7 @@ class Supervisor:
             self.ledger.event(
                 run.id,
                 trial.number,
-                "monitor-gave-up",
+                LedgerEventKind.MONITOR_GAVE_UP,
                 f"gave up on trial {trial.number}: {decision.reason}",
             )
         return self.ledger.trial(run.id, trial.number)
@@ -427,7 +434,7 @@ class Supervisor:
             "running it once more without early stopping"
         )
         self.progress.info(f"   {said}")
-        self.ledger.event(run.id, trial.number, "retry-without-early-stop", said)
+        self.ledger.event(run.id, trial.number, LedgerEventKind.RETRY_WITHOUT_EARLY_STOP, said)
         try:
             aside = set_aside(spec.trial_dir, "early-stop")
         except BadTrialFile as e:  # the attempt planted something in place of its inputs
@@ -446,24 +453,11 @@ class Supervisor:
 
     def _finish_as(self, done: TrialRecord, why: str) -> None:
         """Record ``done`` (a finished attempt) as the trial's result again."""
-        self.ledger.event(done.run_id, done.number, "retry-without-early-stop", f"trial {done.number}: {why}")
-        self.ledger.finish_trial(
-            done.run_id,
-            done.number,
-            done.status,
-            metric_name=done.metric_name,
-            metric=done.metric,
-            metric_source=done.metric_source,
-            end_reason=done.end_reason,
-            exit_code=done.exit_code,
-            error=done.error,
-            error_file=done.error_file,
-            error_line=done.error_line,
-            epochs=done.epochs,
-            duration_s=done.duration_s,
-            failure_class=done.failure_class,
-            hint=done.hint,
+        self.ledger.event(
+            done.run_id, done.number, LedgerEventKind.RETRY_WITHOUT_EARLY_STOP, f"trial {done.number}: {why}"
         )
+        kept = {name: getattr(done, name) for name in FINISHED_FIELDS}
+        self.ledger.finish_trial(done.run_id, done.number, done.status, **kept)
 
     def _follow(self, run: RunRecord, number: int, handle: Any) -> None:
         """The training's output, line by line, to the person watching."""

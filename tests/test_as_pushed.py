@@ -17,9 +17,17 @@ import pytest
 
 from jobs.environments import older_code
 from jobs.pipeline import spec_for
+from mlops.classify.rules import Framework
 from mlops.config import load_settings
 from mlops.domain import TrialStatus
-from mlops_harness.protocol import ENV_PATIENCE, ENV_STOP_AT, EVENTS_FILE, EventKind, read_events
+from mlops_harness.protocol import (
+    ENV_PATIENCE,
+    ENV_STOP_AT,
+    EVENTS_FILE,
+    EventKind,
+    FailureClass,
+    read_events,
+)
 from tests.support.corpus import manifest, run_directly, train_as_pushed
 from tests.support.trials import ledger_trial, trial_spec
 from tweak.loop import ORIGINAL
@@ -45,7 +53,7 @@ def failed_trial_0(tmp_path: Path, error: str, line: int, framework: str = "kera
     """A run of ARRAY2STRING whose trial 0 failed with ``error`` at train.py:``line``, traceback in its folder."""
     spec = trial_spec(tmp_path, "train", ARRAY2STRING)
     ledger, run, trial = ledger_trial(spec)
-    run = replace(run, framework=framework, script="train.py")
+    run = replace(run, framework=Framework(framework), script="train.py")
     run.dir.mkdir(parents=True, exist_ok=True)
     (run.dir / ORIGINAL).write_text(ARRAY2STRING)
     (spec.trial_dir / "outcome.json").write_text(json.dumps({"status": "error", "traceback": TRACEBACK}))
@@ -53,9 +61,10 @@ def failed_trial_0(tmp_path: Path, error: str, line: int, framework: str = "kera
         trial,
         status=TrialStatus.FAILED,
         error=error,
+        error_type=error.partition(":")[0],  # the exception's class, as the harness reports it
         error_file="train.py",
         error_line=line,
-        failure_class=failure,
+        failure_class=FailureClass(failure),
     )
     return run, done, spec.trial_dir
 

@@ -203,7 +203,7 @@ def test_a_trial_that_fails_after_an_early_stop_runs_again_without_it(tmp_path):
     assert [e.kind for e in read_events(first / EVENTS_FILE)].count(EventKind.STOPPED) == 1
     assert not [e for e in read_events(spec.trial_dir / EVENTS_FILE) if e.kind is EventKind.STOPPED]
     assert len([e for e in read_events(spec.trial_dir / EVENTS_FILE) if e.kind is EventKind.EPOCH]) == 6
-    said = [e["message"] for e in ledger.events(run.id) if e["kind"] == "retry-without-early-stop"]
+    said = [e.message for e in ledger.events(run.id) if e.kind == "retry-without-early-stop"]
     assert said == [
         "trial 0: the script failed after mlops stopped a fit early (IndexError: list index out of range); "
         "running it once more without early stopping"
@@ -235,6 +235,6 @@ def test_a_metric_measured_before_the_failure_is_kept_when_the_run_without_early
     assert "KeyError: 'val_acc'" in (finished.hint or "")
     assert json.loads((spec.trial_dir / OUTCOME_FILE).read_text())["failed_after_metric"]
     assert spec.trial_dir.with_name("0.no-early-stop").is_dir()  # the attempt without it, set aside
-    kinds = [e["kind"] for e in ledger.events(run.id)]
+    kinds = [e.kind for e in ledger.events(run.id)]
     assert kinds.count("retry-without-early-stop") == 2 and kinds[-1] == "trial-succeeded"
     assert kinds[kinds.index("retry-without-early-stop") :].count("trial-failed") == 1  # its timeout

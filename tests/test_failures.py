@@ -107,6 +107,7 @@ def test_a_repository_file_that_hides_a_standard_module_is_named_as_the_cause(tm
     assert done.returncode == 1
     outcome = json.loads((out / "outcome.json").read_text())
     assert outcome["error"] == "NameError: name 'true' is not defined"
+    assert outcome["error_type"] == "NameError"  # what the orchestrator decides on
     assert outcome["failure_class"] == "code"
     assert "code.py in the repository hides the standard library's module 'code'" in outcome["hint"]
 

@@ -50,7 +50,7 @@ def test_wal_mode_and_a_run_with_its_trials_and_events(tmp_path):
     ledger.start_trial(run.id, 0, {"pid": 2}, restart=True, reason="killed")
     trial = ledger.trial(run.id, 0)
     assert trial.restarts == 1 and trial.status is TrialStatus.RUNNING
-    kinds = [e["kind"] for e in ledger.events(run.id)]
+    kinds = [e.kind for e in ledger.events(run.id)]
     assert kinds == ["run-created", "trial-proposed", "trial-started", "trial-succeeded", "trial-restarted"]
     assert ledger.run("1").id == run.id  # by its number too
     with pytest.raises(LedgerError, match="no run 'nope'"):
@@ -129,7 +129,7 @@ def test_kill_9_at_any_moment_leaves_a_consistent_ledger(tmp_path, after):
     assert len(trials) >= after
     events = ledger.events(run.id)
     for trial in trials:  # every state a trial is in has exactly the events that lead to it
-        mine = [e["kind"] for e in events if e["trial"] == trial.number]
+        mine = [e.kind for e in events if e.trial == trial.number]
         expected = {
             TrialStatus.PENDING: ["trial-proposed"],
             TrialStatus.RUNNING: ["trial-proposed", "trial-started"],

@@ -172,8 +172,15 @@ def test_stop_reason_is_a_pure_function_of_the_trials(tmp_path, ledger):
     assert stop_reason(run, [trial_record(0, ok, 0.5)], budget) is None
     status, why = stop_reason(run, [trial_record(0, ok, 0.5), trial_record(1, ok, 0.85)], budget)
     assert status is RunStatus.REACHED and why.startswith("trial 1 reached 0.8500")
-    syntax = trial_record(0, failed, error="SyntaxError: invalid syntax", error_line=3)
+    syntax = trial_record(
+        0, failed, error="SyntaxError: invalid syntax", error_type="SyntaxError", error_line=3
+    )
     assert stop_reason(run, [syntax], budget)[0] is RunStatus.FAILED
+    # decided on the exception's type the harness reported, never on the words of its message
+    words = trial_record(
+        0, failed, error="ValueError: SyntaxError in data.csv", error_type="ValueError", error_line=3
+    )
+    assert stop_reason(run, [words], budget) is None
     full = [trial_record(0, ok, 0.5), trial_record(1, failed), trial_record(2, TrialStatus.SKIPPED)]
     assert stop_reason(run, full, budget)[0] is RunStatus.EXHAUSTED
     timed = Budget(target=0.8, max_trials=9, max_minutes=1)

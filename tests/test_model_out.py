@@ -49,7 +49,7 @@ def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tm
     for number in (0, 1):  # keep_models=best: the trials' own copies go, and their checkpoints
         assert not (trial_dir(run, number) / "model").exists()
         assert not (trial_dir(run, number) / "checkpoints").exists()
-    kinds = [e["kind"] for e in ledger.events(run.id)]
+    kinds = [e.kind for e in ledger.events(run.id)]
     assert "model-not-loaded" in kinds  # it was not checked, so it is not said to load
     assert ledger.run(run.id).status is RunStatus.EXHAUSTED
 
@@ -213,4 +213,4 @@ def test_a_model_that_does_not_load_is_said_in_the_verdict(tmp_path):
     assert card["check"]["loaded"] is False and "Scale" in card["check"]["error"]
     page = write_report(ledger, run.id).read_text()
     assert "The model did not load in a fresh process: " in page and "model-problem" in page
-    assert any(e["kind"] == "model-not-loaded" for e in ledger.events(run.id))
+    assert any(e.kind == "model-not-loaded" for e in ledger.events(run.id))

@@ -137,7 +137,7 @@ def test_a_training_killed_mid_epoch_three_times_finishes_all_its_epochs(tmp_pat
     )
     trained = log.read_text().count("[mlops] epoch ")
     assert trained <= epochs + len(kills_at), f"more than one epoch lost per kill: {trained} epochs trained"
-    restarted = [e for e in ledger.events(run.id) if e["kind"] == "trial-restarted"]
+    restarted = [e for e in ledger.events(run.id) if e.kind == "trial-restarted"]
     assert len(restarted) == 3
 
 

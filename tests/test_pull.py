@@ -24,7 +24,7 @@ def test_a_local_repository_is_checked_out_at_its_commit_and_recorded(tmp_path, 
     assert (checkout.root / "train.py").read_text() == "print(1)\n"
     assert not (checkout.root / ".git").exists()
     assert ledger.find_pull(checkout.source, head)["path"] == str(checkout.root)
-    assert [e["kind"] for e in ledger.events()] == ["pull"]
+    assert [e.kind for e in ledger.events()] == ["pull"]
 
 
 def test_the_same_commit_pulled_twice_is_not_cloned_twice(tmp_path, ledger):
@@ -82,7 +82,7 @@ def test_an_unreachable_url_or_unknown_ref_is_a_clear_error(tmp_path, ledger):
     with pytest.raises(PullError, match="no branch, tag or commit named 'nope'"):
         pull(f"file://{repo}", "nope", tmp_path / "ws", ledger)
     # Nothing half-recorded: no pull, only each failure, which mlops history shows until a pull succeeds.
-    assert [e["kind"] for e in ledger.events()] == ["pull-failed", "pull-failed"]
+    assert [e.kind for e in ledger.events()] == ["pull-failed", "pull-failed"]
     assert [f["reason"] for f in failed_pulls(ledger)][1] == "no branch, tag or commit named 'nope'"
     pull(f"file://{repo}", "main", tmp_path / "ws", ledger)
     assert [f["source"] for f in failed_pulls(ledger)] == ["http://127.0.0.1:9/nothing.git"]

@@ -16,6 +16,7 @@ little while early stopping ends the training anyway) is not worth a trial: ``ma
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,20 @@ def rate_range(facts: Any) -> tuple[float, float]:
 def matters(factor: float) -> bool:
     """True when scaling a quantity by ``factor`` is a change worth a trial (not 30 -> 32 filters)."""
     return factor >= SMALLEST_CHANGE or factor <= 1 / SMALLEST_CHANGE
+
+
+class RateMove(enum.Enum):
+    """How a stalled loss moves the learning rate."""
+
+    TO_USUAL = "to_usual"  # to the optimizer's usual rate, far from which it was
+    TENFOLD_DOWN = "tenfold_down"  # down tenfold, from a rate not far above the usual one
+
+
+@dataclass(frozen=True)
+class RateChange:
+    rate: float
+    rule: str  # the rule that chose it, in words
+    move: RateMove
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ def current_rate(facts: Any) -> tuple[str, float]:
     return name, DEFAULT_RATE.get(name, USUAL_RATE)
 
 
-def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str] | None:
+def rate_for(finding: LossFinding, facts: Any) -> RateChange | None:
     """The learning rate that trial 0's stalled loss calls for, and the rule that chose it, in words; None
     when the rate is not what holds it back (a flat loss at the optimizer's usual rate).
 
@@ -158,10 +173,12 @@ def rate_for(finding: LossFinding, facts: Any) -> tuple[float, str] | None:
     shown = f"{name or 'the optimizer'} at {rate:g}"
     if finding.diverged:
         if rate > usual and matters(rate / usual):
-            return usual, f"{shown} is far above its usual rate: down to {usual:g}"
-        return rate / 10, f"{shown} diverges: down tenfold"
+            return RateChange(
+                usual, f"{shown} is far above its usual rate: down to {usual:g}", RateMove.TO_USUAL
+            )
+        return RateChange(rate / 10, f"{shown} diverges: down tenfold", RateMove.TENFOLD_DOWN)
     if rate < usual and matters(rate / usual):
-        return usual, f"{shown} is too slow: up to {usual:g}, its usual rate"
+        return RateChange(usual, f"{shown} is too slow: up to {usual:g}, its usual rate", RateMove.TO_USUAL)
     return None
 
 
@@ -175,9 +192,9 @@ def loss_rate(losses: list[float], facts: Any, unscaled: bool) -> tuple[float, s
     chosen = rate_for(finding, facts) if finding is not None else None
     if finding is None or chosen is None:
         return None
-    rate, rule = chosen
+    rate, rule = chosen.rate, chosen.rule
     _, now = current_rate(facts)
-    if unscaled and "tenfold" in rule:
+    if unscaled and chosen.move is RateMove.TENFOLD_DOWN:
         return None
     low, high = rate_range(facts)
     bounded = min(max(rate, low), high)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops import trial_records
+from mlops.classify.rules import Framework
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.model_store import ModelPolicy, after_trial
@@ -137,8 +138,8 @@ class Tuner:
             losses = training_losses(history)
             past.append(Past(t.number, tweaks, t.status, metric, params, curve_of(history), gap, losses))
         return SearchState(
-            kind=Kind(run.kind or "other"),
-            framework=run.framework or "",
+            kind=run.kind or Kind.OTHER,
+            framework=run.framework or Framework.NONE,
             facts=model_facts(original, run.framework),
             target=run.target,
             seed=int(run.settings.get("seed", 0)),

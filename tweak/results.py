@@ -12,7 +12,7 @@ from typing import Any
 
 from mlops import trial_records
 from mlops.domain import RunStatus, TrialStatus
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.model_store import ModelPolicy, publish
 from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import write_atomic
@@ -55,7 +55,9 @@ def finish_run(
         try:  # before the run is finished: one that dies while publishing publishes again when resumed
             publish(ledger, ledger.run(run.id), best, models or ModelPolicy())
         except OSError as e:  # a full disk: the run keeps its result, and says why it has no model
-            ledger.event(run.id, best.number, "model-missing", f"could not publish the model: {e}")
+            ledger.event(
+                run.id, best.number, LedgerEventKind.MODEL_MISSING, f"could not publish the model: {e}"
+            )
     ledger.finish_run(run.id, status, reason)
     return ledger.run(run.id)
 
@@ -71,7 +73,12 @@ def keep_sources(ledger: Ledger, run: RunRecord, original: str, best: TrialRecor
             raise BadTrialFile("source.py", "is not there")
         keep_best(run.dir, folder, tuned_files(run.code_dir))
     except BadTrialFile as e:
-        ledger.event(run.id, best.number, "best-source-refused", f"the best trial's source is not kept: {e}")
+        ledger.event(
+            run.id,
+            best.number,
+            LedgerEventKind.BEST_SOURCE_REFUSED,
+            f"the best trial's source is not kept: {e}",
+        )
         return
     write_atomic(run.dir / "best.py", source)
     diff = "".join(

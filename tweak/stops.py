@@ -28,10 +28,10 @@ def as_pushed_cannot_run(first: TrialRecord) -> str | None:
     if first.status is not TrialStatus.FAILED:
         return None
     error = first.error or ""
-    if first.error_line and "SyntaxError" in error:
+    if first.error_line and first.error_type == "SyntaxError":
         return f"the code as pushed does not parse: {error}"
     hint = f"; {first.hint}" if first.hint else ""
-    if error.startswith("NameError"):  # a fragment's imports, a notebook's cells: no tweak defines them
+    if first.error_type == "NameError":  # a fragment's imports, a notebook's cells: no tweak defines them
         return f"the code as pushed uses a name it never defines: {error}{hint}"
     if (
         first.failure_class in NO_TWEAK_FIXES

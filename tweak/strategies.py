@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops.classify.rules import Framework
 from mlops.domain import Kind, StrategyName, TrialStatus, trial_seed
 from tweak import estimators, evidence
 from tweak import prompts as prompts_mod
@@ -72,7 +73,7 @@ class Past:
 @dataclass(frozen=True)
 class SearchState:
     kind: Kind
-    framework: str
+    framework: Framework
     facts: Any  # tweak.facts.ModelFacts of the source as pushed
     target: float
     seed: int
@@ -85,6 +86,9 @@ class SearchState:
     prompts: list[prompts_mod.Prompt] = field(default_factory=list)
     inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
     lower_is_better: bool = False  # the run's metric is a loss (tweak/direction.py): TPE minimizes it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "framework", Framework(self.framework))  # its text ("sklearn") too
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def _unscaled(state: SearchState) -> float | None:
     """The divisor of inputs that trial 0 trained on unscaled (pixels in 0..255: 255), else None."""
     seen = state.inputs or {}
     low, high = seen.get("min"), seen.get("max")
-    if state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
+    if state.kind not in (Kind.CNN, Kind.ANN) or state.framework is Framework.SKLEARN:
         return None
     if not isinstance(low, int | float) or not isinstance(high, int | float):
         return None
@@ -173,13 +177,13 @@ def _overfit_gap(state: SearchState) -> float | None:
     """Trial 0's training accuracy above its validation accuracy, when far enough to regularize."""
     first = _trial0(state)
     gap = first.gap if first else None
-    return gap if evidence.overfits(gap) and state.framework != "sklearn" else None
+    return gap if evidence.overfits(gap) and state.framework is not Framework.SKLEARN else None
 
 
 def _loss_rate(state: SearchState) -> tuple[float, str] | None:
     """The learning rate trial 0's stalled training loss calls for, and why (``evidence.loss_rate``)."""
     first = _trial0(state)
-    if first is None or state.kind not in (Kind.CNN, Kind.ANN) or state.framework == "sklearn":
+    if first is None or state.kind not in (Kind.CNN, Kind.ANN) or state.framework is Framework.SKLEARN:
         return None
     return evidence.loss_rate(first.losses, state.facts, _unscaled(state) is not None)
 
@@ -187,7 +191,7 @@ def _loss_rate(state: SearchState) -> tuple[float, str] | None:
 def _author_rate(state: SearchState) -> tuple[float, str] | None:
     """The rate the script's author trained with, when it runs at a default that changed since."""
     first = _trial0(state)
-    if state.framework == "sklearn" or state.kind not in (Kind.CNN, Kind.ANN):
+    if state.framework is Framework.SKLEARN or state.kind not in (Kind.CNN, Kind.ANN):
         return None
     return evidence.author_rate(first.losses if first is not None else [], state.facts)
 
@@ -217,7 +221,7 @@ class Ladder(Strategy):
                 ScaleUnits(factor=0.5),
                 SetEpochs(epochs=max(epochs * 6, epochs + 4)),
             ]
-        if state.kind is Kind.ANN and state.framework != "sklearn":
+        if state.kind is Kind.ANN and state.framework is not Framework.SKLEARN:
             return [
                 AddDenseLayer(units=64),
                 SetEpochs(epochs=max(epochs * 3, epochs + 2)),
@@ -230,7 +234,7 @@ class Ladder(Strategy):
                 SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=(100, 100)),
                 SetEstimatorParam(estimators=MLP, param="max_iter", value=1000),
             ]
-        return estimators.steps(state.facts) if state.framework == "sklearn" else []
+        return estimators.steps(state.facts) if state.framework is Framework.SKLEARN else []
 
     def propose(self, state: SearchState) -> Proposal | None:
         """Step ``number``, or the next one whose changes no trial has made (answers can stay the same)."""
@@ -259,7 +263,7 @@ class TPE(Strategy):
 
         epochs = _epochs(state.facts)
         space: dict[str, Any] = {}
-        if state.kind in (Kind.CNN, Kind.ANN) and state.framework != "sklearn":
+        if state.kind in (Kind.CNN, Kind.ANN) and state.framework is not Framework.SKLEARN:
             space["epochs"] = d.IntDistribution(max(1, epochs), max(40, epochs * 10), log=True)
             space["learning_rate"] = d.FloatDistribution(*evidence.rate_range(state.facts), log=True)
             if _overfit_gap(state) is not None and _hidden_units(state.facts):
@@ -272,7 +276,7 @@ class TPE(Strategy):
         elif state.kind is Kind.ANN:
             space["hidden"] = d.CategoricalDistribution(["64", "128", "128,64", "256,128"])
             space["max_iter"] = d.CategoricalDistribution([300, 1000])
-        elif state.framework == "sklearn":  # regressors and classifiers: regularization, depth, trees
+        elif state.framework is Framework.SKLEARN:  # regressors and classifiers: regularization, depth, trees
             space.update(estimators.space(state.facts))
         # What the script asks with input() is tuned through its answers, not by rewriting the code.
         asked = {p.role for p in prompts_mod.tunable(state.prompts)}
@@ -373,7 +377,7 @@ class TPE(Strategy):
             tweaks.append(SetEstimatorParam(estimators=MLP, param="hidden_layer_sizes", value=sizes))
         if "max_iter" in point:
             tweaks.append(SetEstimatorParam(estimators=MLP, param="max_iter", value=point["max_iter"]))
-        if state.framework == "sklearn" and state.kind is Kind.OTHER:
+        if state.framework is Framework.SKLEARN and state.kind is Kind.OTHER:
             tweaks += estimators.tweaks_for(state.facts, point)
         return tweaks
 

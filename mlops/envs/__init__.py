@@ -9,7 +9,7 @@ training image (Docker: a derived image) or the interpreter (local: a venv that 
 - :mod:`~mlops.envs.local` and :mod:`~mlops.envs.images` make them for each runtime;
 - :mod:`~mlops.envs.uv` runs uv with the machine's package index.
 
-A run's environment is recorded in the ledger (an ``environment`` event), so a resumed run, the Jenkins
+A run's environment is recorded in the ledger (its run's ``environment`` column), so a resumed run, the Jenkins
 jobs and the monitor use the same one.
 """
 
@@ -22,10 +22,7 @@ from mlops.envs.store import Store
 from mlops.envs.uv import Uv
 from mlops.ledger import Ledger
 
-EVENT = "environment"
-
 __all__ = [
-    "EVENT",
     "MAX_PACKAGES",
     "Base",
     "Builder",
@@ -42,12 +39,10 @@ __all__ = [
 
 def record(ledger: Ledger, run_id: str, env: Environment, message: str) -> None:
     """Make ``env`` the run's environment from now on."""
-    ledger.event(run_id, None, EVENT, message, env.to_json())
+    ledger.set_environment(run_id, env.to_json(), message)
 
 
 def recorded(ledger: Ledger, run_id: str) -> Environment | None:
     """The run's environment as last recorded, or None."""
-    for event in reversed(ledger.events(run_id)):
-        if event["kind"] == EVENT and isinstance(event.get("data"), dict):
-            return Environment.from_json(event["data"])
-    return None
+    found = ledger.environment(run_id)
+    return Environment.from_json(found) if found is not None else None

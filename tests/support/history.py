@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-import mlops.ledger
+import mlops.ledger.base
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord
 from tests.support.repos import git, make_repo
@@ -70,7 +70,7 @@ def record_week(workspace: Path, now: float | None = None) -> tuple[Ledger, list
     ledger = Ledger(workspace / "ledger.db")
     clock = Clock(now)
     runs = []
-    with mock.patch.object(mlops.ledger, "time", clock):
+    with mock.patch.object(mlops.ledger.base, "time", clock):
         for past in WEEK:
             clock.now = now - past.days_ago * DAY - past.minutes * 60
             run = ledger.create_run(
