@@ -37,6 +37,7 @@ from tweak.codemods import (
     SetLearningRate,
     Tweak,
 )
+from tweak.seeds import fits, ladder_from
 
 if TYPE_CHECKING:
     import optuna
@@ -67,6 +68,7 @@ class Past:
     curve: list[float] = field(default_factory=list)  # the per-epoch metric
     gap: float | None = None  # training accuracy minus validation accuracy at the last epoch
     losses: list[float] = field(default_factory=list)  # the per-epoch training loss (NaN where it was)
+    origin: str | None = None  # the commit of the earlier run it comes from (warm start), None: this run's
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class SearchState:
     # The input() prompts of trial 0, and the lines of the files mlops.yaml's tune_file: names.
     prompts: list[prompts_mod.Prompt] = field(default_factory=list)
     inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
+    # An earlier commit's trials whose changes still apply to this source (warm start: tweak/warm.py).
+    earlier: list[Past] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ class Ladder(Strategy):
             return _propose_kmeans(state)
         steps = self.steps(state)
         asked = prompts_mod.tunable(state.prompts)
-        for step in range(state.number, max(len(steps), 4 if asked else 0) + 1):
+        for step in range(ladder_from(state.number, state.earlier), max(len(steps), 4 if asked else 0) + 1):
             stepped = {p.key: value for p in asked if (value := prompts_mod.ladder_step(p, step)) is not None}
             chosen, answers, lines = steps[:step], _answers(state, stepped), _lines(state, stepped)
             if _new(state, chosen, answers, lines):
@@ -387,8 +391,8 @@ class TPE(Strategy):
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, constant_liar=True),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
         )
-        for past in state.past:
-            params = {k: v for k, v in past.params.items() if k in space}
+        for past in [*state.earlier, *state.past]:
+            params = {k: v for k, v in past.params.items() if k in space and fits(space[k], v)}
             if past.number == 0 or not params:  # the first guess has no rate: fine
                 continue
             if past.metric is None:
