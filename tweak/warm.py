@@ -80,7 +80,7 @@ def reapply(source: str, tweaks: list[Tweak], framework: str | None) -> Reapplie
 
 def _named(tweak: Tweak) -> str:
     name, params = tweak.to_json()
-    values = ", ".join(f"{k} {v}" for k, v in params.items())
+    values = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
     return f"{name} ({values})" if values else str(name)
 
 
