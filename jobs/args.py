@@ -136,6 +136,14 @@ def _search_flags(flag: Callable[..., object]) -> None:
         "(a fixed order) (default tpe)",
     )
     flag("--parallel", type=int, metavar="N", help="trials trained at once (default 1)")
+    flag(
+        "--no-warm-start",
+        dest="warm_start",
+        action="store_false",
+        default=None,
+        help="search from scratch, even when an earlier commit of the script was tuned (default: start "
+        "from its best changes and trials)",
+    )
 
 
 def _limit_flags(flag: Callable[..., object]) -> None:

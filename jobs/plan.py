@@ -15,6 +15,7 @@ from mlops.classify import Classification, candidate_files, classify_file, find_
 from mlops.domain import Kind, RunStatus
 from mlops.errors import LedgerError, SourceError
 from mlops.ledger import RunRecord
+from mlops.lineage import branch_of, record
 from mlops.notebook import notebook_to_script
 from mlops.project import mapped_data, read_project
 from mlops.pull import Checkout
@@ -119,6 +120,7 @@ def _find_or_create_run(
         settings=s.to_json(),
         runs_dir=s.runs_dir,
     )
+    record(ctx.ledger, run, branch_of(checkout))  # its script's previous run, renames followed
     if result.error:
         where = f"{script}:{result.error_line}" if result.error_line else script
         ctx.ledger.finish_run(run.id, RunStatus.FAILED, f"{where}: {result.error}")

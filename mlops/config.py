@@ -44,6 +44,9 @@ class Settings:
     strategy: StrategyName = StrategyName.TPE
     runtime: RuntimeName = RuntimeName.AUTO
     parallel: int = 1
+    # A new commit of a script tuned before starts where its last run ended (its best changes first, its
+    # trials seeding the search: tweak/warm.py); --no-warm-start: from scratch.
+    warm_start: bool = True
     timeout_s: float = 1800.0  # per trial launch
     memory_mb: int = 4096
     cpus: float | None = None

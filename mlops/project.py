@@ -81,6 +81,9 @@ class Project:
     # Which trials' Keras fits mlops may stop early (``early_stop: all`` for trial 0 too, ``none`` for no
     # trial). Trial 0 is the code as pushed, so by default it runs every epoch it asks for.
     early_stop: EarlyStop = EarlyStop.TUNING
+    # Start a new commit's search from the last tuned commit's best changes and trials (``warm_start:
+    # false``: from scratch). Off here or in the site's settings is off.
+    warm_start: bool = True
 
 
 def read_project(root: Path | str, workspace: Path | None = None) -> Project:
@@ -102,6 +105,7 @@ def read_project(root: Path | str, workspace: Path | None = None) -> Project:
         data=mapped,
         tune_file=_tune_files(data.get("tune_file"), root, mapped),
         early_stop=_early_stop(data.get("early_stop", EarlyStop.TUNING.value)),
+        warm_start=_flag(data.get("warm_start", True), "warm_start"),
     )
 
 
@@ -166,8 +170,12 @@ def _inputs(value: object) -> tuple[str | int | float, ...]:
 
 
 def _install(value: object) -> bool:
+    return _flag(value, "install")
+
+
+def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
-        raise SourceError(f"{CONFIG_FILE}: 'install' must be true or false but got {value!r}")
+        raise SourceError(f"{CONFIG_FILE}: {name!r} must be true or false but got {value!r}")
     return value
 
 

@@ -51,6 +51,11 @@ class Checkout:
         return self.root / self.subdir if self.subdir else self.root
 
 
+def mirror_of(root: Path) -> Path:
+    """The mirror a checkout's tree was exported from (``<workspace>/checkouts/<mirror>/<commit>``)."""
+    return root.parent.parent.parent / "repos" / f"{root.parent.name}.git"
+
+
 def _git(*args: str, cwd: Path | None = None, source: str = "", input_bytes: bytes | None = None) -> bytes:
     env = dict(
         os.environ,

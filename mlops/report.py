@@ -17,6 +17,7 @@ from typing import Any
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.lineage import warm_from
 from mlops.measured import best_label, metric_label
 from mlops.model_store import model_file
 from mlops.report_model import model_section, model_verdict
@@ -309,6 +310,7 @@ def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
         "reason": run.reason,
         "trials": len(trials),
         "restarts": sum(t.restarts for t in trials),
+        "warm_from": seeded.id if (seeded := warm_from(ledger, run)) else None,  # warm start (tweak/warm.py)
         "report": str(report) if report.exists() else None,
         "model": str(model) if (model := model_file(run)) else None,
         "dir": str(run.dir),

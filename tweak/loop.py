@@ -47,6 +47,7 @@ from tweak.strategies import (
     Strategy,
     make_strategy,
 )
+from tweak.warm import warm_strategy
 
 ORIGINAL = "original.py"
 
@@ -179,6 +180,8 @@ class Tuner:
         original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
         self.reached.clear()
         strategy = make_strategy(run.strategy)
+        if not only_baseline:  # the script's last tuned commit: its best first, its trials seed the search
+            strategy = warm_strategy(self.ledger, self.progress, run, strategy, original)
         # First finish what a killed orchestrator left under way.
         self._run_all(
             run, [t for t in self.ledger.trials(run.id) if not t.status.is_finished()], strategy, original

@@ -38,6 +38,7 @@ from tweak.codemods import (
     SetLearningRate,
     Tweak,
 )
+from tweak.seeds import fits, ladder_from
 
 if TYPE_CHECKING:
     import optuna
@@ -68,6 +69,7 @@ class Past:
     curve: list[float] = field(default_factory=list)  # the per-epoch metric
     gap: float | None = None  # training accuracy minus validation accuracy at the last epoch
     losses: list[float] = field(default_factory=list)  # the per-epoch training loss (NaN where it was)
+    origin: str | None = None  # the commit of the earlier run it comes from (warm start), None: this run's
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class SearchState:
     prompts: list[prompts_mod.Prompt] = field(default_factory=list)
     inputs: dict[str, Any] | None = None  # what trial 0's last fit trained on: samples, dtype, min, max
     lower_is_better: bool = False  # the run's metric is a loss (tweak/direction.py): TPE minimizes it
+    # An earlier commit's trials whose changes still apply to this source (warm start: tweak/warm.py).
+    earlier: list[Past] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "framework", Framework(self.framework))  # its text ("sklearn") too
@@ -242,7 +246,7 @@ class Ladder(Strategy):
             return _propose_kmeans(state)
         steps = self.steps(state)
         asked = prompts_mod.tunable(state.prompts)
-        for step in range(state.number, max(len(steps), 4 if asked else 0) + 1):
+        for step in range(ladder_from(state.number, state.earlier), max(len(steps), 4 if asked else 0) + 1):
             stepped = {p.key: value for p in asked if (value := prompts_mod.ladder_step(p, step)) is not None}
             chosen, answers, lines = steps[:step], _answers(state, stepped), _lines(state, stepped)
             if _new(state, chosen, answers, lines):
@@ -392,8 +396,8 @@ class TPE(Strategy):
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, constant_liar=True),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
         )
-        for past in state.past:
-            params = {k: v for k, v in past.params.items() if k in space}
+        for past in [*state.earlier, *state.past]:
+            params = {k: v for k, v in past.params.items() if k in space and fits(space[k], v)}
             if past.number == 0 or not params:  # the first guess has no rate: fine
                 continue
             if past.metric is None:

@@ -26,6 +26,7 @@ class LedgerBase:
 
     def __init__(self, path: Path, read_only: bool = False, timeout_s: float = TIMEOUT_S) -> None:
         self.path = path
+        self.read_only = read_only
         self.conn = connect(path, SCHEMA, read_only, timeout_s)  # LedgerUnavailable: corrupt, locked, ...
         self.lock = threading.RLock()  # one connection shared by the threads of parallel trials
         if not read_only:

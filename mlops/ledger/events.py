@@ -49,6 +49,8 @@ class LedgerEventKind(enum.StrEnum):
     NOTIFY_WEBHOOK = "notify-webhook"
     BEST_COMMITTED = "best-committed"
     BEST_SOURCE_REFUSED = "best-source-refused"
+    LINEAGE = "lineage"  # a run follows the run of the same script at an earlier commit (mlops/lineage.py)
+    WARM_START = "warm-start"  # a run's search seeded by an earlier commit's trials (tweak/warm.py)
 
     @classmethod
     def run_finished(cls, status: RunStatus) -> LedgerEventKind:
@@ -152,6 +154,18 @@ class BestCommitted:
     commit: str
 
 
+@dataclass(frozen=True)
+class Followed:
+    previous: str  # the run of the same script at the commit before
+    script_key: str
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    warm_from: str  # the run whose trials seed this one
+    commit: str
+
+
 Payload = (
     Pulled
     | PullFailed
@@ -167,6 +181,8 @@ Payload = (
     | MlflowLogged
     | Notified
     | BestCommitted
+    | Followed
+    | WarmStart
 )
 
 
