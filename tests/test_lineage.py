@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlops import lineage
 from mlops.ledger import Ledger, RunRecord
+from mlops.ledger.events import LedgerEventKind
 from mlops.pull import pull
 from tests.support.repos import git, make_repo
 
@@ -56,7 +57,7 @@ def test_runs_of_one_script_form_its_lineage_across_commits(tmp_path):
     key = lineage.script_key(ledger, third)
     assert [r.id for r in lineage.lineage(ledger, key)] == [first.id, second.id, third.id]
     assert lineage.link(ledger, third).branch == "main"
-    assert any(e["kind"] == "lineage" for e in ledger.events(third.id))
+    assert any(e.kind == LedgerEventKind.LINEAGE for e in ledger.events(third.id))
 
 
 def test_a_rename_git_follows_keeps_the_lineage(tmp_path):
