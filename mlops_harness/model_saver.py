@@ -369,7 +369,7 @@ def save_chosen(
     if model is None:
         fields: dict[str, Any] = {
             "saved": False,
-            "error": f"no Keras model, scikit-learn estimator or PyTorch module produced the metric (from {source})",
+            "error": f"no Keras model or scikit-learn estimator (nor PyTorch module) produced the metric (from {source})",
         }
     else:
         try:
