@@ -272,6 +272,9 @@ def cmd_model(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     out.write(terminal_safe(f"  {card['class']} ({card['framework']}), {card['metric']['name']} "
                             f"{card['metric']['value']:.4f}, trial {card['trial']['number']}; {loaded}") + "\n")  # fmt: skip
     out.write(f"  load it: {ModelFormat(card['format']).load_code(str(path))}\n")
+    weights = card.get("state_dict") or {}
+    if weights.get("file"):  # a PyTorch model's weights, for the script's own class
+        out.write(f"  state_dict: {path.parent / weights['file']} (torch.load(..., weights_only=True))\n")
     out.write(f"  card: {path.parent / MODEL_CARD}\n")
     return 0
 

@@ -34,7 +34,8 @@ def add_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
         "--as",
         dest="name",
         metavar="NAME",
-        help="the file name the script asks for, e.g. load_data(path=NAME) (default: the file's own name)",
+        help="the file name the script asks for, e.g. load_data(path=NAME); a folder ending in '/' puts "
+        "each file in it under its own name, e.g. MNIST/raw/ (default: the file's own name)",
     )
     p.add_argument(
         "--kind",
@@ -67,10 +68,12 @@ def cmd_datasets(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     if not args.files:
         raise DatasetError("mlops datasets import needs the files to import")
-    if args.name and len(args.files) > 1:
-        raise DatasetError(f"--as names one file, and {len(args.files)} were given")
+    folder = args.name if args.name and args.name.endswith("/") else None
+    if args.name and not folder and len(args.files) > 1:
+        raise DatasetError(f"--as names one file, and {len(args.files)} were given (a folder ends in '/')")
     for file in args.files:
-        dataset, new = datasets.import_file(workspace, file, args.name, args.kind, args.replace)
+        name = f"{folder}{file.name}" if folder else args.name
+        dataset, new = datasets.import_file(workspace, file, name, args.kind, args.replace)
         said = "imported" if new else "already imported (same content)"
         out.write(
             f"{said}: {dataset.kind} data set {dataset.name} ({human(dataset.size)}, sha256 "

@@ -1,10 +1,13 @@
-"""The run's model as an MLflow model (the ``keras`` or ``sklearn`` flavour, with ``python_function``).
+"""The run's model as an MLflow model (the ``keras``, ``sklearn`` or ``pytorch`` flavour, with
+``python_function``).
 
 The MLflow model folder is written from the model file and its card, never by loading the model here:
 loading a pickle runs code, and this process holds the mail and webhook secrets. The file is the very one
 in ``runs/<run>/model/`` (a scikit-learn model is a cloudpickle stream, MLflow's ``cloudpickle``
 serialization; a Keras model a ``.keras`` file, MLflow's Keras 3 layout), and the card gives the versions
-for ``requirements.txt``. The model is logged as a LoggedModel of the run (``models:/<id>``) and as the
+for ``requirements.txt``; a PyTorch model is MLflow's ``pytorch`` layout of the same file: ``data/model.pt2``
+for torch.export's program, ``data/model.pth`` for TorchScript, which ``mlflow.pytorch.load_model`` reads
+with ``torch.load``, which hands a TorchScript archive to ``torch.jit.load``). The model is logged as a LoggedModel of the run (``models:/<id>``) and as the
 run's ``model`` artifact folder (``runs:/<run>/model``).
 """
 
@@ -20,7 +23,21 @@ from mlops.model_store import model_file, read_card
 from mlops_harness.protocol import ModelFormat
 
 ARTIFACT_PATH = "model"
-PIP_NAMES = {"keras": "keras", "tensorflow": "tensorflow", "scikit-learn": "scikit-learn", "numpy": "numpy"}
+PIP_NAMES = {
+    "keras": "keras",
+    "tensorflow": "tensorflow",
+    "scikit-learn": "scikit-learn",
+    "numpy": "numpy",
+    "torch": "torch",
+}
+TORCH_FORMATS = (ModelFormat.TORCH_EXPORT, ModelFormat.TORCHSCRIPT)
+FLAVOURS = {
+    ModelFormat.KERAS: "keras",
+    ModelFormat.PICKLE: "sklearn",
+    ModelFormat.TORCH_EXPORT: "pytorch",
+    ModelFormat.TORCHSCRIPT: "pytorch",
+}
+TORCH_PICKLE_MODULE = "mlflow.pytorch.pickle_module"  # what mlflow.pytorch names in pickle_module_info.txt
 
 
 def _requirements(card: dict[str, Any]) -> list[str]:
@@ -60,10 +77,30 @@ def write_mlflow_model(card: dict[str, Any], path: Path, folder: Path) -> Any:
             code=None,
         )
         add_to_model(model, loader_module="mlflow.sklearn", model_path="model.pkl", predict_fn="predict")
+    elif card.get("format") in TORCH_FORMATS:
+        _pytorch(card, path, folder, model)
     else:
         raise ValueError(f"MLflow has no flavour for a model in the {card.get('format')} format")
     (folder / "requirements.txt").write_text("\n".join(_requirements(card)) + "\n", encoding="utf-8")
     return model
+
+
+def _pytorch(card: dict[str, Any], path: Path, folder: Path, model: Any) -> None:
+    """MLflow's ``pytorch`` layout: ``data/model.pt2`` (no ``python_function``, as mlflow.pytorch does for
+    an exported program on tensors), or ``data/model.pth`` with its pickle module's name (TorchScript)."""
+    from mlflow import pyfunc
+
+    (folder / "data").mkdir()
+    version = (card.get("versions") or {}).get("torch")
+    if card.get("format") == ModelFormat.TORCH_EXPORT:
+        shutil.copy2(path, folder / "data" / "model.pt2")
+        model.add_flavor("pytorch", model_data="data", pytorch_version=version, code=None)
+        return
+    shutil.copy2(path, folder / "data" / "model.pth")
+    (folder / "data" / "pickle_module_info.txt").write_text(TORCH_PICKLE_MODULE, encoding="utf-8")
+    model.add_flavor("pytorch", model_data="data", pytorch_version=version, code=None)
+    add_to_model: Any = pyfunc.add_to_model  # untyped
+    add_to_model(model, loader_module="mlflow.pytorch", data="data", pickle_module_name=TORCH_PICKLE_MODULE)
 
 
 def log_model(client: Any, experiment_id: str, mlflow_run_id: str, run: RunRecord) -> str | None:
@@ -71,9 +108,9 @@ def log_model(client: Any, experiment_id: str, mlflow_run_id: str, run: RunRecor
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     card, path = read_card(run), model_file(run)
-    if card is None or path is None or card.get("format") not in (ModelFormat.KERAS, ModelFormat.PICKLE):
+    if card is None or path is None or card.get("format") not in FLAVOURS:
         return None
-    flavour = "keras" if card["format"] == ModelFormat.KERAS else "sklearn"
+    flavour = FLAVOURS[ModelFormat(card["format"])]
     logged = client.create_logged_model(
         experiment_id,
         name=ARTIFACT_PATH,

@@ -12,7 +12,7 @@ from mlops.domain import RuntimeName
 from mlops.ledger import RunRecord, TrialRecord
 from mlops.records import BadRecord, key, parse
 from mlops.trial_records import ModelFields
-from mlops_harness.protocol import ModelFormat
+from mlops_harness.protocol import STATE_DICT_FILE, ModelFormat
 
 CARD_SCHEMA = 1
 FILE_NAMES = frozenset(f.file_name for f in ModelFormat)
@@ -53,6 +53,20 @@ class CardCheck:
 
 
 @dataclass(frozen=True)
+class CardWeights:
+    """A PyTorch model's state_dict beside it (``model.pt``)."""
+
+    file: str
+    size_bytes: int | None = None
+    sha256: str | None = None
+    load: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.file != STATE_DICT_FILE:
+            raise ValueError(f"state_dict.file must be {STATE_DICT_FILE}, not {self.file[:60]!r}")
+
+
+@dataclass(frozen=True)
 class Card:
     """What a card may hold, each field of its type (every one may be missing from an older card)."""
 
@@ -78,6 +92,7 @@ class Card:
     saved_at: float | None = None
     check: CardCheck | None = None
     error: str | None = None
+    state_dict: CardWeights | None = None
 
     def __post_init__(self) -> None:
         if self.file is not None and self.file not in FILE_NAMES:
@@ -132,4 +147,5 @@ def build(run: RunRecord, best: TrialRecord, saved: ModelFields | None) -> dict[
         "reload_error": have.reload_error if have else None,  # it did not load back right after saving
         "saved_at": round(time.time(), 3),
         "check": None,
+        "state_dict": None,  # a PyTorch model's, once it is copied beside it (mlops.model_store)
     }

@@ -26,11 +26,12 @@ from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.ledger.events import ModelSaved
 from mlops.model_card import build, checked
 from mlops.trial_files import BadTrialFile, stat_regular
-from mlops.trial_records import ModelFields, last_model
+from mlops.trial_records import ModelFields, WeightsFields, last_model
 from mlops_harness.protocol import (
     CHECKPOINT_DIR,
     MODEL_CARD,
     MODEL_DIR,
+    STATE_DICT_FILE,
     file_sha256,
     read_json,
     to_json,
@@ -126,8 +127,9 @@ def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPoli
         card["error"] = f"the model was not saved: {saved.error}"
     else:
         _take(best_dir, saved, target, card)
+    kept = (card["file"], MODEL_CARD, (card.get("state_dict") or {}).get("file"))
     for stale in target.iterdir():  # an earlier run of this command published another format
-        if stale.name not in (card["file"], MODEL_CARD) and (stale.is_symlink() or stale.is_file()):
+        if stale.name not in kept and (stale.is_symlink() or stale.is_file()):
             stale.unlink()
     write_atomic(target / MODEL_CARD, to_json(card))
     if card["file"] and policy.check is not None:
@@ -157,6 +159,27 @@ def _take(trial_dir: Path, saved: ModelFields, target: Path, card: dict[str, Any
         card["error"] = f"{saved.file} is no longer in the trial's folder, and was not published before"
         return
     card.update(file=name, load=saved.format.load_code(name))
+    if saved.state_dict is not None:
+        _take_weights(trial_dir, saved.state_dict, target, card)
+
+
+def _take_weights(trial_dir: Path, weights: WeightsFields, target: Path, card: dict[str, Any]) -> None:
+    """Copy a PyTorch model's state_dict beside it, checked as the model is."""
+    dst = target / STATE_DICT_FILE
+    try:
+        copied = trial_files.copy_out(trial_dir, weights.file, dst, weights.size_bytes, weights.sha256)
+    except BadTrialFile as e:
+        card["error"] = f"the model's state_dict is not taken: {e}"
+        return
+    if not copied and not (_own_file(dst) and file_sha256(dst) == weights.sha256):
+        card["error"] = f"{weights.file} is no longer in the trial's folder, and was not published before"
+        return
+    card["state_dict"] = {
+        "file": STATE_DICT_FILE,
+        "size_bytes": weights.size_bytes,
+        "sha256": weights.sha256,
+        "load": f"import torch; state = torch.load({STATE_DICT_FILE!r}, weights_only=True)",
+    }
 
 
 def _record(ledger: Ledger, run: RunRecord, card: dict[str, Any]) -> None:
@@ -225,7 +248,9 @@ def copy_out(ledger: Ledger, run_id: str, to: Path) -> list[Path]:
         raise LedgerError(f"run {run.id} has no model to copy: {why}")
     to.mkdir(parents=True, exist_ok=True)
     written = []
-    for src in (path, run_model_dir(run) / MODEL_CARD):
+    weights = (card.get("state_dict") or {}).get("file")
+    extra = [run_model_dir(run) / STATE_DICT_FILE] if weights == STATE_DICT_FILE else []
+    for src in (path, *extra, run_model_dir(run) / MODEL_CARD):
         shutil.copyfile(src, to / src.name, follow_symlinks=False)
         written.append(to / src.name)
     return written

@@ -26,6 +26,7 @@ from mlops_harness.protocol import (
     METRICS_FILE,
     MODEL_DIR,
     OUTCOME_FILE,
+    STATE_DICT_FILE,
     Event,
     EventKind,
     ModelFormat,
@@ -185,6 +186,23 @@ class InputFields:
 
 
 @dataclass(frozen=True)
+class WeightsFields:
+    """A PyTorch model's ``state_dict``, saved beside it as ``model/model.pt``."""
+
+    file: str
+    size_bytes: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if self.file != f"{MODEL_DIR}/{STATE_DICT_FILE}":
+            raise ValueError(
+                f"file must be {MODEL_DIR}/{STATE_DICT_FILE}, where the harness saves a state_dict"
+            )
+        if self.size_bytes < 0 or not SHA256.fullmatch(self.sha256):
+            raise ValueError("size_bytes must be at least 0 and sha256 64 hexadecimal digits")
+
+
+@dataclass(frozen=True)
 class ModelFields:
     """A MODEL event: the model behind the metric, saved in the trial's ``model/`` folder, or why not."""
 
@@ -200,6 +218,7 @@ class ModelFields:
     sha256: str | None = None
     reload_error: str | None = None
     error: str | None = None
+    state_dict: WeightsFields | None = None  # PyTorch: the model's state_dict beside it
 
     def __post_init__(self) -> None:
         if not self.saved:

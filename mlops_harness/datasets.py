@@ -14,6 +14,7 @@ import functools
 import os
 import posixpath
 import shlex
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -171,6 +172,10 @@ def import_line(exc: BaseException, url: str | None, environ: Mapping[str, str])
     path, found_url = wanted(exc)
     url = found_url or (url.rstrip(":.,;") if url else None)  # a message's URL may end with its colon
     placed = kind_and_name(path, environ) if path else None
+    torchvision = sys.modules.get("mlops_harness.torchvision_data")
+    if placed is None and torchvision is not None:  # a torchvision data set's download, under its root=
+        found: str | None = torchvision.import_line(environ)
+        return found
     if placed is None:
         return None
     kind, name = placed

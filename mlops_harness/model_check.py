@@ -37,7 +37,14 @@ BATCH_ROWS = 4
 FREE_DIMENSION = 8  # the size given to a dimension the input left free (a sequence of any length)
 
 
+TORCH_FORMATS = (ModelFormat.TORCH_EXPORT, ModelFormat.TORCHSCRIPT)
+
+
 def load(path: Path, fmt: ModelFormat) -> Any:
+    if fmt in TORCH_FORMATS:
+        from mlops_harness import torch_model  # imports torch
+
+        return torch_model.load(path, fmt)
     if fmt is ModelFormat.PICKLE:
         try:
             import joblib
@@ -99,6 +106,10 @@ def _shape(output: Any) -> Any:
 
 
 def predict(model: Any, fmt: ModelFormat, batch: Any) -> Any:
+    if fmt in TORCH_FORMATS:
+        from mlops_harness import torch_model
+
+        return torch_model.predict(model, batch)
     if fmt is ModelFormat.PICKLE:
         for name in ("predict", "transform"):
             if hasattr(model, name):
@@ -125,6 +136,9 @@ def check(model_dir: Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 (whatever stops it loading is the answer)
         return {**result, "error": describe_error(e)}
     result.update(loaded=True, load_s=round(time.time() - started, 3), **{"class": type(model).__name__})
+    weights = _state_dict_error(model_dir, card)
+    if weights:
+        return {**result, "error": weights}
     spec = card.get("input")
     if not spec:
         return {
@@ -142,6 +156,24 @@ def check(model_dir: Path) -> dict[str, Any]:
     result.update(predicted=True, batch_rows=BATCH_ROWS, output_shape=_shape(output))
     result["versions"] = versions()  # the framework is imported by now
     return result
+
+
+def _state_dict_error(model_dir: Path, card: dict[str, Any]) -> str | None:
+    """Why a PyTorch model's state_dict (``model.pt``, beside it) does not load as plain tensors; None when
+    it does, or when the model has none."""
+    weights = card.get("state_dict")
+    if not isinstance(weights, dict) or not weights.get("file"):
+        return None
+    path = model_dir / str(weights["file"])
+    if not path.is_file() or file_sha256(path) != weights.get("sha256"):
+        return f"{path.name} is missing or is not the file the card names (its sha256 differs)"
+    try:
+        import torch
+
+        torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        return f"{path.name} does not load as a state_dict: {describe_error(e)}"
+    return None
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,9 @@ LIBRARIES = {
     "joblib": "joblib",
     "pandas": "pandas",
     "scipy": "scipy",
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "lightning": "lightning",
 }
 
 
@@ -189,9 +192,11 @@ def _keras_inputs(model: Any) -> dict[str, Any] | None:
 
 
 def framework_of(model: Any) -> str | None:
-    """Say "keras" or "sklearn" from where the model's classes come from; None for anything else."""
+    """Say "keras", "sklearn" or "pytorch" from where the model's classes come from; None for anything else."""
     for cls in type(model).__mro__:
         module = cls.__module__ or ""
+        if module == "torch.nn.modules.module" and cls.__name__ == "Module":
+            return "pytorch"
         if module.startswith(("keras", "tf_keras", "tensorflow")) and cls.__name__ in ("Model", "Functional"):
             return "keras"
         if module.startswith("sklearn.") and cls.__name__ == "BaseEstimator":
@@ -297,21 +302,29 @@ def save(
     """Save ``model`` into ``out/model/``; the fields of its MODEL event. Raises what saving raised."""
     framework = framework_of(model)
     if framework is None:
-        raise TypeError(f"a {type(model).__name__} is neither a Keras model nor a scikit-learn estimator")
+        raise TypeError(
+            f"a {type(model).__name__} is neither a Keras model, a scikit-learn estimator nor a PyTorch module"
+        )
     folder = out / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.iterdir():  # an earlier launch of this trial saved one
         if stale.is_file():
             stale.unlink()
     reloads: str | None = None
+    extra: dict[str, Any] = {}
     if framework == "keras":
         fmt = _save_keras(model, folder)
         input_spec = input_spec or _keras_inputs(model)
         reloads = _keras_reload_error(folder / fmt.file_name)
+    elif framework == "pytorch":
+        torch_model = importlib.import_module("mlops_harness.torch_model")
+        fmt, extra = torch_model.save(model, folder)
+        input_spec = input_spec or torch_model.input_of(model)
     else:
         fmt = _save_pickle(model, folder, work_root)
     path = folder / fmt.file_name
     return {
+        **extra,
         "saved": True,
         "reload_error": reloads,
         "file": f"{MODEL_DIR}/{fmt.file_name}",
@@ -326,6 +339,19 @@ def save(
     }
 
 
+def _torch_model() -> Any:
+    """The PyTorch module the script trained and called (see torch_model.chosen), if torch was used."""
+    hooks, chooser = (
+        sys.modules.get("mlops_harness.torch_hooks"),
+        sys.modules.get("mlops_harness.torch_model"),
+    )
+    training = getattr(hooks, "STATE", {}).get("training")
+    if training is None or chooser is None:
+        return None
+    made = training.made
+    return chooser.chosen(list(made.named("modules").values()), list(made.named("optimizers").values()))
+
+
 def save_chosen(
     tracker: ModelTracker,
     origin: tuple[str, int | None],
@@ -337,11 +363,13 @@ def save_chosen(
 ) -> dict[str, Any]:
     """Save the model behind the chosen metric and write its MODEL event; a failure is said, not raised."""
     model = tracker.model_for(origin)
+    if model is None:
+        model = _torch_model()
     tracker.unhook()
     if model is None:
         fields: dict[str, Any] = {
             "saved": False,
-            "error": f"no Keras model or scikit-learn estimator produced the metric (from {source})",
+            "error": f"no Keras model or scikit-learn estimator (nor PyTorch module) produced the metric (from {source})",
         }
     else:
         try:

@@ -83,6 +83,7 @@ WORK_DIR = "work"  # the script's folder, copied: the working directory of the t
 OUTSIDE_DIR = "outside"  # the author's absolute folders the script writes to (/DLCode -> outside/DLCode)
 INPUTS_FILE = "inputs.json"  # written by the orchestrator: {"answers": [...]}, the script's input() answers
 MODEL_DIR = "model"  # the trained model: in a trial folder, and the best one in the run folder
+STATE_DICT_FILE = "model.pt"  # a PyTorch model's state_dict, in MODEL_DIR beside the model
 MODEL_CARD = "model.json"  # in the run's model folder: what the model is, where it came from, that it loads
 CHECK_FILE = "check.json"  # written by ``--check-model``: did the model load and predict
 GO_FILE = ".go"  # written by the runtime: a harness started ahead (``--wait-for``) runs the trial now
@@ -94,15 +95,27 @@ class ModelFormat(enum.StrEnum):
     KERAS = "keras"  # Keras's native format (Keras 3, and tf.keras >= 2.13)
     H5 = "h5"  # older Keras 2, which has no native format
     PICKLE = "pickle"  # scikit-learn: a pickle (written with cloudpickle), read by joblib.load or pickle.load
+    TORCH_EXPORT = "torch_export"  # PyTorch: torch.export's program, read by torch.export.load
+    TORCHSCRIPT = "torchscript"  # PyTorch, where torch.export fails: TorchScript, read by torch.jit.load
 
     @property
     def file_name(self) -> str:
-        return {"keras": "model.keras", "h5": "model.h5", "pickle": "model.pkl"}[self.value]
+        return {
+            "keras": "model.keras",
+            "h5": "model.h5",
+            "pickle": "model.pkl",
+            "torch_export": "model.pt2",
+            "torchscript": "model.ts",
+        }[self.value]
 
     def load_code(self, path: str) -> str:
         """The line of Python that loads a model saved in this format from ``path``."""
         if self is ModelFormat.PICKLE:
             return f"import joblib; model = joblib.load({path!r})"
+        if self is ModelFormat.TORCH_EXPORT:
+            return f"import torch; model = torch.export.load({path!r}).module()"
+        if self is ModelFormat.TORCHSCRIPT:
+            return f"import torch; model = torch.jit.load({path!r})"
         return f"import keras; model = keras.models.load_model({path!r})"
 
 
@@ -269,7 +282,8 @@ def describe_stop(stop: Mapping[str, Any]) -> str:
 # cannot stand in for those); numbers are never recorded.
 # ``reload_error`` says why a saved Keras model did not load back in the harness (null when it did).
 MODEL_FIELDS = (
-    "file", "format", "framework", "class", "origin", "input", "versions", "size_bytes", "sha256", "reload_error"
+    "file", "format", "framework", "class", "origin", "input", "versions", "size_bytes", "sha256", "reload_error",
+    "state_dict",  # PyTorch: {"file": "model/model.pt", "size_bytes", "sha256"}, the weights beside the model
 )  # fmt: skip
 
 

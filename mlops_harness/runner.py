@@ -36,6 +36,7 @@ from mlops_harness import (
     model_saver,
     sklearn_hooks,
     torch_loops,
+    torchvision_data,
 )
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
@@ -102,6 +103,8 @@ def hooks(rec: Recorder, seed: int | None) -> dict[str, Hook]:
         "torchmetrics": torchmetrics,
         "lightning.pytorch": lightning,
         "pytorch_lightning": lightning,
+        "torchvision.datasets.utils": torchvision_data.install_utils,  # an imported file used as it is
+        "torchvision.datasets.vision": torchvision_data.install_vision,  # linked under the script's root=
     }
     for where in KERAS_GET_FILE:  # $KERAS_HOME in every generation; an imported data set used as it is
         table[where] = datasets.keras_get_file

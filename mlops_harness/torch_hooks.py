@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
-from mlops_harness import printed, torch_loops
+from mlops_harness import printed, torch_loops, torch_model
 from mlops_harness.recorder import Recorder
 from mlops_harness.torch_training import Training
 
@@ -68,6 +68,8 @@ def _made(original: Callable[..., Any], training: Training, kind: str) -> Callab
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         training.made.add(kind, self)
+        if kind == "modules":
+            torch_model.watch(self)
 
     return init
 

@@ -222,7 +222,7 @@ def test_our_own_packages_and_modules_do_not_shadow_the_users_either(tmp_path):
     assert "|".join(f"users {name}" for name in names) in done.stdout
 
 
-TORCH_IMPORTERS = ("torch_hooks", "torch_training", "torch_checkpoints", "lightning_hooks")
+TORCH_IMPORTERS = ("torch_hooks", "torch_training", "torch_checkpoints", "torch_model", "lightning_hooks")
 BARE_MODULES = [
     f"mlops_harness.{p.stem}"
     for p in sorted(HARNESS.glob("*.py"))

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,11 +24,13 @@ import pytest
 from mlops import envs
 from mlops.domain import TrialStatus
 from mlops.ledger import Ledger
+from mlops.model_store import read_card
 from mlops.progress import Progress
 from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events
 from monitor.supervisor import RestartPolicy, Supervisor
+from tests.support.processes import run_cli
 from tests.support.repos import make_repo
-from tests.support.torch_scripts import LIGHTNING, PLAIN_CNN, TORCHMETRICS, script
+from tests.support.torch_scripts import DIGITS_28, LIGHTNING, PLAIN_CNN, TORCHMETRICS, script
 from tests.support.trials import ledger_trial, trial_spec
 
 pytestmark = pytest.mark.slow
@@ -43,6 +46,9 @@ class Trained:
     epochs: list[dict[str, Any]]
     env: envs.Environment
     log: str
+    run_id: str = ""
+    card: dict[str, Any] | None = None  # the run's model card (runs/<run>/model/model.json)
+    workspace: Path | None = None
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +92,9 @@ def train(root: Path, runtime: str) -> dict[str, Trained]:
                 metrics.get("history", []),
                 env,
                 out.getvalue(),
+                run.id,
+                read_card(run),
+                root / "ws",
             )
     finally:
         ledger.close()
@@ -170,3 +179,53 @@ def test_a_training_killed_mid_epoch_resumes_at_its_checkpoint_with_the_metric_i
     trained = [e.get("epoch") for e in read_events(spec.trial_dir / EVENTS_FILE) if e.kind is EventKind.EPOCH]
     assert trained == list(range(1, EPOCHS[name] + 1)), trained  # no finished epoch trained again
     assert metrics["value"] == pytest.approx(unkilled.metric, abs=0.02)
+
+
+# The script's test split made again, and the returned model's accuracy on it: no line of the script.
+EVALUATE = (
+    DIGITS_28
+    + """\
+import sys
+model = torch.export.load(sys.argv[1]).module() if sys.argv[1].endswith(".pt2") else torch.jit.load(sys.argv[1])
+with torch.no_grad():
+    predicted = model(torch.tensor(X_test)).argmax(1).numpy()
+print(float((predicted == y_test).mean()))
+"""
+)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_each_style_s_model_is_given_back_loads_without_the_script_and_reproduces_its_metric(
+    pushed, runtime, request, tmp_path
+):
+    if runtime == "docker":
+        request.getfixturevalue("docker_images")
+    for name, got in pushed(runtime).items():
+        card, folder = got.card, got.workspace / "runs"
+        assert card is not None and card["file"] in ("model.pt2", "model.ts"), f"{name}: {card}"
+        model = next(p for p in folder.glob(f"*/model/{card['file']}") if p.parent.parent.name == got.run_id)
+        assert card["framework"] == "pytorch" and card["input"]["shape"] == [None, 1, 28, 28], card
+        assert card["state_dict"]["file"] == "model.pt" and (model.parent / "model.pt").is_file()
+        check = card["check"]  # loaded and predicted in a fresh process of the run's own environment
+        assert check["loaded"] and check["predicted"] and check["output_shape"] == [4, 10], check
+        assert check["runtime"] == runtime
+        if runtime == "local":  # the run's interpreter, in a folder without the script's source
+            where = tmp_path / name
+            where.mkdir()
+            (where / "evaluate.py").write_text(EVALUATE)
+            done = subprocess.run(
+                [got.env.python, "evaluate.py", str(model)],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert float(done.stdout.split()[-1]) == pytest.approx(got.metric, abs=1e-4), name
+        shown = run_cli("model", got.run_id, "--workspace", str(got.workspace), cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert (
+            str(model) in shown.stdout
+            and "state_dict:" in shown.stdout
+            and "loads and predicts" in shown.stdout
+        )
