@@ -19,10 +19,10 @@ from jobs.environments import older_code
 from jobs.pipeline import spec_for
 from mlops.config import load_settings
 from mlops.domain import TrialStatus
+from mlops.layout import ORIGINAL
 from mlops_harness.protocol import ENV_PATIENCE, ENV_STOP_AT, EVENTS_FILE, EventKind, read_events
 from tests.support.corpus import manifest, run_directly, train_as_pushed
 from tests.support.trials import ledger_trial, trial_spec
-from tweak.loop import ORIGINAL
 
 ARRAY2STRING = """
 import numpy as np
