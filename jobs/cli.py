@@ -31,6 +31,7 @@ from mlops.domain import RunStatus
 from mlops.envsafe import RedactingFilter, Redactor
 from mlops.errors import LedgerError
 from mlops.index_page import write_index
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger
 from mlops.measured import UNMEASURED_LABELS, metric_label
 from mlops.model_store import check_summary, copy_out, human, model_file, read_card, workspace_space
@@ -207,6 +208,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     run = ledger.run(args.run)
     summary = run_summary(ledger, run)
     trials = ledger.trials(run.id)
+    layout = RunLayout(run.dir)
     if args.json:
         summary["trial_list"] = [
             {
@@ -227,12 +229,12 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 "hint": t.hint,
                 "epochs": t.epochs,
                 "duration_s": t.duration_s,
-                "dir": str(run.dir / "trials" / str(t.number)),
+                "dir": str(layout.trial(t.number).dir),
             }
             for t in trials
         ]
-        summary["best_source"] = str(run.dir / "best.py") if (run.dir / "best.py").exists() else None
-        summary["best_diff"] = str(run.dir / "best.diff") if (run.dir / "best.diff").exists() else None
+        summary["best_source"] = str(layout.best_source) if layout.best_source.exists() else None
+        summary["best_diff"] = str(layout.best_diff) if layout.best_diff.exists() else None
         summary["model_card"] = read_card(run)
         out.write(json.dumps(summary, indent=2) + "\n")
         return 0
@@ -240,9 +242,9 @@ def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     progress = Progress(out)
     leaderboard(Context(settings, ledger, progress), run)
-    for name in ("report.html", "best.py", "best.diff"):
-        if (run.dir / name).exists():
-            out.write(f"{name}: {run.dir / name}\n")
+    for path in (layout.report, layout.best_source, layout.best_diff):
+        if path.exists():
+            out.write(f"{path.name}: {path}\n")
     model_line(progress, run, read_card(run))
     failed = [t for t in trials if t.error]
     for t in failed:

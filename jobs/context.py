@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from jobs.runlock import RunLocks, key
 from mlops.config import Settings
 from mlops.domain import RunStatus
+from mlops.layout import WorkspaceLayout
 from mlops.ledger import Ledger, RunRecord
 from mlops.progress import Progress
-
-LOCKS = "locks"  # in the workspace
 
 
 @dataclass
@@ -28,7 +27,7 @@ class Context:
     @property
     def locks(self) -> RunLocks:
         if self.run_locks is None:
-            self.run_locks = RunLocks(self.settings.workspace / LOCKS)
+            self.run_locks = RunLocks(WorkspaceLayout(self.settings.workspace).locks)
         return self.run_locks
 
     def hold_script(self, source: str, commit: str, script: str) -> None:

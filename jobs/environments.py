@@ -20,7 +20,8 @@ from mlops.envs.boxes import PlainBox
 from mlops.envs.images import ImageBuilder
 from mlops.envs.local import LocalBuilder
 from mlops.envs.policy import SourcePolicy
-from mlops.errors import RequirementRefused, SourceError
+from mlops.errors import RequirementRefused, RuntimeUnavailable, SourceError
+from mlops.layout import RunLayout, WorkspaceLayout, machine_envs
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.project import read_project
@@ -29,9 +30,8 @@ from mlops.trial_files import BadTrialFile
 from mlops.vocabulary import KERAS_LAYERS
 from mlops_harness.protocol import FailureClass
 from monitor.supervisor import set_aside
-from tweak.loop import ORIGINAL, Execute
+from tweak.loop import Execute
 
-ENV_DIR = "envs"
 # Keras 2 code on Keras 3 that fails on what Keras gave, not on an import (older_code).
 VALUE_ERRORS = ("AttributeError", "TypeError")
 KERAS_TYPES = frozenset(KERAS_LAYERS) | {
@@ -65,19 +65,21 @@ class Environments:
         self.install = install
         self.policy = SourcePolicy(allow_sources)
         self.source_builds = source_builds
-        store = envs.Store(workspace / ENV_DIR)
+        store = envs.Store(WorkspaceLayout(workspace).envs)
         uv = envs.Uv.from_env()
         say = progress.info
         self.builder: envs.Builder
-        if runtime.name == "docker":
+        can = runtime.capabilities
+        if can.images:  # the runtime is then also the engine that builds them
             self.builder = ImageBuilder(runtime, store, uv, say)  # type: ignore[arg-type]
-        else:
+        elif can.python is not None:
             # --unsandboxed: the owner runs trials as plain processes, and so their builds
-            box = None if getattr(runtime, "sandboxed", True) else PlainBox()
+            box = None if can.sandboxed else PlainBox()
             # the generations' own venvs (PyTorch's is 6 GB) are built once per machine, not per workspace
-            bases = envs.Store(machine_cache / ENV_DIR) if machine_cache is not None else None
-            python = str(getattr(runtime, "python"))  # noqa: B009
-            self.builder = LocalBuilder(python, store, uv, say, box, bases)
+            bases = envs.Store(machine_envs(machine_cache)) if machine_cache is not None else None
+            self.builder = LocalBuilder(can.python, store, uv, say, box, bases)
+        else:
+            raise RuntimeUnavailable(f"the {runtime.name} runtime runs neither images nor an interpreter")
         self.store = store
         self.uv = uv
 
@@ -245,7 +247,7 @@ def older_code(run: RunRecord, done: TrialRecord, trial_dir: Path) -> str | None
         return None
     frames = traceback_frames((outcome.traceback or "") if outcome is not None else "")
     line = next((code for file, n, code in frames if n == done.error_line and _is(file, done.error_file)), "")
-    source = (run.dir / ORIGINAL).read_text(encoding="utf-8") if done.error_file == run.script else ""
+    source = RunLayout(run.dir).original.read_text(encoding="utf-8") if done.error_file == run.script else ""
     if KERAS_RESULT.search(line) or set(re.findall(r"\b[A-Za-z_]\w*\b", line)) & keras_values(source):
         return f"{error} (on a value Keras returned: {line.strip()})"
     return None

@@ -25,6 +25,7 @@ from mlops import images
 from mlops.config import STOP_MARGIN, Settings
 from mlops.domain import RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable
+from mlops.layout import RunLayout, TrialLayout, WorkspaceLayout
 from mlops.ledger import RunRecord
 from mlops.load_check import check_model
 from mlops.model_store import ModelPolicy
@@ -34,7 +35,6 @@ from mlops.project import mapped_data, read_project
 from mlops.pull import Checkout, pull
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.runtime.local import LocalRuntime
-from mlops.trial_files import SOURCE
 from mlops_harness.protocol import (
     ENV_CHECKPOINT_EVERY_BATCHES,
     ENV_CLUSTER_METRIC,
@@ -42,16 +42,13 @@ from mlops_harness.protocol import (
     ENV_PATIENCE,
     ENV_SEED,
     ENV_STOP_AT,
-    WORK_DIR,
     write_atomic,
 )
 from monitor.supervisor import RestartPolicy, Supervisor
 from monitor.watch import watch
 from tweak.loop import Tuner
-from tweak.results import trial_dir
 from tweak.stops import Budget
 
-LAST_PULL = "last-pull.json"
 __all__ = [
     "Context",
     "current_runs",
@@ -74,7 +71,7 @@ def step_pull(ctx: Context, source: str, ref: str | None) -> Checkout:
     if checkout.dirty:
         ctx.progress.warn(f"{source} has uncommitted changes; only what is committed is trained")
     write_atomic(
-        ctx.settings.workspace / LAST_PULL,
+        WorkspaceLayout(ctx.settings.workspace).last_pull,
         json.dumps(
             {
                 "source": checkout.source,
@@ -91,7 +88,7 @@ def step_pull(ctx: Context, source: str, ref: str | None) -> Checkout:
 
 
 def last_pull(settings: Settings) -> Checkout:
-    path = settings.workspace / LAST_PULL
+    path = WorkspaceLayout(settings.workspace).last_pull
     if not path.exists():
         raise LedgerError(f"nothing pulled yet in {settings.workspace} (run job 1 first)")
     d = json.loads(path.read_text())
@@ -160,7 +157,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     passed = {name: os.environ[name] for name in settings.trial_env if name in os.environ}
 
     def make(run: RunRecord, number: int) -> TrialSpec:
-        folder = trial_dir(run, number)
+        folder = RunLayout(run.dir).trial(number)
         project = read_project(run.code_dir)
         env = {
             **project.env,  # the pushed repository's own constants (mlops.yaml)
@@ -182,8 +179,8 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
             trial=number,
             code_dir=run.code_dir,
             script=run.script,
-            source_file=folder / SOURCE,
-            trial_dir=folder,
+            source_file=folder.source,
+            trial_dir=folder.dir,
             image=images.for_gpus(run.image or "", settings.gpus),
             gpus=settings.gpus,
             limits=Limits(
@@ -236,7 +233,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
         ModelPolicy(s.keep_models, s.keep_checkpoints, check),
-        runtime.prestart if isinstance(runtime, LocalRuntime) else None,
+        runtime.prestart if runtime.capabilities.starts_ahead else None,
     )
     return tuner, supervisor
 
@@ -291,8 +288,8 @@ def lock_key(run: RunRecord) -> str:
 def empty_work(run: RunRecord) -> None:
     """The run is over: its trials' work/ folders (a copy of the code and what the script wrote beside
     it) go; the model is in each trial's model/ and in the run's. ``keep_work`` keeps them."""
-    for folder in sorted((run.dir / "trials").glob("[0-9]*")):
-        work = folder / WORK_DIR
+    for folder in RunLayout(run.dir).attempt_dirs():
+        work = TrialLayout(folder).work
         if work.is_dir() and not work.is_symlink():
             shutil.rmtree(work, ignore_errors=True)
 
@@ -341,7 +338,6 @@ def _run_source(ctx: Context, source: str, ref: str | None, new_run: bool) -> li
 
 def ensure_runtime_ready(runtime: Runtime[Any], runs: list[RunRecord], progress: Progress) -> None:
     """Let a runtime get ready for the runs' images (the Docker runtime builds what is missing)."""
-    prepare = getattr(runtime, "prepare", None)
     images = sorted({r.image for r in runs if r.image and not r.status.is_finished()})
-    if prepare is not None and images:
-        prepare(images, progress)
+    if runtime.capabilities.images and images:
+        runtime.prepare(images, progress.info)

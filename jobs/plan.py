@@ -14,15 +14,13 @@ from jobs.context import Context
 from mlops.classify import Classification, candidate_files, classify_file, find_entry_points
 from mlops.domain import Kind, RunStatus
 from mlops.errors import LedgerError, SourceError
+from mlops.layout import RunLayout, WorkspaceLayout
 from mlops.ledger import RunRecord
 from mlops.lineage import branch_of, record
 from mlops.notebook import notebook_to_script
 from mlops.project import mapped_data, read_project
 from mlops.pull import Checkout
-from mlops_harness.protocol import INPUTS_FILE, write_atomic
-from tweak.loop import ORIGINAL
-
-CURRENT_RUNS = "current-runs.json"
+from mlops_harness.protocol import write_atomic
 
 
 def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool = False) -> list[RunRecord]:
@@ -62,7 +60,7 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
                 f"-> image {result.image}; {why}"
             )
         runs.append(_find_or_create_run(ctx, checkout, script, result, runtime_name, new_run))
-    write_atomic(ctx.settings.workspace / CURRENT_RUNS, json.dumps([r.id for r in runs]))
+    write_atomic(WorkspaceLayout(ctx.settings.workspace).current_runs, json.dumps([r.id for r in runs]))
     if errors and all(r.status is RunStatus.FAILED for r in runs):
         raise SourceError("; ".join(errors))
     return runs
@@ -70,7 +68,7 @@ def step_plan(ctx: Context, checkout: Checkout, runtime_name: str, new_run: bool
 
 def current_runs(ctx: Context) -> list[RunRecord]:
     """The runs job 2 planned last (the Jenkins jobs 3 to 5 work on them)."""
-    path = ctx.settings.workspace / CURRENT_RUNS
+    path = WorkspaceLayout(ctx.settings.workspace).current_runs
     if not path.exists():
         raise LedgerError(f"no runs planned in {ctx.settings.workspace} (run job 2 first)")
     return [ctx.ledger.run(run_id) for run_id in json.loads(path.read_text())]
@@ -128,8 +126,8 @@ def _find_or_create_run(
     text = (checkout.code_dir / script).read_text(encoding="utf-8", errors="replace")
     if script.endswith(".ipynb"):
         text = notebook_to_script(text)
-    write_atomic(run.dir / ORIGINAL, text)
+    write_atomic(RunLayout(run.dir).original, text)
     answers = read_project(checkout.code_dir).inputs
     if answers:
-        write_atomic(run.dir / INPUTS_FILE, json.dumps({"answers": [str(a) for a in answers]}))
+        write_atomic(RunLayout(run.dir).inputs, json.dumps({"answers": [str(a) for a in answers]}))
     return run

@@ -8,6 +8,7 @@ from typing import Any
 
 from jobs.context import Context
 from mlops.index_page import write_index
+from mlops.layout import RunLayout
 from mlops.ledger import RunRecord
 from mlops.mlflow_log import log_run_once
 from mlops.model_store import check_summary, read_card
@@ -15,6 +16,7 @@ from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress, Said
 from mlops.pull import publish_best
 from mlops.report import write_junit, write_report
+from mlops_harness.protocol import MODEL_CARD
 
 
 def leaderboard(ctx: Context, run: RunRecord) -> None:
@@ -41,12 +43,13 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
     for run in runs:
         run = ctx.ledger.run(run.id)
         leaderboard(ctx, run)
-        if run.best_trial is not None and (run.dir / "best.diff").exists():
-            ctx.progress.info(f"   best source: {run.dir / 'best.py'} (diff: {run.dir / 'best.diff'})")
+        layout = RunLayout(run.dir)
+        if run.best_trial is not None and layout.best_diff.exists():
+            ctx.progress.info(f"   best source: {layout.best_source} (diff: {layout.best_diff})")
             # The answers to its prompts and the files of values it read (best.inputs.yaml, best.input.txt).
-            kept = sorted(p.name for p in run.dir.glob("best.*") if p.name not in ("best.py", "best.diff"))
+            kept = [p.name for p in layout.best_kept()]
             if kept:
-                ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside best.py)")
+                ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside {layout.best_source.name})")
         model_line(ctx.progress, run, read_card(run))
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
@@ -77,9 +80,9 @@ def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) 
         progress.warn(f"run {run.id}: no model: {card.get('error')}")
         return
     passed, said = check_summary(card)
-    path = run.dir / "model" / str(card["file"])
+    path = RunLayout(run.dir).model / str(card["file"])
     if passed:
-        progress.info(f"   model: {path} ({said}; card: model.json)")
+        progress.info(f"   model: {path} ({said}; card: {MODEL_CARD})")
     else:
         progress.warn(f"run {run.id}: model {path} {said}")
 

@@ -22,6 +22,7 @@ import yaml
 from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
 from mlops.envsafe import check_names
 from mlops.errors import ConfigError, SourceError
+from mlops.layout import WorkspaceLayout
 from mlops.project import DataPath, read_data
 
 CONFIG_FILE = "mlops.toml"
@@ -99,11 +100,11 @@ class Settings:
 
     @property
     def ledger_path(self) -> Path:
-        return self.workspace / "ledger.db"
+        return WorkspaceLayout(self.workspace).ledger
 
     @property
     def runs_dir(self) -> Path:
-        return self.workspace / "runs"
+        return WorkspaceLayout(self.workspace).runs
 
 
 def _plain(value: Any) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import SourceError
+from mlops.layout import LEDGER  # what makes a folder an mlops workspace
 
 # Where a trial may not see a mapped folder: the system's secrets and devices, the Docker engine, the caller's
 # credentials. A source is refused when it is one of these, inside one, or holds one (``/`` holds them all).
@@ -34,7 +35,6 @@ HIDDEN = (
     "/var/lib/containerd",
     "/run/containerd",
 )
-LEDGER = "ledger.db"  # what makes a folder an mlops workspace
 WORKSPACE_SEARCH = 10_000  # folders looked through under a data root for a workspace inside it
 CREDENTIALS = (".ssh", ".aws", ".docker", ".gnupg", ".kube", ".netrc", ".config", ".git-credentials")
 # Where a script's path may not be mapped to: the system's own folders, and the trial's own mount points.

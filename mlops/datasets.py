@@ -34,9 +34,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlops.errors import DatasetError
+from mlops.layout import WorkspaceLayout
 from mlops_harness.protocol import DATASET_HOMES, write_atomic
 
-STORE_DIR = "datasets"  # in the workspace
 INDEX_FILE = "index.json"
 KINDS = tuple(DATASET_HOMES)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -62,7 +62,7 @@ class Dataset:
 
 def store_dir(workspace: Path) -> Path:
     """The folder of the machine's imported data sets (it may not exist yet)."""
-    return workspace / STORE_DIR
+    return WorkspaceLayout(workspace).datasets
 
 
 def imported_store(workspace: Path | None) -> Path | None:

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 from mlops.domain import Kind, RunStatus
+from mlops.layout import INDEX_PAGE, RunLayout
 from mlops.ledger import Ledger, RunRecord
 from mlops.measured import best_label
-from mlops.report import BLUE, GREEN, ORANGE, RED, REPORT
+from mlops.report import BLUE, GREEN, ORANGE, RED
 from mlops_harness.protocol import write_atomic
-
-INDEX = "index.html"
 
 LABELS = {
     RunStatus.REACHED: "reached",
@@ -153,7 +152,7 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
     started = time.strftime(
         "%a %d %b %H:%M" if day.tm_year == time.localtime(now).tm_year else "%d %b %Y %H:%M", day
     )
-    report = run.dir / REPORT
+    report = RunLayout(run.dir).report
     name = f"<b>{html.escape(run.script)}</b>"
     if report.exists():  # the run's name opens its report; a run still going has none yet
         href = html.escape(Path(os.path.relpath(report, runs_dir)).as_posix())
@@ -221,6 +220,6 @@ opens its report</div>
 
 def write_index(ledger: Ledger, runs_dir: Path) -> Path:
     """Write ``<runs_dir>/index.html``, the page of all runs, whole or not at all; return its path."""
-    path = runs_dir / INDEX
+    path = runs_dir / INDEX_PAGE
     write_atomic(path, index_html(ledger, runs_dir))
     return path

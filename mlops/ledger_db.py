@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mlops.errors import LedgerUnavailable
+from mlops.layout import LEDGER
 
 TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock
 
@@ -57,7 +58,7 @@ def _converted(path: Path, error: sqlite3.DatabaseError, waited_s: float) -> Exc
 class LedgerConnection(sqlite3.Connection):
     """A connection whose statements turn SQLite's "cannot use this file" errors into LedgerUnavailable."""
 
-    ledger_path: Path = Path("ledger.db")
+    ledger_path: Path = Path(LEDGER)
     timeout_s: float = TIMEOUT_S
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:

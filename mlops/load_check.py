@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import TrialLaunchError
+from mlops.layout import RunLayout
 from mlops.ledger import RunRecord
 from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.trial import tail
@@ -23,7 +24,6 @@ from mlops.trial_records import check_result
 from mlops_harness.protocol import LOG_FILE, MODEL_CARD
 
 CHECK_TRIAL = -1  # the launch's number among the run's launches: not a trial
-SCRATCH = ".model-check"  # in the run folder while the check runs (its log, check.json), then removed
 CHECK_TIMEOUT_S = 600.0
 
 
@@ -37,7 +37,7 @@ def check_model(
     """Load the model in ``model_dir`` (with its card) in a fresh process of the run's environment (the
     interpreter or image ``in_environment`` gives the launch) and predict on a batch of its recorded input;
     what happened (``loaded``, ``predicted``, ``error``...)."""
-    scratch = run.dir / SCRATCH
+    scratch = RunLayout(run.dir).check_scratch  # its log and check.json while it runs, then removed
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     shutil.copy2(model_dir / MODEL_CARD, scratch / MODEL_CARD)  # what the check was asked about
@@ -57,7 +57,7 @@ def check_model(
     spec = in_environment(run, spec)
     where = (
         {"runtime": runtime.name, "image": spec.image or run.image}
-        if runtime.name == "docker"
+        if runtime.capabilities.images
         else {"runtime": runtime.name}
     )
     started = time.time()

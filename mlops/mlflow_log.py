@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from mlops import trial_records
 from mlops.errors import ConfigError
+from mlops.layout import SOURCE, RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.mlflow_model import log_model
 from mlops.progress import Said
@@ -26,7 +27,6 @@ from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
 
 EXPERIMENT = "mlops"
-RUN_FILES = ("report.html", "junit.xml", "best.py", "best.diff")
 # MLflow's own limits: a batch holds at most 1000 metrics and 100 parameters; a value at most 6000 chars.
 MAX_METRICS, MAX_PARAMS, MAX_VALUE = 1000, 100, 6000
 _BAD_KEY = re.compile(r"[^\w\-. /]")
@@ -62,7 +62,7 @@ def run_params(run: RunRecord) -> dict[str, Any]:
 
 def trial_params(run: RunRecord, trial: TrialRecord) -> dict[str, Any]:
     """What the trial changed: the strategy's parameters (``n_clusters``) and each tweak with its arguments."""
-    folder = run.dir / "trials" / str(trial.number)
+    folder = RunLayout(run.dir).trial(trial.number).dir
     try:
         params: dict[str, Any] = dict(trial_records.params(folder))
     except BadTrialFile:  # the trial failed for it
@@ -157,12 +157,12 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
     metric = run.metric or "metric"
     summary = [(f"best_{metric}", run.best_metric), (f"baseline_{metric}", run.baseline_metric)]
     batch(client, parent, run_params(run), [(k, v, 0) for k, v in summary if v is not None])
-    for name in RUN_FILES:
-        if (run.dir / name).exists():
-            client.log_artifact(parent, str(run.dir / name))
+    for path in RunLayout(run.dir).published():
+        if path.exists():
+            client.log_artifact(parent, str(path))
     log_model(client, experiment_id, parent, run)
     for trial in ledger.trials(run.id):
-        folder = run.dir / "trials" / str(trial.number)
+        folder = RunLayout(run.dir).trial(trial.number).dir
         child = client.create_run(
             experiment_id,
             start_time=_ms(trial.started_at or run.created_at),
@@ -177,7 +177,7 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
         if trial.error:
             client.set_tag(child, "mlops.error", trial.error[:MAX_VALUE])
         if left[1] is not None:  # the text read through the trial reader, never a file it links to
-            client.log_text(child, left[1], "source.py")
+            client.log_text(child, left[1], SOURCE)
         status = "FINISHED" if trial.metric is not None else "FAILED"
         client.set_terminated(child, status, end_time=_ms(trial.finished_at))
     client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))

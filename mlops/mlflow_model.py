@@ -20,9 +20,9 @@ from typing import Any
 
 from mlops.ledger import RunRecord
 from mlops.model_store import model_file, read_card
-from mlops_harness.protocol import ModelFormat
+from mlops_harness.protocol import MODEL_DIR, ModelFormat
 
-ARTIFACT_PATH = "model"
+ARTIFACT_PATH = MODEL_DIR  # the run's model/ folder, under its own name in MLflow
 PIP_NAMES = {
     "keras": "keras",
     "tensorflow": "tensorflow",

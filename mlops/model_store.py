@@ -22,15 +22,14 @@ from typing import Any
 from mlops import trial_files
 from mlops.domain import KeepModels, TrialStatus
 from mlops.errors import LedgerError
+from mlops.layout import RunLayout, TrialLayout, WorkspaceLayout
 from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.ledger.events import ModelSaved
 from mlops.model_card import build, checked
 from mlops.trial_files import BadTrialFile, stat_regular
 from mlops.trial_records import ModelFields, WeightsFields, last_model
 from mlops_harness.protocol import (
-    CHECKPOINT_DIR,
     MODEL_CARD,
-    MODEL_DIR,
     STATE_DICT_FILE,
     file_sha256,
     read_json,
@@ -70,16 +69,16 @@ def after_trial(trial_dir: Path, trial: TrialRecord, policy: ModelPolicy) -> Non
     except BadTrialFile:
         return
     if kept:
-        shutil.rmtree(trial_dir / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(TrialLayout(trial_dir).checkpoints, ignore_errors=True)
 
 
 def run_model_dir(run: RunRecord) -> Path:
-    return run.dir / MODEL_DIR
+    return RunLayout(run.dir).model
 
 
 def read_card(run: RunRecord) -> dict[str, Any] | None:
     """The run's model card, its fields checked (see mlops.model_card); None when it has none."""
-    card = read_json(run_model_dir(run) / MODEL_CARD)
+    card = read_json(RunLayout(run.dir).model_card)
     return checked(card) if card is not None else None
 
 
@@ -108,9 +107,10 @@ def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPoli
     Only the file the MODEL event names inside the trial's ``model/`` folder is taken, copied (never
     linked) through the trial reader, and only when it is the size and sha256 the harness saved: a
     refusal says what the trial's folder holds, never anything of a path outside it."""
-    target = run_model_dir(run)
+    layout = RunLayout(run.dir)
+    target = layout.model
     target.mkdir(parents=True, exist_ok=True)
-    best_dir = run.dir / "trials" / str(best.number)
+    best_dir = layout.trial(best.number).dir
     try:
         saved, problem = trial_model(best_dir), None
     except BadTrialFile as e:
@@ -131,16 +131,16 @@ def publish(ledger: Ledger, run: RunRecord, best: TrialRecord, policy: ModelPoli
     for stale in target.iterdir():  # an earlier run of this command published another format
         if stale.name not in kept and (stale.is_symlink() or stale.is_file()):
             stale.unlink()
-    write_atomic(target / MODEL_CARD, to_json(card))
+    write_atomic(layout.model_card, to_json(card))
     if card["file"] and policy.check is not None:
         card["check"] = policy.check(run, target)
-        write_atomic(target / MODEL_CARD, to_json(card))
+        write_atomic(layout.model_card, to_json(card))
     _record(ledger, run, card)
     for trial in ledger.trials(run.id):
-        folder = run.dir / "trials" / str(trial.number)
-        after_trial(folder, trial, policy)
+        folder = layout.trial(trial.number)
+        after_trial(folder.dir, trial, policy)
         if policy.keep is KeepModels.BEST:
-            shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
+            shutil.rmtree(folder.model, ignore_errors=True)
     return card
 
 
@@ -250,7 +250,7 @@ def copy_out(ledger: Ledger, run_id: str, to: Path) -> list[Path]:
     written = []
     weights = (card.get("state_dict") or {}).get("file")
     extra = [run_model_dir(run) / STATE_DICT_FILE] if weights == STATE_DICT_FILE else []
-    for src in (path, *extra, run_model_dir(run) / MODEL_CARD):
+    for src in (path, *extra, RunLayout(run.dir).model_card):
         shutil.copyfile(src, to / src.name, follow_symlinks=False)
         written.append(to / src.name)
     return written
@@ -277,15 +277,15 @@ def size_of(paths: Iterable[Path]) -> int:
 
 def workspace_space(workspace: Path) -> dict[str, int]:
     """What a workspace uses, in bytes: in total, and its models, checkpoints, checkouts and mirrors."""
-    runs = [p for p in (workspace / "runs").glob("*") if p.is_dir()]
+    layout = WorkspaceLayout(workspace)
+    runs = [RunLayout(p) for p in layout.run_dirs()]
+    trials = [TrialLayout(t) for t in layout.trial_entries()]
     return {
         "total": size_of([workspace]),
-        "models": size_of(
-            [r / MODEL_DIR for r in runs] + [t / MODEL_DIR for r in runs for t in (r / "trials").glob("*")]
-        ),
-        "checkpoints": size_of([t / CHECKPOINT_DIR for r in runs for t in (r / "trials").glob("*")]),
-        "checkouts": size_of([workspace / "checkouts"]),
-        "repos": size_of([workspace / "repos"]),
+        "models": size_of([r.model for r in runs] + [t.model for t in trials]),
+        "checkpoints": size_of([t.checkpoints for t in trials]),
+        "checkouts": size_of([layout.checkouts]),
+        "repos": size_of([layout.repos]),
     }
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import PullError
+from mlops.layout import RunLayout, WorkspaceLayout
 from mlops.ledger import Ledger, LedgerEventKind, RunRecord
 from mlops.ledger.events import PullFailed
 
@@ -53,7 +54,7 @@ class Checkout:
 
 def mirror_of(root: Path) -> Path:
     """The mirror a checkout's tree was exported from (``<workspace>/checkouts/<mirror>/<commit>``)."""
-    return root.parent.parent.parent / "repos" / f"{root.parent.name}.git"
+    return WorkspaceLayout(root.parent.parent.parent).mirror(root.parent.name)
 
 
 def _git(*args: str, cwd: Path | None = None, source: str = "", input_bytes: bytes | None = None) -> bytes:
@@ -173,7 +174,7 @@ def _pull(source: str, ref: str | None, workspace: Path, ledger: Ledger) -> Chec
                 dirty=dirty,
             )
 
-    mirror = workspace / "repos" / f"{_repo_key(url)}.git"
+    mirror = WorkspaceLayout(workspace).mirror(_repo_key(url))
     with _turn(mirror):
         return _fetch(
             source, ref, workspace, ledger, url, mirror, (source_id, subdir, entry, local_head, dirty)
@@ -217,7 +218,7 @@ def _fetch(
         .partition("\n")
     )
 
-    root = workspace / "checkouts" / mirror.stem / commit
+    root = WorkspaceLayout(workspace).checkout(mirror.stem, commit)
     reused = root.is_dir()
     if not reused:
         tmp = root.with_name(root.name + ".tmp")
@@ -286,8 +287,8 @@ def commit_best(
         repo = Path(_git("rev-parse", "--show-toplevel", cwd=folder, source=source).decode().strip())
         git_dir = Path(_git("rev-parse", "--absolute-git-dir", cwd=repo, source=source).decode().strip())
     else:
-        git_dir = workspace / "repos" / f"{_repo_key(source)}.git"
-    index = workspace / f"index-{branch.replace('/', '-')}"
+        git_dir = WorkspaceLayout(workspace).mirror(_repo_key(source))
+    index = WorkspaceLayout(workspace).git_index(branch)
     env_args = ("--git-dir", str(git_dir))
 
     def run_git(*args: str, stdin: bytes | None = None) -> str:
@@ -338,7 +339,7 @@ def publish_best(ledger: Ledger, run: RunRecord, workspace: Path) -> str | None:
         f"mlops: best model of run {run.id} ({run.metric} {run.best_metric:.4f}, "
         f"trial {run.best_trial})\n\n" + "\n".join(ledger.trial(run.id, run.best_trial).changes)
     )
-    best = (run.dir / "best.py").read_text(encoding="utf-8")
+    best = RunLayout(run.dir).best_source.read_text(encoding="utf-8")
     sha = commit_best(run.source, run.commit, path_in_repo, best, branch, message, workspace)
     ledger.set_best_commit(run.id, branch, sha, f"best source committed to {branch} as {sha[:12]}")
     return f"   best source committed to branch {branch} ({sha[:12]})"

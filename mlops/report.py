@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.domain import RunStatus, TrialStatus
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.lineage import warm_from
 from mlops.measured import best_label, metric_label
@@ -28,16 +29,10 @@ __all__ = [
     "GREEN",
     "ORANGE",
     "RED",
-    "REPORT",
     "learning_curves_png",
     "metric_plot_png",
     "write_report",
 ]
-from mlops_harness.protocol import LOG_FILE
-
-REPORT = "report.html"
-JUNIT = "junit.xml"
-PLOT = "metric.png"
 
 # XML 1.0 cannot hold these, and a training's error can (ANSI colours from a library's message).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -167,7 +162,7 @@ def write_report(ledger: Ledger, run_id: str) -> Path:
     """Write ``<run dir>/report.html``, one self-contained page on the run, and return its path."""
     run = ledger.run(run_id)
     trials = ledger.trials(run.id)
-    diff_file = run.dir / "best.diff"
+    diff_file = RunLayout(run.dir).best_diff
     diff = diff_file.read_text(encoding="utf-8") if diff_file.exists() else ""
     environment = [
         ("source", run.source),
@@ -207,7 +202,7 @@ by {html.escape(run.author or "?")}</div>
 <h2>What won: the source of {best_what} against what was pushed</h2>{_diff_html(diff)}
 <h2>Environment</h2><table>{env_rows}</table>
 </body></html>"""
-    path = run.dir / REPORT
+    path = RunLayout(run.dir).report
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
@@ -264,7 +259,7 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
                 message=_xml_text(where + (t.error or "failed"), 500),
                 type=t.end_reason or "error",
             )
-            error.text = _xml_text(f"{where}{t.error}\nlog: {run.dir / 'trials' / str(t.number) / LOG_FILE}")
+            error.text = _xml_text(f"{where}{t.error}\nlog: {RunLayout(run.dir).trial(t.number).log}")
         elif t.status in (TrialStatus.SKIPPED, TrialStatus.PRUNED) or not t.status.is_finished():
             skipped += 1
             ET.SubElement(
@@ -279,7 +274,7 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
         element.set("errors", str(errors))
         element.set("time", f"{total_time:.3f}")
     suite.set("skipped", str(skipped))
-    path = run.dir / JUNIT
+    path = RunLayout(run.dir).junit
     tmp = path.with_name(f".{path.name}.tmp")
     ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)
@@ -288,7 +283,7 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
 
 def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
     trials = ledger.trials(run.id)
-    report = run.dir / REPORT
+    report = RunLayout(run.dir).report
     return {
         "run": run.id,
         "source": run.source,
@@ -332,9 +327,10 @@ def notification(ledger: Ledger, run_id: str) -> dict[str, Any]:
         }
         for t in ledger.trials(run.id)
     ]
-    diff = run.dir / "best.diff"
+    layout = RunLayout(run.dir)
+    diff = layout.best_diff
     summary["diff"] = diff.read_text(encoding="utf-8") if diff.exists() else ""
-    plot = run.dir / PLOT
+    plot = layout.plot
     plot.write_bytes(metric_plot_png(ledger, run.id))
     summary["plot_png"] = str(plot)
     summary["report_path"] = summary["report"]

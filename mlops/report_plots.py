@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mlops import trial_records
 from mlops.domain import TrialStatus
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics, Row, Stop
@@ -30,7 +31,7 @@ def _metrics(run: RunRecord, number: int | None) -> Metrics:
     if number is None:
         return Metrics()
     try:
-        return trial_records.metrics(run.dir / "trials" / str(number)) or Metrics()
+        return trial_records.metrics(RunLayout(run.dir).trial(number).dir) or Metrics()
     except BadTrialFile:
         return Metrics()
 

@@ -22,24 +22,22 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from mlops.errors import MlopsError
-from mlops_harness.protocol import INPUTS_FILE
+from mlops.layout import FILES, PARAMS, SOURCE, TRIAL_INPUTS
+from mlops_harness.protocol import CHECK_FILE, EVENTS_FILE, INPUTS_FILE, METRICS_FILE, OUTCOME_FILE
 
 # What the orchestrator writes into a trial's folder before a launch: the training may read them, never
 # change them (mounted read-only by the sandbox and the container).
-SOURCE = "source.py"
-PARAMS = "params.json"
-FILES_DIR = "files"  # the trial's own copies of the files of values it reads (tune_file:)
-INPUTS = (SOURCE, PARAMS, INPUTS_FILE, FILES_DIR)
+INPUTS = TRIAL_INPUTS
 
 KB = 1024
 MB = 1024 * KB
 # The largest file of each kind mlops reads back: far above what the harness writes, far below memory.
 CAPS = {
-    "metrics.json": 16 * MB,
-    "outcome.json": 4 * MB,
-    "events.jsonl": 64 * MB,
-    "check.json": 1 * MB,
-    "params.json": 1 * MB,
+    METRICS_FILE: 16 * MB,
+    OUTCOME_FILE: 4 * MB,
+    EVENTS_FILE: 64 * MB,
+    CHECK_FILE: 1 * MB,
+    PARAMS: 1 * MB,
     INPUTS_FILE: 1 * MB,
     SOURCE: 16 * MB,
 }
@@ -286,18 +284,18 @@ def check_inputs(folder: Path) -> None:
     """The trial's inputs are as mlops wrote them: regular files with one name each, the folder of copies a
     folder of such files; BadTrialFile for a link or anything else in their place."""
     for name in INPUTS:
-        if name == FILES_DIR:
+        if name == FILES:
             _check_copies(folder)
         else:
             stat_regular(folder, name, single=True)
 
 
 def _check_copies(folder: Path) -> None:
-    copies = folder / FILES_DIR
+    copies = folder / FILES
     if not os.path.lexists(copies):
         return
     if not stat.S_ISDIR(os.lstat(copies).st_mode):
-        raise BadTrialFile(FILES_DIR, "is not a folder")
+        raise BadTrialFile(FILES, "is not a folder")
     for root, dirs, files in os.walk(copies):
         for entry in dirs + files:
             name = Path(root, entry).relative_to(folder).as_posix()
@@ -312,7 +310,7 @@ def copy_inputs(folder: Path, to: Path) -> None:
     """The trial's inputs (see INPUTS) copied from ``folder`` to the new trial folder ``to``, each read as
     :func:`check_inputs` checks it (BadTrialFile for a link or anything else in their place)."""
     check_inputs(folder)
-    names = [name for name in INPUTS if name != FILES_DIR] + list(regular_files(folder, FILES_DIR))
+    names = [name for name in INPUTS if name != FILES] + list(regular_files(folder, FILES))
     for name in names:
         data = read_bytes(folder, name, single=True)
         if data is None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlops import trial_files
+from mlops.layout import PARAMS, SOURCE
 from mlops.records import BadRecord, key, parse
-from mlops.trial_files import PARAMS, SOURCE, BadTrialFile
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import (
     CHECK_FILE,
     EVENTS_FILE,

@@ -317,3 +317,123 @@ def f(first, result):
             "line.startswith('warning: ')",
         ]
     )
+
+
+# The modules that may spell the names of a workspace, a run and a trial: the layout, the protocol the harness
+# shares with the orchestrator (the harness never imports mlops, so it reads the names there), and one
+# exception, justified: diskquota.py is also run on its own as a script of the standard library alone (the
+# keeper's ``release`` of a trial folder), so it cannot import the layout.
+SPELLERS = ("mlops.layout", "mlops_harness", "mlops.runtime.diskquota")
+
+
+def layout_names() -> set[str]:
+    """Every name mlops/layout.py gives (its own and those it takes from the protocol)."""
+    import mlops.layout
+
+    names = {v for k, v in vars(mlops.layout).items() if k.isupper() and isinstance(v, str)}
+    return names - {mlops.layout.MIRROR_SUFFIX}  # ".git" is git's, said in many places
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def spelled_names(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """Where ``source`` spells one of ``names`` as a string literal: a file name (it has a dot) anywhere, a
+    folder name given to a module's constant, joined with ``/``, or as a part of a relative path
+    (``runs/*/trials``)."""
+    tree = ast.parse(source)
+    skip = docstrings(tree)
+    joined = {id(side) for node in ast.walk(tree) if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+              for side in (node.left, node.right)}  # fmt: skip
+    named = {id(node.value) for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str) or id(node) in skip:
+            continue
+        text = node.value
+        # a relative path in code (an absolute one is inside a sandbox or a container; prose has spaces)
+        parts = (
+            set(text.split("/")) if "/" in text and not text.startswith("/") and " " not in text else set()
+        )
+        dotted = {n for n in names if "." in n}
+        if (
+            text in dotted
+            or ((id(node) in joined or id(node) in named) and text in names)
+            or parts & names
+            or any(text.startswith(n) for n in dotted if n.endswith("."))  # f"best.{name}"
+        ):
+            found.append((node.lineno, text))
+    return sorted(found)
+
+
+def test_the_names_of_a_run_folder_are_spelled_only_in_the_layout():
+    names = layout_names()
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}: {text!r}"
+        for name, path in modules().items()
+        if not any(name == s or name.startswith(s + ".") for s in SPELLERS)
+        for line, text in spelled_names(path.read_text(encoding="utf-8"), names)
+    ]
+    assert wrong == []
+
+
+def test_the_spelling_check_finds_each_form():
+    names = {"trials", "best.", "best.py", "runs", "model"}
+    source = '''"""best.py: a docstring says what it likes."""
+a = run / "trials" / str(n)
+b = "best.py"
+c = f"best.{name}"
+d = workspace.glob("runs/*/trials/x")
+e = {"model": 1}
+f = "the model"
+RUNS = "runs"
+g = Path("/runs")
+'''
+    assert [line for line, _ in spelled_names(source, names)] == [2, 3, 4, 5, 8]
+
+
+def runtime_probes(source: str) -> list[int]:
+    """Where ``source`` finds out what a runtime can do from its class or its name rather than asking its
+    ``capabilities``: ``isinstance(runtime, ...)``, ``getattr(runtime, ...)``, ``hasattr(runtime, ...)``,
+    ``runtime.name == ...``."""
+
+    def is_runtime(node: ast.expr) -> bool:
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+        return "runtime" in name.lower()
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+            if node.func.id in ("isinstance", "getattr", "hasattr") and is_runtime(node.args[0]):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Attribute) and s.attr == "name" and is_runtime(s.value) for s in sides):
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_a_runtime_is_asked_its_capabilities_not_its_class_or_name():
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for name, path in modules().items()
+        if not name.startswith("mlops_harness")
+        for line in runtime_probes(path.read_text(encoding="utf-8"))
+    ]
+    assert wrong == []
+
+
+def test_the_runtime_probe_check_finds_each_form():
+    source = """if runtime.name == "docker":
+    x = getattr(self.runtime, "python")
+y = isinstance(runtime, LocalRuntime)
+z = runtime.capabilities.images and hasattr(rt, "prepare")
+"""
+    assert runtime_probes(source) == [1, 2, 3]

@@ -20,6 +20,7 @@ from jobs.pipeline import spec_for
 from mlops.classify.rules import Framework
 from mlops.config import load_settings
 from mlops.domain import TrialStatus
+from mlops.layout import ORIGINAL
 from mlops_harness.protocol import (
     ENV_PATIENCE,
     ENV_STOP_AT,
@@ -30,7 +31,6 @@ from mlops_harness.protocol import (
 )
 from tests.support.corpus import manifest, run_directly, train_as_pushed
 from tests.support.trials import ledger_trial, trial_spec
-from tweak.loop import ORIGINAL
 
 ARRAY2STRING = """
 import numpy as np

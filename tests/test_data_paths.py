@@ -12,9 +12,10 @@ import pytest
 
 from mlops.config import load_settings
 from mlops.errors import ConfigError, SourceError
+from mlops.layout import REWRITES as REWRITES_FILE
 from mlops.ledger import Ledger
 from mlops.project import DataPath, mapped_data, read_project
-from mlops.runtime.data import REWRITES_FILE, rewrite_paths
+from mlops.runtime.data import rewrite_paths
 from tests.support.corpus import refused_before_any_run, train_as_pushed
 
 REPO = "train_set_absolute"

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from mlops.domain import RunStatus
-from mlops.index_page import INDEX, write_index
+from mlops.index_page import write_index
+from mlops.layout import INDEX_PAGE as INDEX
 from mlops.report import GREEN, ORANGE, RED, write_report
 from tests.support.browser import dump_dom, screenshot
 from tests.support.history import WEEK, record_week

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from mlops.domain import Kind, RunStatus, TrialStatus
+from mlops.layout import SOURCE, RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.runtime.base import TrialSpec
 from tests.support.loop import FakeExecute, new_run, tuner
-from tweak.loop import SOURCE, Budget, stop_reason, trial_dir
+from tweak.loop import Budget, stop_reason
 
 WEAK_DENSE = """\
 from keras import layers, models
@@ -94,7 +95,7 @@ def test_a_loop_killed_with_a_trial_under_way_finishes_it_before_proposing(tmp_p
     run = make_run(tmp_path, ledger)
     execute = FakeExecute(ledger, units_score)
     tuner(ledger, execute).tune(run, only_baseline=True)
-    folder = trial_dir(run, 1)
+    folder = RunLayout(run.dir).trial(1).dir
     folder.mkdir(parents=True)
     (folder / SOURCE).write_text(WEAK_DENSE.replace("Dense(3,", "Dense(90,"))
     ledger.add_trial(run.id, 1, [], ["by hand"], 1)
@@ -125,7 +126,7 @@ def test_parallel_batches_propose_distinct_trials_at_once(tmp_path, ledger):
     done = tuner(ledger, execute, max_trials=4, parallel=3).tune(run)
     assert sorted(execute.ran) == [0, 1, 2, 3] and done.status is RunStatus.EXHAUSTED
     assert not execute.barrier.broken  # trials 1 to 3 were under way together
-    sources = {(trial_dir(run, n) / SOURCE).read_text() for n in (1, 2, 3)}
+    sources = {(RunLayout(run.dir).trial(n).dir / SOURCE).read_text() for n in (1, 2, 3)}
     assert len(sources) == 3
 
 

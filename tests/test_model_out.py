@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 from mlops.domain import KeepModels, RunStatus
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger
 from mlops.load_check import check_model
 from mlops.model_store import ModelPolicy, publish, read_card, verdict
@@ -26,7 +27,6 @@ from tests.support.models_left import SKLEARN, finished_run
 from tests.support.processes import run_cli
 from tests.support.recorded import Variant, record_run
 from tests.support.scripts import CLASSIFIER, TWEAK
-from tweak.loop import trial_dir
 
 
 def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tmp_path):
@@ -47,8 +47,8 @@ def test_the_best_trials_model_is_published_with_its_card_and_only_it_is_kept(tm
     assert card["input"]["shape"] == [None, 64] and card["versions"]["scikit-learn"] == "1.9.1"
     assert card["load"] == "import joblib; model = joblib.load('model.pkl')" and card["check"] is None
     for number in (0, 1):  # keep_models=best: the trials' own copies go, and their checkpoints
-        assert not (trial_dir(run, number) / "model").exists()
-        assert not (trial_dir(run, number) / "checkpoints").exists()
+        assert not (RunLayout(run.dir).trial(number).dir / "model").exists()
+        assert not (RunLayout(run.dir).trial(number).dir / "checkpoints").exists()
     kinds = [e.kind for e in ledger.events(run.id)]
     assert "model-not-loaded" in kinds  # it was not checked, so it is not said to load
     assert ledger.run(run.id).status is RunStatus.EXHAUSTED
@@ -59,19 +59,19 @@ def test_keep_all_keeps_every_trials_model_and_the_run_has_a_copy_of_its_own(tmp
     _, run = finished_run(tmp_path, [b"first model", b"second model"], policy)
     ours, trials = (
         run.dir / "model" / "model.pkl",
-        [trial_dir(run, n) / "model" / "model.pkl" for n in (0, 1)],
+        [RunLayout(run.dir).trial(n).dir / "model" / "model.pkl" for n in (0, 1)],
     )
     assert [t.read_bytes() for t in trials] == [b"first model", b"second model"]
     assert ours.read_bytes() == b"second model"
     # A copy of its own, never a link to what the trial left (which the trial could have linked elsewhere).
     assert ours.stat().st_ino != trials[1].stat().st_ino and ours.stat().st_nlink == 1
-    assert (trial_dir(run, 0) / "checkpoints").is_dir()  # keep_checkpoints
+    assert (RunLayout(run.dir).trial(0).dir / "checkpoints").is_dir()  # keep_checkpoints
 
 
 def test_publishing_again_after_a_crash_keeps_the_model(tmp_path):
     ledger, run = finished_run(tmp_path, [b"the model"])
     first = read_card(run)
-    assert not (trial_dir(run, 0) / "model").exists()  # let go after the first publish
+    assert not (RunLayout(run.dir).trial(0).dir / "model").exists()  # let go after the first publish
     card = publish(ledger, run, ledger.trial(run.id, 0), ModelPolicy())  # a resumed run publishes again
     assert card["file"] == first["file"] and card["sha256"] == first["sha256"] and not card.get("error")
     assert (run.dir / "model" / "model.pkl").read_bytes() == b"the model"
@@ -80,7 +80,7 @@ def test_publishing_again_after_a_crash_keeps_the_model(tmp_path):
 def test_a_model_whose_bytes_changed_is_not_passed_off_as_the_trained_one(tmp_path):
     ledger = Ledger(tmp_path / "ws" / "ledger.db")
     _, run = finished_run(tmp_path, [b"the model"], ModelPolicy(keep=KeepModels.ALL))
-    tampered = trial_dir(run, 0) / "model" / "model.pkl"
+    tampered = RunLayout(run.dir).trial(0).dir / "model" / "model.pkl"
     (run.dir / "model" / "model.pkl").unlink()
     tampered.unlink()
     tampered.write_bytes(b"something else")

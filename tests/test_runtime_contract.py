@@ -208,3 +208,25 @@ def test_local_trials_run_at_once_with_a_share_of_the_cores_each_get_cores_of_th
     assert seen[0] != seen[1] and all(line.count(",") == 0 for line in seen), (
         seen
     )  # one core each, not both 0
+
+
+def test_a_runtime_says_what_it_can_do_and_its_optional_verbs_answer(runtime, tmp_path):
+    """Its environments are built one way (images, or venvs over an interpreter it has); a runtime that does
+    not start trials ahead starts none when asked; with no image asked for, ``prepare`` builds nothing."""
+    can = runtime.capabilities
+    assert can.images != (can.python is not None)
+    if can.python is not None:
+        assert Path(can.python).is_file()
+    runtime.prepare([], lambda line: pytest.fail(f"nothing was asked, yet: {line}"))
+    if not can.starts_ahead:
+        runtime.prestart(trial(tmp_path, "ahead", GOOD))
+        assert runtime.cleanup(keep=set()) == []  # nothing was started
+    runtime.prestart(None)
+
+
+def test_an_unsandboxed_local_runtime_starts_no_trial_ahead(tmp_path):
+    """Started ahead, a trial's libraries load before the harness's guards: only the sandbox makes that
+    harmless (mlops/runtime/ahead.py)."""
+    assert LocalRuntime(tmp_path / "ws").capabilities.starts_ahead
+    plain = LocalRuntime(tmp_path / "ws", sandboxed=False).capabilities
+    assert not plain.starts_ahead and not plain.sandboxed and not plain.images

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 from mlops.domain import StrategyName, TrialStatus
+from mlops.layout import PARAMS, SOURCE, RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.runtime.base import TrialSpec
 from mlops_harness.protocol import EVENTS_FILE, INPUTS_FILE, METRICS_FILE, EventKind, encode_event, read_json
 from tests.support.loop import FakeExecute, new_run, tuner
 from tests.support.strategy_cases import CASES, TRIAL_0_METRIC, Case, state_of, trial_0
 from tweak.codemods import tweak_from_json
-from tweak.loop import PARAMS, SOURCE, trial_dir
 from tweak.strategies import STRATEGIES, Past, Proposal, make_strategy
 
 CASE = {case.name: case for case in CASES}
@@ -218,7 +218,7 @@ def recorded(ledger: Ledger, run: RunRecord) -> list[tuple[Any, ...]]:
     """Each trial as the ledger and its folder keep it, without the times."""
     rows = []
     for t in ledger.trials(run.id):
-        folder = trial_dir(run, t.number)
+        folder = RunLayout(run.dir).trial(t.number).dir
         inputs = read_json(folder / INPUTS_FILE)
         params = read_json(folder / PARAMS)
         rows.append(
@@ -270,7 +270,7 @@ def test_the_ledger_gives_back_what_the_strategy_proposed(tmp_path, name, case):
         proposal = make_strategy(name).propose(state_of(case, trial.number, past))
         assert proposal is not None, trial
         assert [tweak_from_json(t) for t in trial.tweaks] == proposal.tweaks
-        assert read_json(trial_dir(run, trial.number) / PARAMS) == proposal.params
+        assert read_json(RunLayout(run.dir).trial(trial.number).dir / PARAMS) == proposal.params
         past.append(Past(trial.number, proposal.tweaks, trial.status, trial.metric, proposal.params))
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mlops import trial_files
 from mlops.errors import SourceError
+from mlops.layout import RunLayout, TrialLayout
 from mlops.project import DataPath, TunedFile, read_project
 from mlops.runtime.base import TrialSpec
-from mlops.trial_files import FILES_DIR, BadTrialFile
+from mlops.trial_files import BadTrialFile
 from mlops_harness.protocol import write_atomic
 from tweak.prompts import Prompt
 
@@ -44,7 +45,7 @@ def lines_as_prompts(files: tuple[TunedFile, ...]) -> list[Prompt]:
 
 def copy_of(trial_dir: Path, number: int, file: TunedFile) -> Path:
     """Where the trial keeps its copy of the ``number``-th tuned file."""
-    return trial_dir / FILES_DIR / str(number) / posixpath.basename(file.source)
+    return TrialLayout(trial_dir).file_copy(number, file.source)
 
 
 def write_copies(trial_dir: Path, files: tuple[TunedFile, ...], values: Values) -> None:
@@ -98,7 +99,7 @@ def keep_best(run_dir: Path, trial_dir: Path, files: tuple[TunedFile, ...]) -> l
         copy = copy_of(trial_dir, number, file)
         text = trial_files.read_text(trial_dir, copy.relative_to(trial_dir).as_posix())  # BadTrialFile
         if text is not None:
-            target = run_dir / f"best.{copy.name}"
+            target = RunLayout(run_dir).best_copy(copy.name)
             write_atomic(target, text)
             kept.append(target)
     return kept

@@ -19,15 +19,15 @@ from typing import Any
 from mlops import trial_records
 from mlops.classify.rules import Framework
 from mlops.domain import Kind, RunStatus, TrialStatus, trial_seed
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.model_store import ModelPolicy, after_trial
 from mlops.progress import Progress
 from mlops.runtime.base import TrialSpec
-from mlops.trial_files import PARAMS, SOURCE, BadTrialFile
+from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
 from mlops_harness.protocol import (
     CURVE_KEYS,
-    INPUTS_FILE,
     EventKind,
     read_json,
     write_atomic,
@@ -38,7 +38,7 @@ from tweak.evidence import curve_of, generalization_gap, training_losses
 from tweak.facts import check_variant, model_facts
 from tweak.files import lines_as_prompts, tuned_files, with_copies, write_copies
 from tweak.prompts import Prompt, prompts_of
-from tweak.results import finish_run, trial_dir
+from tweak.results import finish_run
 from tweak.stops import Budget, stop_reason
 from tweak.strategies import (
     Past,
@@ -48,8 +48,6 @@ from tweak.strategies import (
     make_strategy,
 )
 from tweak.warm import warm_strategy
-
-ORIGINAL = "original.py"
 
 # The supervisor's execute(run, trial, spec, prune) -> finished TrialRecord, injected by the jobs layer.
 # The prune check asked after each epoch says why to stop the trial, or None to go on.
@@ -64,7 +62,7 @@ Prestart = Callable[[TrialSpec | None], None]
 def base_answers(run: RunRecord) -> list[str]:
     """The answers to the script's input() prompts as pushed (``inputs:`` in its mlops.yaml), as text; the
     run's folder is mlops's own (no trial sees it)."""
-    answers = (read_json(run.dir / INPUTS_FILE) or {}).get("answers")
+    answers = (read_json(RunLayout(run.dir).inputs) or {}).get("answers")
     return [str(a) for a in answers] if isinstance(answers, list) else []
 
 
@@ -125,7 +123,7 @@ class Tuner:
         asked: list[Prompt] = []
         trials = self.ledger.trials(run.id)
         for t in trials:
-            folder = trial_dir(run, t.number)
+            folder = RunLayout(run.dir).trial(t.number).dir
             metrics, params = _measured(folder)
             if t.number == 0:
                 kmeans = asdict(metrics.kmeans) if metrics.kmeans else None
@@ -177,7 +175,7 @@ class Tuner:
             self.progress.run_ended(run.id)
 
     def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
-        original = (run.dir / ORIGINAL).read_text(encoding="utf-8")
+        original = RunLayout(run.dir).original.read_text(encoding="utf-8")
         self.reached.clear()
         strategy = make_strategy(run.strategy)
         if not only_baseline:  # the script's last tuned commit: its best first, its trials seed the search
@@ -231,7 +229,7 @@ class Tuner:
         except TweakNotApplicable as e:
             return self._record(run, number, original, proposal.tweaks, [], proposal.params, skipped=str(e))
         answers = base_answers(run)
-        asked = {p.index: p for p in prompts_of(trial_dir(run, 0))}
+        asked = {p.index: p for p in prompts_of(RunLayout(run.dir).trial(0).dir)}
         answered = []
         for index, answer in sorted(proposal.inputs.items()):
             prompt = asked.get(index)
@@ -296,13 +294,13 @@ class Tuner:
         answers: list[str] | None = None,
         values: dict[str, dict[int, str]] | None = None,
     ) -> TrialRecord:
-        folder = trial_dir(run, number)
-        write_atomic(folder / SOURCE, source)
-        write_copies(folder, tuned_files(run.code_dir), values or {})  # each trial reads its own copy
+        folder = RunLayout(run.dir).trial(number)
+        write_atomic(folder.source, source)
+        write_copies(folder.dir, tuned_files(run.code_dir), values or {})  # each trial reads its own copy
         answers = base_answers(run) if answers is None else answers
         if answers:
-            write_atomic(folder / INPUTS_FILE, json.dumps({"answers": answers}))
-        write_atomic(folder / PARAMS, json.dumps(params, default=str))
+            write_atomic(folder.inputs, json.dumps({"answers": answers}))
+        write_atomic(folder.params, json.dumps(params, default=str))
         seed = trial_seed(int(run.settings.get("seed", 0)), number)
         status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
         trial = self.ledger.add_trial(
@@ -341,7 +339,7 @@ class Tuner:
             and direction.reached(finished.metric, run.target, lower)
         ):
             self.reached.set()
-        after_trial(trial_dir(run, trial.number), finished, self.models)
+        after_trial(RunLayout(run.dir).trial(trial.number).dir, finished, self.models)
         return finished
 
     def _start_next(self, run: RunRecord, number: int) -> None:

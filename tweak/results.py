@@ -7,11 +7,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from mlops import trial_records
 from mlops.domain import RunStatus, TrialStatus
+from mlops.layout import SOURCE, RunLayout
 from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.model_store import ModelPolicy, publish
 from mlops.trial_files import BadTrialFile
@@ -19,12 +19,6 @@ from mlops_harness.protocol import write_atomic
 from tweak import direction
 from tweak.files import keep_best, tuned_files
 from tweak.prompts import Prompt, prompts_of
-
-BEST_INPUTS = "best.inputs.yaml"
-
-
-def trial_dir(run: RunRecord, number: int) -> Path:
-    return run.dir / "trials" / str(number)
 
 
 def finish_run(
@@ -65,12 +59,13 @@ def finish_run(
 def keep_sources(ledger: Ledger, run: RunRecord, original: str, best: TrialRecord) -> None:
     """``best.py``, ``best.diff``, the best answers and files of values, beside the run; when the best
     trial's folder does not hold them as mlops wrote them, none is kept and the ledger says why."""
-    folder = trial_dir(run, best.number)
+    layout = RunLayout(run.dir)
+    folder = layout.trial(best.number).dir
     try:
         source = trial_records.source(folder)
         answers = trial_records.answers(folder)
         if source is None:
-            raise BadTrialFile("source.py", "is not there")
+            raise BadTrialFile(SOURCE, "is not there")
         keep_best(run.dir, folder, tuned_files(run.code_dir))
     except BadTrialFile as e:
         ledger.event(
@@ -80,7 +75,7 @@ def keep_sources(ledger: Ledger, run: RunRecord, original: str, best: TrialRecor
             f"the best trial's source is not kept: {e}",
         )
         return
-    write_atomic(run.dir / "best.py", source)
+    write_atomic(layout.best_source, source)
     diff = "".join(
         difflib.unified_diff(
             original.splitlines(keepends=True),
@@ -89,9 +84,9 @@ def keep_sources(ledger: Ledger, run: RunRecord, original: str, best: TrialRecor
             tofile=f"b/{run.script}",
         )
     )
-    write_atomic(run.dir / "best.diff", diff)
+    write_atomic(layout.best_diff, diff)
     if answers:
-        write_atomic(run.dir / BEST_INPUTS, answers_yaml(answers, prompts_of(trial_dir(run, 0))))
+        write_atomic(layout.best_inputs, answers_yaml(answers, prompts_of(layout.trial(0).dir)))
 
 
 def answers_yaml(answers: list[Any], asked: list[Prompt]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlops import lineage, trial_records
 from mlops.domain import RunStatus, TrialStatus
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.ledger.events import LedgerEventKind, WarmStart
 from mlops.progress import Progress
@@ -24,7 +25,6 @@ from mlops.trial_records import Metrics
 from tweak import prompts as prompts_mod
 from tweak.codemods import Tweak, TweakNotApplicable, tweak_from_json
 from tweak.evidence import curve_of
-from tweak.results import trial_dir
 from tweak.strategies import Past, Proposal, SearchState, Strategy
 
 # How far back the lineage is walked for a tuned run (runs that failed before any tuning are passed over).
@@ -130,7 +130,7 @@ def warm_start(ledger: Ledger, run: RunRecord, original: str) -> Warm | None:
 
 def _past(run: RunRecord, trial: TrialRecord, tweaks: list[Tweak], origin: str) -> Past:
     """An earlier run's trial as a strategy sees it, marked with its commit."""
-    folder = trial_dir(run, trial.number)
+    folder = RunLayout(run.dir).trial(trial.number).dir
     try:
         params = trial_records.params(folder)
     except BadTrialFile:

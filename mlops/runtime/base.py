@@ -119,10 +119,37 @@ class Handle(Protocol):
 H = TypeVar("H", bound=Handle)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can do beyond the verbs every one has. A caller asks here, never the runtime's class or
+    name: a new runtime says what it offers in one place."""
+
+    # Trials run in images: a run's environment is an image derived from the run's (mlops/envs/images.py),
+    # and ``prepare`` builds the runs' images before their trials.
+    images: bool = False
+    # ``prestart`` starts the next trial's process while one trains (mlops/runtime/ahead.py).
+    starts_ahead: bool = False
+    # The interpreter a run's environment is a venv over (mlops/envs/local.py); None when ``images``.
+    python: str | None = None
+    # Its trials, and so the builds of their environments, run in a sandbox (``--unsandboxed``: not).
+    sandboxed: bool = True
+
+
 class Runtime(Protocol[H]):
-    """The verbs of every runtime, named after the Docker CLI's; ``H`` is the runtime's own handle."""
+    """The verbs of every runtime, named after the Docker CLI's; ``H`` is the runtime's own handle. The
+    optional abilities are said by ``capabilities``; their verbs do nothing where a runtime lacks them."""
 
     name: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def prepare(self, images: list[str], say: Callable[[str], None]) -> None:
+        """Get ready for the runs' images (build what is missing): with ``capabilities.images``."""
+
+    def prestart(self, spec: TrialSpec | None) -> None:
+        """Start the process of trial ``spec`` ahead, or let go of one started (None): with
+        ``capabilities.starts_ahead``."""
 
     def run(self, spec: TrialSpec) -> H:
         """Start the trial and return at once. Raises TrialLaunchError if it cannot start."""

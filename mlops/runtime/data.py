@@ -20,13 +20,11 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from mlops import trial_files
+from mlops.layout import TrialLayout, data_copy
 from mlops.project import RELATIVE_MOUNTS, DataPath
 from mlops.runtime.base import TrialSpec
 from mlops.trial_files import BadTrialFile, inputs_of
 from mlops_harness.protocol import write_atomic
-
-REWRITES_FILE = "data_rewrites.json"
-SUFFIX = ".data.py"
 
 
 def mount_point(entry: DataPath, index: int) -> str:
@@ -123,9 +121,9 @@ def with_data(spec: TrialSpec, mounted: bool) -> TrialSpec:
     except (cst.ParserSyntaxError, BadTrialFile):
         return spec  # the trial runs as it is and fails on its own syntax (or its source), said then
     record = {"mapped": mapping, "rewritten": done}
-    write_atomic(spec.trial_dir / REWRITES_FILE, json.dumps(record, indent=1))
+    write_atomic(TrialLayout(spec.trial_dir).rewrites, json.dumps(record, indent=1))
     if not done:
         return spec
-    copy = spec.source_file.with_name(spec.source_file.name.removesuffix(".py") + SUFFIX)
+    copy = data_copy(spec.source_file)
     write_atomic(copy, text)
     return replace(spec, source_file=copy)

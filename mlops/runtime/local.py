@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,11 @@ import psutil
 
 from mlops.domain import EndReason
 from mlops.errors import TrialLaunchError
+from mlops.layout import WorkspaceLayout
 from mlops.runtime import cgroup, diskquota
 from mlops.runtime.ahead import StartedAhead, Waiting, given_source, put_back_source
 from mlops.runtime.author_folders import with_author_folders
-from mlops.runtime.base import Outcome, TrialSpec, follow_file, open_log
+from mlops.runtime.base import Capabilities, Outcome, TrialSpec, follow_file, open_log
 from mlops.runtime.data import with_data
 from mlops.runtime.local_setup import LocalSetup
 from mlops.runtime.local_watch import (
@@ -132,6 +133,13 @@ class LocalRuntime(LocalSetup):
         finally:
             os.close(log_fd)
         return handle
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(starts_ahead=self.sandboxed, python=self.python, sandboxed=self.sandboxed)
+
+    def prepare(self, images: list[str], say: Callable[[str], None]) -> None:
+        """Nothing: a local trial runs on an interpreter, not an image."""
 
     # -- starting the next trial ahead ----------------------------------------------------------------
 
@@ -346,7 +354,7 @@ class LocalRuntime(LocalSetup):
             if not group.processes():
                 group.remove()
         assert self.workspace is not None
-        for image in self.workspace.glob("runs/*/trials/.*.disk"):
+        for image in WorkspaceLayout(self.workspace).trial_entries(".*.disk"):
             trial_dir = image.parent / image.name[1 : -len(".disk")]
             if f"{trial_dir.parent.parent.name}/{trial_dir.name}" not in keep:
                 diskquota.release(trial_dir)

@@ -16,6 +16,7 @@ from typing import Any
 from mlops.datasets import imported_store
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.layout import repository_caches
 from mlops.runtime import cgroup, diskquota, sandbox
 from mlops.runtime.ahead import wait_s as ahead_wait_s
 from mlops.runtime.base import LOG_HEAD_BYTES, LOG_TAIL_BYTES, TrialSpec, cache_env, repository_cache
@@ -82,8 +83,7 @@ class LocalSetup:
     # -- launching ------------------------------------------------------------------------------------
 
     def cache_dir(self, spec: TrialSpec) -> Path:
-        root = self.workspace / "cache" if self.workspace else spec.trial_dir.resolve().parent / ".cache"
-        return repository_cache(root, spec)
+        return repository_cache(repository_caches(self.workspace, spec.trial_dir), spec)
 
     def _environment(self, spec: TrialSpec, cache: Path) -> dict[str, str]:
         home = "/tmp" if self.sandboxed else self.caller_env.get("HOME", "/tmp")  # noqa: S108 (private)

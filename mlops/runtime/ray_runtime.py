@@ -37,9 +37,11 @@ from mlops.datasets import imported_store
 from mlops.domain import EndReason
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
+from mlops.layout import TrialLayout, WorkspaceLayout
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
+    Capabilities,
     Outcome,
     TrialSpec,
     cache_env,
@@ -207,14 +209,14 @@ class RayRuntime:
         threads = str(max(1, int(cpus)))
         own = {
             "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(spec.trial_dir / "work"),
+            "HOME": str(TrialLayout(spec.trial_dir).work),
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
             "OMP_NUM_THREADS": threads,
             "TF_NUM_INTRAOP_THREADS": threads,
             # The repository's cache and the imported data sets, in the workspace every node mounts: a data
             # set is fetched once, not once a trial.
-            **cache_env(repository_cache(self.workspace / "cache", spec)),
+            **cache_env(repository_cache(WorkspaceLayout(self.workspace).cache, spec)),
         }
         store = imported_store(self.workspace)
         if store is not None:
@@ -233,6 +235,16 @@ class RayRuntime:
         if limits.disk_mb is not None or limits.disk_files is not None:
             quota = (limits.disk_mb or 1 << 30, limits.disk_files or 1 << 31)
         return str(spec.trial_dir), limits.memory_mb, data, kept, quota
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(python=self.python)  # each node's own sandboxing is the cluster's
+
+    def prepare(self, images: list[str], say: Callable[[str], None]) -> None:
+        """Nothing: a Ray trial runs on an interpreter, not an image."""
+
+    def prestart(self, spec: TrialSpec | None) -> None:
+        """Nothing: an actor is started when its trial comes."""
 
     def run(self, spec: TrialSpec) -> RayHandle:
         self._check_cluster(spec)

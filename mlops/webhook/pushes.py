@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import LedgerUnavailable, PullError, RuntimeUnavailable
+from mlops.layout import WorkspaceLayout
 from mlops.pull import GIT_PROTOCOLS
 from mlops_harness.protocol import write_atomic
 
@@ -39,9 +40,9 @@ class PushQueue:
     """A durable first-in first-out queue of pushes in ``<workspace>/queue``; each commit once."""
 
     def __init__(self, workspace: Path) -> None:
-        self.folder = workspace / "queue"
+        self.folder = WorkspaceLayout(workspace).queue
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.seen_file = self.folder / "seen.json"
+        self.seen_file = WorkspaceLayout(workspace).queue_seen
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)
 

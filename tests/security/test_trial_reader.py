@@ -15,6 +15,7 @@ import pytest
 
 from mlops import trial_files, trial_records
 from mlops.domain import EndReason, RunStatus, TrialStatus
+from mlops.layout import RunLayout
 from mlops.model_store import ModelPolicy, publish, read_card
 from mlops.progress import terminal_safe
 from mlops.records import BadRecord, parse
@@ -26,7 +27,6 @@ from mlops.trial_records import Metrics
 from mlops_harness.protocol import EVENTS_FILE, EventKind, ExitCode, encode_event
 from monitor.supervisor import set_aside
 from tests.support.models_left import finished_run, trial_with_model
-from tweak.loop import trial_dir
 
 SECRET = "host-secret-1b2c"
 
@@ -144,7 +144,7 @@ def test_the_model_store_copies_never_links_and_refuses_a_planted_link(tmp_path:
     ledger, run = finished_run(tmp_path, [b"the model"])
     published = run.dir / "model" / "model.pkl"
     assert published.read_bytes() == b"the model" and published.stat().st_nlink == 1
-    folder = trial_dir(run, 0)
+    folder = RunLayout(run.dir).trial(0).dir
     trial_with_model(folder, b"again")
     (folder / "model" / "model.pkl").unlink()
     os.symlink(host, folder / "model" / "model.pkl")  # the right name, a link to a host file

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops.domain import Kind, TrialStatus
+from mlops.layout import ORIGINAL, SOURCE, RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Limits, TrialSpec
-from tweak.loop import ORIGINAL, SOURCE, Budget, Tuner, trial_dir
+from tweak.loop import Budget, Tuner
 
 
 class FakeExecute:
@@ -89,7 +90,7 @@ def new_run(
 
 
 def spec_for(run: RunRecord, number: int) -> TrialSpec:
-    folder = trial_dir(run, number)
+    folder = RunLayout(run.dir).trial(number).dir
     return TrialSpec(run.id, number, run.code_dir, run.script, folder / SOURCE, folder, limits=Limits())
 
 

@@ -7,10 +7,11 @@ import hashlib
 from pathlib import Path
 
 from mlops.domain import RunStatus, TrialStatus
+from mlops.layout import ORIGINAL, SOURCE, RunLayout
 from mlops.ledger import Ledger
 from mlops.model_store import ModelPolicy
 from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter
-from tweak.loop import ORIGINAL, SOURCE, finish_run, trial_dir
+from tweak.loop import finish_run
 
 SKLEARN = {"kind": "other", "family": "classic", "framework": "sklearn", "image": "mlops-sklearn"}
 
@@ -64,7 +65,9 @@ def finished_run(tmp_path: Path, models: list[bytes | None], policy: ModelPolicy
     )
     (run.dir / ORIGINAL).write_text("print('trained')\n")
     for number, content in enumerate(models):
-        trial_with_model(trial_dir(run, number), content, error="PicklingError: cannot pickle 'generator'")
+        trial_with_model(
+            RunLayout(run.dir).trial(number).dir, content, error="PicklingError: cannot pickle 'generator'"
+        )
         ledger.add_trial(run.id, number, [], [f"change {number}"], number, TrialStatus.PENDING)
         ledger.finish_trial(
             run.id, number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5 + number / 10,

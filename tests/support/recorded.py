@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlops.domain import KeepModels, RunStatus, TrialStatus
+from mlops.layout import ORIGINAL, SOURCE, RunLayout
 from mlops.ledger import Ledger, RunRecord
 from mlops.load_check import check_model
 from mlops.model_store import ModelPolicy
@@ -25,7 +26,7 @@ from mlops.runtime.local import LocalRuntime
 from monitor.supervisor import RestartPolicy, Supervisor
 from tests.support.repos import git, make_repo
 from tweak.codemods import Tweak
-from tweak.loop import ORIGINAL, SOURCE, finish_run, trial_dir
+from tweak.loop import finish_run
 
 
 @dataclass
@@ -70,7 +71,7 @@ def record_run(
     supervisor = Supervisor(LocalRuntime(workspace), ledger, Progress(io.StringIO()), RestartPolicy())
     pending = []
     for number, variant in enumerate(variants):
-        folder = trial_dir(run, number)
+        folder = RunLayout(run.dir).trial(number).dir
         folder.mkdir(parents=True)
         status = TrialStatus.SKIPPED if variant.source is None else TrialStatus.PENDING
         tweaks = [t.to_json() for t in variant.tweaks]

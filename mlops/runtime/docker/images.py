@@ -7,7 +7,6 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -121,11 +120,11 @@ class Images:
             )
         return wanted
 
-    def prepare(self, names: list[str], progress: Any) -> None:
+    def prepare(self, images: list[str], say: Callable[[str], None]) -> None:
         """Make sure the images the runs need exist (build what is missing); job 2 calls it."""
-        for name in names:
-            tag, built = self.build(name, say=progress.info)
-            progress.info(f"   image {tag} {'built' if built else 'up to date'}")
+        for name in images:
+            tag, built = self.build(name, say=say)
+            say(f"   image {tag} {'built' if built else 'up to date'}")
 
     def _image_tag(self, spec: TrialSpec) -> str:
         if not spec.image:

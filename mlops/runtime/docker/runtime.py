@@ -46,6 +46,7 @@ from mlops.runtime.author_folders import with_author_folders
 from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
+    Capabilities,
     Outcome,
     TrialSpec,
     open_log,
@@ -149,6 +150,13 @@ class DockerRuntime(Engine):
             "mlops.trial": str(spec.trial),
             "mlops.name": spec.name,
         }
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(images=True)
+
+    def prestart(self, spec: TrialSpec | None) -> None:
+        """Nothing: a container is started when its trial comes."""
 
     def run(self, spec: TrialSpec) -> DockerHandle:
         tag = self._image_tag(spec)
