@@ -26,7 +26,7 @@ from mlops.config import STOP_MARGIN, Settings
 from mlops.domain import RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable
 from mlops.ledger import RunRecord
-from mlops.load_check import check_model
+from mlops.load_check import ModelCheck
 from mlops.model_store import ModelPolicy
 from mlops.notify import Notifier
 from mlops.progress import Progress
@@ -223,11 +223,13 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
     envs, plain = environments(ctx, runtime), spec_for(s)
     limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus, pids=s.pids)
 
+    model_check = ModelCheck(runtime, limits, envs.spec)
+
     def check(run: RunRecord, folder: Path) -> dict[str, Any]:
         ctx.progress.info(
             f"   checking that the model of run {run.id} loads in a fresh {runtime.name} process"
         )
-        return check_model(runtime, run, folder, limits, envs.spec)
+        return model_check(run, folder)
 
     tuner = Tuner(
         ctx.ledger,
@@ -235,7 +237,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
         envs.fallback(supervisor.execute_with_plain_retry),
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
-        ModelPolicy(s.keep_models, s.keep_checkpoints, check),
+        ModelPolicy(s.keep_models, s.keep_checkpoints, check, model_check),
         runtime.prestart if isinstance(runtime, LocalRuntime) else None,
     )
     return tuner, supervisor
