@@ -21,7 +21,7 @@ from jobs.plan import current_runs, step_plan
 from jobs.results import leaderboard, model_line, send_notifications, step_report
 from jobs.runlock import key
 from jobs.stopping import trials_stop_on_signals
-from mlops import images
+from mlops import images, report_plots
 from mlops.config import STOP_MARGIN, Settings
 from mlops.domain import RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable
@@ -224,11 +224,13 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
     limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus, pids=s.pids)
 
     model_check = ModelCheck(runtime, limits, envs.spec)
+    report_plots.warm_up()  # pyplot's import, while the trials train: not after the last one
 
     def check(run: RunRecord, folder: Path) -> dict[str, Any]:
         ctx.progress.info(
             f"   checking that the model of run {run.id} loads in a fresh {runtime.name} process"
         )
+        report_plots.draw_ahead(run, ctx.ledger.trials(run.id))  # the report's plots, meanwhile
         return model_check(run, folder)
 
     tuner = Tuner(
