@@ -21,13 +21,13 @@ from jobs.plan import current_runs, step_plan
 from jobs.results import leaderboard, model_line, send_notifications, step_report
 from jobs.runlock import key
 from jobs.stopping import trials_stop_on_signals
-from mlops import images
+from mlops import images, report_plots
 from mlops.config import STOP_MARGIN, Settings
 from mlops.domain import RuntimeName, trial_seed
 from mlops.errors import ConfigError, LedgerError, RuntimeUnavailable
 from mlops.layout import RunLayout, TrialLayout, WorkspaceLayout
 from mlops.ledger import RunRecord
-from mlops.load_check import check_model
+from mlops.load_check import ModelCheck
 from mlops.model_store import ModelPolicy
 from mlops.notify import Notifier
 from mlops.progress import Progress
@@ -220,11 +220,15 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
     envs, plain = environments(ctx, runtime), spec_for(s)
     limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, cpus=s.cpus, pids=s.pids)
 
+    model_check = ModelCheck(runtime, limits, envs.spec)
+    report_plots.warm_up()  # pyplot's import, while the trials train: not after the last one
+
     def check(run: RunRecord, folder: Path) -> dict[str, Any]:
         ctx.progress.info(
             f"   checking that the model of run {run.id} loads in a fresh {runtime.name} process"
         )
-        return check_model(runtime, run, folder, limits, envs.spec)
+        report_plots.draw_ahead(run, ctx.ledger.trials(run.id))  # the report's plots, meanwhile
+        return model_check(run, folder)
 
     tuner = Tuner(
         ctx.ledger,
@@ -232,7 +236,7 @@ def make_tuner(ctx: Context, runtime: Runtime[Any]) -> tuple[Tuner, Supervisor]:
         envs.fallback(supervisor.execute_with_plain_retry),
         lambda run, number: envs.spec(run, plain(run, number)),
         Budget(s.target, s.max_trials, s.max_minutes, s.parallel),
-        ModelPolicy(s.keep_models, s.keep_checkpoints, check),
+        ModelPolicy(s.keep_models, s.keep_checkpoints, check, model_check),
         runtime.prestart if runtime.capabilities.starts_ahead else None,
     )
     return tuner, supervisor

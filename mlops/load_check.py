@@ -21,10 +21,17 @@ from mlops.runtime.base import Limits, Runtime, TrialSpec
 from mlops.trial import tail
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import check_result
-from mlops_harness.protocol import LOG_FILE, MODEL_CARD
+from mlops_harness.protocol import CHECK_PRELOAD_ENV, LOG_FILE, MODEL_CARD
 
 CHECK_TRIAL = -1  # the launch's number among the run's launches: not a trial
 CHECK_TIMEOUT_S = 600.0
+PRELOADS = {  # framework (mlops.classify) -> what loading its model imports
+    "keras": ("keras",),
+    "tf.keras": ("keras",),
+    "tensorflow": ("keras",),
+    "sklearn": ("numpy", "sklearn", "joblib"),
+    "pytorch": ("torch",),
+}
 
 
 def check_model(
@@ -37,24 +44,82 @@ def check_model(
     """Load the model in ``model_dir`` (with its card) in a fresh process of the run's environment (the
     interpreter or image ``in_environment`` gives the launch) and predict on a batch of its recorded input;
     what happened (``loaded``, ``predicted``, ``error``...)."""
-    scratch = RunLayout(run.dir).check_scratch  # its log and check.json while it runs, then removed
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    shutil.copy2(model_dir / MODEL_CARD, scratch / MODEL_CARD)  # what the check was asked about
-    timeout = min(limits.timeout_s or CHECK_TIMEOUT_S, CHECK_TIMEOUT_S)
-    spec = TrialSpec(
-        run_id=run.id,
-        trial=CHECK_TRIAL,
-        code_dir=model_dir,
-        script="",
-        source_file=scratch / MODEL_CARD,
-        trial_dir=scratch,
-        image=run.image or "",
-        limits=Limits(timeout_s=timeout, memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids),
-        network=False,
-        check_model=True,
-    )
-    spec = in_environment(run, spec)
+    return ModelCheck(runtime, limits, in_environment)(run, model_dir)
+
+
+def preloaded(run: RunRecord) -> list[str]:
+    """The libraries the check of ``run``'s model imports to load it, by the framework job 2 found: what
+    its process started ahead imports while it waits (never a module of the repository)."""
+    return list(PRELOADS.get(run.framework or "", ()))
+
+
+class ModelCheck:
+    """The load check of each run's model on ``runtime``. Where the runtime can (the local one, see
+    ``LocalRuntime.prestart``), :meth:`start` launches the check's process while the run trains: it imports
+    the framework and waits, and the check at the run's end gives it the model (the check then takes a
+    fraction of a second instead of a framework's import). It is still a process that loaded no model, in
+    the run's environment and sandbox; :meth:`end` ends one the run did not need."""
+
+    def __init__(
+        self,
+        runtime: Runtime[Any],
+        limits: Limits,
+        in_environment: Callable[[RunRecord, TrialSpec], TrialSpec] = lambda run, spec: spec,
+    ) -> None:
+        self.runtime, self.limits, self.in_environment = runtime, limits, in_environment
+        self._ahead: set[str] = set()  # the runs whose check was started ahead by this process
+
+    def spec(self, run: RunRecord, model_dir: Path) -> TrialSpec:
+        scratch = RunLayout(run.dir).check_scratch
+        timeout = min(self.limits.timeout_s or CHECK_TIMEOUT_S, CHECK_TIMEOUT_S)
+        limits = self.limits
+        spec = TrialSpec(
+            run_id=run.id,
+            trial=CHECK_TRIAL,
+            code_dir=model_dir,
+            script="",
+            source_file=scratch / MODEL_CARD,
+            trial_dir=scratch,
+            image=run.image or "",
+            limits=Limits(timeout_s=timeout, memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids),
+            network=False,
+            env={CHECK_PRELOAD_ENV: ",".join(preloaded(run))},
+            check_model=True,
+        )
+        return self.in_environment(run, spec)
+
+    def start(self, run: RunRecord) -> None:
+        """Start the check of ``run``'s model ahead, if the runtime can: one per run (again when the one
+        started ended by itself)."""
+        if not self.runtime.capabilities.starts_ahead:
+            return
+        model_dir = RunLayout(run.dir).model
+        if run.id not in self._ahead:  # what an earlier process's check left (its check.json) goes
+            shutil.rmtree(RunLayout(run.dir).check_scratch, ignore_errors=True)
+        model_dir.mkdir(parents=True, exist_ok=True)  # mounted: it must be there, the model comes later
+        self.runtime.prestart(self.spec(run, model_dir))
+        self._ahead.add(run.id)
+
+    def end(self, run: RunRecord) -> None:
+        """End the check started ahead for ``run`` if it was not given a model (the run stopped first)."""
+        if run.id in self._ahead:
+            self._ahead.discard(run.id)
+            self.runtime.end_ahead(self.spec(run, RunLayout(run.dir).model))
+
+    def __call__(self, run: RunRecord, model_dir: Path) -> dict[str, Any]:
+        scratch = RunLayout(run.dir).check_scratch
+        if run.id in self._ahead and model_dir == RunLayout(run.dir).model:
+            self._ahead.discard(run.id)  # its process is given this check (a new one if it went away)
+            scratch.mkdir(parents=True, exist_ok=True)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+        shutil.copy2(model_dir / MODEL_CARD, scratch / MODEL_CARD)  # what the check was asked about
+        return _launch(self.runtime, run, self.spec(run, model_dir))
+
+
+def _launch(runtime: Runtime[Any], run: RunRecord, spec: TrialSpec) -> dict[str, Any]:
+    scratch = spec.trial_dir
     where = (
         {"runtime": runtime.name, "image": spec.image or run.image}
         if runtime.capabilities.images

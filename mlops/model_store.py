@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlops import trial_files
 from mlops.domain import KeepModels, TrialStatus
@@ -41,6 +41,15 @@ from mlops_harness.protocol import (
 CheckModel = Callable[[RunRecord, Path], dict[str, Any]]
 
 
+class CheckAhead(Protocol):
+    """The load check's process started while a run trains, so that the check at its end is quick
+    (``mlops.load_check.ModelCheck``): ``start`` as the run trains, ``end`` when it stops."""
+
+    def start(self, run: RunRecord) -> None: ...
+
+    def end(self, run: RunRecord) -> None: ...
+
+
 @dataclass(frozen=True)
 class ModelPolicy:
     """What happens to models and checkpoints as trials and runs finish (settings keep_models and
@@ -49,6 +58,7 @@ class ModelPolicy:
     keep: KeepModels = KeepModels.BEST
     keep_checkpoints: bool = False
     check: CheckModel | None = None
+    check_ahead: CheckAhead | None = None  # the check's process started while the run trains
 
 
 def trial_model(trial_dir: Path) -> ModelFields | None:

@@ -6,8 +6,10 @@ no curve (it failed for it, which the report's table says)."""
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops import trial_records
 from mlops.domain import TrialStatus
@@ -63,7 +65,75 @@ def _bar_colour(t: TrialRecord, run: RunRecord) -> str:
 def metric_plot_png(ledger: Ledger, run_id: str) -> bytes:
     """The metric of every trial as a bar, against the target line; the best bar is coloured."""
     run = ledger.run(run_id)
-    trials = ledger.trials(run.id)
+    png = _drawn(_metric_plot, run, ledger.trials(run.id))
+    assert png is not None
+    return png
+
+
+def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
+    """Accuracy and loss per epoch, one colour per trial; solid is training, dashed is validation."""
+    return _drawn(_learning_curves, run, trials)
+
+
+def kmeans_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
+    """The elbow (WCSS per k) and the silhouette per k, with the k of each trial and the best one marked."""
+    return _drawn(_kmeans, run, trials)
+
+
+# -- drawn ahead: while the run's model is checked, the report's plots are drawn in a thread ---------------
+
+Draw = Callable[[RunRecord, list[TrialRecord]], "bytes | None"]
+_LOCK = threading.Lock()  # pyplot is not safe from two threads at once: one plot drawn at a time
+_DRAWN: dict[tuple[Any, ...], bytes | None] = {}  # the plots of the last run drawn ahead, by what they show
+
+
+def _key(draw: Draw, run: RunRecord, trials: list[TrialRecord]) -> tuple[Any, ...]:
+    """Everything of the run a plot shows (its trials, their files under its folder, its best and target)."""
+    shown = (run.id, str(run.dir), run.best_trial, run.metric, run.target, run.script)
+    return (draw.__name__, shown, repr(trials))
+
+
+def _drawn(draw: Draw, run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
+    """The plot as drawn ahead for exactly this run and these trials, else drawn now."""
+    key = _key(draw, run, trials)
+    with _LOCK:
+        if key in _DRAWN:
+            return _DRAWN[key]
+        return draw(run, trials)
+
+
+def draw_ahead(run: RunRecord, trials: list[TrialRecord]) -> threading.Thread:
+    """Draw the report's plots of a run whose trials are over (its best recorded) in a thread, while its
+    model is checked: the report takes them when nothing they show changed meanwhile, else draws again."""
+
+    def draw_all() -> None:
+        with _LOCK:
+            _DRAWN.clear()
+        for draw in (_metric_plot, _learning_curves, _kmeans):
+            with _LOCK:
+                _DRAWN[_key(draw, run, trials)] = draw(run, trials)
+
+    thread = threading.Thread(target=draw_all, name="report plots", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up() -> threading.Thread:
+    """Import pyplot and draw a figure in a thread (its first figure loads fonts): a second or two, taken
+    while the trials train, not after the last one."""
+
+    def draw() -> None:
+        with _LOCK:
+            plt = _pyplot()
+            fig, _ = plt.subplots(figsize=(1, 1))
+            _figure_png(fig)
+
+    thread = threading.Thread(target=draw, name="pyplot warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _metric_plot(run: RunRecord, trials: list[TrialRecord]) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.3))
     scored = [t.metric for t in trials if t.metric is not None]
@@ -113,8 +183,7 @@ def _numbers(rows: list[Row], key: str | None) -> list[float] | None:
     return [float(v) for v in values if v is not None] if all(v is not None for v in values) else None
 
 
-def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
-    """Accuracy and loss per epoch, one colour per trial; solid is training, dashed is validation."""
+def _learning_curves(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
     measured = {t.number: _metrics(run, t.number) for t in trials}
     histories = {number: _last_fit(m.history) for number, m in measured.items() if m.history}
     stops = {number: _stop_of(measured[number], rows) for number, rows in histories.items()}
@@ -167,8 +236,7 @@ def learning_curves_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | No
     return _figure_png(fig)
 
 
-def kmeans_png(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
-    """The elbow (WCSS per k) and the silhouette per k, with the k of each trial and the best one marked."""
+def _kmeans(run: RunRecord, trials: list[TrialRecord]) -> bytes | None:
     pushed_kmeans = _metrics(run, 0).kmeans
     curve = pushed_kmeans.curve if pushed_kmeans else None
     if curve is None or not curve.k:

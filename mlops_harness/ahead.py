@@ -66,8 +66,13 @@ def preload(script: Path) -> tuple[list[str], str | None]:
     none did). A module that is not installed is passed over (nothing of it was loaded); any other failure
     stops it: what that import left half made (torch registers its parts once per process) must not be
     what the script imports again."""
+    return preload_modules(imported_modules(script))
+
+
+def preload_modules(names: list[str]) -> tuple[list[str], str | None]:
+    """Import ``names`` in order (see :func:`preload`): the names loaded, and why one failed."""
     loaded: list[str] = []
-    for name in imported_modules(script):
+    for name in names:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:

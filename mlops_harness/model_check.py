@@ -9,12 +9,18 @@ recorded at ``fit``); CHECK_DIR gets ``check.json``: whether the file is the one
 it loaded, whether it predicted, the shape of what it predicted, or the error. The exit code is 0 when it
 loaded and predicted (or loaded and no input form is known to predict on), else MODEL_NOT_LOADED. It runs
 where the trial ran (the same image or interpreter, the same sandbox), as loading a pickle runs code.
+
+Started ahead (``--wait-for GO``, as a trial's harness is: see ``ahead.py``), it first imports the libraries
+``CHECK_PRELOAD_ENV`` names (the framework's, never a module of the repository), then waits until the
+runtime writes GO once the model and its card are in MODEL_DIR: the check is still a process that loaded
+nothing of any model, minus the framework's import time.
 Standard library only at import, like the rest of the harness; the framework is imported to load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ from typing import Any
 from mlops_harness.model_saver import describe_error, versions
 from mlops_harness.protocol import (
     CHECK_FILE,
+    CHECK_PRELOAD_ENV,
     MODEL_CARD,
     ExitCode,
     ModelFormat,
@@ -180,7 +187,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harness --check-model", description="Load a saved model, predict.")
     parser.add_argument("--model", required=True, help="the folder with the model file and its card")
     parser.add_argument("--out", required=True, help="where check.json goes")
+    parser.add_argument("--wait-for", help="started ahead: load the libraries, check once this file exists")
+    parser.add_argument("--wait-s", type=float, default=3600.0, help="with --wait-for: give up after this")
     args = parser.parse_args(argv)
+    if args.wait_for and not wait_ahead(Path(args.wait_for), args.wait_s):
+        return ExitCode.OK  # never given: nothing was checked, the orchestrator knows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = check(Path(args.model))
@@ -193,6 +204,22 @@ def main(argv: list[str]) -> int:
     )
     say(f"model {result['file']} {what} (loaded in {result['load_s']:.1f} s)")
     return ExitCode.OK
+
+
+def wait_ahead(go: Path, seconds: float) -> bool:
+    """Import the libraries named in the environment, then wait for ``go``; False when it never came. A
+    library that failed to load: the check, once given, runs in a fresh process (``ahead.start_afresh``)."""
+    from mlops_harness import ahead
+
+    names = [n for n in os.environ.get(CHECK_PRELOAD_ENV, "").split(",") if n]
+    began = time.monotonic()
+    loaded, failed = ahead.preload_modules(names)
+    if loaded:
+        say(f"started ahead: {', '.join(loaded)} loaded in {time.monotonic() - began:.1f} s")
+    given = ahead.wait_for(go, seconds)
+    if given and failed is not None:
+        ahead.start_afresh(failed)
+    return given
 
 
 if __name__ == "__main__":

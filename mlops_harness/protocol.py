@@ -87,6 +87,7 @@ STATE_DICT_FILE = "model.pt"  # a PyTorch model's state_dict, in MODEL_DIR besid
 MODEL_CARD = "model.json"  # in the run's model folder: what the model is, where it came from, that it loads
 CHECK_FILE = "check.json"  # written by ``--check-model``: did the model load and predict
 GO_FILE = ".go"  # written by the runtime: a harness started ahead (``--wait-for``) runs the trial now
+CHECK_PRELOAD_ENV = "MLOPS_CHECK_PRELOAD"  # --check-model started ahead: libraries to import while waiting
 
 
 class ModelFormat(enum.StrEnum):

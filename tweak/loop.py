@@ -172,6 +172,8 @@ class Tuner:
         finally:
             if self.prestart is not None:
                 self.prestart(None)  # a trial started ahead that the run did not need
+            if self.models.check_ahead is not None:
+                self.models.check_ahead.end(run)  # the model's check, when the run stopped before it
             self.progress.run_ended(run.id)
 
     def _tune(self, run: RunRecord, only_baseline: bool) -> RunRecord:
@@ -211,6 +213,8 @@ class Tuner:
                         return self._finish(run, original, RunStatus.FAILED, why)
                     why = f"no tweak left to try for this {run.kind} model ({run.strategy})"
                     return self._finish(run, original, RunStatus.EXHAUSTED, why)
+            if self.ahead and self.models.check_ahead is not None:
+                self.models.check_ahead.start(run)  # the model's check loads its libraries meanwhile
             self._run_all(run, [t for t in batch if t.status is TrialStatus.PENDING], strategy, original)
 
     def _run_all(self, run: RunRecord, trials: list[TrialRecord], strategy: Strategy, original: str) -> None:

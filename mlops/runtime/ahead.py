@@ -9,6 +9,9 @@ with writes that file: the trial starts with its libraries loaded. Any other spe
 or an orchestrator that dies (its keeper watches for that) ends the process; a trial started as usual then
 takes its place.
 
+A run's model load check (``mlops.load_check``) is started ahead the same way, once per run: it imports
+the framework and waits for the run's model, which it is given when the run ends.
+
 Its source is written after its sandbox is made, so it cannot be mounted read-only as a trial started as
 usual has it: what the training does to that record is undone when it ends (:func:`put_back_source`).
 """
@@ -58,14 +61,23 @@ class StartedAhead:
             passed = [
                 self._waiting.pop(name)
                 for name, other in list(self._waiting.items())
-                if other.spec.run_id == spec.run_id and other.spec.trial < spec.trial
+                if other.spec.run_id == spec.run_id
+                and not other.spec.check_model  # its run's load check waits for the run's end
+                and other.spec.trial < spec.trial
             ]
         return mine, passed
 
     def clear(self) -> list[Waiting]:
+        """The trials' harnesses waiting (popped); the load checks waiting stay, each let go of by its
+        run (``LocalRuntime.end_ahead``)."""
         with self._lock:
-            every, self._waiting = list(self._waiting.values()), {}
+            every = [w for w in self._waiting.values() if not w.spec.check_model]
+            self._waiting = {n: w for n, w in self._waiting.items() if w.spec.check_model}
         return every
+
+    def get(self, spec: TrialSpec) -> Waiting | None:
+        with self._lock:
+            return self._waiting.get(spec.name)
 
 
 def wait_s(spec: TrialSpec) -> float:

@@ -151,6 +151,9 @@ class Runtime(Protocol[H]):
         """Start the process of trial ``spec`` ahead, or let go of one started (None): with
         ``capabilities.starts_ahead``."""
 
+    def end_ahead(self, spec: TrialSpec) -> None:
+        """End the process started ahead for ``spec``, if it still waits: with ``capabilities.starts_ahead``."""
+
     def run(self, spec: TrialSpec) -> H:
         """Start the trial and return at once. Raises TrialLaunchError if it cannot start."""
 

@@ -147,15 +147,19 @@ class LocalRuntime(LocalSetup):
         """Start the harness of a later trial now, so that its interpreter and libraries load while the
         current trial trains (see ahead.py); ``run`` of an equal spec gives it the trial. Sandboxed only:
         its libraries load before the harness's guards are in place, which the sandbox makes harmless.
-        ``None``: the ones waiting are not needed (the run is over)."""
+        ``None``: the trials waiting are not needed (the run is over); a load check waiting stays until
+        it is given its model or :meth:`end_ahead` ends it. One already waiting with an equal spec stays."""
         if spec is None:
             for waiting in self._ahead.clear():
                 self._drop(waiting)
             return
-        if not self.sandboxed or spec.check_model:
+        if not self.sandboxed:
             return
         if not spec.source_file.resolve().is_relative_to(spec.trial_dir.resolve()):
             return  # a source outside the trial folder must exist to be mounted
+        same = self._ahead.get(spec)
+        if same is not None and same.spec == spec and self._alive(same.handle):
+            return
         earlier = self._ahead.pop(spec)
         if earlier is not None:
             self._drop(earlier)
@@ -164,6 +168,12 @@ class LocalRuntime(LocalSetup):
         except TrialLaunchError:
             return  # the trial is started as usual when it comes
         self._ahead.add(Waiting(spec, handle))
+
+    def end_ahead(self, spec: TrialSpec) -> None:
+        """End the harness started ahead for ``spec``'s launch, if it is still waiting."""
+        waiting = self._ahead.pop(spec)
+        if waiting is not None:
+            self._drop(waiting)
 
     def _given(self, spec: TrialSpec) -> LocalHandle | None:
         """The harness started ahead for exactly this spec, given its trial; None when there is none, or

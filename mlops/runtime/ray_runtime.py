@@ -246,6 +246,9 @@ class RayRuntime:
     def prestart(self, spec: TrialSpec | None) -> None:
         """Nothing: an actor is started when its trial comes."""
 
+    def end_ahead(self, spec: TrialSpec) -> None:
+        """Nothing: no actor is started ahead."""
+
     def run(self, spec: TrialSpec) -> RayHandle:
         self._check_cluster(spec)
         spec = with_data(spec, mounted=False)  # data: paths rewritten in a copy of the source

@@ -158,6 +158,9 @@ class DockerRuntime(Engine):
     def prestart(self, spec: TrialSpec | None) -> None:
         """Nothing: a container is started when its trial comes."""
 
+    def end_ahead(self, spec: TrialSpec) -> None:
+        """Nothing: no container is started ahead."""
+
     def run(self, spec: TrialSpec) -> DockerHandle:
         tag = self._image_tag(spec)
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
