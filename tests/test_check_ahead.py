@@ -14,13 +14,14 @@ import psutil
 from sklearn.linear_model import LogisticRegression
 
 from mlops.domain import RunStatus, TrialStatus
+from mlops.layout import ORIGINAL, RunLayout
 from mlops.ledger import Ledger
-from mlops.load_check import SCRATCH, ModelCheck
+from mlops.load_check import ModelCheck
 from mlops.model_store import ModelPolicy, read_card
 from mlops.runtime.base import Limits
 from mlops.runtime.local import KEEPER, LocalRuntime
 from tests.support.models_left import SKLEARN, trial_with_model
-from tweak.loop import ORIGINAL, finish_run, trial_dir
+from tweak.loop import finish_run
 
 SCRIPT = "import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
 PRELOADED = "started ahead: numpy, sklearn, joblib loaded"
@@ -95,7 +96,7 @@ def new_run(tmp_path):
 
 
 def scratch_log(run):
-    log = run.dir / SCRATCH / "log.txt"
+    log = RunLayout(run.dir).check_scratch / "log.txt"
     return log.read_text() if log.exists() else ""
 
 
@@ -105,11 +106,11 @@ def test_the_check_started_ahead_is_given_the_model_when_the_run_ends(tmp_path):
     ledger, run = new_run(tmp_path)
     check.start(run)  # as the run's first trial starts, before any model exists
     wait_until(lambda: PRELOADED in scratch_log(run))
-    [waiting] = keepers_of(run.dir / SCRATCH)
+    [waiting] = keepers_of(RunLayout(run.dir).check_scratch)
     runtime.prestart(None)  # the run stops: trials started ahead end, its model's check waits on
     assert not gone(waiting)
 
-    trial_with_model(trial_dir(run, 0), model_bytes())
+    trial_with_model(RunLayout(run.dir).trial(0).dir, model_bytes())
     ledger.add_trial(run.id, 0, [], [], 0, TrialStatus.PENDING)
     ledger.finish_trial(run.id, 0, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95)
     policy = ModelPolicy(check=check, check_ahead=check)
@@ -119,9 +120,9 @@ def test_the_check_started_ahead_is_given_the_model_when_the_run_ends(tmp_path):
     card = read_card(run)
     assert card["check"]["loaded"] is True and card["check"]["predicted"] is True, card["check"]
     assert card["check"]["output_shape"] == [4] and card["check"]["class"] == "LogisticRegression"
-    assert gone(waiting) and not (run.dir / SCRATCH).exists()
+    assert gone(waiting) and not (RunLayout(run.dir).check_scratch).exists()
     check.end(run)  # nothing left to end
-    assert not (run.dir / SCRATCH).exists()
+    assert not (RunLayout(run.dir).check_scratch).exists()
 
 
 def test_a_run_that_stops_before_its_model_ends_the_check_started_ahead(tmp_path):
@@ -129,11 +130,11 @@ def test_a_run_that_stops_before_its_model_ends_the_check_started_ahead(tmp_path
     check = ModelCheck(runtime, Limits(timeout_s=120, memory_mb=2048))
     _, run = new_run(tmp_path)
     check.start(run)
-    [waiting] = keepers_of(run.dir / SCRATCH)
+    [waiting] = keepers_of(RunLayout(run.dir).check_scratch)
     check.start(run)  # again, as each trial starts: the one waiting stays
-    assert keepers_of(run.dir / SCRATCH) == [waiting]
+    assert keepers_of(RunLayout(run.dir).check_scratch) == [waiting]
     check.end(run)
-    assert gone(waiting) and not (run.dir / SCRATCH).exists()
+    assert gone(waiting) and not (RunLayout(run.dir).check_scratch).exists()
     assert not any((run.dir / "model").iterdir())  # the folder the model would have come to, empty
 
 
@@ -141,10 +142,10 @@ def test_a_check_not_started_ahead_still_runs_in_a_fresh_process(tmp_path):
     runtime = Recording(tmp_path / "ws")
     check = ModelCheck(runtime, Limits(timeout_s=120, memory_mb=2048))
     ledger, run = new_run(tmp_path)
-    trial_with_model(trial_dir(run, 0), model_bytes())
+    trial_with_model(RunLayout(run.dir).trial(0).dir, model_bytes())
     ledger.add_trial(run.id, 0, [], [], 0, TrialStatus.PENDING)
     ledger.finish_trial(run.id, 0, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95)
     run = finish_run(ledger, run, SCRIPT, RunStatus.REACHED, "target reached", ModelPolicy(check=check))
     card = read_card(run)
     assert card["check"]["loaded"] is True and card["check"]["predicted"] is True, card["check"]
-    assert len(runtime.launched) == 1 and not (run.dir / SCRATCH).exists()
+    assert len(runtime.launched) == 1 and not (RunLayout(run.dir).check_scratch).exists()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from mlops import lineage
 from mlops.domain import RunStatus
+from mlops.layout import ORIGINAL
 from mlops.ledger import Ledger, RunRecord
 from mlops.progress import Progress
 from mlops.pull import pull
 from tests.support.loop import FakeExecute, spec_for
 from tests.support.processes import run_cli
 from tests.support.repos import make_repo
-from tweak.loop import ORIGINAL, Budget, Tuner
+from tweak.loop import Budget, Tuner
 from tweak.strategies import TPE, SearchState
 from tweak.warm import WarmStarted, warm_start
 
