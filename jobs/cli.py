@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from jobs import datasets_cmd, serve_cmd
+from jobs import datasets_cmd, lineage_cmd, serve_cmd
 from jobs.args import (
     HelpFormatter,
     Parser,
@@ -83,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "history",
-        "every run: one line (or JSON object) each, or the page of all runs",
-        "mlops history --html",
+        "every run: one line (or JSON object) each, or the page of all runs; or one script's commits",
+        "mlops history models/cnn.py",
+    )
+    p.add_argument(
+        "script",
+        nargs="?",
+        metavar="SCRIPT",
+        help="a script's path: one row per commit of it, regressions said (default: every run)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per run (default: a table)")
     p.add_argument(
@@ -113,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(p)
 
+    lineage_cmd.add_parser(command)
     serve_cmd.add_parsers(command)
 
     p = command("images", "build or list the training images", "mlops images build mlops-sklearn")
@@ -151,7 +158,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.html:  # written afresh: it also shows runs still going, or carried on by job 6
         out.write(f"{write_index(ledger, settings.runs_dir)}\n")
         return 0
-    runs = ledger.runs()
+    if args.script and not args.json:
+        return lineage_cmd.print_lineage(ledger, args.script, out)
+    runs = lineage_cmd.runs_of(ledger, args.script) if args.script else ledger.runs()
     failures = failed_pulls(ledger)
     if args.json:
         for run in runs:
@@ -179,11 +188,24 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 f"{s['target']:g}",
                 s["trials"],
                 s["restarts"],
+                s["change"] or "-",
             ]
         )
     Progress(out).table(
         "runs",
-        ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
+        [
+            "run",
+            "script",
+            "commit",
+            "kind",
+            "runtime",
+            "status",
+            "best",
+            "target",
+            "trials",
+            "restarts",
+            "vs previous",
+        ],
         rows,
     )
     for i, label in enumerate(sorted(UNMEASURED_LABELS.values()), start=1):
@@ -336,6 +358,7 @@ COMMANDS = {
     "monitor": cmd_monitor,
     "images": cmd_images,
     "datasets": datasets_cmd.cmd_datasets,
+    "compare": lineage_cmd.cmd_compare,
     "serve": serve_cmd.cmd_serve,
     "watch": serve_cmd.cmd_watch,
 }
