@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from jobs import datasets_cmd, lineage_cmd, serve_cmd
 from jobs.args import (
@@ -168,44 +168,11 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         for failure in failures:
             out.write(json.dumps({"run": None, "status": "pull-failed", **failure}) + "\n")
         return 0
-    rows = []
     labels: set[str] = set()
-    for run in runs:
-        s = run_summary(ledger, run)
-        best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
-        if s["best_metric_label"]:  # a metric the script never measured: marked, said once below the table
-            labels.add(s["best_metric_label"])
-            best += "*" * (sorted(UNMEASURED_LABELS.values()).index(s["best_metric_label"]) + 1)
-        rows.append(
-            [
-                s["run"],
-                s["script"],
-                s["commit"][:10],
-                s["kind"],
-                s["runtime"],
-                s["status"],
-                best,
-                f"{s['target']:g}",
-                s["trials"],
-                s["restarts"],
-                s["change"] or "-",
-            ]
-        )
+    rows = [_history_row(run_summary(ledger, run), labels) for run in runs]
     Progress(out).table(
         "runs",
-        [
-            "run",
-            "script",
-            "commit",
-            "kind",
-            "runtime",
-            "status",
-            "best",
-            "target",
-            "trials",
-            "restarts",
-            "vs previous",
-        ],
+        HISTORY_COLUMNS,
         rows,
     )
     for i, label in enumerate(sorted(UNMEASURED_LABELS.values()), start=1):
@@ -221,6 +188,21 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"repository mirrors {human(space['repos'])})\n"
     )
     return 0
+
+
+HISTORY_COLUMNS = ("run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials",
+                   "restarts", "vs previous")  # fmt: skip
+
+
+def _history_row(s: dict[str, Any], labels: set[str]) -> list[object]:
+    """One run's row of ``mlops history``; a metric the script never measured is marked, its label kept
+    in ``labels`` to be said once below the table."""
+    best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
+    if s["best_metric_label"]:
+        labels.add(s["best_metric_label"])
+        best += "*" * (sorted(UNMEASURED_LABELS.values()).index(s["best_metric_label"]) + 1)
+    return [s["run"], s["script"], s["commit"][:10], s["kind"], s["runtime"], s["status"], best,
+            f"{s['target']:g}", s["trials"], s["restarts"], s["change"] or "-"]  # fmt: skip
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
