@@ -14,9 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from jobs import datasets_cmd, serve_cmd
+from jobs import datasets_cmd, lineage_cmd, serve_cmd
 from jobs.args import (
     HelpFormatter,
     Parser,
@@ -84,8 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "history",
-        "every run: one line (or JSON object) each, or the page of all runs",
-        "mlops history --html",
+        "every run: one line (or JSON object) each, or the page of all runs; or one script's commits",
+        "mlops history models/cnn.py",
+    )
+    p.add_argument(
+        "script",
+        nargs="?",
+        metavar="SCRIPT",
+        help="a script's path: one row per commit of it, regressions said (default: every run)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per run (default: a table)")
     p.add_argument(
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(p)
 
+    lineage_cmd.add_parser(command)
     serve_cmd.add_parsers(command)
 
     p = command("images", "build or list the training images", "mlops images build mlops-sklearn")
@@ -152,7 +159,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.html:  # written afresh: it also shows runs still going, or carried on by job 6
         out.write(f"{write_index(ledger, settings.runs_dir)}\n")
         return 0
-    runs = ledger.runs()
+    if args.script and not args.json:
+        return lineage_cmd.print_lineage(ledger, args.script, out)
+    runs = lineage_cmd.runs_of(ledger, args.script) if args.script else ledger.runs()
     failures = failed_pulls(ledger)
     if args.json:
         for run in runs:
@@ -160,31 +169,11 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         for failure in failures:
             out.write(json.dumps({"run": None, "status": "pull-failed", **failure}) + "\n")
         return 0
-    rows = []
     labels: set[str] = set()
-    for run in runs:
-        s = run_summary(ledger, run)
-        best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
-        if s["best_metric_label"]:  # a metric the script never measured: marked, said once below the table
-            labels.add(s["best_metric_label"])
-            best += "*" * (sorted(UNMEASURED_LABELS.values()).index(s["best_metric_label"]) + 1)
-        rows.append(
-            [
-                s["run"],
-                s["script"],
-                s["commit"][:10],
-                s["kind"],
-                s["runtime"],
-                s["status"],
-                best,
-                f"{s['target']:g}",
-                s["trials"],
-                s["restarts"],
-            ]
-        )
+    rows = [_history_row(run_summary(ledger, run), labels) for run in runs]
     Progress(out).table(
         "runs",
-        ["run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials", "restarts"],
+        HISTORY_COLUMNS,
         rows,
     )
     for i, label in enumerate(sorted(UNMEASURED_LABELS.values()), start=1):
@@ -200,6 +189,21 @@ def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"repository mirrors {human(space['repos'])})\n"
     )
     return 0
+
+
+HISTORY_COLUMNS = ("run", "script", "commit", "kind", "runtime", "status", "best", "target", "trials",
+                   "restarts", "vs previous")  # fmt: skip
+
+
+def _history_row(s: dict[str, Any], labels: set[str]) -> list[object]:
+    """One run's row of ``mlops history``; a metric the script never measured is marked, its label kept
+    in ``labels`` to be said once below the table."""
+    best = f"{s['best_metric']:.4f}" if s["best_metric"] is not None else "-"
+    if s["best_metric_label"]:
+        labels.add(s["best_metric_label"])
+        best += "*" * (sorted(UNMEASURED_LABELS.values()).index(s["best_metric_label"]) + 1)
+    return [s["run"], s["script"], s["commit"][:10], s["kind"], s["runtime"], s["status"], best,
+            f"{s['target']:g}", s["trials"], s["restarts"], s["change"] or "-"]  # fmt: skip
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -341,6 +345,7 @@ COMMANDS = {
     "monitor": cmd_monitor,
     "images": cmd_images,
     "datasets": datasets_cmd.cmd_datasets,
+    "compare": lineage_cmd.cmd_compare,
     "serve": serve_cmd.cmd_serve,
     "watch": serve_cmd.cmd_watch,
 }

@@ -15,6 +15,7 @@ from mlops.model_store import check_summary, read_card
 from mlops.notify import Notifier, notify_run
 from mlops.progress import Progress, Said
 from mlops.pull import publish_best
+from mlops.regression import Comparison, compare
 from mlops.report import write_junit, write_report
 from mlops_harness.protocol import MODEL_CARD
 
@@ -51,6 +52,7 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
             if kept:
                 ctx.progress.info(f"   best inputs: {', '.join(kept)} (beside {layout.best_source.name})")
         model_line(ctx.progress, run, read_card(run))
+        comparison_line(ctx.progress, compare(ctx.ledger, run))
         report, junit = write_report(ctx.ledger, run.id), write_junit(ctx.ledger, run.id)
         ctx.progress.info(f"   report: {report} (JUnit: {junit.name})")
         lines: list[Said | None] = []
@@ -70,6 +72,16 @@ def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> Non
         ctx.progress.info(f"   all runs: {write_index(ctx.ledger, ctx.settings.runs_dir)}")
     except OSError as e:
         ctx.progress.warn(f"could not write the page of all runs: {e}")
+
+
+def comparison_line(progress: Progress, comparison: Comparison | None) -> None:
+    """The run against its script's previous commit: a regression is a warning, an improvement said."""
+    if comparison is None:
+        return
+    if comparison.regressed:
+        progress.warn(f"run {comparison.run}: {comparison.sentence()}")
+    else:
+        progress.info(f"   {comparison.sentence()}")
 
 
 def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) -> None:

@@ -48,6 +48,9 @@ class Settings:
     # A new commit of a script tuned before starts where its last run ended (its best changes first, its
     # trials seeding the search: tweak/warm.py); --no-warm-start: from scratch.
     warm_start: bool = True
+    # A commit whose metric as pushed or best drops by more than this against the script's previous commit
+    # is a regression (mlops/regression.py); for a loss, rising by more than this.
+    regression_tolerance: float = 0.02
     timeout_s: float = 1800.0  # per trial launch
     memory_mb: int = 4096
     cpus: float | None = None
@@ -209,6 +212,11 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> Se
             f"checkpoint_every_batches must be at least 0 but got {s.checkpoint_every_batches}",
         ),
         ("seed", s.seed >= 0, f"seed must be at least 0 but got {s.seed}"),
+        (
+            "regression_tolerance",
+            math.isfinite(s.regression_tolerance) and s.regression_tolerance >= 0,
+            f"regression_tolerance must be at least 0 but got {s.regression_tolerance:g}",
+        ),
         ("gpus", s.gpus >= 0, f"gpus must be at least 0 but got {s.gpus}"),
         (
             "unsandboxed",

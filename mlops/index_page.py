@@ -19,6 +19,7 @@ from mlops.layout import INDEX_PAGE, RunLayout
 from mlops.ledger import Ledger, RunRecord
 from mlops.measured import best_label
 from mlops.report import BLUE, GREEN, ORANGE, RED
+from mlops.script_page import write_script_pages
 from mlops_harness.protocol import write_atomic
 
 LABELS = {
@@ -143,7 +144,7 @@ def _bar(run: RunRecord) -> str:
     )
 
 
-def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
+def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float, page: Path | None = None) -> str:
     trials = ledger.trials(run.id)
     restarts = sum(t.restarts for t in trials)
     ended = run.finished_at if run.finished_at is not None else now
@@ -157,6 +158,10 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
     if report.exists():  # the run's name opens its report; a run still going has none yet
         href = html.escape(Path(os.path.relpath(report, runs_dir)).as_posix())
         name = f'<a href="{href}" title="the report of run {html.escape(run.id)}">{name}</a>'
+    history = ""
+    if page is not None:  # the page of the script's commits (mlops/script_page.py)
+        href = html.escape(Path(os.path.relpath(page, runs_dir)).as_posix())
+        history = f' <a class="small" href="{href}" title="every commit of this script">history</a>'
     # Why a run failed or stopped short; a reached run's reason only repeats its bar.
     shown = run.reason and run.status in (RunStatus.FAILED, RunStatus.EXHAUSTED)
     reason = f'<div class="reason">{html.escape(run.reason or "")}</div>' if shown else ""
@@ -173,7 +178,7 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
         f'<tr data-status="{run.status.value}" data-started="{run.created_at:.3f}">'
         f'<td><span class="status s-{run.status.value}">{LABELS[run.status]}</span></td>'
         f'<td><span class="nowrap">{name} '
-        f'<span class="muted small">{html.escape(run.id)}</span></span>{reason}</td>'
+        f'<span class="muted small">{html.escape(run.id)}</span>{history}</span>{reason}</td>'
         f'<td title="{html.escape(run.source)}">{"/<wbr>".join(html.escape(_source(run.source)).split("/"))}</td>'
         f'<td title="{html.escape(run.author or "")}"><code>{html.escape(run.commit[:10])}</code></td>'
         f'<td class="nowrap">{kind}</td>'
@@ -186,8 +191,11 @@ def _row(ledger: Ledger, run: RunRecord, runs_dir: Path, now: float) -> str:
     )
 
 
-def index_html(ledger: Ledger, runs_dir: Path, now: float | None = None) -> str:
-    """The page of all runs of a ledger, links relative to ``runs_dir`` (where the page is written)."""
+def index_html(
+    ledger: Ledger, runs_dir: Path, now: float | None = None, pages: dict[str, Path] | None = None
+) -> str:
+    """The page of all runs of a ledger, links relative to ``runs_dir`` (where the page is written);
+    ``pages``: {run id: the page of its script}, linked from the run's row."""
     now = time.time() if now is None else now
     runs = sorted(ledger.runs(), key=lambda r: r.created_at, reverse=True)
     counts = {status: sum(r.status is status for r in runs) for status in RunStatus}
@@ -195,7 +203,7 @@ def index_html(ledger: Ledger, runs_dir: Path, now: float | None = None) -> str:
         f'<button data-filter="{s.value}" aria-pressed="false">{LABELS[s]}<b>{counts[s]}</b></button>'
         for s in (RunStatus.REACHED, RunStatus.EXHAUSTED, RunStatus.FAILED, RunStatus.RUNNING)
     ]
-    rows = "".join(_row(ledger, run, runs_dir, now) for run in runs)
+    rows = "".join(_row(ledger, run, runs_dir, now, (pages or {}).get(run.id)) for run in runs)
     written = time.strftime("%Y-%m-%d %H:%M", time.localtime(now))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlops: all runs</title>
@@ -219,7 +227,9 @@ opens its report</div>
 
 
 def write_index(ledger: Ledger, runs_dir: Path) -> Path:
-    """Write ``<runs_dir>/index.html``, the page of all runs, whole or not at all; return its path."""
+    """Write ``<runs_dir>/index.html``, the page of all runs, whole or not at all, and the page of each
+    script it links to; return its path."""
+    pages = write_script_pages(ledger, runs_dir)
     path = runs_dir / INDEX_PAGE
-    write_atomic(path, index_html(ledger, runs_dir))
+    write_atomic(path, index_html(ledger, runs_dir, pages=pages))
     return path

@@ -54,6 +54,7 @@ from mlops_harness.protocol import (
 LEDGER = "ledger.db"  # also what makes a folder an mlops workspace (mlops/data_policy.py)
 RUNS = "runs"
 INDEX_PAGE = "index.html"  # in runs/: the page of all runs
+SCRIPT_PAGES = "scripts"  # in runs/: the page of each script's commits (mlops/script_page.py)
 LOCKS = "locks"  # a lock file per commit and script (jobs/runlock.py)
 ENVS = "envs"  # the runs' environments (and, in the machine's cache, the generations' own)
 CACHE = "cache"  # each repository's data sets and downloads, shared by its trials

@@ -77,8 +77,10 @@ def subject_of(summary: dict[str, Any], event: NotifyEvent) -> str:
         NotifyEvent.FAILED: "run failed",
         NotifyEvent.GAVE_UP: "a training keeps dying",
     }[event]
+    # Against the script's previous commit (mlops/regression.py), said first: what a reader must see.
+    against = {"regression": "REGRESSION: ", "improvement": "improved: "}.get(str(summary.get("change")), "")
     return (
-        f"[mlops] {summary.get('script')} ({summary.get('run')}): {head}, best {metric} {best_text} "
+        f"[mlops] {against}{summary.get('script')} ({summary.get('run')}): {head}, best {metric} {best_text} "
         f"(target {summary.get('target')})"
     )
 
@@ -95,6 +97,7 @@ def text_body(summary: dict[str, Any], event: NotifyEvent) -> str:
         "",
         f"source: {summary.get('source')} at {str(summary.get('commit'))[:12]}",
         f"status: {summary.get('status')}: {summary.get('reason') or ''}",
+        *([f"against the previous commit: {summary['comparison']}"] if summary.get("comparison") else []),
         "",
         "trials (number, status, metric, duration, restarts, changes):",
     ]
@@ -124,7 +127,8 @@ def html_body(summary: dict[str, Any], event: NotifyEvent, plot_cid: str | None)
         f"<html><body><h2>{html.escape(subject_of(summary, event).removeprefix('[mlops] '))}</h2>"
         f"<p>{html.escape(str(summary.get('source')))} at {html.escape(str(summary.get('commit'))[:12])}: "
         f"{html.escape(str(summary.get('reason') or ''))}</p>"
-        f'<table border="1" cellpadding="4"><tr><th>trial</th><th>status</th><th>metric</th>'
+        + (f"<p><b>{html.escape(str(summary['comparison']))}</b></p>" if summary.get("comparison") else "")
+        + f'<table border="1" cellpadding="4"><tr><th>trial</th><th>status</th><th>metric</th>'
         f"<th>duration</th><th>restarts</th><th>changes</th></tr>{rows}</table>{plot}{diff}</body></html>"
     )
 

@@ -18,9 +18,10 @@ from typing import Any
 from mlops.domain import RunStatus, TrialStatus
 from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord, TrialRecord
-from mlops.lineage import warm_from
+from mlops.lineage import previous_run, warm_from
 from mlops.measured import best_label, metric_label
 from mlops.model_store import model_file
+from mlops.regression import Change, Comparison, compare, regression_json
 from mlops.report_model import model_section, model_verdict
 from mlops.report_plots import BLUE, GREEN, ORANGE, RED, kmeans_png, learning_curves_png, metric_plot_png
 
@@ -65,6 +66,7 @@ padding:0 1em}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .verdict{font-size:1.25em;padding:.7em 1em;border-radius:6px;margin:1em 0}
 .verdict .why{font-size:.75em;color:#555;margin-top:.3em}
+.regression{color:#c62828;font-weight:600}.improvement{color:#2e7d32;font-weight:600}
 .reached{background:#e8f5e9;border-left:6px solid #2e7d32}.exhausted{background:#fff3e0;border-left:6px solid #ef6c00}
 .failed,.running{background:#ffebee;border-left:6px solid #c62828}
 .figures{display:flex;gap:1em;flex-wrap:wrap;margin:.6em 0 0}.figures div{flex:1 1 0;min-width:6.5em}
@@ -107,6 +109,17 @@ def _verdict(run: RunRecord, trials: list[TrialRecord]) -> str:
         f"<b>{HEADS[run.status]}</b>: best {metric} <b>{run.best_metric:.4f}</b> (trial {run.best_trial}{how}) "
         f"against a target of {run.target:g}{lift}.{why}"
     )
+
+
+def _against_previous(comparison: Comparison | None) -> str:
+    """The verdict's line on the script's previous commit: a regression, an improvement, or the same."""
+    if comparison is None:
+        return ""
+    css = {Change.REGRESSION: "regression", Change.IMPROVEMENT: "improvement"}.get(comparison.change, "muted")
+    head = {Change.REGRESSION: "Regression", Change.IMPROVEMENT: "Improvement"}.get(comparison.change, "")
+    said = comparison.sentence()
+    text = f"<b>{head}</b>{html.escape(said[len(head) :])}" if head else html.escape(said)
+    return f'<div class="why {css}">{text}</div>'
 
 
 def _figures(run: RunRecord, trials: list[TrialRecord]) -> str:
@@ -193,7 +206,7 @@ def write_report(ledger: Ledger, run_id: str) -> Path:
 <h1>Run {html.escape(run.id)}: {html.escape(run.script)}</h1>
 <div class="muted">{html.escape(run.kind or "?")} model from {html.escape(run.source)} at {run.commit[:12]}
 by {html.escape(run.author or "?")}</div>
-<div class="verdict {run.status.value}">{_verdict(run, trials)}{model_verdict(run)}{_figures(run, trials)}</div>
+<div class="verdict {run.status.value}">{_verdict(run, trials)}{_against_previous(compare(ledger, run))}{model_verdict(run)}{_figures(run, trials)}</div>
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>what changed</th><th>{html.escape(run.metric or "metric")}</th><th>status</th>
 <th>time</th><th>epochs</th><th>restarts</th></tr>{"".join(_row(run, t) for t in trials)}</table>
@@ -229,19 +242,11 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
         name=f"mlops.{run.id}",
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.created_at)),
     )
-    failures = errors = skipped = 0
-    target = ET.SubElement(suite, "testcase", classname=f"mlops.{run.id}", name="target reached", time="0")
-    best = f"{run.best_metric:.4f}" if run.best_metric is not None else "none"
-    if run.status is not RunStatus.REACHED:
-        failures += 1
-        ET.SubElement(
-            target,
-            "failure",
-            message=_xml_text(f"best {run.metric or 'metric'} {best} < target {run.target:g}"),
-            type="TargetNotReached",
-        ).text = _xml_text(run.reason or "")
-    else:
-        ET.SubElement(target, "system-out").text = f"best {run.metric} {best} >= target {run.target:g}"
+    errors = skipped = 0
+    failures = _target_case(suite, run)
+    comparison = compare(ledger, run)
+    if comparison is not None:
+        failures += _regression_case(suite, run, comparison)
     for t in trials:
         case = ET.SubElement(
             suite,
@@ -269,7 +274,7 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
             ET.SubElement(case, "system-out").text = f"{t.metric_name} {t.metric:.4f}"
     total_time = sum(t.duration_s or 0 for t in trials)
     for element in (suite, suites):
-        element.set("tests", str(len(trials) + 1))
+        element.set("tests", str(len(trials) + 1 + (comparison is not None)))
         element.set("failures", str(failures))
         element.set("errors", str(errors))
         element.set("time", f"{total_time:.3f}")
@@ -279,6 +284,41 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
     ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)
     return path
+
+
+def _target_case(suite: ET.Element, run: RunRecord) -> int:
+    """The target check as one test case: a target not reached is a failure. Returns the failures (0, 1)."""
+    target = ET.SubElement(suite, "testcase", classname=f"mlops.{run.id}", name="target reached", time="0")
+    best = f"{run.best_metric:.4f}" if run.best_metric is not None else "none"
+    if run.status is RunStatus.REACHED:
+        ET.SubElement(target, "system-out").text = f"best {run.metric} {best} >= target {run.target:g}"
+        return 0
+    ET.SubElement(
+        target,
+        "failure",
+        message=_xml_text(f"best {run.metric or 'metric'} {best} < target {run.target:g}"),
+        type="TargetNotReached",
+    ).text = _xml_text(run.reason or "")
+    return 1
+
+
+def _regression_case(suite: ET.Element, run: RunRecord, comparison: Comparison) -> int:
+    """The comparison with the script's previous commit as one test case: a regression is a failure, so
+    Jenkins marks the build unstable. Returns the failures it adds (0 or 1)."""
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"mlops.{run.id}",
+        name=f"no regression against run {comparison.previous}",
+        time="0",
+    )
+    if comparison.regressed:
+        ET.SubElement(
+            case, "failure", message=_xml_text(comparison.sentence()), type="Regression"
+        ).text = _xml_text(comparison.sentence())
+        return 1
+    ET.SubElement(case, "system-out").text = _xml_text(comparison.sentence())
+    return 0
 
 
 def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
@@ -306,6 +346,11 @@ def run_summary(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
         "trials": len(trials),
         "restarts": sum(t.restarts for t in trials),
         "warm_from": seeded.id if (seeded := warm_from(ledger, run)) else None,  # warm start (tweak/warm.py)
+        # Against the script's previous commit (mlops/regression.py): its run, what changed, a regression.
+        "previous": before.id if (before := previous_run(ledger, run)) else None,
+        "change": comparison.change.value if (comparison := compare(ledger, run)) else None,
+        "comparison": comparison.sentence() if comparison else None,
+        "regression": regression_json(comparison),
         "report": str(report) if report.exists() else None,
         "model": str(model) if (model := model_file(run)) else None,
         "dir": str(run.dir),

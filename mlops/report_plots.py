@@ -162,6 +162,35 @@ def _metric_plot(run: RunRecord, trials: list[TrialRecord]) -> bytes:
     return _figure_png(fig)
 
 
+def lineage_plot_png(
+    commits: list[str],
+    as_pushed: list[float | None],
+    best: list[float | None],
+    regressed: list[bool],
+    metric: str,
+) -> bytes:
+    """A script's commits, oldest first: the metric as pushed and the best per commit, as two lines; a
+    commit that is a regression against the one before is marked with a red cross."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.3))
+    xs = list(range(len(commits)))
+    for values, colour, name in ((as_pushed, GREY, "as pushed"), (best, BLUE, "best")):
+        shown = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        ax.plot([x for x, _ in shown], [v for _, v in shown], "o-", color=colour, label=name, linewidth=1.6)
+    marked = [(x, v) for x, v, r in zip(xs, best, regressed, strict=True) if r and v is not None]
+    if marked:
+        ax.scatter([x for x, _ in marked], [v for _, v in marked], marker="X", s=120, color=RED, zorder=3,
+                   label="regression")  # fmt: skip
+    ax.set_xticks(xs or [0])
+    ax.set_xticklabels(commits or [""], fontsize=8)
+    ax.set_xlabel("commit, oldest first")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per commit", loc="left")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _figure_png(fig)
+
+
 def _last_fit(rows: list[Row]) -> list[Row]:
     """The epochs of the last fit call (a script that pre-trains then trains is judged on the last)."""
     last = max(int(r.get("fit") or 0) for r in rows)

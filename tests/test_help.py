@@ -28,10 +28,15 @@ ALL = parsers()
 
 
 def test_there_are_the_commands_and_the_jobs_a_person_can_ask_for_help():
-    assert len(ALL) == 1 + 10 + 6
-    assert {"mlops run", "mlops watch", "mlops history", "mlops model", "python -m jobs.job5_notify"} <= set(
-        ALL
-    )
+    assert len(ALL) == 1 + 11 + 6
+    assert {
+        "mlops run",
+        "mlops watch",
+        "mlops history",
+        "mlops compare",
+        "mlops model",
+        "python -m jobs.job5_notify",
+    } <= set(ALL)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -79,9 +79,13 @@ def test_a_row_per_run_newest_first_with_everything_a_person_looks_for(week):
     cells = by_id[runs[1].id]  # ann.py: not reached, 5 trials, one restarted
     status, run, source, commit, kind, best, trials, restarts, took, when = cells
     assert status == "not reached"
-    assert run.startswith(
-        "[2-ann/report.html]ann.py 2-ann 5 trials used, best 0.7400"
-    )  # its name opens its report
+    # its name opens its report; "history", the page of every commit of the script (mlops/script_page.py)
+    assert re.match(
+        r"\[2-ann/report\.html\]ann\.py 2-ann \[(scripts/[^\]]+\.html)\]history 5 trials used, best 0\.7400",
+        run,
+    ), run
+    script_page = page.parent / re.findall(r"\[(scripts/[^\]]+)\]history", run)[0]
+    assert "2-ann/report.html" in script_page.read_text()
     assert (page.parent / "2-ann" / "report.html").exists()
     assert source == "github.com/example/models" and commit == runs[1].commit[:10] and kind == "ann"
     assert best == "0.7400 / 0.8"
@@ -95,7 +99,7 @@ def test_a_row_per_run_newest_first_with_everything_a_person_looks_for(week):
     assert by_id[runs[5].id][4] == "other (forest)"
     running = by_id[runs[-1].id]
     assert running[0] == "running" and running[6] == "2 / 5" and running[8] == "20 min"
-    assert running[1] == "big_cnn.py 10-big_cnn"  # no report until job 5 writes it: no link
+    assert running[1].startswith("big_cnn.py 10-big_cnn [scripts/")  # no report until job 5 writes it
 
 
 def test_the_page_is_self_contained_and_its_bars_are_the_best_against_the_target(week):

@@ -219,8 +219,10 @@ def test_rendered_job_5_publishes_the_page_of_all_runs_even_when_a_run_failed(re
     page = job / publisher.findtext("reportDir") / "index.html"
     assert page.exists() and all(run.id in page.read_text() for run in runs)
     linked = set(re.findall(r'href="([^"]+)"', page.read_text()))
-    assert linked == {f"{run_id}/report.html" for run_id in planned}  # the reports job 5 wrote
-    assert all((page.parent / href).exists() for href in linked)
+    reports = {href for href in linked if not href.startswith("scripts/")}  # the rest: the scripts' pages
+    assert reports == {f"{run_id}/report.html" for run_id in planned}  # the reports job 5 wrote
+    assert linked - reports, "the page links no script's page"
+    assert all((page.parent / href).exists() for href in linked)  # the reports and the scripts' pages
     assert sorted(p.name for p in (job / "results").iterdir()) == sorted(planned)
 
 
@@ -230,5 +232,5 @@ def test_the_jenkinsfile_publishes_the_page_of_all_runs():
     always = post.split("always {", 1)[1].split("\n        }", 1)[0]
     call = always.split("publishHTML(", 1)[1].split("])", 1)[0]
     assert "reportDir: '.mlops/runs'" in call and "reportFiles: 'index.html'" in call
-    assert "includes: 'index.html,*/report.html'" in call  # not the trials' folders and checkpoints
+    assert "includes: 'index.html,*/report.html,scripts/*.html'" in call  # not the trials' folders
     assert "allowMissing: true" in call and "keepAll: false" in call
