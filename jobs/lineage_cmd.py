@@ -12,6 +12,7 @@ from typing import TextIO
 
 from jobs.args import add_common, settings_from
 from mlops.errors import LedgerError
+from mlops.layout import RunLayout
 from mlops.ledger import Ledger, RunRecord
 from mlops.lineage import lineage, link
 from mlops.progress import Progress, terminal_safe
@@ -86,7 +87,7 @@ def print_lineage(ledger: Ledger, script: str, out: TextIO = sys.stdout) -> int:
 
 def _best_source(run: RunRecord) -> tuple[str, list[str]]:
     """The run's best source (best.py), or the source as pushed when no trial beat it."""
-    best = run.dir / "best.py"
+    best = RunLayout(run.dir).best_source
     path = best if best.is_file() else run.code_dir / run.script
     try:
         return str(path), path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
