@@ -176,8 +176,8 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         env = {
             **project.env,  # the pushed repository's own constants (mlops.yaml)
             **passed,
-            ENV_SEED: str(trial_seed(int(run.settings.get("seed", 0)), number)),
-            ENV_CLUSTER_METRIC: str(run.settings.get("cluster_metric", "silhouette")),
+            ENV_SEED: str(trial_seed(run.settings.seed, number)),
+            ENV_CLUSTER_METRIC: run.settings.cluster_metric.value,
         }
         stops = project.early_stop.applies_to(number)  # trial 0 runs as pushed (docs/harness.md)
         if stops:
@@ -187,7 +187,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         if settings.workspace.resolve() != Settings().workspace.resolve():  # what `mlops datasets` reads
             env[ENV_IMPORT_WORKSPACE] = str(settings.workspace)
         if settings.stop_at_target and stops:
-            env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
+            env[ENV_STOP_AT] = str(round(run.settings.target + STOP_MARGIN, 6))
         return TrialSpec(
             run_id=run.id,
             trial=number,

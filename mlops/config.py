@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
+from mlops.domain import ClusterMetric, KeepModels, RunSettings, RuntimeName, StrategyName
 from mlops.envsafe import Redactor, check_names, secret_values
 from mlops.errors import ConfigError, SourceError
 from mlops.layout import WorkspaceLayout
@@ -143,10 +143,14 @@ class Settings:
     environment: Environment = field(default_factory=Environment, repr=False, compare=False)
 
     # Settings that define what a run is searching for: a resume must not change them.
-    IDENTITY = ("target", "strategy", "max_trials", "cluster_metric", "seed")
+    IDENTITY = RunSettings.IDENTITY
 
     def identity(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in self.IDENTITY}
+        return self.for_run().identity()
+
+    def for_run(self) -> RunSettings:
+        """The settings a run keeps (in the ledger), from these."""
+        return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in NOT_SETTINGS}
