@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,9 @@ from jobs.args import (
     settings_from,
     version,
 )
+from mlops.config import read_environment
 from mlops.domain import RunStatus
-from mlops.envsafe import RedactingFilter, Redactor
+from mlops.envsafe import RedactingFilter
 from mlops.errors import LedgerError
 from mlops.index_page import write_index
 from mlops.layout import RunLayout
@@ -354,7 +354,7 @@ COMMANDS = {
 def _logging() -> None:
     """What mlops logs (webhook deliveries, notifications) goes to stderr, secrets masked."""
     handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter(Redactor.from_env(os.environ)))
+    handler.addFilter(RedactingFilter(read_environment().redactor))
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("mlops.webhook").setLevel(logging.INFO)

@@ -203,6 +203,8 @@ def render() -> str:
         "|---|---|---|---|",
     ]
     for field in dataclasses.fields(Settings):
+        if field.name in config.NOT_SETTINGS:
+            continue
         cell = row(field, hints[field.name], notes.get(field.name, ""), by_dest.get(field.name, []))
         lines.append(cell.replace("\n", " "))
     common = [f"`{flag}`: {text}" for dest in ("config",) for flag, text in by_dest.get(dest, [])]

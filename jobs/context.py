@@ -22,7 +22,11 @@ class Context:
 
     @classmethod
     def open(cls, settings: Settings, progress: Progress | None = None) -> Context:
-        return cls(settings, Ledger(settings.ledger_path), progress or Progress(verbose=settings.verbose))
+        return cls(
+            settings,
+            Ledger(settings.ledger_path),
+            progress or Progress(verbose=settings.verbose, redact=settings.environment.redactor),
+        )
 
     @property
     def locks(self) -> RunLocks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class Environments:
         allow_sources: tuple[str, ...] = (),
         source_builds: bool = True,
         machine_cache: Path | None = None,
+        process_env: Mapping[str, str] | None = None,  # the caller's, read once (Settings.environment)
     ):
         self.ledger = ledger
         self.progress = progress
@@ -66,7 +68,7 @@ class Environments:
         self.policy = SourcePolicy(allow_sources)
         self.source_builds = source_builds
         store = envs.Store(WorkspaceLayout(workspace).envs)
-        uv = envs.Uv.from_env()
+        uv = envs.Uv.from_env(process_env)
         say = progress.info
         self.builder: envs.Builder
         can = runtime.capabilities

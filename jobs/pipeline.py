@@ -119,20 +119,33 @@ def choose_runtime(ctx: Context) -> Runtime[Any]:
             raise RuntimeUnavailable(
                 f"--runtime ray needs Ray installed here (pip install 'ray[default]'): {e}"
             ) from e
-        cluster = RayRuntime.connect(ctx.settings.workspace, ctx.settings.ray_address, ctx.settings.storage)
+        cluster = RayRuntime.connect(
+            ctx.settings.workspace,
+            ctx.settings.ray_address,
+            ctx.settings.storage,
+            environment=ctx.settings.environment,
+        )
         ctx.progress.info(f"   runtime: ray ({cluster.describe()})")
         return cluster
     if wanted in (RuntimeName.DOCKER, RuntimeName.AUTO):
         from mlops.runtime import docker as docker_runtime
 
-        if wanted is RuntimeName.DOCKER or docker_runtime.engine_available():
-            runtime = docker_runtime.DockerRuntime.from_env(workspace=ctx.settings.workspace)
+        if wanted is RuntimeName.DOCKER or docker_runtime.engine_available(
+            environment=ctx.settings.environment
+        ):
+            runtime = docker_runtime.DockerRuntime.from_env(
+                workspace=ctx.settings.workspace, environment=ctx.settings.environment
+            )
             ctx.progress.info(f"   runtime: docker ({runtime.describe()})")
             return runtime
         why = " (no Docker engine answers; --runtime docker to insist)"
     else:
         why = ""
-    local = LocalRuntime(workspace=ctx.settings.workspace, sandboxed=not ctx.settings.unsandboxed)
+    local = LocalRuntime(
+        workspace=ctx.settings.workspace,
+        sandboxed=not ctx.settings.unsandboxed,
+        caller_env=ctx.settings.environment.variables,
+    )
     if local.sandboxed:
         ctx.progress.info(f"   runtime: {local.describe()}{why}")
     else:
@@ -154,7 +167,8 @@ def trial_cpus(settings: Settings, number: int = 1) -> float | None:
 
 def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
     # The variables the operator lets trainings see, read once; nothing else of this environment is passed.
-    passed = {name: os.environ[name] for name in settings.trial_env if name in os.environ}
+    variables = settings.environment.variables
+    passed = {name: variables[name] for name in settings.trial_env if name in variables}
 
     def make(run: RunRecord, number: int) -> TrialSpec:
         folder = RunLayout(run.dir).trial(number)
@@ -162,8 +176,8 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         env = {
             **project.env,  # the pushed repository's own constants (mlops.yaml)
             **passed,
-            ENV_SEED: str(trial_seed(int(run.settings.get("seed", 0)), number)),
-            ENV_CLUSTER_METRIC: str(run.settings.get("cluster_metric", "silhouette")),
+            ENV_SEED: str(trial_seed(run.settings.seed, number)),
+            ENV_CLUSTER_METRIC: run.settings.cluster_metric.value,
         }
         stops = project.early_stop.applies_to(number)  # trial 0 runs as pushed (docs/harness.md)
         if stops:
@@ -173,7 +187,7 @@ def spec_for(settings: Settings) -> Callable[[RunRecord, int], TrialSpec]:
         if settings.workspace.resolve() != Settings().workspace.resolve():  # what `mlops datasets` reads
             env[ENV_IMPORT_WORKSPACE] = str(settings.workspace)
         if settings.stop_at_target and stops:
-            env[ENV_STOP_AT] = str(round(float(run.settings.get("target", settings.target)) + STOP_MARGIN, 6))
+            env[ENV_STOP_AT] = str(round(run.settings.target + STOP_MARGIN, 6))
         return TrialSpec(
             run_id=run.id,
             trial=number,
@@ -211,6 +225,7 @@ def environments(ctx: Context, runtime: Runtime[Any]) -> Environments:
         s.allow_sources,
         s.source_builds,
         machine_cache=s.machine_cache,
+        process_env=s.environment.variables,
     )
 
 
@@ -329,7 +344,9 @@ def run_source(
 
 
 def _run_source(ctx: Context, source: str, ref: str | None, new_run: bool) -> list[RunRecord]:
-    Notifier.from_env(os.environ)  # bad mail settings fail now, not after the training
+    Notifier.from_env(
+        ctx.settings.environment.variables
+    )  # bad mail settings fail now, not after the training
     runtime = choose_runtime(ctx)  # an unusable runtime stops the command before anything is pulled
     checkout = step_pull(ctx, source, ref)
     runs = step_plan(ctx, checkout, runtime.name, new_run=new_run)

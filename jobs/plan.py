@@ -81,7 +81,7 @@ def _find_or_create_run(
     identity = s.identity()
     if not new_run:
         for run in reversed(ctx.ledger.find_runs(checkout.source, checkout.commit, script)):
-            earlier = {k: run.settings.get(k) for k in identity}
+            earlier = run.settings.identity()
             if run.status is RunStatus.RUNNING:
                 if earlier != identity:
                     diff = ", ".join(
@@ -115,7 +115,7 @@ def _find_or_create_run(
         target=s.target,
         strategy=s.strategy.value,
         max_trials=s.max_trials,
-        settings=s.to_json(),
+        settings=s.for_run(),
         runs_dir=s.runs_dir,
     )
     record(ctx.ledger, run, branch_of(checkout))  # its script's previous run, renames followed

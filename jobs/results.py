@@ -3,7 +3,6 @@ JUnit file, the model's line, the notifications, the MLflow mirror, the page of 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from jobs.context import Context
@@ -37,8 +36,8 @@ def leaderboard(ctx: Context, run: RunRecord) -> None:
 
 def step_report(ctx: Context, runs: list[RunRecord], notify: bool = True) -> None:
     ctx.progress.job(5, "results")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    notifier = Notifier.from_env(os.environ) if notify else None
+    tracking_uri = ctx.settings.environment.mlflow_tracking_uri
+    notifier = Notifier.from_env(ctx.settings.environment.variables) if notify else None
     for run in runs:
         ctx.hold_run(run)  # never a report in the middle of another process's run of it
     for run in runs:
@@ -101,7 +100,7 @@ def model_line(progress: Progress, run: RunRecord, card: dict[str, Any] | None) 
 
 def send_notifications(ctx: Context, runs: list[RunRecord]) -> None:
     """Job 5 --notify-only: the notifications of the runs, each sent once."""
-    notifier = Notifier.from_env(os.environ)
+    notifier = Notifier.from_env(ctx.settings.environment.variables)
     for run in runs:
         for line in notify_run(ctx.ledger, ctx.ledger.run(run.id), notifier):
             ctx.progress.info(f"   {line}")

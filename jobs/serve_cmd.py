@@ -4,7 +4,6 @@ queued in the workspace and run by one worker (the server and queue are :mod:`ml
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(
         args.host,
         args.port,
-        os.environ.get("MLOPS_WEBHOOK_SECRET"),
+        settings.environment.webhook_secret,
         args.branch,
         queue,
         settings.repositories,

@@ -6,6 +6,7 @@ value is checked here, so a bad one stops the command (exit 2) before any work i
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import os
@@ -13,14 +14,15 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from mlops.domain import ClusterMetric, KeepModels, RuntimeName, StrategyName
-from mlops.envsafe import check_names
+from mlops.domain import ClusterMetric, KeepModels, RunSettings, RuntimeName, StrategyName
+from mlops.envsafe import Redactor, check_names, secret_values
 from mlops.errors import ConfigError, SourceError
 from mlops.layout import WorkspaceLayout
 from mlops.project import DataPath, read_data
@@ -34,6 +36,55 @@ FLAGS = {
     "memory_mb": "--memory",
     "disk_mb": "--disk",
 }  # settings whose flag is not their name
+
+
+@dataclass(frozen=True)
+class Environment:
+    """This process's environment, read once (by :func:`load_settings`) and passed down with the settings:
+    the values mlops itself uses, typed, and a snapshot for the child processes it starts (git, uv, Ray).
+    Never written to the ledger or a log: it holds secrets."""
+
+    variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    secrets: tuple[str, ...] = ()  # the values the redactor masks (mlops/envsafe.py: secret_values)
+    mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI: where a finished run is logged
+    webhook_secret: str | None = (
+        None  # MLOPS_WEBHOOK_SECRET: what `mlops serve` checks a push's signature with
+    )
+    docker_host: str | None = None  # DOCKER_HOST: the engine of --runtime docker (None: the local socket)
+
+    @classmethod
+    def of(cls, env: Mapping[str, str]) -> Environment:
+        snapshot = MappingProxyType(dict(env))
+        return cls(
+            variables=snapshot,
+            secrets=tuple(secret_values(snapshot)),
+            mlflow_tracking_uri=snapshot.get("MLFLOW_TRACKING_URI") or None,
+            webhook_secret=snapshot.get("MLOPS_WEBHOOK_SECRET") or None,
+            docker_host=snapshot.get("DOCKER_HOST") or None,
+        )
+
+    @property
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets)
+
+    def child(self, **extra: str) -> dict[str, str]:
+        """The environment of a child process: this snapshot with ``extra`` set."""
+        return {**self.variables, **extra}
+
+    def __repr__(self) -> str:  # never the values
+        return f"Environment({len(self.variables)} variables)"
+
+
+def read_environment() -> Environment:
+    """The process's environment, now: the one place outside the harness that reads ``os.environ``."""
+    return Environment.of(os.environ)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that needs this one's (git: HOME, PATH, its ssh agent), with
+    ``extra`` set: passed on whole, no value read from it. Where settings reach, prefer
+    ``settings.environment.child(...)``, the environment read with them."""
+    return {**os.environ, **extra}
 
 
 @dataclass(frozen=True)
@@ -91,15 +142,21 @@ class Settings:
     # $XDG_CACHE_HOME/mlops, else ~/.cache/mlops.
     machine_cache: Path | None = None
     verbose: bool = False
+    # Not a setting: the process's environment, read with the settings (see Environment).
+    environment: Environment = field(default_factory=Environment, repr=False, compare=False)
 
     # Settings that define what a run is searching for: a resume must not change them.
-    IDENTITY = ("target", "strategy", "max_trials", "cluster_metric", "seed")
+    IDENTITY = RunSettings.IDENTITY
 
     def identity(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in self.IDENTITY}
+        return self.for_run().identity()
+
+    def for_run(self) -> RunSettings:
+        """The settings a run keeps (in the ledger), from these."""
+        return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
 
     def to_json(self) -> dict[str, Any]:
-        return {name: _plain(value) for name, value in asdict(self).items()}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in NOT_SETTINGS}
 
     @property
     def ledger_path(self) -> Path:
@@ -110,12 +167,19 @@ class Settings:
         return WorkspaceLayout(self.workspace).runs
 
 
+NOT_SETTINGS = frozenset({"environment"})  # fields of Settings no file, variable or flag sets
+
+
 def _plain(value: Any) -> Any:
     """A value as JSON and the ledger hold it: enums as their strings, paths as text."""
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)  # a data folder (DataPath)
     return value
 
 
@@ -123,6 +187,8 @@ def _types() -> dict[str, Any]:
     """Each setting's type, with ``X | None`` reduced to ``X`` (None is written as an empty value)."""
     out: dict[str, Any] = {}
     for name, hint in typing.get_type_hints(Settings).items():
+        if name in NOT_SETTINGS:
+            continue
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         out[name] = args[0] if isinstance(hint, types.UnionType) and len(args) == 1 else hint
     return out
@@ -247,7 +313,8 @@ def load_settings(
     config_file: Path | None = None,
 ) -> Settings:
     """File (``mlops.toml`` in the current folder, or ``config_file``), then MLOPS_* variables, then flags."""
-    env = os.environ if env is None else env
+    environment = read_environment() if env is None else Environment.of(env)
+    env = environment.variables
     kinds = _types()
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -291,4 +358,5 @@ def load_settings(
         settings,
         workspace=settings.workspace.expanduser().resolve(),
         machine_cache=cache.expanduser().resolve(),
+        environment=environment,
     )

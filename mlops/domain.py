@@ -1,8 +1,10 @@
-"""The closed sets of the domain: model kinds, trial states and how a trial ended."""
+"""The closed sets of the domain: model kinds, trial states and how a trial ended; the settings a run keeps."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 
 class Kind(enum.StrEnum):
@@ -97,3 +99,30 @@ class Image(enum.StrEnum):
     PYTORCH_GPU = (
         "mlops-pytorch-gpu"  # mlops-pytorch with the NVIDIA runtime's variables, for trials given GPUs
     )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings a run was started with and keeps (a resume, a report, its trials' seeds read them), typed;
+    the ledger keeps them as JSON (``mlops/ledger/records.py`` converts). Made by ``Settings.for_run``."""
+
+    target: float = 0.80
+    strategy: StrategyName = StrategyName.TPE
+    max_trials: int = 5
+    max_minutes: float | None = None
+    seed: int = 0
+    cluster_metric: ClusterMetric = ClusterMetric.SILHOUETTE
+    warm_start: bool = True
+    patience: int = 3
+    stop_at_target: bool = True
+
+    # What the run is searching for: a resume must not change them.
+    IDENTITY: ClassVar[tuple[str, ...]] = ("target", "strategy", "max_trials", "cluster_metric", "seed")
+
+    def identity(self) -> dict[str, Any]:
+        """The identity settings as the ledger holds them (enums as their values)."""
+        return {name: _plain(getattr(self, name)) for name in self.IDENTITY}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value

@@ -12,12 +12,12 @@ ledger without the table is answered from the same rules, in memory.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops.config import child_env
 from mlops.ledger import Ledger, RunRecord
 from mlops.ledger.events import Followed, LedgerEventKind
 from mlops.pull import Checkout, mirror_of
@@ -240,7 +240,7 @@ def _in_memory(ledger: Ledger) -> dict[str, Link]:
 
 def _git(cwd: Path, *args: str) -> str | None:
     """git's output, or None when it fails (a mirror gone, a commit not in it)."""
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    env = child_env(GIT_TERMINAL_PROMPT="0")
     try:
         done = subprocess.run(  # noqa: S603
             ["git", *args], cwd=cwd, env=env, capture_output=True, timeout=GIT_TIMEOUT_S, check=False

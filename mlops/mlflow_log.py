@@ -56,7 +56,7 @@ def run_params(run: RunRecord) -> dict[str, Any]:
         "strategy": run.strategy,
         "target": run.target,
         "max_trials": run.max_trials,
-        "seed": run.settings.get("seed", 0),
+        "seed": run.settings.seed,
     }
 
 

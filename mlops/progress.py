@@ -10,7 +10,6 @@ passes :func:`terminal_safe` on its way out: what a push wrote reaches the termi
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -27,6 +26,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from mlops.config import read_environment
 from mlops.envsafe import Redactor
 
 HARNESS_PREFIX = "[mlops] "
@@ -121,7 +121,7 @@ class Progress:
         self.stream = stream or sys.stdout
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.verbose = verbose
-        self.redact = redact if redact is not None else Redactor.from_env(os.environ)
+        self.redact = redact if redact is not None else read_environment().redactor
         self.lock = threading.RLock()  # one line at a time on the stream
         # The status is read by the live display's own thread: a lock of its own, never held while printing
         # (printing takes the live display's lock, and its refresh takes this one).

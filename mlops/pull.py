@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.config import child_env
 from mlops.errors import PullError
 from mlops.layout import RunLayout, WorkspaceLayout
 from mlops.ledger import Ledger, LedgerEventKind, RunRecord
@@ -58,8 +59,7 @@ def mirror_of(root: Path) -> Path:
 
 
 def _git(*args: str, cwd: Path | None = None, source: str = "", input_bytes: bytes | None = None) -> bytes:
-    env = dict(
-        os.environ,
+    env = child_env(
         GIT_TERMINAL_PROMPT="0",
         GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=15",
         GIT_ALLOW_PROTOCOL=GIT_PROTOCOLS,
@@ -292,7 +292,7 @@ def commit_best(
     env_args = ("--git-dir", str(git_dir))
 
     def run_git(*args: str, stdin: bytes | None = None) -> str:
-        env = dict(os.environ, GIT_INDEX_FILE=str(index))
+        env = child_env(GIT_INDEX_FILE=str(index))
         done = subprocess.run(
             ["git", *env_args, *args],
             env=env,

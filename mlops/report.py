@@ -187,7 +187,7 @@ def write_report(ledger: Ledger, run_id: str) -> Path:
         ("image", run.image or "-"),
         ("runtime", run.runtime or "-"),
         ("strategy", run.strategy),
-        ("seed", str(run.settings.get("seed", 0))),
+        ("seed", str(run.settings.seed)),
         ("budget", f"{run.max_trials} trials"),
         ("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at))),
         ("run folder", str(run.dir)),

@@ -437,3 +437,61 @@ y = isinstance(runtime, LocalRuntime)
 z = runtime.capabilities.images and hasattr(rt, "prepare")
 """
     assert runtime_probes(source) == [1, 2, 3]
+
+
+# -- the environment is read once, in mlops/config.py ----------------------------------------------------
+
+ENV_READERS = ("mlops.config", "mlops_harness")  # the harness runs inside the trial, without mlops
+ENV_NAMES = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
+ENV_ALLOWED = {  # (module, text of the line): why it may touch the environment
+    ("mlops.envs.forwarder", "env = dict(os.environ, HTTPS_PROXY=proxy"): "runs in the build box as a "
+    "program of its own (python -I -S, no mlops) and hands the box's environment to uv with the proxy set",
+    ("mlops.runtime.ray_runtime", 'os.environ.setdefault("RAY_USAGE_STATS_ENABLED"'): "a write, not a "
+    "read: Ray's opt-out set in this process for ray.init, which reads it there",
+}
+
+
+def environment_reads(source: str) -> list[int]:
+    """Where ``source`` touches the environment: ``os.environ``, ``os.getenv``, names imported from os."""
+    tree = ast.parse(source)
+    names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and node.module == "os" for alias in node.names if alias.name in ENV_NAMES}  # fmt: skip
+
+    def touches(node: ast.AST) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.module == "os" and any(alias.name in ENV_NAMES for alias in node.names)
+        if isinstance(node, ast.Attribute):
+            return node.attr in ENV_NAMES and isinstance(node.value, ast.Name) and node.value.id == "os"
+        return isinstance(node, ast.Name) and node.id in names
+
+    found = {node.lineno for node in ast.walk(tree) if touches(node)}
+    return sorted(found)
+
+
+def test_the_environment_is_read_only_in_config_and_the_harness():
+    found: dict[tuple[str, int], str] = {}
+    for name, path in modules().items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for line in [] if name.startswith(ENV_READERS) else environment_reads("\n".join(lines)):
+            found[(name, line)] = lines[line - 1].strip()
+    allowed = {key: {where for where, text in found.items() if where[0] == key[0] and key[1] in text}
+               for key in ENV_ALLOWED}  # fmt: skip
+    covered = set().union(*allowed.values())
+    wrong = [f"{n}:{line}: {text}" for (n, line), text in found.items() if (n, line) not in covered]
+    assert wrong == [], "read the environment in mlops/config.py (Settings.environment) and pass it down"
+    assert [key for key, places in allowed.items() if not places] == [], "stale ENV_ALLOWED entries"
+
+
+def test_the_environment_check_finds_each_form():
+    source = """import os
+from os import environ, getenv as ge
+a = os.environ.get("A")
+b = os.environ["B"]
+c = os.getenv("C")
+d = environ.get("D")
+e = ge("E")
+f = dict(os.environ, X="1")
+g = settings.environment.variables.get("G")
+os.environ.setdefault("H", "1")
+"""
+    assert environment_reads(source) == [2, 3, 4, 5, 6, 7, 8, 10]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mlops.config import load_settings
+from mlops.envsafe import MASK
 from mlops.errors import ConfigError
 
 
@@ -84,3 +86,23 @@ def test_early_stopping_is_on_by_default_and_set_from_the_file_the_environment_o
     assert settings.patience == 5 and settings.stop_at_target is False
     settings = load_settings({"patience": 0}, env={"MLOPS_STOP_AT_TARGET": "1"}, config_file=config)
     assert settings.patience == 0 and settings.stop_at_target is True
+
+
+def test_the_environment_is_read_once_with_the_settings_and_never_written_out(tmp_path):
+    env = {
+        "MLFLOW_TRACKING_URI": "sqlite:///m.db",
+        "MLOPS_WEBHOOK_SECRET": "whsec-value-1234",
+        "DOCKER_HOST": "tcp://10.0.0.9:2376",
+        "GITHUB_TOKEN": "ghp-planted-token",
+    }
+    settings = load_settings(env=env, config_file=tmp_path / "none.toml")
+    seen = settings.environment
+    assert seen.mlflow_tracking_uri == "sqlite:///m.db" and seen.webhook_secret == "whsec-value-1234"
+    assert seen.docker_host == "tcp://10.0.0.9:2376"
+    assert seen.redactor("pushed with ghp-planted-token") == f"pushed with {MASK}"
+    assert seen.child(GIT_TERMINAL_PROMPT="0")["GITHUB_TOKEN"] == "ghp-planted-token"
+    env["GITHUB_TOKEN"] = "changed later"  # a snapshot: what the caller changes afterwards is not seen
+    assert seen.variables["GITHUB_TOKEN"] == "ghp-planted-token"
+    written = json.dumps(settings.to_json()) + repr(settings) + repr(seen)
+    assert "environment" not in settings.to_json()
+    assert "ghp-planted" not in written and "whsec" not in written

@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from mlops.domain import RunStatus, TrialStatus
+from mlops.config import Settings
+from mlops.domain import ClusterMetric, RunSettings, RunStatus, StrategyName, TrialStatus
 from mlops.errors import LedgerError
 from mlops.ledger import Ledger
+from mlops.ledger.records import run_settings_json
 from tests.support.repos import ROOT
 
 
@@ -137,3 +139,25 @@ def test_kill_9_at_any_moment_leaves_a_consistent_ledger(tmp_path, after):
         }[trial.status]
         assert mine == expected
     assert [t.number for t in trials] == list(range(len(trials)))
+
+
+def test_a_runs_settings_are_typed_and_an_older_ledgers_settings_still_read(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    kept = Settings(target=0.9, seed=7, cluster_metric=ClusterMetric.ARI, warm_start=False).for_run()
+    run = new_run(ledger, tmp_path)
+    ledger.conn.execute("UPDATE runs SET settings = ? WHERE id = ?", (run_settings_json(kept), run.id))
+    ledger.conn.commit()
+    assert ledger.run(run.id).settings == kept
+    # An older mlops kept every setting, some with names this one does not keep, and not always all of these.
+    old = (
+        '{"cluster_metric": "silhouette", "memory_mb": 4096, "seed": 3, "strategy": "ladder", "target": 0.75}'
+    )
+    ledger.conn.execute("UPDATE runs SET settings = ? WHERE id = ?", (old, run.id))
+    ledger.conn.commit()
+    read = ledger.run(run.id).settings
+    assert read == RunSettings(target=0.75, strategy=StrategyName.LADDER, seed=3)
+    assert read.identity()["strategy"] == "ladder"
+    ledger.conn.execute("UPDATE runs SET settings = ? WHERE id = ?", ('{"strategy": "grid"}', run.id))
+    ledger.conn.commit()
+    with pytest.raises(LedgerError, match="setting strategy 'grid'"):
+        ledger.run(run.id)

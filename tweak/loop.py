@@ -141,7 +141,7 @@ class Tuner:
             framework=run.framework or Framework.NONE,
             facts=model_facts(original, run.framework),
             target=run.target,
-            seed=int(run.settings.get("seed", 0)),
+            seed=run.settings.seed,
             number=number,
             past=past,
             kmeans=kmeans,
@@ -305,7 +305,7 @@ class Tuner:
         if answers:
             write_atomic(folder.inputs, json.dumps({"answers": answers}))
         write_atomic(folder.params, json.dumps(params, default=str))
-        seed = trial_seed(int(run.settings.get("seed", 0)), number)
+        seed = trial_seed(run.settings.seed, number)
         status = TrialStatus.SKIPPED if skipped else TrialStatus.PENDING
         trial = self.ledger.add_trial(
             run.id, number, [t.to_json() for t in tweaks], changes, seed, status, skipped

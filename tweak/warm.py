@@ -171,7 +171,7 @@ def warm_strategy(
     ledger: Ledger, progress: Progress, run: RunRecord, strategy: Strategy, original: str
 ) -> Strategy:
     """``strategy`` warm-started from the script's last tuned run, when there is one and it is wanted."""
-    if not run.settings.get("warm_start", True) or not read_project(run.code_dir).warm_start:
+    if not run.settings.warm_start or not read_project(run.code_dir).warm_start:
         return strategy
     warm = warm_start(ledger, run, original)
     if warm is None:

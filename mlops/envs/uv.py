@@ -10,13 +10,13 @@ or ``index-url`` in pip.conf) is used behind a firewall; no ``uv.toml`` is read.
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops.config import read_environment
 from mlops.envs.boxes import Box, Job
 from mlops.envs.proxy import IndexProxy, index_hosts
 from mlops.errors import RuntimeUnavailable
@@ -125,7 +125,7 @@ class Uv:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Uv:
-        base = dict(os.environ if env is None else env)
+        base = dict(read_environment().variables if env is None else env)  # read once: mlops/config.py
         base.update(index_environment(base))
         return cls(base)
 

@@ -11,12 +11,21 @@ import enum
 import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mlops.classify.rules import Api, Framework
-from mlops.domain import EndReason, Kind, RunStatus, RuntimeName, StrategyName, TrialStatus
+from mlops.domain import (
+    ClusterMetric,
+    EndReason,
+    Kind,
+    RunSettings,
+    RunStatus,
+    RuntimeName,
+    StrategyName,
+    TrialStatus,
+)
 from mlops.errors import LedgerError
 from mlops_harness.protocol import FailureClass
 
@@ -64,7 +73,7 @@ class RunRecord:
     target: float
     strategy: StrategyName
     max_trials: int
-    settings: dict[str, Any]
+    settings: RunSettings
     status: RunStatus
     reason: str | None
     best_trial: int | None
@@ -146,11 +155,48 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
         runtime=_enum(RuntimeName, row["runtime"], "runtime"),
         strategy=_enum(StrategyName, row["strategy"], "strategy"),
         api=_enum(Api, data.get("api"), "api"),
-        settings=json.loads(row["settings"]),
+        settings=run_settings_from_json(json.loads(row["settings"])),
         status=RunStatus(row["status"]),
         dir=Path(row["dir"]),
     )
     return RunRecord(**data)
+
+
+# Each kept setting's type, as JSON gives it back (mlops.domain.RunSettings).
+_SETTING_KINDS: dict[str, type[Any]] = {
+    "target": float,
+    "strategy": StrategyName,
+    "max_trials": int,
+    "max_minutes": float,
+    "seed": int,
+    "cluster_metric": ClusterMetric,
+    "warm_start": bool,
+    "patience": int,
+    "stop_at_target": bool,
+}
+
+
+def run_settings_json(settings: RunSettings) -> str:
+    """A run's settings as the ledger's settings column holds them."""
+    data = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    plain = {k: v.value if isinstance(v, enum.Enum) else v for k, v in data.items()}
+    return json.dumps(plain, sort_keys=True)
+
+
+def run_settings_from_json(data: Mapping[str, Any]) -> RunSettings:
+    """A run's settings from the ledger's JSON. What an older ledger did not record takes its default; the
+    other settings it recorded (it once kept every one) are left."""
+    given: dict[str, Any] = {}
+    for f in fields(RunSettings):
+        raw = data.get(f.name)
+        if raw is None:
+            continue
+        kind = _SETTING_KINDS[f.name]
+        try:
+            given[f.name] = kind(raw)
+        except (TypeError, ValueError):
+            raise LedgerError(f"the ledger's setting {f.name} {raw!r} is not a {kind.__name__}") from None
+    return RunSettings(**given)
 
 
 def trial_from_row(row: sqlite3.Row) -> TrialRecord:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.domain import EndReason, RunStatus, RuntimeName, StrategyName, TrialStatus
+from mlops.domain import EndReason, RunSettings, RunStatus, RuntimeName, StrategyName, TrialStatus
 from mlops.errors import LedgerError
 from mlops.ledger.base import now
 from mlops.ledger.events import (
@@ -30,6 +30,8 @@ from mlops.ledger.records import (
     TrialRecord,
     run_from_row,
     run_row,
+    run_settings_from_json,
+    run_settings_json,
     stored,
     trial_from_row,
 )
@@ -54,7 +56,7 @@ class NewRun:
     target: float
     strategy: StrategyName
     max_trials: int
-    settings: dict[str, Any]
+    settings: RunSettings
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -70,7 +72,7 @@ class NewRun:
             "target": self.target,
             "strategy": self.strategy.value,
             "max_trials": self.max_trials,
-            "settings": json.dumps(self.settings, sort_keys=True),
+            "settings": run_settings_json(self.settings),
             "status": RunStatus.RUNNING.value,
         }
 
@@ -107,6 +109,8 @@ class Ledger(RunFacts):
     def create_run(self, *, name: str, runs_dir: Path, **fields: Any) -> RunRecord:
         """A new run (``fields``: those of :class:`NewRun`), numbered after the last, with its folder."""
         fields.update(runtime=RuntimeName(fields["runtime"]), strategy=StrategyName(fields["strategy"]))
+        if not isinstance(fields["settings"], RunSettings):  # given as the ledger's JSON holds them
+            fields["settings"] = run_settings_from_json(fields["settings"])
         new = NewRun(**fields)
         with self.transaction() as conn:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]

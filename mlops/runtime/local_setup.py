@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops.config import read_environment
 from mlops.datasets import imported_store
 from mlops.envsafe import Redactor, trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
@@ -41,7 +42,8 @@ class LocalSetup:
     ) -> None:
         self.workspace = workspace.resolve() if workspace else None
         self.python = python or sys.executable
-        self.caller_env = dict(os.environ if caller_env is None else caller_env)
+        # The caller's environment, read once (mlops/config.py) unless given.
+        self.caller_env = dict(read_environment().variables if caller_env is None else caller_env)
         self.redact = Redactor.from_env(self.caller_env)
         self.as_root = os.geteuid() == 0
         self.bwrap: str | None = None

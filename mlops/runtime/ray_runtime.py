@@ -33,9 +33,10 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from mlops.config import Environment, read_environment
 from mlops.datasets import imported_store
 from mlops.domain import EndReason
-from mlops.envsafe import Redactor, trial_env
+from mlops.envsafe import trial_env
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.layout import TrialLayout, WorkspaceLayout
 from mlops.runtime.base import (
@@ -94,9 +95,11 @@ class RayRuntime:
         address: str,
         schedule_timeout_s: float = SCHEDULE_TIMEOUT_S,
         storage: str | None = None,
+        environment: Environment | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
         self.address = address
+        self.environment = environment or read_environment()  # read once: trials see it filtered
         self.schedule_timeout_s = schedule_timeout_s
         self.storage = storage  # where checkpoints are kept for every node (mlops/runtime/ray_storage.py)
         self.namespace = "mlops-" + hashlib.sha256(str(self.workspace).encode()).hexdigest()[:12]
@@ -105,7 +108,13 @@ class RayRuntime:
         self.python = sys.executable
 
     @classmethod
-    def connect(cls, workspace: Path, address: str | None, storage: str | None = None) -> RayRuntime:
+    def connect(
+        cls,
+        workspace: Path,
+        address: str | None,
+        storage: str | None = None,
+        environment: Environment | None = None,
+    ) -> RayRuntime:
         """A runtime on the Ray cluster at ``address`` (``ray_address``, ``MLOPS_RAY_ADDRESS``), keeping
         checkpoints in ``storage`` (a folder every node mounts or a pyarrow.fs URI) when given."""
         if not address:
@@ -119,7 +128,7 @@ class RayRuntime:
             except ImportError as e:
                 raise RuntimeUnavailable(f"setting storage needs pyarrow installed here: {e}") from e
             open_storage(storage)  # a URI pyarrow cannot open is said now, not on a node
-        runtime = cls(workspace, address, storage=storage)
+        runtime = cls(workspace, address, storage=storage, environment=environment)
         runtime._init()
         return runtime
 
@@ -221,9 +230,9 @@ class RayRuntime:
         store = imported_store(self.workspace)
         if store is not None:
             own[ENV_DATASETS] = str(store)
-        if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        if "TF_CPP_MIN_LOG_LEVEL" not in self.environment.variables:
             own["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        return trial_env(os.environ, spec.env, own)
+        return trial_env(self.environment.variables, spec.env, own)
 
     def _actor_args(self, spec: TrialSpec) -> tuple[Any, ...]:
         """The trial actor's arguments after its job: the trial folder, the memory limit, the folders of
@@ -280,7 +289,7 @@ class RayRuntime:
             "argv": command,
             "env": env,
             "cwd": str(spec.trial_dir),
-            "secrets": list(Redactor.from_env(os.environ).secrets),  # masked in the log, on the node
+            "secrets": list(self.environment.secrets),  # masked in the log, on the node
             "head": LOG_HEAD_BYTES,
             "tail": LOG_TAIL_BYTES,
             "cpus": None,

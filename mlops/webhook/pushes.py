@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops.config import child_env
 from mlops.errors import LedgerUnavailable, PullError, RuntimeUnavailable
 from mlops.layout import WorkspaceLayout
 from mlops.pull import GIT_PROTOCOLS
@@ -123,7 +123,7 @@ def remote_head(source: str, branch: str) -> str | None:
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=GIT_PROTOCOLS),
+        env=child_env(GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=GIT_PROTOCOLS),
     )
     if done.returncode != 0:
         log.warning(f"git ls-remote {source}: {done.stderr.strip()[-200:]}")

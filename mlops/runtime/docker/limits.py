@@ -12,7 +12,6 @@ engine's own machine; otherwise ``/tmp`` is a 1 GB memory file system and the tr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +30,13 @@ class Quota:
     scanned: float = 0.0
 
 
-def quota_of(spec: TrialSpec, uid: int | None) -> Quota | None:
+def quota_of(spec: TrialSpec, uid: int | None, local_engine: bool) -> Quota | None:
     """The trial's quota, its folder made a file system of that size when this machine can (``uid``: the
     container's user, who owns its /tmp). OSError when that fails."""
     limits = spec.limits
     if limits.disk_mb is None and limits.disk_files is None:
         return None
     quota = diskquota.DiskQuota(limits.disk_mb or 1 << 30, limits.disk_files or 1 << 31)
-    local_engine = os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
     if not local_engine or diskquota.problem() is not None:
         return Quota(quota, mounted=False)
     diskquota.mount(spec.trial_dir.resolve(), quota, uid)

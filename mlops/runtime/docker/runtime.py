@@ -37,9 +37,9 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
+from mlops.config import Environment, read_environment
 from mlops.datasets import imported_store
 from mlops.domain import EndReason
-from mlops.envsafe import Redactor
 from mlops.errors import RuntimeUnavailable, TrialLaunchError
 from mlops.runtime import diskquota
 from mlops.runtime.author_folders import with_author_folders
@@ -65,18 +65,20 @@ POLL_S = 1.0  # how often a trial with a disk quota is looked at while it runs
 __all__ = ["CACHE_VOLUME", "LABEL", "TRIALS_BRIDGE", "TRIALS_NETWORK", "DockerHandle", "DockerRuntime"]
 
 
-def _client_from_env(timeout: float) -> docker.DockerClient:
+def _client_from_env(timeout: float, environment: Environment) -> docker.DockerClient:
     # ssh:// engines: docker-py needs paramiko for them, or it can shell out to the ssh client, which
     # also reads the user's ~/.ssh/config; use the ssh client when paramiko is not installed.
-    ssh = os.environ.get("DOCKER_HOST", "").startswith("ssh://")
+    ssh = (environment.docker_host or "").startswith("ssh://")
     use_ssh_client = ssh and importlib.util.find_spec("paramiko") is None
-    return docker.from_env(timeout=int(timeout), use_ssh_client=use_ssh_client)
+    return docker.from_env(
+        timeout=int(timeout), use_ssh_client=use_ssh_client, environment=dict(environment.variables)
+    )
 
 
-def engine_available(timeout: float = 3.0) -> bool:
+def engine_available(timeout: float = 3.0, environment: Environment | None = None) -> bool:
     """True when a Docker engine answers (DOCKER_HOST honoured)."""
     try:
-        client = _client_from_env(timeout)
+        client = _client_from_env(timeout, environment or read_environment())
         client.ping()
         client.close()
         return True
@@ -107,19 +109,24 @@ class DockerRuntime(Engine):
         client: docker.DockerClient,
         workspace: Path,
         cache_volume: str = CACHE_VOLUME,
-        redact: Redactor | None = None,
+        environment: Environment | None = None,
     ) -> None:
         self.client = client
         self.workspace = workspace.resolve()
         self.cache_volume = cache_volume
-        self.redact = redact if redact is not None else Redactor.from_env(os.environ)
+        # The caller's environment, read once (mlops/config.py): its secrets are masked, its DOCKER_HOST used.
+        self.environment = environment or read_environment()
+        self.redact = self.environment.redactor
 
     @classmethod
-    def from_env(cls, workspace: Path, cache_volume: str = CACHE_VOLUME) -> DockerRuntime:
+    def from_env(
+        cls, workspace: Path, cache_volume: str = CACHE_VOLUME, environment: Environment | None = None
+    ) -> DockerRuntime:
         """A runtime on the engine DOCKER_HOST names (tcp:// or ssh://), else the local socket."""
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        environment = environment or read_environment()
+        where = environment.docker_host or "unix:///var/run/docker.sock"
         try:
-            client = _client_from_env(timeout=120)
+            client = _client_from_env(120, environment)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
             raise RuntimeUnavailable(
@@ -127,11 +134,16 @@ class DockerRuntime(Engine):
                 "`sudo bash scripts/docker-setup.sh` (or set DOCKER_HOST=tcp://... or ssh://...), "
                 "or run with --runtime local"
             ) from e
-        return cls(client, workspace, cache_volume)
+        return cls(client, workspace, cache_volume, environment)
 
     def fresh(self) -> DockerRuntime:
         """The same runtime with a client of its own, as another process would have."""
-        return DockerRuntime.from_env(self.workspace, self.cache_volume)
+        return DockerRuntime.from_env(self.workspace, self.cache_volume, self.environment)
+
+    @property
+    def local_engine(self) -> bool:
+        """The engine runs on this machine (a unix socket): a trial's folder can get a disk quota here."""
+        return (self.environment.docker_host or "unix://").startswith("unix://")
 
     def cache_of(self, spec: TrialSpec) -> str:
         """The dataset cache volume of the trial's repository."""
@@ -139,7 +151,7 @@ class DockerRuntime(Engine):
 
     def describe(self) -> str:
         info = self.client.version()
-        return f"engine {info.get('Version', '?')} at {os.environ.get('DOCKER_HOST', 'the local socket')}"
+        return f"engine {info.get('Version', '?')} at {self.environment.docker_host or 'the local socket'}"
 
     # -- the verbs ------------------------------------------------------------------------------------
 
@@ -213,7 +225,8 @@ class DockerRuntime(Engine):
         Never the user's code as root: as root, the trial folder is handed to the images' user."""
         root = os.getuid() == 0
         try:
-            quota = quota_of(spec, int(TRIAL_USER.split(":")[0]) if root else None)
+            uid = int(TRIAL_USER.split(":")[0]) if root else None
+            quota = quota_of(spec, uid, local_engine=self.local_engine)
         except OSError as e:
             raise TrialLaunchError(spec.name, f"its disk quota could not be made: {e}") from e
         if not root:
