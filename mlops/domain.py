@@ -115,6 +115,7 @@ class RunSettings:
     warm_start: bool = True
     patience: int = 3
     stop_at_target: bool = True
+    regression_tolerance: float = 0.02  # a drop against the previous commit beyond it is a regression
 
     # What the run is searching for: a resume must not change them.
     IDENTITY: ClassVar[tuple[str, ...]] = ("target", "strategy", "max_trials", "cluster_metric", "seed")

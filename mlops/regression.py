@@ -13,7 +13,6 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.config import Settings
 from mlops.ledger import Ledger, RunRecord
 from mlops.lineage import previous_run
 
@@ -95,10 +94,7 @@ class Comparison:
 
 def tolerance_of(run: RunRecord) -> float:
     """The tolerance the run was made with (a run from before the setting: the default)."""
-    value = run.settings.get("regression_tolerance")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return Settings.regression_tolerance
+    return run.settings.regression_tolerance
 
 
 def compare(ledger: Ledger, run: RunRecord) -> Comparison | None:

@@ -173,6 +173,7 @@ _SETTING_KINDS: dict[str, type[Any]] = {
     "warm_start": bool,
     "patience": int,
     "stop_at_target": bool,
+    "regression_tolerance": float,
 }
 
 
