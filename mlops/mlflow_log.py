@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlops import trial_records
 from mlops.errors import ConfigError
@@ -25,6 +25,9 @@ from mlops.mlflow_model import log_model
 from mlops.progress import Said
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import Metrics
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 EXPERIMENT = "mlops"
 # MLflow's own limits: a batch holds at most 1000 metrics and 100 parameters; a value at most 6000 chars.
@@ -114,33 +117,42 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
     ``artifact_location`` is used only when the ``mlops`` experiment does not exist yet (with a
     ``sqlite:`` URI MLflow's default is ``./mlruns`` in the current folder).
     """
-    try:
-        from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
-    except ImportError as e:
-        raise ConfigError(
-            "MLFLOW_TRACKING_URI is set but mlflow is not installed (pip install mlflow-skinny)"
-        ) from e
+    client = _client(tracking_uri)
     run = ledger.run(run_id)
-
-    def batch(
-        client: MlflowClient, mlflow_id: str, params: dict[str, Any], metrics: list[tuple[str, float, int]]
-    ) -> None:
-        entries = [Param(_key(k), str(v)[:MAX_VALUE]) for k, v in params.items() if v is not None]
-        for params_chunk in _chunks(entries, MAX_PARAMS):
-            client.log_batch(mlflow_id, params=params_chunk)
-        now = int((run.finished_at or time.time()) * 1000)
-        values = [Metric(_key(k), v, now, step) for k, v, step in metrics]
-        for chunk in _chunks(values, MAX_METRICS):
-            client.log_batch(mlflow_id, metrics=chunk)
-
-    client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = (
         experiment.experiment_id
         if experiment
         else client.create_experiment(EXPERIMENT, artifact_location=artifact_location)
     )
+    tags = _tags(run)
+    parent = client.create_run(
+        experiment_id, start_time=_ms(run.created_at), tags=tags, run_name=run.id
+    ).info.run_id
+    metric = run.metric or "metric"
+    summary = [(f"best_{metric}", run.best_metric), (f"baseline_{metric}", run.baseline_metric)]
+    _batch(client, run, parent, run_params(run), [(k, v, 0) for k, v in summary if v is not None])
+    for path in RunLayout(run.dir).published():
+        if path.exists():
+            client.log_artifact(parent, str(path))
+    log_model(client, experiment_id, parent, run)
+    for trial in ledger.trials(run.id):
+        _log_trial(client, experiment_id, {**tags, "mlflow.parentRunId": parent}, run, trial)
+    client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))
+    return str(parent)
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as e:
+        raise ConfigError(
+            "MLFLOW_TRACKING_URI is set but mlflow is not installed (pip install mlflow-skinny)"
+        ) from e
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _tags(run: RunRecord) -> dict[str, str]:
     tags = {
         "mlops.run": run.id,
         "mlops.source": run.source,
@@ -151,37 +163,50 @@ def log_run(ledger: Ledger, run_id: str, tracking_uri: str, artifact_location: s
     }
     if run.author:
         tags["mlops.author"] = run.author
-    parent = client.create_run(
-        experiment_id, start_time=_ms(run.created_at), tags=tags, run_name=run.id
+    return tags
+
+
+def _batch(
+    client: MlflowClient,
+    run: RunRecord,
+    mlflow_id: str,
+    params: dict[str, Any],
+    metrics: list[tuple[str, float, int]],
+) -> None:
+    """Parameters and metrics in batches of MLflow's sizes, the metrics timed at the run's end."""
+    from mlflow.entities import Metric, Param
+
+    entries = [Param(_key(k), str(v)[:MAX_VALUE]) for k, v in params.items() if v is not None]
+    for params_chunk in _chunks(entries, MAX_PARAMS):
+        client.log_batch(mlflow_id, params=params_chunk)
+    now = int((run.finished_at or time.time()) * 1000)
+    values = [Metric(_key(k), v, now, step) for k, v, step in metrics]
+    for chunk in _chunks(values, MAX_METRICS):
+        client.log_batch(mlflow_id, metrics=chunk)
+
+
+def _log_trial(
+    client: MlflowClient, experiment_id: str, tags: dict[str, str], run: RunRecord, trial: TrialRecord
+) -> None:
+    """One trial as a nested run: its parameters, per-epoch metrics and metric, its error, its source."""
+    folder = RunLayout(run.dir).trial(trial.number).dir
+    child = client.create_run(
+        experiment_id,
+        start_time=_ms(trial.started_at or run.created_at),
+        tags={**tags, "mlops.trial": str(trial.number)},
+        run_name=f"{run.id} trial {trial.number}",
     ).info.run_id
-    metric = run.metric or "metric"
-    summary = [(f"best_{metric}", run.best_metric), (f"baseline_{metric}", run.baseline_metric)]
-    batch(client, parent, run_params(run), [(k, v, 0) for k, v in summary if v is not None])
-    for path in RunLayout(run.dir).published():
-        if path.exists():
-            client.log_artifact(parent, str(path))
-    log_model(client, experiment_id, parent, run)
-    for trial in ledger.trials(run.id):
-        folder = RunLayout(run.dir).trial(trial.number).dir
-        child = client.create_run(
-            experiment_id,
-            start_time=_ms(trial.started_at or run.created_at),
-            tags={**tags, "mlflow.parentRunId": parent, "mlops.trial": str(trial.number)},
-            run_name=f"{run.id} trial {trial.number}",
-        ).info.run_id
-        left = _left(folder)
-        metrics = epoch_metrics(list(left[0].history))
-        if trial.metric is not None:
-            metrics.append((trial.metric_name or "metric", trial.metric, 0))
-        batch(client, child, trial_params(run, trial), metrics)
-        if trial.error:
-            client.set_tag(child, "mlops.error", trial.error[:MAX_VALUE])
-        if left[1] is not None:  # the text read through the trial reader, never a file it links to
-            client.log_text(child, left[1], SOURCE)
-        status = "FINISHED" if trial.metric is not None else "FAILED"
-        client.set_terminated(child, status, end_time=_ms(trial.finished_at))
-    client.set_terminated(parent, "FINISHED", end_time=_ms(run.finished_at))
-    return str(parent)
+    left = _left(folder)
+    metrics = epoch_metrics(list(left[0].history))
+    if trial.metric is not None:
+        metrics.append((trial.metric_name or "metric", trial.metric, 0))
+    _batch(client, run, child, trial_params(run, trial), metrics)
+    if trial.error:
+        client.set_tag(child, "mlops.error", trial.error[:MAX_VALUE])
+    if left[1] is not None:  # the text read through the trial reader, never a file it links to
+        client.log_text(child, left[1], SOURCE)
+    status = "FINISHED" if trial.metric is not None else "FAILED"
+    client.set_terminated(child, status, end_time=_ms(trial.finished_at))
 
 
 def log_run_once(ledger: Ledger, run: RunRecord, tracking_uri: str) -> Said | None:

@@ -242,36 +242,12 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
         name=f"mlops.{run.id}",
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run.created_at)),
     )
-    errors = skipped = 0
-    failures = _target_case(suite, run)
+    failures = int(not _target_case(suite, run))
     comparison = compare(ledger, run)
     if comparison is not None:
         failures += _regression_case(suite, run, comparison)
-    for t in trials:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"mlops.{run.id}.trials",
-            name=_xml_text(f"trial {t.number}: {'; '.join(t.changes) or 'as pushed'}", 300),
-            time=f"{t.duration_s or 0:.3f}",
-        )
-        if t.status is TrialStatus.FAILED:
-            errors += 1
-            where = f"{t.error_file}:{t.error_line}: " if t.error_line else ""
-            error = ET.SubElement(
-                case,
-                "error",
-                message=_xml_text(where + (t.error or "failed"), 500),
-                type=t.end_reason or "error",
-            )
-            error.text = _xml_text(f"{where}{t.error}\nlog: {RunLayout(run.dir).trial(t.number).log}")
-        elif t.status in (TrialStatus.SKIPPED, TrialStatus.PRUNED) or not t.status.is_finished():
-            skipped += 1
-            ET.SubElement(
-                case, "skipped", message=_xml_text(f"{t.status.value}: {t.error or ''}".rstrip(": "))
-            )
-        elif t.metric is not None:
-            ET.SubElement(case, "system-out").text = f"{t.metric_name} {t.metric:.4f}"
+    cases = [_trial_case(suite, run, t) for t in trials]
+    errors, skipped = cases.count("error"), cases.count("skipped")
     total_time = sum(t.duration_s or 0 for t in trials)
     for element in (suite, suites):
         element.set("tests", str(len(trials) + 1 + (comparison is not None)))
@@ -286,20 +262,47 @@ def write_junit(ledger: Ledger, run_id: str) -> Path:
     return path
 
 
-def _target_case(suite: ET.Element, run: RunRecord) -> int:
-    """The target check as one test case: a target not reached is a failure. Returns the failures (0, 1)."""
+def _target_case(suite: ET.Element, run: RunRecord) -> bool:
+    """The target check as a test case; True when the target was reached."""
     target = ET.SubElement(suite, "testcase", classname=f"mlops.{run.id}", name="target reached", time="0")
     best = f"{run.best_metric:.4f}" if run.best_metric is not None else "none"
-    if run.status is RunStatus.REACHED:
-        ET.SubElement(target, "system-out").text = f"best {run.metric} {best} >= target {run.target:g}"
-        return 0
-    ET.SubElement(
-        target,
-        "failure",
-        message=_xml_text(f"best {run.metric or 'metric'} {best} < target {run.target:g}"),
-        type="TargetNotReached",
-    ).text = _xml_text(run.reason or "")
-    return 1
+    if run.status is not RunStatus.REACHED:
+        ET.SubElement(
+            target,
+            "failure",
+            message=_xml_text(f"best {run.metric or 'metric'} {best} < target {run.target:g}"),
+            type="TargetNotReached",
+        ).text = _xml_text(run.reason or "")
+        return False
+    ET.SubElement(target, "system-out").text = f"best {run.metric} {best} >= target {run.target:g}"
+    return True
+
+
+def _trial_case(suite: ET.Element, run: RunRecord, t: TrialRecord) -> str:
+    """One trial as a test case; what JUnit counts it as: "error", "skipped", or "" (it passed)."""
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"mlops.{run.id}.trials",
+        name=_xml_text(f"trial {t.number}: {'; '.join(t.changes) or 'as pushed'}", 300),
+        time=f"{t.duration_s or 0:.3f}",
+    )
+    if t.status is TrialStatus.FAILED:
+        where = f"{t.error_file}:{t.error_line}: " if t.error_line else ""
+        error = ET.SubElement(
+            case,
+            "error",
+            message=_xml_text(where + (t.error or "failed"), 500),
+            type=t.end_reason or "error",
+        )
+        error.text = _xml_text(f"{where}{t.error}\nlog: {RunLayout(run.dir).trial(t.number).log}")
+        return "error"
+    if t.status in (TrialStatus.SKIPPED, TrialStatus.PRUNED) or not t.status.is_finished():
+        ET.SubElement(case, "skipped", message=_xml_text(f"{t.status.value}: {t.error or ''}".rstrip(": ")))
+        return "skipped"
+    if t.metric is not None:
+        ET.SubElement(case, "system-out").text = f"{t.metric_name} {t.metric:.4f}"
+    return ""
 
 
 def _regression_case(suite: ET.Element, run: RunRecord, comparison: Comparison) -> int:

@@ -182,9 +182,31 @@ def classify(
 ) -> Failure:
     """The class and hint of an exception the script raised (``user_file:user_line``: where, in its code)."""
     at = f" ({user_file}:{user_line})" if user_file and user_line else ""
-    shadow = _shadowing(exc, work_root, script)
-    if shadow is not None:
-        return shadow
+    found = (
+        _shadowing(exc, work_root, script) or _input(exc, at, prompts, answers) or _missing_module(exc, at)
+    )
+    if found is not None:
+        return found
+    if isinstance(exc, MemoryError):
+        return Failure(
+            FailureClass.OOM, f"the script ran out of memory{at}: raise --memory or shrink the model"
+        )
+    message = str(exc)
+    found = _download(exc, at, message)
+    if found is not None:
+        return found
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        return Failure(FailureClass.DATA, _data_hint(str(exc.filename or message), at))
+    found = _api(exc, at, message)
+    if found is not None:
+        return found
+    if isinstance(exc, NameError) and getattr(exc, "name", None):
+        return _undefined(str(exc.name), at)
+    return Failure(FailureClass.CODE, f"{type(exc).__name__} in the script's own code{at}")
+
+
+def _input(exc: BaseException, at: str, prompts: Sequence[str], answers: Sequence[str]) -> Failure | None:
+    """The script asked for input that was not given, or refused an answer mlops.yaml gives."""
     if isinstance(exc, EOFError):
         prompt = f" ({prompts[-1].strip()!r})" if prompts and prompts[-1].strip() else ""
         given = (
@@ -204,30 +226,29 @@ def classify(
                 f"the answer {answer!r} that mlops.yaml gives to {prompts[index].strip()!r} (inputs: item "
                 f"{index + 1}){at} is not what the script expects: {exc}",
             )
-    missing = _missing_module(exc, at)
-    if missing is not None:
-        return missing
-    if isinstance(exc, MemoryError):
-        return Failure(
-            FailureClass.OOM, f"the script ran out of memory{at}: raise --memory or shrink the model"
-        )
-    message = str(exc)
+    return None
+
+
+def _download(exc: BaseException, at: str, message: str) -> Failure | None:
+    """A download the script tried (trials may not reach the internet), and how to import the file."""
+    if not (type(exc).__name__ in DOWNLOAD_TYPES or DOWNLOAD_MESSAGES.search(message)):
+        return None
     url = URL.search(message)
-    if type(exc).__name__ in DOWNLOAD_TYPES or DOWNLOAD_MESSAGES.search(message):
-        what = url.group(0).rstrip(":.,;") if url else "a file"
-        line = datasets.import_line(exc, what if url else None, os.environ)
-        fix = (
-            f"download it once where the internet is reachable, then `{line}` puts it where every trial "
-            "reads it"
-            if line
-            else "put the file in the dataset cache (`mlops datasets import FILE`) so nothing is downloaded"
-        )
-        return Failure(
-            FailureClass.DOWNLOAD,
-            f"could not download {what}{at}: trials here may not reach the internet; {fix}",
-        )
-    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
-        return Failure(FailureClass.DATA, _data_hint(str(exc.filename or message), at))
+    what = url.group(0).rstrip(":.,;") if url else "a file"
+    line = datasets.import_line(exc, what if url else None, os.environ)
+    fix = (
+        f"download it once where the internet is reachable, then `{line}` puts it where every trial reads it"
+        if line
+        else "put the file in the dataset cache (`mlops datasets import FILE`) so nothing is downloaded"
+    )
+    return Failure(
+        FailureClass.DOWNLOAD,
+        f"could not download {what}{at}: trials here may not reach the internet; {fix}",
+    )
+
+
+def _api(exc: BaseException, at: str, message: str) -> Failure | None:
+    """Code written for another version of its library (a history key, an argument or attribute renamed)."""
     if isinstance(exc, KeyError) and message.strip("'\"") in ("accuracy", "acc", "val_accuracy", "val_acc"):
         return Failure(
             FailureClass.API,
@@ -240,9 +261,7 @@ def classify(
             f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}{at}: the code was written "
             "for another version of its library",
         )
-    if isinstance(exc, NameError) and getattr(exc, "name", None):
-        return _undefined(str(exc.name), at)
-    return Failure(FailureClass.CODE, f"{type(exc).__name__} in the script's own code{at}")
+    return None
 
 
 def _undefined(name: str, at: str) -> Failure:

@@ -22,6 +22,7 @@ import runpy
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +30,6 @@ from typing import Any
 from mlops_harness import (
     ahead,
     compat,
-    crossval,
     datasets,
     failures,
     legacy_paths,
@@ -38,16 +38,16 @@ from mlops_harness import (
     torch_loops,
     torchvision_data,
 )
+from mlops_harness.final_metric import NO_METRIC, NO_METRIC_TORCH, final_metric, measured
 from mlops_harness.guards import Guards
 from mlops_harness.imports import Hook, PostImportHooks
-from mlops_harness.metrics import Origin, choose_fallback, choose_metric_and_origin, read_accuracy_file
+from mlops_harness.metrics import Origin
 from mlops_harness.protocol import (
     ACCURACY_FILE,
     CHECKPOINT_DIR,
     ENV_SEED,
     METRICS_FILE,
     OUTCOME_FILE,
-    SOURCE_TRAIN_ACCURACY,
     WORK_DIR,
     EventKind,
     ExitCode,
@@ -121,32 +121,53 @@ def isolate_path(script_dir: Path) -> None:
     sys.path.insert(0, str(script_dir))
 
 
-def measured(rec: Recorder, chosen: dict[str, Any]) -> bool:
-    """True when the chosen metric was measured by the script's own call (evaluate, score, a metric
-    function, a clustering), not read from the last epoch of a fit that the script never evaluated."""
-    return (
-        any(o["source"] == chosen.get("source") for o in rec.observations) or chosen.get("source") == "kmeans"
-    )
-
-
 def missing(label: str, path: Path) -> int:
     print(f"mlops harness: {label} {path} does not exist", file=sys.stderr)
     return ExitCode.BAD_INVOCATION
 
 
 def run(args: argparse.Namespace) -> int:
+    """The steps of a trial: open its folder, hook the imports, wait for the go when started ahead, set the
+    script's world up, run it, choose its metric, write what it gave."""
     code, out, source = Path(args.code).resolve(), Path(args.out).resolve(), Path(args.source).resolve()
     if not code.exists():
         return missing("code folder", code)
+    seed = int(os.environ[ENV_SEED]) if os.environ.get(ENV_SEED) else None
+    rec = open_trial(out)
+    install_hooks(rec, seed)
+    if args.wait_for and not ahead.started_ahead(code / args.script, Path(args.wait_for), args.wait_s):
+        return ExitCode.OK  # never given its trial: nothing was run, nothing is written
+    if not source.exists():  # started ahead, it is written just before the go
+        return missing("source", source)
+    script_path, guards = set_up(args.script, code, source, out, rec)
+    ended = run_and_class(args.script, script_path, out / WORK_DIR, rec, guards)
+    finish_training()
+    os.chdir(out)
+    kmeans, chosen, origin = choose(rec, ended, script_path.parent, guards, seed)
+    write_result(rec, ended, kmeans, chosen, origin, out)
+    return ended.exit_code
+
+
+@dataclass
+class Ended:
+    """How the script ended: the outcome to write (status, error fields), its exit code, how long it ran."""
+
+    outcome: dict[str, Any]
+    exit_code: ExitCode = ExitCode.OK
+    duration: float = 0.0
+
+
+def open_trial(out: Path) -> Recorder:
+    """The trial folder made (or reopened after a restart, stale results removed) and its recorder."""
     out.mkdir(parents=True, exist_ok=True)
     (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
     for stale in (OUTCOME_FILE, METRICS_FILE, ACCURACY_FILE):
         (out / stale).unlink(missing_ok=True)
-    seed = int(os.environ[ENV_SEED]) if os.environ.get(ENV_SEED) else None
+    return Recorder(out, out / WORK_DIR)
 
-    work_root = out / WORK_DIR
-    rec = Recorder(out, work_root)
 
+def install_hooks(rec: Recorder, seed: int | None) -> None:
+    """The import hooks in place, and the seed given to what is already imported."""
     sys.meta_path.insert(0, PostImportHooks(hooks(rec, seed)))
     sys.meta_path.append(compat.NpUtilsAlias())  # last: only for a name no real module has
     legacy_paths.install()  # asked last: old Keras 2 module paths, only when the real module is missing
@@ -156,11 +177,12 @@ def run(args: argparse.Namespace) -> int:
         if numpy is not None:
             numpy.random.seed(seed)
 
-    if args.wait_for and not ahead.started_ahead(code / args.script, Path(args.wait_for), args.wait_s):
-        return ExitCode.OK  # never given its trial: nothing was run, nothing is written
-    if not source.exists():  # started ahead, it is written just before the go
-        return missing("source", source)
-    script_path = prepare_work(code, args.script, source, out)
+
+def set_up(script: str, code: Path, source: Path, out: Path, rec: Recorder) -> tuple[Path, Guards]:
+    """The work folder, the imported data sets, the guards, no standard input, the script's folder as the
+    working directory and first on the path; returns the script to run and the guards."""
+    work_root = out / WORK_DIR
+    script_path = prepare_work(code, script, source, out)
     imported = datasets.link_imported(os.environ)
     if imported:
         more = f" and {len(imported) - 5} more" if len(imported) > 5 else ""
@@ -175,56 +197,69 @@ def run(args: argparse.Namespace) -> int:
     os.chdir(script_path.parent)
     isolate_path(script_path.parent)
     sys.argv = [str(script_path)]
+    return script_path, guards
 
-    say(f"running {args.script}")
-    rec.events.write(EventKind.STARTED, script=args.script, pid=os.getpid())
+
+def run_and_class(script: str, script_path: Path, work_root: Path, rec: Recorder, guards: Guards) -> Ended:
+    """Run the script; what it raised (or an exit status it gave) becomes a classed failure."""
+    say(f"running {script}")
+    rec.events.write(EventKind.STARTED, script=script, pid=os.getpid())
     started = time.time()
-    outcome: dict[str, Any] = {"status": "ok", "script": args.script}
-    exit_code = ExitCode.OK
+    ended = Ended({"status": "ok", "script": script})
     try:
         run_script(script_path, work_root)
     except SystemExit as e:
         if e.code not in (None, 0):
-            ended = ScriptFailure(
+            exited = ScriptFailure(
                 error=f"the script called sys.exit({e.code!r})",
                 error_type=type(e).__name__,
                 failure_class=FailureClass.CODE,
                 hint=f"the script ended itself with exit status {e.code!r}",
             )
-            outcome.update(status="error", **ended.fields())
-            exit_code = ExitCode.SCRIPT_ERROR
+            ended.outcome.update(status="error", **exited.fields())
+            ended.exit_code = ExitCode.SCRIPT_ERROR
     except BaseException as e:  # noqa: BLE001 (everything the user's code raises is a trial result)
-        filename, line = error_location(e, script_path)
-        message = f"{type(e).__name__}: {e}".strip()
-        if isinstance(e, EOFError):
-            message += " (the script asked for input, but a training has no standard input)"
-        where = relative_to(filename, work_root)
-        failure = failures.classify(e, work_root, script_path, where, line, guards.prompts, guards.answers)
-        raised = ScriptFailure(
-            error=message.splitlines()[0] if message else type(e).__name__,
-            error_type=type(e).__name__,
-            failure_class=failure.cls,
-            hint=failure.hint,
-            file=where,
-            line=line,
-            traceback=traceback.format_exc(),
-        )
-        outcome.update(status="error", **raised.fields())
-        exit_code = ExitCode.SCRIPT_ERROR
+        ended.outcome.update(status="error", **raised(e, script_path, work_root, guards).fields())
+        ended.exit_code = ExitCode.SCRIPT_ERROR
         traceback.print_exc()
-    duration = time.time() - started
-    finish_training()
-    os.chdir(out)
+    ended.duration = time.time() - started
+    return ended
 
+
+def raised(e: BaseException, script_path: Path, work_root: Path, guards: Guards) -> ScriptFailure:
+    """What the script raised, located in its own code and classed (see failures.py)."""
+    filename, line = error_location(e, script_path)
+    message = f"{type(e).__name__}: {e}".strip()
+    if isinstance(e, EOFError):
+        message += " (the script asked for input, but a training has no standard input)"
+    where = relative_to(filename, work_root)
+    failure = failures.classify(e, work_root, script_path, where, line, guards.prompts, guards.answers)
+    return ScriptFailure(
+        error=message.splitlines()[0] if message else type(e).__name__,
+        error_type=type(e).__name__,
+        failure_class=failure.cls,
+        hint=failure.hint,
+        file=where,
+        line=line,
+        traceback=traceback.format_exc(),
+    )
+
+
+def choose(
+    rec: Recorder, ended: Ended, folder: Path, guards: Guards, seed: int | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Origin]:
+    """The clustering measured, the trial's metric chosen; a failure after a measured metric becomes a
+    warning, and a script that ended well without a metric ends with NO_METRIC."""
     kmeans = None
     try:
         kmeans = sklearn_hooks.measure_kmeans(rec, seed)
     except Exception as e:  # noqa: BLE001
         say(f"warning: could not measure the clustering: {e}")
-    chosen, origin = final_metric(rec, exit_code == ExitCode.OK, script_path.parent, guards, seed)
-    if chosen is not None and exit_code == ExitCode.SCRIPT_ERROR and measured(rec, chosen):
+    chosen, origin = final_metric(rec, ended.exit_code == ExitCode.OK, folder, guards, seed)
+    if chosen is not None and ended.exit_code == ExitCode.SCRIPT_ERROR and measured(rec, chosen):
         # It trained and measured, then failed (a plot, a save, a folder of its author's machine): the
         # metric stands, and the failure is a warning of the trial.
+        outcome = ended.outcome
         after = {
             k: outcome.pop(k)
             for k in ("error", "error_type", "file", "line", "failure_class", "hint")
@@ -232,14 +267,28 @@ def run(args: argparse.Namespace) -> int:
         }
         outcome.pop("traceback", None)
         outcome.update(status="ok", failed_after_metric=after)
-        exit_code = ExitCode.OK
+        ended.exit_code = ExitCode.OK
         where = f" at {after.get('file')}:{after.get('line')}" if after.get("line") else ""
         say(f"warning: the metric was measured, then the script failed{where}: {after.get('error')}")
+    if chosen is None and ended.exit_code == ExitCode.OK:
+        ended.outcome.update(
+            status="no_metric", error=NO_METRIC_TORCH if "torch" in sys.modules else NO_METRIC
+        )
+        ended.exit_code = ExitCode.NO_METRIC
+    return kmeans, chosen, origin
 
-    if chosen is None and exit_code == ExitCode.OK:
-        outcome.update(status="no_metric", error=NO_METRIC_TORCH if "torch" in sys.modules else NO_METRIC)
-        exit_code = ExitCode.NO_METRIC
 
+def write_result(
+    rec: Recorder,
+    ended: Ended,
+    kmeans: dict[str, Any] | None,
+    chosen: dict[str, Any] | None,
+    origin: Origin,
+    out: Path,
+) -> None:
+    """metrics.json, accuracy.txt and the model when there is a metric (metrics.json too on a failure),
+    then outcome.json and the last event."""
+    exit_code, outcome, duration = ended.exit_code, ended.outcome, ended.duration
     metrics: dict[str, Any] = {
         "history": rec.history,
         "observations": rec.observations,
@@ -273,47 +322,6 @@ def run(args: argparse.Namespace) -> int:
         duration_s=outcome["duration_s"],
     )
     rec.events.close()
-    return exit_code
-
-
-def final_metric(
-    rec: Recorder, ended_ok: bool, folder: Path, guards: Guards, seed: int | None
-) -> tuple[dict[str, Any] | None, Origin]:
-    """The trial's metric once the script has ended, and where it came from: what the script measured (see
-    metrics.choose_metric_and_origin); else, when it ended well, an accuracy it wrote to a file; else the
-    metric it printed or logged (a PyTorch script's accuracy line, Lightning's validation metrics); else the
-    cross-validated score of the last estimator it fitted (it trains, but measures nothing)."""
-    chosen, origin = choose_metric_and_origin(rec) or (None, ("file", None))
-    if chosen is not None and chosen["source"] == SOURCE_TRAIN_ACCURACY:
-        say("the script measures nothing (no evaluate, no validation data): its metric is the accuracy "
-            "of its last fit on its own training data")  # fmt: skip
-    if chosen is None and ended_ok:
-        found = read_accuracy_file(folder, guards.written_files())
-        if found:
-            return {"metric": "accuracy", "value": found[0], "source": f"file:{found[1]}"}, origin
-    if chosen is None:  # what a PyTorch script printed, Lightning's validation metrics, a regression's loss
-        chosen, origin = choose_fallback(rec) or (None, origin)
-    if chosen is not None or not ended_ok:
-        return chosen, origin
-    measured = crossval.cross_validate(rec, seed, say)
-    if measured is None:
-        return None, origin
-    chosen, origin = choose_metric_and_origin(rec) or (None, origin)
-    if chosen is not None:
-        chosen["cross_validation"] = measured[0]
-    return chosen, origin
-
-
-NO_METRIC = (
-    "the script finished but produced no metric: no Keras evaluate/fit accuracy, no scikit-learn score, "
-    "no clustering, and no accuracy.txt written"
-)
-NO_METRIC_TORCH = (
-    "the script trained but measured nothing mlops can read: looked for Lightning's Trainer.test/validate "
-    "metrics, a torchmetrics metric's compute(), a sklearn.metrics call (accuracy_score, r2_score), an "
-    "accuracy.txt, and a line it printed after training naming its accuracy ('Accuracy: 97.8 %', "
-    "'acc=0.978') or its loss; evaluate the model on held-out data and print or save the accuracy"
-)
 
 
 def run_script(script: Path, work_root: Path) -> None:

@@ -24,149 +24,32 @@ the early stop (:meth:`Supervisor.execute_with_plain_retry`): what mlops adds ma
 from __future__ import annotations
 
 import contextlib
-import enum
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlops import trial_files, trial_records
 from mlops.domain import TrialStatus
 from mlops.errors import Interrupted
 from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.ledger.events import TrialDied
 from mlops.progress import Progress
 from mlops.runtime.base import Outcome, Runtime, TrialSpec, follow_file
-from mlops.trial import RESTARTED, LaunchResult, kept, read_result
+from mlops.trial import LaunchResult, kept, read_result
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
-from mlops_harness.protocol import (
-    ENV_PATIENCE,
-    ENV_STOP_AT,
-    EVENTS_FILE,
-    Event,
-    EventKind,
-    FailureClass,
-)
+from mlops_harness.protocol import EVENTS_FILE
+from monitor.early_stop import EARLY_STOP_ENV, FINISHED_FIELDS, broke_after_stop, set_aside
+from monitor.epochs import PruneCheck, Pruned, epoch_of, events_size
+from monitor.policy import Action, Decision, RestartPolicy
 from monitor.resume import Launch, ended_while_away, stopped_by
 
-# The variables of the harness's early stop: its patience, and the stop past the target.
-EARLY_STOP_ENV = (ENV_PATIENCE, ENV_STOP_AT)
-# Failures of the script's own code that a fit stopped early can cause (an index past the end of its history).
-AFTER_STOP = frozenset({FailureClass.CODE.value, FailureClass.API.value})
-
-
-class Action(enum.Enum):
-    FINISH = "finish"
-    RESTART = "restart"
-    GIVE_UP = "give-up"
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: Action
-    reason: str
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """When to start a dead training again. A pure function of what happened so far."""
-
-    max_restarts: int = 3
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-
-    def decide(self, result: LaunchResult, restarts: int) -> Decision:
-        if result.status is TrialStatus.SUCCEEDED:
-            return Decision(Action.FINISH, "produced its metric")
-        if result.failure not in RESTARTED:
-            # An exception of the script, a missing module, a timeout: the same code fails the same way.
-            what = result.failure.value if result.failure else "failure"
-            return Decision(Action.FINISH, f"a {what} failure is not restarted: it would fail the same way")
-        if restarts >= self.max_restarts:
-            return Decision(Action.GIVE_UP, f"still failing after {restarts} restarts")
-        delay = min(self.max_delay_s, self.base_delay_s * (2**restarts))
-        return Decision(Action.RESTART, result.error or result.outcome.describe(), delay)
-
-
-def epoch_of(event: Event) -> tuple[int, dict[str, float]] | None:
-    """An epoch event's epoch (from 1) and its logs; None for any other event."""
-    if event.kind is not EventKind.EPOCH:
-        return None
-    logs = event.get("logs")
-    try:
-        epoch = int(event.get("epoch"))
-        values = {str(k): float(v) for k, v in (logs if isinstance(logs, dict) else {}).items()}
-    except (TypeError, ValueError):
-        return None
-    return epoch, values
-
-
-def events_size(trial_dir: Path) -> int:
-    """Where the events of a launch about to start (or attached to now) begin in the trial's events file
-    (0 when there is none, or a link or anything else stands in its place: never followed)."""
-    return trial_files.size(trial_dir, EVENTS_FILE)
-
-
-# Asked after every epoch with (epoch, logs): why to stop the trial as pruned, or None to go on.
-PruneCheck = Callable[[int, dict[str, float]], str | None]
-
-
-class Pruned(threading.Event):
-    """Set when the trial was stopped as pruned; ``why`` says what its check said."""
-
-    why = ""
-
-
-def stopped_early(trial_dir: Path) -> bool:
-    """True when the harness stopped a fit of the trial early (a ``stopped`` event, read by the trial reader)."""
-    try:
-        return any(event.kind is EventKind.STOPPED for event in trial_records.events(trial_dir))
-    except BadTrialFile:
-        return False
-
-
-def broke_after_stop(done: TrialRecord, spec: TrialSpec) -> str | None:
-    """The error of a trial whose script failed after the harness stopped one of its fits early (failed, or
-    failed after its metric was measured), when it ran with the early stop; else None."""
-    if not any(name in spec.env for name in EARLY_STOP_ENV) or not stopped_early(spec.trial_dir):
-        return None
-    if done.status is TrialStatus.FAILED and done.failure_class in AFTER_STOP:
-        return done.error or "an error"
-    try:
-        outcome = trial_records.harness_outcome(spec.trial_dir)
-    except BadTrialFile:
-        return None
-    after = outcome.failed_after_metric if outcome is not None else None
-    if done.status is TrialStatus.SUCCEEDED and after is not None:
-        return after.error or "an error"
-    return None
-
-
-def set_aside(trial_dir: Path, label: str) -> Path:
-    """The folder of an attempt moves to ``<n>.<label>``; the next attempt starts from its inputs (its source,
-    params, answers and files of values) as mlops wrote them, read by the trial reader: never a link the
-    attempt left (BadTrialFile when one stands in their place)."""
-    aside = trial_dir.with_name(f"{trial_dir.name}.{label}")
-    trial_files.check_inputs(trial_dir)
-    shutil.rmtree(aside, ignore_errors=True)
-    trial_dir.rename(aside)
-    trial_dir.mkdir()
-    trial_files.copy_inputs(aside, trial_dir)
-    return aside
-
-
-# What a finished trial's record says of how it ended (Ledger.finish_trial's keywords).
-FINISHED_FIELDS = (
-    *("metric_name", "metric", "metric_source", "end_reason", "exit_code", "epochs", "duration_s"),
-    *("error", "error_file", "error_line", "error_type", "failure_class", "hint"),
-)
+__all__ = ["Action", "Decision", "PruneCheck", "RestartPolicy", "Supervisor", "epoch_of", "set_aside"]
 
 
 class Supervisor:

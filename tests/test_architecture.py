@@ -1,5 +1,6 @@
 """The shape of the code, checked from its source: the layers of docs/architecture.md, no import cycle,
-one module that talks to Docker, and modules small enough to read."""
+one module that talks to Docker, the run folder's names spelled in one place, runtimes asked their
+capabilities (the sizes of modules and functions: test_code_size.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("mlops_harness", "mlops", "tweak", "monitor", "jobs")
-MAX_LINES = 500
-
-
-def modules() -> dict[str, Path]:
-    """Every module of the project's packages, by dotted name."""
-    found = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join(parts)] = path
-    return found
+from tests.support import source_tree
+from tests.support.source_tree import PACKAGES, ROOT, modules
 
 
 def _type_checking_only(node: ast.If) -> bool:
@@ -144,6 +132,7 @@ def test_the_checker_finds_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
     (tmp_path / "mlops" / "c.py").write_text("import jobs.cli\n")
     (tmp_path / "jobs" / "cli.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(source_tree, "ROOT", tmp_path)
     edges = graph()
     assert find_cycles(edges) == [["mlops.a", "mlops.b"]]
     assert "mlops.c imports jobs.cli" in upward(edges, {p: [p] for p in PACKAGES})
@@ -164,18 +153,6 @@ def test_only_the_docker_runtime_package_imports_docker():
     }  # the Docker runtime's package, and nothing else
 
 
-def test_no_module_is_over_500_lines():
-    big = {}
-    for folder in (*PACKAGES, "tests", "bench"):
-        for path in (ROOT / folder).rglob("*.py"):
-            if "fixtures" in path.parts or "weak_models" in path.parts:
-                continue
-            lines = len(path.read_text(encoding="utf-8").splitlines())
-            if lines > MAX_LINES:
-                big[str(path.relative_to(ROOT))] = lines
-    assert big == {}
-
-
 def test_test_modules_share_code_through_tests_support_only():
     """A test module imports nothing from another test module or from conftest (fixtures are injected)."""
     wrong = []
@@ -190,133 +167,6 @@ def test_test_modules_share_code_through_tests_support_only():
                 if name.startswith("tests.") and not name.startswith("tests.support"):
                     wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert wrong == []
-
-
-# -- no decision on an error message ----------------------------------------------------------------------
-# Names that hold someone's words about a failure: an exception's message, a process's output, a reason.
-MESSAGE_NAMES = frozenset(
-    {"error", "err", "message", "msg", "stderr", "stdout", "output", "said", "explanation"}
-)
-MESSAGE_SUFFIXES = ("_error", "_message", "_stderr", "_stdout", "_output")
-TEXT_METHODS = frozenset({"startswith", "endswith", "find", "rfind", "index", "count"})
-# Where a message is all there is, each with why; the check fails when an entry no longer matches, too.
-WORDS_ONLY = {
-    (
-        "mlops/runtime/docker/runtime.py",
-        "'device driver' in said",
-    ): "the engine says a missing GPU only in words",
-    ("mlops_harness/compat.py", "'pydot' not in str(e)"): "Keras raises a plain ImportError, without a name",
-    ("mlops_harness/compat.py", "'graphviz' not in str(e).lower()"): "the same error of Keras",
-    ("mlops_harness/failures.py", 'f"\'{f}" in message'): "an ImportError raised without its module's name",
-    ("mlops_harness/failures.py", "f' {f}.' in message"): "the same: the module only in its words",
-    (
-        "mlops/envs/uv.py",
-        "line.startswith(('×', '╰', 'help:'))",
-    ): "which of uv's lines to show; decides nothing",
-    (
-        "jobs/views.py",
-        "c.error.startswith(f'line {c.error_line}:')",
-    ): "not saying the line twice; decides nothing",
-}
-
-
-def _words(node: ast.AST, exceptions: set[str], lines: set[str]) -> bool:
-    """Whether ``node`` holds a message: a message's name, ``str()`` of a caught exception, a line of one,
-    or text made of one (``error.lower()``, ``message.splitlines()``)."""
-    if isinstance(node, ast.Name):
-        return node.id in MESSAGE_NAMES or node.id.endswith(MESSAGE_SUFFIXES) or node.id in lines
-    if isinstance(node, ast.Attribute):
-        return node.attr in MESSAGE_NAMES or node.attr.endswith(MESSAGE_SUFFIXES)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "str" and node.args:
-        arg = node.args[0]
-        return (isinstance(arg, ast.Name) and arg.id in exceptions) or _words(arg, exceptions, lines)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        return node.func.attr not in TEXT_METHODS and _words(node.func.value, exceptions, lines)
-    if isinstance(node, ast.BoolOp):
-        return any(_words(v, exceptions, lines) for v in node.values)
-    return False
-
-
-def _literal(node: ast.AST) -> bool:
-    if isinstance(node, ast.Tuple):
-        return all(_literal(e) for e in node.elts)
-    return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
-
-
-def message_tests(tree: ast.AST) -> list[ast.AST]:
-    """The places that test text against a message: ``"X" in error``, ``message.startswith("X")``,
-    ``error == "X"``, and the same on ``str(e)`` of a caught exception or a line of a message."""
-    exceptions = {h.name for h in ast.walk(tree) if isinstance(h, ast.ExceptHandler) and h.name}
-    lines: set[str] = set()
-    for node in ast.walk(tree):  # a line of a message is a message: ``for line in stderr.splitlines()``
-        loop = isinstance(node, ast.For | ast.comprehension) and isinstance(node.target, ast.Name)
-        if loop and any(_words(n, exceptions, set()) for n in ast.walk(node.iter)):
-            lines.add(node.target.id)
-    found: list[ast.AST] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
-            left = node.left
-            for op, right in zip(node.ops, node.comparators, strict=True):
-                contains = (
-                    isinstance(op, ast.In | ast.NotIn) and _literal(left) and _words(right, exceptions, lines)
-                )
-                equal = isinstance(op, ast.Eq | ast.NotEq) and (
-                    (_literal(left) and _words(right, exceptions, lines))
-                    or (_literal(right) and _words(left, exceptions, lines))
-                )
-                if contains or equal:
-                    found.append(node)
-                left = right
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in TEXT_METHODS
-            and node.args
-            and _literal(node.args[0])
-            and _words(node.func.value, exceptions, lines)
-        ):
-            found.append(node)
-    return found
-
-
-def test_no_decision_reads_an_error_message():
-    """Decide on types (an exception's class, a failure class, a result code), never on someone's words."""
-    found = set()
-    for path in modules().values():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in message_tests(tree):
-            found.add((str(path.relative_to(ROOT)), ast.unparse(node)))
-    assert sorted(found - set(WORDS_ONLY)) == []
-    assert sorted(set(WORDS_ONLY) - found) == []  # an entry that no longer matches goes too
-
-
-def test_the_message_check_finds_what_it_is_for():
-    planted = """
-def f(first, result):
-    error = first.error or ""
-    if "SyntaxError" in error or error.startswith("NameError") or first.message == "boom":
-        return 1
-    for line in result.stderr.splitlines():
-        if line.startswith("warning: "):
-            return 2
-    try:
-        pass
-    except OSError as e:
-        if "locked" in str(e).lower():
-            return 3
-    if first.error_type == "SyntaxError" or "x" in first.names or text.startswith("#"):
-        return 4
-"""
-    said = sorted(ast.unparse(n) for n in message_tests(ast.parse(planted)))
-    assert said == sorted(
-        [
-            "'SyntaxError' in error",
-            "first.message == 'boom'",
-            "'locked' in str(e).lower()",
-            "error.startswith('NameError')",
-            "line.startswith('warning: ')",
-        ]
-    )
 
 
 # The modules that may spell the names of a workspace, a run and a trial: the layout, the protocol the harness

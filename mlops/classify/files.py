@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlops.classify.facts import Facts, Ref, gather, gather_tokens
+from mlops.classify.legacy_names import KERAS2_METHODS
 from mlops.classify.rules import (
-    KERAS2_METHODS,
     Api,
     Classification,
     Family,

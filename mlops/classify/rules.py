@@ -15,6 +15,7 @@ from typing import Any
 
 from mlops.classify.facts import Facts, Ref
 from mlops.classify.fragments import guessed_refs
+from mlops.classify.legacy_names import KERAS2_KEYWORDS, KERAS2_METHODS, KERAS2_NAMES, TF1_NAMES, words
 from mlops.domain import Image, Kind
 from mlops.vocabulary import (
     FAMILY_OF_ROLE,
@@ -75,35 +76,8 @@ TORCH_FAMILIES: dict[str, Family] = _families(TORCH_LAYERS)
 TF_FAMILIES: dict[str, Family] = {**_families(TF_LAYERS), **TF_ESTIMATORS}
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
-# Keras 2 names that Keras 3 no longer has (relative to keras. / tensorflow.keras.), as prefixes.
-KERAS2_NAMES: tuple[str, ...] = tuple(
-    _words("""utils.np_utils utils.vis_utils utils.multi_gpu_model utils.generic_utils layers.convolutional
-    layers.core layers.pooling layers.recurrent layers.normalization layers.merge layers.advanced_activations
-    layers.embeddings layers.wrappers layers.noise layers.local layers.Merge layers.CuDNNLSTM layers.CuDNNGRU
-    layers.Deconvolution2D layers.AtrousConvolution2D layers.LocallyConnected1D layers.LocallyConnected2D
-    wrappers.scikit_learn engine legacy optimizers.legacy preprocessing.image.ImageDataGenerator
-    preprocessing.text preprocessing.sequence.TimeseriesGenerator backend.tensorflow_backend
-    backend.set_session backend.get_session backend.set_image_dim_ordering backend.image_dim_ordering
-    optimizers.adam optimizers.sgd optimizers.rmsprop optimizers.adagrad optimizers.adadelta""")
-)
-# TensorFlow 1 names (relative to tensorflow.): they run only on the legacy image's compat layer.
-TF1_NAMES: tuple[str, ...] = tuple(
-    _words("""compat.v1 placeholder Session InteractiveSession contrib layers estimator global_variables_initializer
-    train.AdamOptimizer train.GradientDescentOptimizer train.MomentumOptimizer train.RMSPropOptimizer
-    get_variable variable_scope""")
-)
-KERAS2_METHODS = frozenset(_words("fit_generator evaluate_generator predict_generator predict_classes"))
-# Keyword arguments of Keras 1/2 that Keras 3 rejects, on any Keras call (nb_* on any call at all).
-KERAS2_KEYWORDS = frozenset(
-    _words("""nb_epoch samples_per_epoch nb_val_samples nb_filter nb_row nb_col border_mode subsample W_regularizer
-    b_regularizer dim_ordering output_dim init""")
-)
 TRAIN_METHODS = frozenset(
-    _words("fit fit_generator fit_predict fit_transform train_on_batch partial_fit train minimize")
+    words("fit fit_generator fit_predict fit_transform train_on_batch partial_fit train minimize")
 )
 
 # Which framework an import of a package means when the script defines no model (an app, a data script).
@@ -306,28 +280,8 @@ def trains(facts: Facts) -> list[Reason]:
 
 def decide(facts: Facts, path: str = "<string>") -> Classification:
     """The classification the facts support, with the reasons for it. Pure: no file is read."""
-    found = [e for e in (evidence_of(r) for r in facts.refs) if e is not None]
-    guess = ""
-    if not found and trains(facts):
-        guessed, guess = guessed_refs(facts)
-        found = [e for e in (evidence_of(r) for r in guessed) if e is not None]
-    by_family: dict[Family, list[Evidence]] = {}
-    for e in found:
-        by_family.setdefault(e.family, []).append(e)
-    family = next((f for f in PRIORITY if f in by_family), None)
-    if family is None:
-        strong = [e for e in found if e.family not in WEAK]
-        family = (strong or found)[0].family if found else Family.NONE
-    kind = KIND_OF_FAMILY.get(family, Kind.OTHER)
-    deciding = by_family.get(family, [])
-    reasons: list[Reason] = []
-    seen: set[str] = set()
-    for e in deciding:
-        if e.ref.name in seen or len(seen) == 3:
-            continue
-        seen.add(e.ref.name)
-        where = {None: "", "guessed": ", guessed from the name"}.get(e.ref.origin, f", in {e.ref.origin}")
-        reasons.append(Reason(e.ref.line, f"{e.ref.name}: {e.what} ({family}){where}"))
+    family, deciding, guess = _deciding(facts)
+    reasons = _model_reasons(deciding, family)
     if deciding:
         framework = deciding[0].framework
     else:
@@ -341,20 +295,12 @@ def decide(facts: Facts, path: str = "<string>") -> Classification:
     training = trains(facts)
     if deciding and training:
         reasons.append(training[0])
-    if deciding:
-        confidence = 0.95 if training else 0.8
-        if any(e.ref.origin for e in deciding):
-            confidence -= 0.05
-    else:
-        confidence = 0.9 if framework is Framework.NONE else 0.7
     if guess:
-        confidence = 0.5
         reasons.insert(0, Reason(0, guess))
-    error = None
     if facts.syntax_error is not None:
-        confidence *= 0.6
-        error = facts.syntax_error
         reasons.append(Reason(facts.error_line or 0, "classified from the tokens: the file does not parse"))
+    kind = KIND_OF_FAMILY.get(family, Kind.OTHER)
+    confidence = _confidence(deciding, bool(training), framework, guess, facts.syntax_error is not None)
     return Classification(
         path=path,
         kind=kind,
@@ -364,9 +310,52 @@ def decide(facts: Facts, path: str = "<string>") -> Classification:
         image=image_for(kind, framework, api),
         reasons=tuple(reasons),
         confidence=round(confidence, 2),
-        error=error,
+        error=facts.syntax_error,
         error_line=facts.error_line,
     )
+
+
+def _deciding(facts: Facts) -> tuple[Family, list[Evidence], str]:
+    """The family the names the script uses decide (by PRIORITY, else the first strong one), its evidence,
+    and, when no name says anything and the script trains, the guess its names were read from."""
+    found = [e for e in (evidence_of(r) for r in facts.refs) if e is not None]
+    guess = ""
+    if not found and trains(facts):
+        guessed, guess = guessed_refs(facts)
+        found = [e for e in (evidence_of(r) for r in guessed) if e is not None]
+    by_family: dict[Family, list[Evidence]] = {}
+    for e in found:
+        by_family.setdefault(e.family, []).append(e)
+    family = next((f for f in PRIORITY if f in by_family), None)
+    if family is None:
+        strong = [e for e in found if e.family not in WEAK]
+        family = (strong or found)[0].family if found else Family.NONE
+    return family, by_family.get(family, []), guess
+
+
+def _model_reasons(deciding: list[Evidence], family: Family) -> list[Reason]:
+    """The first three names that decided the family, with where each came from."""
+    reasons: list[Reason] = []
+    seen: set[str] = set()
+    for e in deciding:
+        if e.ref.name in seen or len(seen) == 3:
+            continue
+        seen.add(e.ref.name)
+        where = {None: "", "guessed": ", guessed from the name"}.get(e.ref.origin, f", in {e.ref.origin}")
+        reasons.append(Reason(e.ref.line, f"{e.ref.name}: {e.what} ({family}){where}"))
+    return reasons
+
+
+def _confidence(
+    deciding: list[Evidence], training: bool, framework: Framework, guess: str, broken: bool
+) -> float:
+    if guess:
+        confidence = 0.5
+    elif deciding:
+        confidence = (0.95 if training else 0.8) - (0.05 if any(e.ref.origin for e in deciding) else 0.0)
+    else:
+        confidence = 0.9 if framework is Framework.NONE else 0.7
+    return confidence * 0.6 if broken else confidence
 
 
 def _imported_framework(facts: Facts) -> Framework:
