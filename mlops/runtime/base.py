@@ -135,6 +135,17 @@ class Capabilities:
     sandboxed: bool = True
 
 
+class NothingAhead:
+    """The verbs of trials started ahead, for a runtime that starts nothing ahead (its
+    ``capabilities.starts_ahead`` is False): a container or an actor is started when its trial comes."""
+
+    def prestart(self, spec: TrialSpec | None) -> None:
+        """Nothing: no trial is started ahead."""
+
+    def end_ahead(self, spec: TrialSpec) -> None:
+        """Nothing: no trial is started ahead."""
+
+
 class Runtime(Protocol[H]):
     """The verbs of every runtime, named after the Docker CLI's; ``H`` is the runtime's own handle. The
     optional abilities are said by ``capabilities``; their verbs do nothing where a runtime lacks them."""

@@ -43,6 +43,7 @@ from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
     Capabilities,
+    NothingAhead,
     Outcome,
     TrialSpec,
     cache_env,
@@ -86,7 +87,7 @@ class RayHandle:
         return {"runtime": "ray", "actor": self.name, "node": self.node, "started": self.started}
 
 
-class RayRuntime:
+class RayRuntime(NothingAhead):
     name = "ray"
 
     def __init__(
@@ -251,12 +252,6 @@ class RayRuntime:
 
     def prepare(self, images: list[str], say: Callable[[str], None]) -> None:
         """Nothing: a Ray trial runs on an interpreter, not an image."""
-
-    def prestart(self, spec: TrialSpec | None) -> None:
-        """Nothing: an actor is started when its trial comes."""
-
-    def end_ahead(self, spec: TrialSpec) -> None:
-        """Nothing: no actor is started ahead."""
 
     def run(self, spec: TrialSpec) -> RayHandle:
         self._check_cluster(spec)

@@ -47,6 +47,7 @@ from mlops.runtime.base import (
     LOG_HEAD_BYTES,
     LOG_TAIL_BYTES,
     Capabilities,
+    NothingAhead,
     Outcome,
     TrialSpec,
     open_log,
@@ -101,7 +102,7 @@ class DockerHandle:
         return {"runtime": "docker", "container": self.container_id, "started": self.started}
 
 
-class DockerRuntime(Engine):
+class DockerRuntime(Engine, NothingAhead):
     name = "docker"
 
     def __init__(
@@ -166,12 +167,6 @@ class DockerRuntime(Engine):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(images=True)
-
-    def prestart(self, spec: TrialSpec | None) -> None:
-        """Nothing: a container is started when its trial comes."""
-
-    def end_ahead(self, spec: TrialSpec) -> None:
-        """Nothing: no container is started ahead."""
 
     def run(self, spec: TrialSpec) -> DockerHandle:
         tag = self._image_tag(spec)
