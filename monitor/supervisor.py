@@ -39,7 +39,7 @@ from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
 from mlops.ledger.events import TrialDied
 from mlops.progress import Progress
 from mlops.runtime.base import Outcome, Runtime, TrialSpec, follow_file
-from mlops.trial import LaunchResult, kept, read_result
+from mlops.trial import KEPT_AFTER, LaunchResult, kept, read_result
 from mlops.trial_files import BadTrialFile
 from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
@@ -306,8 +306,9 @@ class Supervisor:
     ) -> TrialRecord:
         """``execute``; a trial whose script failed after the harness stopped one of its fits early runs once
         more without the early stop (the first attempt's folder set aside as ``<n>.early-stop``), with no
-        pruning: as the script was written. When that attempt ends without a metric and the first one
-        measured one before it failed, the first one is kept, and its metric with it."""
+        pruning: as the script was written. When that attempt ends without a metric of its own (none, or one
+        kept from before its timeout or out-of-memory end) and the first one measured one before it failed,
+        the first one is kept, and its metric with it."""
         done = self.execute(run, trial, spec, prune)
         why = broke_after_stop(done, spec)
         if why is None:
@@ -325,13 +326,18 @@ class Supervisor:
             return done
         plain = replace(spec, env={k: v for k, v in spec.env.items() if k not in EARLY_STOP_ENV})
         again = self.execute(run, self.ledger.trial(run.id, trial.number), plain, None)
-        if again.metric is not None or done.metric is None:
+        # A metric kept from before a timeout or an out-of-memory end is not the script's own result: the
+        # first attempt's, measured where the script measures it, is better.
+        ran_out = again.end_reason in KEPT_AFTER
+        if (again.metric is not None and not ran_out) or done.metric is None:
             return again
         second = spec.trial_dir.with_name(f"{spec.trial_dir.name}.no-early-stop")
         shutil.rmtree(second, ignore_errors=True)
         spec.trial_dir.rename(second)
         aside.rename(spec.trial_dir)
-        self._finish_as(done, "without early stopping it failed: the metric measured before is kept")
+        self._finish_as(
+            done, "without early stopping it measured nothing of its own: the metric measured before is kept"
+        )
         return self.ledger.trial(run.id, trial.number)
 
     def _finish_as(self, done: TrialRecord, why: str) -> None:
