@@ -30,7 +30,7 @@ demo: setup sandbox
 
 ## Everything the tests need (a Docker engine and the training images included), then all the tests.
 test: setup-dev engine sandbox test-tools lint typecheck
-	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not corpus_full"
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not corpus_full" --durations=25
 
 ## The whole PyTorch corpus on both runtimes (make test runs seven of its 24 pairs); about 80 min on 2 busy cores.
 test-corpus: setup-dev engine sandbox
