@@ -4,7 +4,9 @@ runtime: the tags come from :mod:`mlops.images`, which only names them."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -47,11 +49,19 @@ class Images:
         tag = images.tag(image)
         if not force and self.image_present(tag):
             return tag, False
-        dockerfile = images.dockerfile(image)
-        say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
-        self.build_context(images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image)
-        self.client.images.get(tag).tag(image, "latest")
-        self._prune(image, tag)
+        # One build of an image at a time on this machine: two processes (two pytest workers, two Jenkins
+        # executors) would both build it, and the second waits here and finds it built.
+        with open(Path(tempfile.gettempdir()) / f"mlops-build-{image}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not force and self.image_present(tag):
+                return tag, False
+            dockerfile = images.dockerfile(image)
+            say(f"   building {tag} from {dockerfile.relative_to(images.ROOT)}")
+            self.build_context(
+                images.ROOT, dockerfile.relative_to(images.ROOT).as_posix(), tag, say, label=image
+            )
+            self.client.images.get(tag).tag(image, "latest")
+            self._prune(image, tag)
         return tag, True
 
     def _prune(self, image: str, built: str) -> None:
