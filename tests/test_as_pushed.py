@@ -30,6 +30,7 @@ from mlops_harness.protocol import (
     read_events,
 )
 from tests.support.corpus import manifest, run_directly, train_as_pushed
+from tests.support.envs import machine_env
 from tests.support.trials import ledger_trial, trial_spec
 
 ARRAY2STRING = """
@@ -113,7 +114,7 @@ def test_trial_0_gets_no_early_stop_unless_mlops_yaml_asks(tmp_path, config, sto
     spec = trial_spec(tmp_path, "train", "print(1)\n")
     (spec.code_dir / "mlops.yaml").write_text(config)
     ledger, run, _ = ledger_trial(spec)
-    make = spec_for(load_settings({"workspace": str(tmp_path / "ws")}, env={}))
+    make = spec_for(load_settings({"workspace": str(tmp_path / "ws")}, env=machine_env()))
     for number, stops in ((0, stops_0), (1, True)):
         env = make(run, number).env
         assert (ENV_PATIENCE in env, ENV_STOP_AT in env) == (stops, stops), (number, env)

@@ -28,6 +28,7 @@ from mlops.model_store import read_card
 from mlops.progress import Progress
 from mlops_harness.protocol import EVENTS_FILE, EventKind, read_events
 from monitor.supervisor import RestartPolicy, Supervisor
+from tests.support.envs import machine_env
 from tests.support.processes import run_cli
 from tests.support.repos import make_repo
 from tests.support.torch_scripts import DIGITS_28, LIGHTNING, PLAIN_CNN, TORCHMETRICS, script
@@ -71,7 +72,7 @@ def train(root: Path, runtime: str) -> dict[str, Trained]:
     files = {name: script(text, EPOCHS[name]) for name, text in SCRIPTS.items()}
     repo = make_repo(root / "repo", {**files, "requirements.txt": "pandas\n"})
     flags = {"workspace": str(root / "ws"), "runtime": runtime, "max_trials": 1, "target": 0.99}
-    settings = load_settings({**flags, "patience": 0, "stop_at_target": False}, env={})
+    settings = load_settings({**flags, "patience": 0, "stop_at_target": False}, env=machine_env())
     out = io.StringIO()
     run_source(settings, str(repo), None, new_run=True, progress=Progress(stream=out))
     ledger = Ledger(settings.ledger_path)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.envs import machine_env
 from tests.support.repos import ROOT, git
 
 CORPUS = ROOT / "tests" / "fixtures" / "repos"
@@ -93,7 +94,7 @@ def train_as_pushed(
 
     repo = as_git_repo(name, where, without, early_stop, corpus)
     flags = {"workspace": str(workspace), "runtime": runtime, "max_trials": 1, **flags}
-    settings = load_settings(flags, env={})
+    settings = load_settings(flags, env=machine_env())
     out = io.StringIO()
     try:
         run_source(settings, str(repo), None, new_run=True, progress=Progress(stream=out))
@@ -163,7 +164,7 @@ def refused_before_any_run(repo: Path, workspace: Path, match: str) -> None:
     from mlops.ledger import Ledger
     from mlops.progress import Progress
 
-    settings = load_settings({"workspace": str(workspace), "runtime": "local"}, env={})
+    settings = load_settings({"workspace": str(workspace), "runtime": "local"}, env=machine_env())
     with pytest.raises(SourceError, match=match):
         run_source(settings, str(repo), None, progress=Progress(stream=io.StringIO()))
     ledger = Ledger(settings.ledger_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -36,3 +37,9 @@ from tests.support.envs import resolve_local
 env = resolve_local(Path(sys.argv[1]), Path(sys.argv[2]))
 print(json.dumps(env.to_json()))
 """
+
+
+def machine_env() -> dict[str, str]:
+    """This machine's environment without its MLOPS_* settings: what a test gives ``load_settings`` so that
+    the settings are the test's own while uv still finds the machine's package index (UV_*, PIP_*, SSL_*)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}

@@ -12,6 +12,7 @@ from pathlib import Path
 from mlops import envs
 from mlops.config import load_settings
 from mlops.envs.local import LocalBuilder
+from tests.support.envs import machine_env
 
 DIGITS_28 = """\
 import time
@@ -205,7 +206,7 @@ def torch_python(folder: Path) -> str:
     code = folder / "code"
     code.mkdir(parents=True, exist_ok=True)
     (code / "train.py").write_text("import torch\nimport lightning\nimport torchmetrics\n")
-    settings = load_settings(env={})
+    settings = load_settings(env=machine_env())
     assert settings.machine_cache is not None
     store, uv = envs.Store(folder / "envs"), envs.Uv.from_env()
     bases = envs.Store(settings.machine_cache / "envs")
