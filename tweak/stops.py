@@ -41,6 +41,13 @@ def as_pushed_cannot_run(first: TrialRecord) -> str | None:
     return None
 
 
+def _last_failure(done: list[TrialRecord]) -> str:
+    """What the last finished trial failed of, as the run's reason says it."""
+    last = done[-1]
+    what = f"[{last.failure_class}] {last.error}" if last.failure_class else (last.error or last.status.value)
+    return f"trial {last.number}: {what}"
+
+
 def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tuple[RunStatus, str] | None:
     done = [t for t in trials if t.status.is_finished()]
     scored = [t for t in done if t.metric is not None and t.status is TrialStatus.SUCCEEDED]
@@ -56,15 +63,11 @@ def stop_reason(run: RunRecord, trials: list[TrialRecord], budget: Budget) -> tu
         return RunStatus.FAILED, broken
     tail = done[-FAILURES_IN_A_ROW:]
     if len(tail) == FAILURES_IN_A_ROW and all(t.status is TrialStatus.FAILED for t in tail) and not scored:
-        return RunStatus.FAILED, f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric"
-    if len(trials) >= budget.max_trials and not scored and done:
-        last = done[-1]
-        what = (
-            f"[{last.failure_class}] {last.error}"
-            if last.failure_class
-            else (last.error or last.status.value)
+        return RunStatus.FAILED, (
+            f"{FAILURES_IN_A_ROW} trials failed in a row and none produced a metric ({_last_failure(done)})"
         )
-        return RunStatus.FAILED, f"no trial produced a metric (trial {last.number}: {what})"
+    if len(trials) >= budget.max_trials and not scored and done:
+        return RunStatus.FAILED, f"no trial produced a metric ({_last_failure(done)})"
     if len(trials) >= budget.max_trials:
         what = f"best {best_metric:.4f}" if best_metric is not None else "no metric"
         return (

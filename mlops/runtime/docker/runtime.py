@@ -62,7 +62,9 @@ from mlops_harness.protocol import ENV_DATASETS, LOG_FILE, WORK_DIR
 
 DATASETS_MOUNT = "/datasets"  # where a container sees the machine's imported data sets
 STOP_GRACE_S = 5
-POLL_S = 1.0  # how often a trial with a disk quota is looked at while it runs
+# How often a running trial is looked at: its disk quota, and a signal to mlops (a signal another thread
+# took is only handled when the main thread, waiting here, next runs Python).
+POLL_S = 1.0
 __all__ = ["CACHE_VOLUME", "LABEL", "TRIALS_BRIDGE", "TRIALS_NETWORK", "DockerHandle", "DockerRuntime"]
 
 
@@ -309,7 +311,7 @@ class DockerRuntime(Engine, NothingAhead):
                 self._kill(handle, EndReason.DISK)
             try:
                 container = self.client.containers.get(handle.container_id)
-                result = container.wait(timeout=min(remaining or 60.0, POLL_S if handle.quota else 60.0))
+                result = container.wait(timeout=min(remaining or POLL_S, POLL_S))
                 break
             except docker.errors.NotFound:
                 return Outcome(
@@ -319,7 +321,7 @@ class DockerRuntime(Engine, NothingAhead):
                 if limits.timeout_s is not None and time.time() - handle.started >= limits.timeout_s:
                     self._kill(handle, EndReason.TIMEOUT)
                     continue
-                if handle.quota is not None and self._answers():
+                if self._answers():
                     continue  # only the poll's time was up
                 if not self._engine_back(60):
                     return Outcome(
