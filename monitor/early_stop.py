@@ -56,10 +56,3 @@ def set_aside(trial_dir: Path, label: str) -> Path:
     trial_dir.mkdir()
     trial_files.copy_inputs(aside, trial_dir)
     return aside
-
-
-# What a finished trial's record says of how it ended (Ledger.finish_trial's keywords).
-FINISHED_FIELDS = (
-    *("metric_name", "metric", "metric_source", "end_reason", "exit_code", "epochs", "duration_s"),
-    *("error", "error_file", "error_line", "error_type", "failure_class", "hint"),
-)

@@ -35,7 +35,7 @@ from typing import Any
 
 from mlops.domain import TrialStatus
 from mlops.errors import Interrupted
-from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialRecord
+from mlops.ledger import Ledger, LedgerEventKind, RunRecord, TrialEnd, TrialRecord
 from mlops.ledger.events import TrialDied
 from mlops.progress import Progress
 from mlops.runtime.base import Outcome, Runtime, TrialSpec, follow_file
@@ -44,7 +44,7 @@ from mlops.trial_files import BadTrialFile
 from mlops.trial_records import live_events
 from mlops.waits import explain_timeout
 from mlops_harness.protocol import EVENTS_FILE
-from monitor.early_stop import EARLY_STOP_ENV, FINISHED_FIELDS, broke_after_stop, set_aside
+from monitor.early_stop import EARLY_STOP_ENV, broke_after_stop, set_aside
 from monitor.epochs import PruneCheck, Pruned, epoch_of, events_size
 from monitor.policy import Action, Decision, RestartPolicy
 from monitor.resume import Launch, ended_while_away, stopped_by
@@ -216,15 +216,14 @@ class Supervisor:
 
     def _pruned(self, run: RunRecord, trial: TrialRecord, result: LaunchResult, said: str) -> TrialRecord:
         why = f"stopped early: {said}"
-        self.ledger.finish_trial(
-            run.id,
-            trial.number,
+        end = TrialEnd(
             TrialStatus.PRUNED,
             end_reason=result.outcome.reason,
             error=why,
             epochs=result.epochs,
             duration_s=result.outcome.duration_s,
         )
+        self.ledger.finish_trial(run.id, trial.number, end)
         self.progress.trial_finished(run.id, trial.number, "pruned", why)
         return self.ledger.trial(run.id, trial.number)
 
@@ -253,9 +252,7 @@ class Supervisor:
         error = result.error
         if decision.action is Action.GIVE_UP or (result.status is TrialStatus.FAILED and launches > 1):
             error = f"{result.error} ({decision.reason})"
-        self.ledger.finish_trial(
-            run.id,
-            trial.number,
+        end = TrialEnd(
             result.status,
             metric_name=result.metric_name,
             metric=result.metric,
@@ -271,6 +268,7 @@ class Supervisor:
             failure_class=result.failure,
             hint=result.hint or result.warning,
         )
+        self.ledger.finish_trial(run.id, trial.number, end)
         self._say_finished(run, trial, result, error)
         if decision.action is Action.GIVE_UP:
             self.ledger.event(
@@ -345,8 +343,7 @@ class Supervisor:
         self.ledger.event(
             done.run_id, done.number, LedgerEventKind.RETRY_WITHOUT_EARLY_STOP, f"trial {done.number}: {why}"
         )
-        kept = {name: getattr(done, name) for name in FINISHED_FIELDS}
-        self.ledger.finish_trial(done.run_id, done.number, done.status, **kept)
+        self.ledger.finish_trial(done.run_id, done.number, TrialEnd.of(done))
 
     def _follow(self, run: RunRecord, number: int, handle: Any) -> None:
         """The training's output, line by line, to the person watching."""

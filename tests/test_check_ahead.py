@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.layout import ORIGINAL, RunLayout
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, TrialEnd
 from mlops.load_check import ModelCheck
 from mlops.model_store import ModelPolicy, read_card
 from mlops.runtime.base import Limits
@@ -112,7 +112,7 @@ def test_the_check_started_ahead_is_given_the_model_when_the_run_ends(tmp_path):
 
     trial_with_model(RunLayout(run.dir).trial(0).dir, model_bytes())
     ledger.add_trial(run.id, 0, [], [], 0, TrialStatus.PENDING)
-    ledger.finish_trial(run.id, 0, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95)
+    ledger.finish_trial(run.id, 0, TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95))
     policy = ModelPolicy(check=check, check_ahead=check)
     run = finish_run(ledger, run, SCRIPT, RunStatus.REACHED, "target reached", policy)
 
@@ -144,7 +144,7 @@ def test_a_check_not_started_ahead_still_runs_in_a_fresh_process(tmp_path):
     ledger, run = new_run(tmp_path)
     trial_with_model(RunLayout(run.dir).trial(0).dir, model_bytes())
     ledger.add_trial(run.id, 0, [], [], 0, TrialStatus.PENDING)
-    ledger.finish_trial(run.id, 0, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95)
+    ledger.finish_trial(run.id, 0, TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.95))
     run = finish_run(ledger, run, SCRIPT, RunStatus.REACHED, "target reached", ModelPolicy(check=check))
     card = read_card(run)
     assert card["check"]["loaded"] is True and card["check"]["predicted"] is True, card["check"]

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from mlops.domain import Kind, RunStatus, TrialStatus
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, RunRecord, TrialEnd, TrialRecord
 from mlops.runtime.base import TrialSpec
 from tests.support.loop import FakeExecute, new_run, tuner
 from tweak import direction
@@ -44,7 +44,7 @@ class LossExecute(FakeExecute):
         self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
         value = self.measure(spec)
         self.ledger.finish_trial(
-            run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="loss", metric=value
+            run.id, trial.number, TrialEnd(TrialStatus.SUCCEEDED, metric_name="loss", metric=value)
         )
         return self.ledger.trial(run.id, trial.number)
 

@@ -16,7 +16,7 @@ import pytest
 from mlops.config import Settings
 from mlops.domain import ClusterMetric, RunSettings, RunStatus, StrategyName, TrialStatus
 from mlops.errors import LedgerError
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, TrialEnd
 from mlops.ledger.records import run_settings_json
 from tests.support.repos import ROOT
 
@@ -48,7 +48,9 @@ def test_wal_mode_and_a_run_with_its_trials_and_events(tmp_path):
     assert run.id == "1-train" and run.dir.is_dir() and run.status is RunStatus.RUNNING
     ledger.add_trial(run.id, 0, [], [], seed=0)
     ledger.start_trial(run.id, 0, {"pid": 1})
-    ledger.finish_trial(run.id, 0, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, duration_s=1.0)
+    ledger.finish_trial(
+        run.id, 0, TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, duration_s=1.0)
+    )
     ledger.start_trial(run.id, 0, {"pid": 2}, restart=True, reason="killed")
     trial = ledger.trial(run.id, 0)
     assert trial.restarts == 1 and trial.status is TrialStatus.RUNNING
@@ -87,7 +89,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from mlops.domain import TrialStatus
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, TrialEnd
 ledger = Ledger(Path(sys.argv[1]))
 run = ledger.create_run(name="w", source="/s", ref=None, commit="b" * 40, author="A", code_dir=Path("/"),
     script="w.py", classification={}, runtime="local", metric="accuracy", target=0.8, strategy="tpe",
@@ -97,7 +99,8 @@ n = 0
 while True:
     ledger.add_trial(run.id, n, [["set_epochs", {"epochs": n}]], [f"epochs {n}"], seed=n)
     ledger.start_trial(run.id, n, {"pid": n})
-    ledger.finish_trial(run.id, n, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, duration_s=0.1)
+    end = TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, duration_s=0.1)
+    ledger.finish_trial(run.id, n, end)
     n += 1
 """
 

@@ -11,7 +11,7 @@ import pytest
 from mlops.classify.rules import Api, Framework
 from mlops.domain import EndReason, Kind, RunStatus, RuntimeName, StrategyName, TrialStatus
 from mlops.errors import LedgerError
-from mlops.ledger import Ledger, LedgerEventKind
+from mlops.ledger import Ledger, LedgerEventKind, TrialEnd
 from mlops_harness.protocol import FailureClass
 
 # The schema of the ledgers mlops wrote before the facts of a run had columns (and trials had no
@@ -98,7 +98,7 @@ def test_an_old_ledger_opens_with_its_facts_in_columns(tmp_path):
     # and the upgraded ledger goes on: new facts land in the columns, once
     ledger.record_notification(second.id, "failed", "webhook", False, "failed: NOT sent")
     ledger.finish_trial(
-        first.id, 1, TrialStatus.FAILED, end_reason=EndReason.OOM, failure_class=FailureClass.OOM
+        first.id, 1, TrialEnd(TrialStatus.FAILED, end_reason=EndReason.OOM, failure_class=FailureClass.OOM)
     )
     assert ledger.notified(second.id) == {"failed"}
     again = Ledger(db)  # a second open migrates nothing more

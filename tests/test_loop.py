@@ -18,7 +18,7 @@ import pytest
 
 from mlops.domain import Kind, RunStatus, TrialStatus
 from mlops.layout import SOURCE, RunLayout
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, RunRecord, TrialEnd, TrialRecord
 from mlops.runtime.base import TrialSpec
 from tests.support.loop import FakeExecute, new_run, tuner
 from tweak.loop import Budget, stop_reason
@@ -145,11 +145,15 @@ class EpochsExecute(FakeExecute):
             epoch += 1
             why = prune(epoch, {"val_accuracy": 0.5})
             if why:
-                self.ledger.finish_trial(run.id, trial.number, TrialStatus.PRUNED, epochs=epoch, error=why)
+                self.ledger.finish_trial(
+                    run.id, trial.number, TrialEnd(TrialStatus.PRUNED, epochs=epoch, error=why)
+                )
                 return self.ledger.trial(run.id, trial.number)
             time.sleep(0.01)  # the next epoch's training
         self.ledger.finish_trial(
-            run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, epochs=epoch
+            run.id,
+            trial.number,
+            TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5, epochs=epoch),
         )
         return self.ledger.trial(run.id, trial.number)
 

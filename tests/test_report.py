@@ -18,8 +18,8 @@ import pytest
 import xmlschema
 from PIL import Image
 
-from mlops.domain import RunStatus, TrialStatus
-from mlops.ledger import Ledger
+from mlops.domain import EndReason, RunStatus, TrialStatus
+from mlops.ledger import Ledger, TrialEnd
 from mlops.report import GREEN, learning_curves_png, metric_plot_png, write_junit, write_report
 from tests.support.browser import screenshot
 from tests.support.processes import run_cli
@@ -257,11 +257,13 @@ def test_junit_fails_the_target_case_and_keeps_errors_with_terminal_colours_vali
     ledger.finish_trial(
         run.id,
         0,
-        TrialStatus.FAILED,
-        error="\x1b[31mValueError\x1b[0m: bad shape",
-        error_file="cnn.py",
-        error_line=7,
-        end_reason="exited",
+        TrialEnd(
+            TrialStatus.FAILED,
+            error="\x1b[31mValueError\x1b[0m: bad shape",
+            error_file="cnn.py",
+            error_line=7,
+            end_reason=EndReason.EXITED,
+        ),
     )
     ledger.finish_run(run.id, RunStatus.FAILED, "3 trials failed in a row")
     path = write_junit(ledger, run.id)

@@ -13,7 +13,7 @@ lets the monitor and ``mlops history`` read while a run writes.
 from __future__ import annotations
 
 from mlops.ledger.events import LedgerEvent, LedgerEventKind
-from mlops.ledger.records import RunClassification, RunRecord, TrialRecord
+from mlops.ledger.records import RunClassification, RunRecord, TrialEnd, TrialRecord
 from mlops.ledger.schema import SCHEMA
 from mlops.ledger.store import Ledger, NewRun
 
@@ -25,5 +25,6 @@ __all__ = [
     "NewRun",
     "RunClassification",
     "RunRecord",
+    "TrialEnd",
     "TrialRecord",
 ]

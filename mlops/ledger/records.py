@@ -119,6 +119,31 @@ class TrialRecord:
     error_type: str | None = None  # the type name of the exception the script raised ("SyntaxError")
 
 
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial ended, as :meth:`~mlops.ledger.store.Ledger.finish_trial` records it."""
+
+    status: TrialStatus
+    metric_name: str | None = None
+    metric: float | None = None
+    metric_source: str | None = None
+    end_reason: EndReason | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    error_file: str | None = None
+    error_line: int | None = None
+    error_type: str | None = None
+    epochs: int | None = None
+    duration_s: float | None = None
+    failure_class: FailureClass | None = None
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, trial: TrialRecord) -> TrialEnd:
+        """The end ``trial`` (a finished one) has recorded, to be recorded again."""
+        return cls(**{f.name: getattr(trial, f.name) for f in fields(cls)})
+
+
 def _enum(cls: type[E], value: Any, column: str) -> E | None:
     """A column's text as its enum; a value this mlops does not know is the ledger's error, said so."""
     if value is None or value == "":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.domain import EndReason, RunSettings, RunStatus, RuntimeName, StrategyName, TrialStatus
+from mlops.domain import RunSettings, RunStatus, RuntimeName, StrategyName, TrialStatus
 from mlops.errors import LedgerError
 from mlops.ledger.base import now
 from mlops.ledger.events import (
@@ -27,15 +27,15 @@ from mlops.ledger.owner import alive, me
 from mlops.ledger.records import (
     RunClassification,
     RunRecord,
+    TrialEnd,
     TrialRecord,
     run_from_row,
     run_row,
     run_settings_from_json,
     run_settings_json,
-    stored,
     trial_from_row,
+    value,
 )
-from mlops_harness.protocol import FailureClass
 
 K = LedgerEventKind
 
@@ -243,46 +243,28 @@ class Ledger(RunFacts):
         ).fetchone()
         return str(row["stopped_by"]) if row and "stopped_by" in row.keys() and row["stopped_by"] else None  # noqa: SIM118
 
-    def finish_trial(
-        self,
-        run_id: str,
-        number: int,
-        status: TrialStatus,
-        *,
-        metric_name: str | None = None,
-        metric: float | None = None,
-        metric_source: str | None = None,
-        end_reason: EndReason | str | None = None,
-        exit_code: int | None = None,
-        error: str | None = None,
-        error_file: str | None = None,
-        error_line: int | None = None,
-        epochs: int | None = None,
-        duration_s: float | None = None,
-        failure_class: FailureClass | str | None = None,
-        hint: str | None = None,
-        error_type: str | None = None,
-    ) -> None:
+    def finish_trial(self, run_id: str, number: int, end: TrialEnd) -> None:
         columns = {
-            "status": status.value,
-            **{"metric_name": metric_name, "metric": metric, "metric_source": metric_source},
-            **{"end_reason": stored(EndReason, end_reason), "exit_code": exit_code},
-            **{"error": error, "error_file": error_file, "error_line": error_line, "error_type": error_type},
-            **{"epochs": epochs, "duration_s": duration_s, "finished_at": now(), "handle": None},
-            **{"failure_class": stored(FailureClass, failure_class), "hint": hint},
+            "status": end.status.value,
+            **{"metric_name": end.metric_name, "metric": end.metric, "metric_source": end.metric_source},
+            **{"end_reason": value(end.end_reason), "exit_code": end.exit_code},
+            **{"error": end.error, "error_file": end.error_file, "error_line": end.error_line},
+            **{"error_type": end.error_type, "epochs": end.epochs, "duration_s": end.duration_s},
+            **{"finished_at": now(), "handle": None},
+            **{"failure_class": value(end.failure_class), "hint": end.hint},
         }
-        if metric is not None:
-            said = f"trial {number} {status.value}: {metric_name} {metric:.4f}"
+        if end.metric is not None:
+            said = f"trial {number} {end.status.value}: {end.metric_name} {end.metric:.4f}"
         else:
-            said = f"trial {number} {status.value}: {error or end_reason}"
-        ended = TrialEnded(columns["end_reason"], exit_code, columns["failure_class"], error_type)
+            said = f"trial {number} {end.status.value}: {end.error or columns['end_reason']}"
+        ended = TrialEnded(columns["end_reason"], end.exit_code, columns["failure_class"], end.error_type)
         with self.transaction() as conn:
             sets = ", ".join(f"{k} = ?" for k in columns)
             conn.execute(
                 f"UPDATE trials SET {sets} WHERE run_id = ? AND number = ?",  # noqa: S608
                 (*columns.values(), run_id, number),
             )
-            self._event(conn, run_id, number, K.trial_finished(status), said, ended)
+            self._event(conn, run_id, number, K.trial_finished(end.status), said, ended)
 
     def trial(self, run_id: str, number: int) -> TrialRecord:
         row = self.conn.execute(

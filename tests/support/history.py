@@ -10,7 +10,7 @@ from unittest import mock
 
 import mlops.ledger.base
 from mlops.domain import RunStatus, TrialStatus
-from mlops.ledger import Ledger, RunRecord
+from mlops.ledger import Ledger, RunRecord, TrialEnd
 from tests.support.repos import git, make_repo
 
 DAY = 86400.0
@@ -101,10 +101,7 @@ def record_week(workspace: Path, now: float | None = None) -> tuple[Ledger, list
                 if last_of_a_running_run:
                     continue
                 status = TrialStatus.SUCCEEDED if metric is not None else TrialStatus.FAILED
-                ledger.finish_trial(
-                    run.id, number, status, metric_name=past.metric, metric=metric, duration_s=step,
-                    error=None if metric is not None else "ValueError: bad shape",
-                )  # fmt: skip
+                ledger.finish_trial(run.id, number, TrialEnd(status, metric_name=past.metric, metric=metric, duration_s=step, error=None if metric is not None else "ValueError: bad shape"))  # fmt: skip
             scored = [(m, n) for n, m in enumerate(past.metrics) if m is not None]
             reason = past.reason
             if scored:

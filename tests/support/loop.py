@@ -12,9 +12,10 @@ from pathlib import Path
 
 from mlops.domain import Kind, TrialStatus
 from mlops.layout import ORIGINAL, SOURCE, RunLayout
-from mlops.ledger import Ledger, RunRecord, TrialRecord
+from mlops.ledger import Ledger, RunRecord, TrialEnd, TrialRecord
 from mlops.progress import Progress
 from mlops.runtime.base import Limits, TrialSpec
+from mlops_harness.protocol import FailureClass
 from tweak.loop import Budget, Tuner
 
 
@@ -40,19 +41,16 @@ class FakeExecute:
         self.ran.append(trial.number)
         self.ledger.start_trial(run.id, trial.number, {"runtime": "fake"})
         if trial.number in self.fail:
-            cls = self.fail.get(trial.number, "code") if isinstance(self.fail, dict) else "code"
+            cls = FailureClass(self.fail.get(trial.number, "code") if isinstance(self.fail, dict) else "code")
             self.ledger.finish_trial(
                 run.id,
                 trial.number,
-                TrialStatus.FAILED,
-                error="ValueError: boom",
-                failure_class=cls,
-                hint="fix it",
+                TrialEnd(TrialStatus.FAILED, error="ValueError: boom", failure_class=cls, hint="fix it"),
             )
         else:
             value = self.measure(spec)
             self.ledger.finish_trial(
-                run.id, trial.number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=value
+                run.id, trial.number, TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=value)
             )
         return self.ledger.trial(run.id, trial.number)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlops.domain import RunStatus, TrialStatus
 from mlops.layout import ORIGINAL, SOURCE, RunLayout
-from mlops.ledger import Ledger
+from mlops.ledger import Ledger, TrialEnd
 from mlops.model_store import ModelPolicy
 from mlops_harness.protocol import EVENTS_FILE, EventKind, EventWriter
 from tweak.loop import finish_run
@@ -69,9 +69,6 @@ def finished_run(tmp_path: Path, models: list[bytes | None], policy: ModelPolicy
             RunLayout(run.dir).trial(number).dir, content, error="PicklingError: cannot pickle 'generator'"
         )
         ledger.add_trial(run.id, number, [], [f"change {number}"], number, TrialStatus.PENDING)
-        ledger.finish_trial(
-            run.id, number, TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5 + number / 10,
-            metric_source="score",
-        )  # fmt: skip
+        ledger.finish_trial(run.id, number, TrialEnd(TrialStatus.SUCCEEDED, metric_name="accuracy", metric=0.5 + number / 10, metric_source="score"))  # fmt: skip
     run = finish_run(ledger, run, "print('trained')\n", RunStatus.EXHAUSTED, "budget used", policy)
     return ledger, run
