@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MLOPS := $(VENV)/bin/mlops
 
-.PHONY: demo test test-corpus quick setup setup-dev engine sandbox test-tools lint typecheck bench docs clean
+.PHONY: demo test test-full quick setup setup-dev engine sandbox test-tools lint typecheck bench docs clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,13 +28,14 @@ demo: setup sandbox
 	$(MLOPS) run models/ --runtime local
 	$(MLOPS) history
 
-## Everything the tests need (a Docker engine and the training images included), then all the tests.
+## Everything the tests need (a Docker engine and the training images included), then every test but those
+## tests/support/tiers.py leaves to test-full (marker full), for time: what CI runs.
 test: setup-dev engine sandbox test-tools lint typecheck
-	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not corpus_full" --durations=25
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not full" --durations=25
 
-## The whole PyTorch corpus on both runtimes (make test runs seven of its 24 pairs); about 80 min on 2 busy cores.
-test-corpus: setup-dev engine sandbox
-	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m corpus_full tests/test_torch_corpus.py
+## The rest of the suite (marker full): the corpora's other pairs, second runtimes, the cluster drills.
+test-full: setup-dev engine sandbox test-tools
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m full --durations=25
 
 ## The loop to run on every change: lint, types, and the tests that train nothing and need no engine (about 1 min).
 quick: setup-dev sandbox lint typecheck

@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.repos import make_repo
+from tests.support.tiers import in_full
 
 
 def pytest_collection_modifyitems(items):
     """`make test` runs the tests on two workers (pytest-xdist, --dist loadgroup): every test that uses the
-    Ray cluster goes to one worker, so one cluster is started, not one per worker."""
+    Ray cluster goes to one worker, so one cluster is started, not one per worker. The tests tests/support/tiers.py
+    leaves to `make test-full` are marked ``full``."""
     for item in items:
+        if in_full(item.nodeid):
+            item.add_marker(pytest.mark.full)
         if "ray_cluster" in getattr(item, "fixturenames", ()) or "[ray" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("ray"))
 

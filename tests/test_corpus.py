@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.corpus import manifest, train_as_pushed
+from tests.support.tiers import CORPUS_IN_MAKE_TEST, runtime_matrix
 
 CASES = manifest()
 
@@ -20,8 +21,7 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["local", pytest.param("docker", marks=pytest.mark.docker)])
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(("name", "runtime"), runtime_matrix(CASES, CORPUS_IN_MAKE_TEST, id_first="name"))
 def test_each_repository_as_pushed(
     name: str, runtime: str, workspaces: dict[str, Path], tmp_path: Path, request
 ):

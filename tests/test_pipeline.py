@@ -127,8 +127,9 @@ def test_time_and_memory_limits_end_the_trial_with_their_reason(repo_factory, tm
     repo = repo_factory(
         {
             "slow.py": "import time\nfrom sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\ntime.sleep(120)\n",
-            "hungry.py": "from sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n"
-            "blocks = [bytearray(64 * 2**20) for _ in range(40)]\n",
+            # it asks for its memory first: sklearn's import alone can take 10 s on a busy machine
+            "hungry.py": "blocks = [bytearray(64 * 2**20) for _ in range(40)]\n"
+            "from sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n",
         }
     )
     ws = tmp_path / "ws"
@@ -140,7 +141,7 @@ def test_time_and_memory_limits_end_the_trial_with_their_reason(repo_factory, tm
         "--workspace",
         str(ws),
         "--timeout",
-        "10",  # the hungry one reaches its memory limit long before, even on a busy machine
+        "10",
         "--memory",
         "600",
         "--max-restarts",

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.corpus import train_as_pushed
 from tests.support.repos import ROOT
+from tests.support.tiers import TORCH_CORPUS_IN_MAKE_TEST, runtime_matrix
 
 TORCH_CORPUS = ROOT / "tests" / "fixtures" / "torch_repos"
 CASES: dict[str, dict[str, Any]] = json.loads((TORCH_CORPUS / "manifest.json").read_text())["repos"]
@@ -26,32 +27,9 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: tmp_path_factory.mktemp(f"torch-ws-{name}") for name in ("local", "docker")}
 
 
-# make test runs these pairs (every style of metric once, a weak one tuned, a path outside the trial on both
-# runtimes); `make test-corpus` runs the whole matrix, which takes longer than the test budget on 2 cores.
-IN_MAKE_TEST = {
-    ("plain_cnn_digits", "local"),
-    ("lightning_torchmetrics", "local"),
-    ("prints_only_percent", "local"),
-    ("save_absolute_path", "local"),
-    ("weak_raw_pixels", "local"),
-    ("plain_mlp_digits", "docker"),
-    ("save_absolute_path", "docker"),
-}
-
-
-def matrix() -> list[Any]:
-    """Every repository on both runtimes; the pairs not in IN_MAKE_TEST marked ``corpus_full``."""
-    pairs = []
-    for name in sorted(CASES):
-        for runtime in ("local", "docker"):
-            marks = [pytest.mark.docker] if runtime == "docker" else []
-            if (name, runtime) not in IN_MAKE_TEST:
-                marks.append(pytest.mark.corpus_full)
-            pairs.append(pytest.param(name, runtime, marks=marks, id=f"{runtime}-{name}"))
-    return pairs
-
-
-@pytest.mark.parametrize(("name", "runtime"), matrix())
+@pytest.mark.parametrize(
+    ("name", "runtime"), runtime_matrix(CASES, TORCH_CORPUS_IN_MAKE_TEST, id_first="runtime")
+)
 def test_each_pytorch_repository(
     name: str, runtime: str, workspaces: dict[str, Path], tmp_path: Path, request
 ):

@@ -143,7 +143,7 @@ def test_a_fork_storm_starves_no_other_trial_and_keeps_the_metric_it_measured(tm
     storm_repo = pushed(tmp_path, "storm", STORM)
     storm = run_cli_background(
         "run", str(storm_repo), "--workspace", str(storm_ws), "--runtime", runtime, "--max-trials", "1",
-        "--target", "0.5", "--max-restarts", "0", "--timeout", "120", cwd=tmp_path,
+        "--target", "0.5", "--max-restarts", "0", "--timeout", "45", cwd=tmp_path,
     )  # fmt: skip
     try:
         log = storm_ws / "runs" / "1-attack" / "trials" / "0" / "log.txt"
@@ -217,7 +217,7 @@ def test_a_script_looping_while_accuracy_is_low_has_its_last_evaluation_when_its
 ):
     workspace = tmp_path / "ws"
     repo = pushed(tmp_path, "looper", LOOP_UNTIL_ACCURATE)
-    done = run_pushed(repo, workspace, runtime, "--timeout", "150", timeout=600)
+    done = run_pushed(repo, workspace, runtime, "--timeout", "50", timeout=600)
     trial = trial_of(workspace, runs(workspace)[0])
     assert trial["end_reason"] == "timeout", (trial, done.stdout[-2000:])
     assert trial["status"] == "succeeded" and trial["metric_source"] == "evaluate, before the timeout"
