@@ -208,6 +208,10 @@ class DockerRuntime(Engine, NothingAhead):
             "read_only": True,
             "stdin_open": False,
             "detach": True,
+            # The engine's init (tini) is the container's PID 1 and passes a stop's SIGTERM on to the harness,
+            # which ends as it does in the local sandbox. As PID 1 itself, the harness would not see it: the
+            # training went on until the SIGKILL after STOP_GRACE_S, or to its end.
+            "init": True,
         }
         for key, value in container_limits(spec, quota).items():
             kwargs[key] = {**kwargs[key], **value} if key in kwargs else value
