@@ -113,7 +113,9 @@ def draw_ahead(run: RunRecord, trials: list[TrialRecord]) -> threading.Thread:
             with _LOCK:
                 _DRAWN[_key(draw, run, trials)] = draw(run, trials)
 
-    thread = threading.Thread(target=draw_all, name="report plots", daemon=True)
+    # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside matplotlib's C++
+    # when a quick job ended aborted the process ("terminate called without an active exception").
+    thread = threading.Thread(target=draw_all, name="report plots")
     thread.start()
     return thread
 
@@ -128,7 +130,7 @@ def warm_up() -> threading.Thread:
             fig, _ = plt.subplots(figsize=(1, 1))
             _figure_png(fig)
 
-    thread = threading.Thread(target=draw, name="pyplot warm-up", daemon=True)
+    thread = threading.Thread(target=draw, name="pyplot warm-up")  # not a daemon: see draw_ahead
     thread.start()
     return thread
 

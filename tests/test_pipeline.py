@@ -189,10 +189,13 @@ def test_kill_9_of_mlops_run_mid_trial_resumes_without_training_anything_twice(r
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until trial 1 is training
         if db.exists():
-            with sqlite3.connect(db) as conn:
-                rows = conn.execute(
-                    "SELECT number FROM trials WHERE status = 'running' AND number = 1"
-                ).fetchall()
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    rows = conn.execute(
+                        "SELECT number FROM trials WHERE status = 'running' AND number = 1"
+                    ).fetchall()
+            except sqlite3.OperationalError:  # made, its tables not yet
+                rows = []
             if rows:
                 break
         time.sleep(0.2)

@@ -71,6 +71,7 @@ FULL = (
     "tests/test_torch_runtimes.py::test_a_training_killed_mid_epoch_*[[]lit.py-docker[]]",
     "tests/test_torch_ahead.py::*",  # the Keras trial started ahead stays (test_ahead)
     "tests/test_torch_runtimes.py::test_each_style_s_own_metric_*",  # the corpus reads each kind of metric
+    "tests/test_torch_runtimes.py::test_each_style_s_model_is_given_back_*[[]docker[]]",  # local's stays
     "tests/test_torch_model.py::test_a_model_torch_export_refuses_*",
     # signals: SIGTERM to the group on both runtimes stays; to the process alone, and SIGINT, here
     "tests/test_signals.py::test_a_signal_stops_the_training_*[[]local-sigterm[]]",
@@ -88,7 +89,7 @@ FULL = (
     "tests/test_model_saving.py::test_a_script_that_saves_its_own_model_h5_*",
     "tests/test_model_saving.py::test_a_custom_layer_keras_cannot_rebuild_*",
     # the second runtime of scenarios that are not about the runtime
-    "tests/test_datasets.py::test_mnist_under_its_own_cache_name_*[[]docker[]]",
+    "tests/test_datasets.py::test_mnist_under_its_own_cache_name_*",  # the corpus's mnist_custom_cache_name
     "tests/test_tune_file.py::*[[]docker[]]",
     "tests/test_derived_envs.py::*-docker[]]",
     "tests/test_prompts.py::*[[]docker[]]",
