@@ -3,8 +3,9 @@
 `make test` is what CI runs on every change, on 2 cores: it must stay well under 30 minutes, and the whole
 suite takes about an hour there (2026-12-07: 6,800 test-seconds, 57 min on two workers, CPU-bound). So
 `make test` runs every test but these, and `make test-full` runs these: the second runtime of a scenario the
-first runtime already covers end to end (the security suite keeps both), most of the two corpora (a sample
-of each runs in `make test`), and the cluster failure drills but one. Nothing here is skipped: each test
+first runtime already covers end to end (the security suite keeps both, but for the few named below), most
+of the two corpora (a sample of each runs in `make test`), the cluster failure drills, and a few tests whose
+feature another test of `make test` covers. Nothing here is skipped: each test
 runs in one of the two targets, and both targets together are the whole suite.
 """
 
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
-# The corpus of tests/fixtures/repos/ in `make test`: one runtime each, every kind of outcome once (a
-# metric, each failure class, a prompt, requirements, the legacy Keras 2 environment, a data set import).
+# The corpus of tests/fixtures/repos/ in `make test`: one runtime each; metrics, failures of the code, its
+# data, a download, its requirements and a name never defined, a prompt, requirements installed, the legacy
+# Keras 2 environment, a data set import.
 CORPUS_IN_MAKE_TEST = {
     ("notebook_keras_digits", "local"),
     ("keras2_np_utils_digits", "local"),
@@ -37,8 +39,8 @@ CORPUS_IN_MAKE_TEST = {
     ("joblib_dump_absolute", "docker"),
 }
 
-# The PyTorch corpus (tests/fixtures/torch_repos/) in `make test`: every kind of metric once, a weak
-# repository tuned, one on Docker.
+# The PyTorch corpus (tests/fixtures/torch_repos/) in `make test`: Lightning with torchmetrics, a weak
+# plain loop tuned, a plain loop on Docker.
 TORCH_CORPUS_IN_MAKE_TEST = {
     ("lightning_torchmetrics", "local"),
     ("weak_raw_pixels", "local"),
